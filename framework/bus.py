@@ -1,0 +1,244 @@
+"""The Bus: connections, confirmed sends and publishes, topology declaration.
+
+Publishing and consuming use separate connections, so a publisher blocked by a broker
+resource alarm cannot stall the consumers' acks.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from aio_pika.abc import AbstractChannel, AbstractRobustConnection
+
+from framework import names
+from framework.connection import open_connection
+from framework.deadlines import combine_deadline
+from framework.declare import declare
+from framework.envelope import Envelope, encode_body, to_amqp
+from framework.errors import FrameworkError
+from framework.idempotency import IdempotencyStore, open_store
+from framework.keys import new_key
+from framework.messages import Command, Event, Message, is_command
+from framework.publisher import Publisher
+from framework.settings import Settings
+from framework.topology import EXCHANGES, Topology
+from framework.tracing import new_traceparent
+
+if TYPE_CHECKING:
+    from framework.worker import Worker
+
+
+class Bus:
+    """A connection to the broker for sending, publishing and running workers.
+
+    Use `async with Bus.connect(url) as bus:`; the idempotency store is a Bus-level setting
+    shared by every worker on this bus.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        settings: Settings | None = None,
+        service: str | None = None,
+        idempotency: IdempotencyStore | str | None = None,
+    ) -> None:
+        self.settings = settings or Settings()
+        self._url = url or self.settings.amqp_url.get_secret_value()
+        self.service = service or self.settings.service_name
+        self._idempotency_arg = idempotency
+        self._store: IdempotencyStore | None = None
+        self._publish_conn: AbstractRobustConnection | None = None
+        self._consume_conn: AbstractRobustConnection | None = None
+        self._publisher: Publisher | None = None
+        self._declared: list[Topology] = [EXCHANGES]
+        self._log = structlog.get_logger("framework.bus").bind(service=self.service)
+
+    @classmethod
+    def connect(cls, url: str | None = None, **kwargs: Any) -> Bus:
+        """A bus for `url` (default: settings / AMQP_URL), to be entered with `async with`."""
+        return cls(url, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"Bus(service={self.service!r}, url={self.masked_url!r})"
+
+    @property
+    def masked_url(self) -> str:
+        from framework.urls import mask_url
+
+        return mask_url(self._url)
+
+    # ---- lifecycle ----------------------------------------------------------------
+
+    async def __aenter__(self) -> Bus:
+        await self.start()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Open both connections, declare the exchanges, open the idempotency store."""
+        s = self.settings
+        self._publish_conn = await self._open(f"{self.service}.publish")
+        try:
+            self._consume_conn = await self._open(f"{self.service}.consume")
+            self._publisher = Publisher(self._publish_conn, s.publish_timeout)
+            await self._apply(EXCHANGES)
+            for conn in (self._publish_conn, self._consume_conn):
+                conn.reconnect_callbacks.add(self._on_reconnect)
+            arg = self._idempotency_arg
+            self._store = (
+                await open_store(arg if isinstance(arg, str) else s.idempotency_url)
+                if arg is None or isinstance(arg, str)
+                else arg
+            )
+        except BaseException:
+            await self.close()
+            raise
+        self._log.info("bus.connected", url=self.masked_url)
+
+    async def _open(self, name: str) -> AbstractRobustConnection:
+        s = self.settings
+        return await open_connection(self._url, name=name, attempts=s.connect_attempts,
+                                     timeout=s.connect_timeout, heartbeat=s.heartbeat)
+
+    async def close(self) -> None:
+        """Close the publisher, both connections and the idempotency store."""
+        if self._publisher is not None:
+            await self._publisher.close()
+        for conn in (self._consume_conn, self._publish_conn):
+            if conn is not None and not conn.is_closed:
+                await conn.close()
+        if self._store is not None and self._idempotency_arg is None:
+            await self._store.close()
+        self._publisher = self._publish_conn = self._consume_conn = None
+
+    # ---- accessors used by workers --------------------------------------------------------
+
+    @property
+    def publisher(self) -> Publisher:
+        if self._publisher is None:
+            raise FrameworkError("the bus is not connected: use `async with Bus.connect(url)`")
+        return self._publisher
+
+    @property
+    def idempotency(self) -> IdempotencyStore:
+        if self._store is None:
+            raise FrameworkError("the bus is not connected: use `async with Bus.connect(url)`")
+        return self._store
+
+    def _connection(self, conn: AbstractRobustConnection | None) -> AbstractRobustConnection:
+        if conn is None:
+            raise FrameworkError("the bus is not connected: use `async with Bus.connect(url)`")
+        return conn
+
+    async def consume_channel(self, prefetch: int) -> AbstractChannel:
+        """A new channel on the consuming connection with QoS = prefetch."""
+        channel = await self._connection(self._consume_conn).channel()
+        await channel.set_qos(prefetch_count=prefetch)
+        return channel
+
+    # ---- topology ----------------------------------------------------------------------
+
+    async def declare(self, worker: type[Worker]) -> None:
+        """Declare a worker's topology (queues, delay tiers, DLQ, bindings), no consuming."""
+        from framework.worker_spec import build_spec
+
+        topology = build_spec(worker).topology
+        await self._apply(topology)
+        if topology not in self._declared:
+            self._declared.append(topology)
+
+    async def _apply(self, topology: Topology) -> None:
+        conn = self._connection(self._publish_conn)
+        async with conn.channel(publisher_confirms=False) as channel:
+            await declare(channel, topology)
+
+    async def _on_reconnect(self, *_: Any) -> None:
+        self._log.warning("bus.reconnected", url=self.masked_url)
+        for topology in list(self._declared):
+            await self._apply(topology)
+
+    # ---- publishing ----------------------------------------------------------------------
+
+    async def send(
+        self,
+        command: Command,
+        *,
+        idempotency_key: str | None = None,
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
+        deadline: datetime | None = None,
+        ttl: float | None = None,
+        traceparent: str | None = None,
+        timeout: float | None = None,
+    ) -> str:
+        """Send a command to the one queue that handles it; returns its key once confirmed.
+
+        Raises `Unroutable` if no queue handles it, `Overloaded` if that queue is full,
+        `PublishTimeout` if the broker does not confirm within the publish timeout.
+        """
+        if not is_command(type(command)):
+            raise TypeError(f"send() takes a Command; use publish() for {type(command).__name__}")
+        return await self._emit(command, idempotency_key, correlation_id, causation_id,
+                                deadline, ttl, traceparent, timeout)
+
+    async def publish(
+        self,
+        event: Event,
+        *,
+        idempotency_key: str | None = None,
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
+        deadline: datetime | None = None,
+        ttl: float | None = None,
+        traceparent: str | None = None,
+        timeout: float | None = None,
+    ) -> str:
+        """Publish an event to every subscribed queue; returns its key once confirmed."""
+        if is_command(type(event)):
+            raise TypeError(f"publish() takes an Event; use send() for {type(event).__name__}")
+        return await self._emit(event, idempotency_key, correlation_id, causation_id,
+                                deadline, ttl, traceparent, timeout)
+
+    async def _emit(
+        self,
+        message: Message,
+        key: str | None,
+        correlation_id: str | None,
+        causation_id: str | None,
+        deadline: datetime | None,
+        ttl: float | None,
+        traceparent: str | None,
+        timeout: float | None,
+    ) -> str:
+        key = key or new_key()
+        now_ms = int(time.time() * 1000)
+        deadline_ms = combine_deadline(now_ms, deadline, ttl)
+        envelope = Envelope(
+            message_id=key,
+            type=message.type_name,
+            body=encode_body(message),
+            correlation_id=correlation_id or key,
+            causation_id=causation_id,
+            deadline_ms=deadline_ms,
+            timestamp=datetime.now(UTC),
+            app_id=self.service,
+            traceparent=traceparent or new_traceparent(),
+        )
+        expiration = None if deadline_ms is None else max(deadline_ms - now_ms, 1)
+        command = is_command(type(message))
+        await self.publisher.publish(
+            to_amqp(envelope, expiration_ms=expiration),
+            names.COMMANDS_EXCHANGE if command else names.EVENTS_EXCHANGE,
+            message.type_name,
+            mandatory=command,
+            timeout=timeout,
+        )
+        return key

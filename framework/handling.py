@@ -1,0 +1,106 @@
+"""Processing one delivery up to its outcome: deadline, decoding, idempotency, the handler.
+
+Never acks or publishes to retry/DLQ itself; it returns an `Outcome` for `settlement.decide`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from framework.context import Context
+from framework.deadlines import handler_budget, is_expired
+from framework.envelope import Envelope, decode_body
+from framework.errors import InvalidMessage, PermanentError
+from framework.idempotency import ClaimResult, IdempotencyStore
+from framework.messages import Message
+from framework.settlement import Busy, Duplicate, Expired, Failed, Handled, Invalid, Outcome
+
+Handler = Callable[[Message, Context], Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class HandlingPolicy:
+    """The worker settings processing needs."""
+
+    queue: str
+    message_types: dict[str, type[Message]]
+    timeout: float
+    lease: float
+    retention: float
+    clock_skew: float = 1.0
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+async def process(
+    envelope: Envelope,
+    policy: HandlingPolicy,
+    store: IdempotencyStore,
+    handler: Handler,
+    make_context: Callable[[Envelope], Context],
+) -> Outcome:
+    """Run the handler for one delivery, if it should run, and report what happened."""
+    if is_expired(envelope.deadline_ms, now_ms(), policy.clock_skew):
+        return Expired("deadline passed before handling")
+    message_type = policy.message_types.get(envelope.type)
+    if message_type is None:
+        known = ", ".join(sorted(policy.message_types))
+        return Invalid(f"unknown message type {envelope.type!r} (this queue handles: {known})")
+    try:
+        message = decode_body(envelope, message_type)
+    except InvalidMessage as exc:
+        return Invalid(str(exc))
+
+    claim = await store.claim(policy.queue, envelope.message_id, policy.lease)
+    if claim is ClaimResult.DONE:
+        return Duplicate()
+    if claim is ClaimResult.BUSY:
+        return Busy()
+    try:
+        outcome = await _run_handler(message, envelope, policy, handler, make_context)
+    except BaseException:
+        await asyncio.shield(store.release(policy.queue, envelope.message_id))
+        raise
+    if isinstance(outcome, Handled):
+        await store.complete(policy.queue, envelope.message_id, policy.retention)
+    else:
+        await store.release(policy.queue, envelope.message_id)
+    return outcome
+
+
+async def _run_handler(
+    message: Message,
+    envelope: Envelope,
+    policy: HandlingPolicy,
+    handler: Handler,
+    make_context: Callable[[Envelope], Context],
+) -> Outcome:
+    budget = handler_budget(policy.timeout, envelope.deadline_ms, now_ms(), policy.clock_skew)
+    bounded_by_deadline = budget < policy.timeout
+    try:
+        async with asyncio.timeout(budget) as scope:
+            await handler(message, make_context(envelope))
+    except TimeoutError as exc:
+        if not scope.expired():
+            return Failed(_describe(exc))
+        if bounded_by_deadline:
+            return Expired(f"deadline passed while handling (after {budget:.3g}s)")
+        return Failed(f"HandlerTimeout: handler ran past timeout={policy.timeout:g}s")
+    except (PermanentError, ValidationError) as exc:
+        return Failed(_describe(exc), permanent=True)
+    except Exception as exc:
+        return Failed(_describe(exc))
+    return Handled()
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -1,0 +1,68 @@
+"""structlog configuration: the single global of the framework, with a reset for tests."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import MutableMapping
+from typing import Any, Literal
+
+import structlog
+
+from framework.urls import mask_text
+
+LogFormat = Literal["auto", "json", "console"]
+
+_configured = False
+
+
+def mask_secrets(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """structlog processor: mask passwords of any URL in any string value."""
+    for key, value in event_dict.items():
+        if isinstance(value, str) and "://" in value:
+            event_dict[key] = mask_text(value)
+    return event_dict
+
+
+def configure_logging(fmt: LogFormat = "auto", level: str = "info", *, force: bool = False) -> None:
+    """Configure structlog once: JSON for machines, pretty for a terminal."""
+    global _configured
+    if _configured and not force:
+        return
+    use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
+    renderer: Any = (
+        structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer()
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info if use_json else _identity,
+            mask_secrets,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[level.upper()]
+        ),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+    _configured = True
+
+
+def _identity(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    return event_dict
+
+
+def reset_logging() -> None:
+    """Forget the configuration (tests)."""
+    global _configured
+    structlog.reset_defaults()
+    structlog.contextvars.clear_contextvars()
+    _configured = False
+
+
+def get_logger(**initial: Any) -> Any:
+    """A structlog logger with `initial` values bound."""
+    return structlog.get_logger("framework").bind(**initial)

@@ -1,0 +1,51 @@
+"""Every name the framework gives a broker object or header, in one place."""
+
+from __future__ import annotations
+
+COMMANDS_EXCHANGE = "fw.commands"
+EVENTS_EXCHANGE = "fw.events"
+
+CONTENT_TYPE = "application/json"
+
+# Our own headers stay under a non-`x-` prefix: RabbitMQ 4.x drops client-set `x-` headers.
+ATTEMPT = "fw-attempt"
+CAUSATION_ID = "fw-causation-id"
+DEADLINE = "fw-deadline"
+REASON = "fw-reason"
+ERROR = "fw-error"
+ATTEMPTS = "fw-attempts"
+ORIGINAL_QUEUE = "fw-queue"
+FAILED_AT = "fw-failed-at"
+TRACEPARENT = "traceparent"
+X_DEATH = "x-death"
+
+
+def dlq_name(queue: str) -> str:
+    """The dead-letter queue that belongs to `queue`."""
+    return f"{queue}.dlq"
+
+
+def retry_queue_name(queue: str, delay_ms: int) -> str:
+    """The delay queue of `queue` whose messages wait at most `delay_ms`."""
+    return f"{queue}.retry.{format_delay(delay_ms)}"
+
+
+def format_delay(delay_ms: int) -> str:
+    """Render a tier delay compactly and stably: 500ms, 1s, 2500ms, 64s."""
+    if delay_ms >= 1000 and delay_ms % 1000 == 0:
+        return f"{delay_ms // 1000}s"
+    return f"{delay_ms}ms"
+
+
+def is_companion_queue(name: str) -> bool:
+    """True for retry and dead-letter queues, which belong to a worker queue."""
+    return name.endswith(".dlq") or ".retry." in name
+
+
+def owner_queue(name: str) -> str:
+    """The worker queue a companion queue belongs to (itself for a worker queue)."""
+    if name.endswith(".dlq"):
+        return name[: -len(".dlq")]
+    if ".retry." in name:
+        return name.rsplit(".retry.", 1)[0]
+    return name

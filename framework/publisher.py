@@ -1,0 +1,141 @@
+"""Confirmed, time-bounded publishing on a channel of its own.
+
+Every publish waits for the broker's confirm. A broker nack means a full queue
+(`Overloaded`), a return means nobody is bound (`Unroutable`), no answer in time is a
+`PublishTimeout`. A publish cut by a reconnect is retried within the same time bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
+from aio_pika.exceptions import (
+    CONNECTION_EXCEPTIONS,
+    ChannelNotFoundEntity,
+    DeliveryError,
+    PublishError,
+)
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_random_exponential,
+)
+
+from framework.errors import Overloaded, PublishTimeout, Unroutable
+
+
+class _ConnectionInterrupted(Exception):
+    """A publish failed because the connection or channel went away; safe to retry."""
+
+
+class Publisher:
+    """Publishes AMQP messages and returns only once the broker confirmed them."""
+
+    def __init__(self, connection: AbstractRobustConnection, timeout: float) -> None:
+        self._connection = connection
+        self._timeout = timeout
+        self._channel: AbstractChannel | None = None
+        self._exchanges: dict[str, AbstractExchange] = {}
+        self._open_lock = asyncio.Lock()
+
+    async def _exchange(self, name: str) -> AbstractExchange:
+        async with self._open_lock:
+            if self._channel is None or self._channel.is_closed:
+                # on_return_raises: an unroutable mandatory publish raises instead of
+                # being silently "confirmed".
+                self._channel = await self._connection.channel(
+                    publisher_confirms=True, on_return_raises=True
+                )
+                self._exchanges.clear()
+            if name not in self._exchanges:
+                self._exchanges[name] = (
+                    self._channel.default_exchange
+                    if name == ""
+                    else await self._channel.get_exchange(name, ensure=False)
+                )
+            return self._exchanges[name]
+
+    async def publish(
+        self,
+        message: aio_pika.Message,
+        exchange: str,
+        routing_key: str,
+        *,
+        mandatory: bool = True,
+        timeout: float | None = None,
+    ) -> None:
+        """Publish and wait for the confirm, retrying connection loss within `timeout`."""
+        if not message.message_id:
+            raise ValueError("every published message needs a message_id")
+        bound = self._timeout if timeout is None else timeout
+        try:
+            async with asyncio.timeout(bound):
+                async for attempt in AsyncRetrying(
+                    retry=retry_if_exception_type(_ConnectionInterrupted),
+                    wait=wait_random_exponential(multiplier=0.05, max=2.0),
+                    stop=stop_after_delay(bound),
+                    reraise=True,
+                ):
+                    with attempt:
+                        await self._publish_once(message, exchange, routing_key, mandatory)
+        except TimeoutError as exc:
+            raise PublishTimeout(
+                f"broker did not confirm {message.type or 'message'} {message.message_id} "
+                f"to {exchange or '(default)'}/{routing_key} within {bound:g}s "
+                "(connection down or broker blocked by a resource alarm?)",
+                routing_key=routing_key,
+                message_id=message.message_id,
+            ) from exc
+        except _ConnectionInterrupted as exc:
+            raise PublishTimeout(
+                f"could not publish {message.message_id} within {bound:g}s: {exc}",
+                routing_key=routing_key,
+                message_id=message.message_id,
+            ) from exc
+
+    async def _publish_once(
+        self, message: aio_pika.Message, exchange: str, routing_key: str, mandatory: bool
+    ) -> None:
+        message_id = message.message_id or ""
+        try:
+            target = await self._exchange(exchange)
+            await target.publish(message, routing_key, mandatory=mandatory)
+        except PublishError as exc:
+            raise Unroutable(
+                f"no queue is bound for {message.type or routing_key!r} "
+                f"(exchange {exchange or '(default)'!r}, routing key {routing_key!r}): "
+                "start or declare the worker that handles it first",
+                routing_key=routing_key,
+                message_id=message_id,
+            ) from exc
+        except ChannelNotFoundEntity as exc:
+            raise Unroutable(
+                f"exchange {exchange!r} does not exist: declare the topology first "
+                f"(bus.declare(WorkerClass)) ({exc})",
+                routing_key=routing_key,
+                message_id=message_id,
+            ) from exc
+        except DeliveryError as exc:
+            queue = routing_key if exchange == "" else ""
+            raise Overloaded(
+                f"broker refused {message.type or 'message'} {message_id} for "
+                f"{routing_key!r}: a destination queue is full; back off and retry later",
+                routing_key=routing_key,
+                message_id=message_id,
+                queue=queue,
+            ) from exc
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+            # aiormq cancels pending confirms when the connection drops.
+            raise _ConnectionInterrupted("connection lost while waiting for confirm") from exc
+        except CONNECTION_EXCEPTIONS as exc:
+            raise _ConnectionInterrupted(f"{type(exc).__name__}: {exc}") from exc
+
+    async def close(self) -> None:
+        if self._channel is not None and not self._channel.is_closed:
+            await self._channel.close()

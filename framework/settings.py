@@ -1,0 +1,49 @@
+"""Typed settings, read from the environment at the edge (prefix `FRAMEWORK_`)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from framework.urls import mask_url
+
+DEFAULT_AMQP_URL = "amqp://guest:guest@localhost:5672/"
+
+
+class Settings(BaseSettings):
+    """Framework-wide settings. `AMQP_URL` is honoured as well as `FRAMEWORK_AMQP_URL`."""
+
+    model_config = SettingsConfigDict(env_prefix="FRAMEWORK_", extra="forbid")
+
+    amqp_url: SecretStr = Field(
+        default=SecretStr(DEFAULT_AMQP_URL),
+        validation_alias=AliasChoices("AMQP_URL", "FRAMEWORK_AMQP_URL", "amqp_url"),
+    )
+    service_name: str = "framework"
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    idempotency_url: str = "memory://"
+    connect_attempts: int = Field(default=5, ge=1)
+    connect_timeout: float = Field(default=5.0, gt=0)
+    publish_timeout: float = Field(default=10.0, gt=0)
+    heartbeat: int = Field(default=15, ge=0)
+    shutdown_grace: float = Field(default=30.0, ge=0)
+    clock_skew_tolerance: float = Field(default=1.0, ge=0)
+    management_url: SecretStr | None = None
+
+    @field_validator("amqp_url")
+    @classmethod
+    def _scheme_is_amqp(cls, value: SecretStr) -> SecretStr:
+        url = value.get_secret_value()
+        if not url.startswith(("amqp://", "amqps://")):
+            raise ValueError(
+                f"must start with amqp:// or amqps://, got {mask_url(url)!r}"
+            )
+        return value
+
+    @property
+    def masked_amqp_url(self) -> str:
+        """The broker URL with its password hidden, for logs and terminals."""
+        return mask_url(self.amqp_url.get_secret_value())

@@ -1,0 +1,56 @@
+"""Applying a settlement: confirmed publish to the retry or dead-letter queue, then ack.
+
+A crash between the publish and the ack can duplicate a message (idempotency absorbs it);
+nothing is ever acked before its replacement is confirmed, so nothing is lost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import aio_pika
+from aio_pika.abc import AbstractIncomingMessage
+
+from framework import names
+from framework.envelope import Envelope, to_amqp
+from framework.publisher import Publisher
+from framework.settlement import Ack, DeadLetter, Retry, Settlement
+
+
+async def apply_settlement(
+    settlement: Settlement,
+    incoming: AbstractIncomingMessage,
+    envelope: Envelope,
+    queue: str,
+    publisher: Publisher,
+) -> None:
+    """Carry out `settlement` for `incoming`. Raises if the move could not be confirmed."""
+    match settlement:
+        case Ack():
+            pass
+        case Retry(delay_ms=delay_ms, tier_ms=tier_ms, next_attempt=next_attempt, error=error):
+            headers = {**envelope.headers, names.ERROR: error}
+            retried = replace(envelope, attempt=next_attempt, headers=headers)
+            await publisher.publish(
+                to_amqp(retried, expiration_ms=delay_ms),
+                "",
+                names.retry_queue_name(queue, tier_ms),
+            )
+        case DeadLetter():
+            await publisher.publish(dead_letter_message(envelope, settlement, queue), "",
+                                    names.dlq_name(queue))
+    await incoming.ack()
+
+
+def dead_letter_message(envelope: Envelope, settlement: DeadLetter, queue: str) -> aio_pika.Message:
+    """The DLQ copy of a message: body and identity intact, the reason in `fw-` headers."""
+    headers = {
+        **envelope.headers,
+        names.REASON: settlement.reason.value,
+        names.ERROR: settlement.error[:1000],
+        names.ATTEMPTS: settlement.attempts,
+        names.ORIGINAL_QUEUE: queue,
+        names.FAILED_AT: datetime.now(UTC).isoformat(timespec="milliseconds"),
+    }
+    return to_amqp(replace(envelope, headers=headers))

@@ -1,0 +1,125 @@
+"""What happens to a delivery: decided here, by pure code, in one place.
+
+`decide` maps the outcome of processing (and the attempt, policy and random source) to one
+settlement value; `framework.settle` applies it with I/O (confirmed publish, then ack).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from framework.backoff import RandomSource, RetryPolicy, tier_for
+
+
+class Reason(StrEnum):
+    """Why a message is in the dead-letter queue (the `fw-reason` header)."""
+
+    INVALID = "invalid"
+    PERMANENT = "permanent"
+    EXHAUSTED = "exhausted"
+    EXPIRED = "expired"
+    DELIVERY_LIMIT = "delivery-limit"
+
+
+# ---- outcomes of processing one delivery ---------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Handled:
+    """The handler finished; everything it published was confirmed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Duplicate:
+    """The idempotency key was already handled in this queue: skip the handler."""
+
+
+@dataclass(frozen=True, slots=True)
+class Invalid:
+    """Not JSON, schema invalid or unknown type: retrying cannot help."""
+
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class Expired:
+    """The message's deadline passed before (or while) it could be handled."""
+
+    error: str = "deadline passed"
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """The handler raised (or timed out). `permanent` means it must not be retried."""
+
+    error: str
+    permanent: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Busy:
+    """Another live worker holds the key: try again later without burning an attempt."""
+
+
+Outcome = Handled | Duplicate | Invalid | Expired | Failed | Busy
+
+
+# ---- settlements ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """Done with this delivery."""
+
+    duplicate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """Republish to the delay queue `tier_ms` with `delay_ms`, as attempt `next_attempt`."""
+
+    delay_ms: int
+    tier_ms: int
+    next_attempt: int
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """Republish to the DLQ with the reason and error in headers."""
+
+    reason: Reason
+    error: str
+    attempts: int
+
+
+Settlement = Ack | Retry | DeadLetter
+
+
+def decide(outcome: Outcome, attempt: int, policy: RetryPolicy, rand: RandomSource) -> Settlement:
+    """The single place where a delivery's fate is decided."""
+    match outcome:
+        case Handled():
+            return Ack()
+        case Duplicate():
+            return Ack(duplicate=True)
+        case Invalid(error=error):
+            return DeadLetter(Reason.INVALID, error, attempt)
+        case Expired(error=error):
+            return DeadLetter(Reason.EXPIRED, error, attempt)
+        case Failed(error=error, permanent=True):
+            return DeadLetter(Reason.PERMANENT, error, attempt)
+        case Failed(error=error) if attempt >= policy.max_attempts:
+            return DeadLetter(Reason.EXHAUSTED, error, attempt)
+        case Failed(error=error):
+            return _retry(policy, attempt, attempt + 1, error, rand)
+        case Busy():
+            return _retry(policy, 1, attempt, "key held by another worker", rand)
+    raise AssertionError(f"unhandled outcome {outcome!r}")  # pragma: no cover
+
+
+def _retry(policy: RetryPolicy, failed: int, next_attempt: int, error: str,
+           rand: RandomSource) -> Retry:
+    delay_ms = max(int(policy.delay(failed, rand) * 1000), 1)
+    return Retry(delay_ms, tier_for(delay_ms, policy.tiers_ms()), next_attempt, error)

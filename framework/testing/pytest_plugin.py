@@ -1,0 +1,70 @@
+"""pytest plugin (entry point `framework`): broker URL, bus, admin and worker fixtures."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any, TypeVar
+
+import pytest
+
+from framework.bus import Bus
+from framework.testing.broker import BrokerAdmin, amqp_url_from_env_or_container
+from framework.worker import Worker
+
+W = TypeVar("W", bound=Worker)
+
+
+@pytest.fixture(scope="session")
+def amqp_url() -> Iterator[str]:
+    """The broker for this test session: `AMQP_URL`, else a testcontainers RabbitMQ."""
+    with amqp_url_from_env_or_container() as url:
+        yield url
+
+
+@pytest.fixture
+async def bus(amqp_url: str) -> AsyncIterator[Bus]:
+    """A connected Bus with an in-memory idempotency store, closed after the test."""
+    async with Bus.connect(amqp_url, service="tests") as connected:
+        yield connected
+
+
+@pytest.fixture
+async def broker_admin(amqp_url: str) -> AsyncIterator[BrokerAdmin]:
+    """Raw broker helpers (depth, raw publish, drain, delete)."""
+    async with BrokerAdmin.connect(amqp_url) as admin:
+        yield admin
+
+
+@pytest.fixture
+def queue_name(request: pytest.FixtureRequest) -> str:
+    """A queue name unique to this test, so tests never see each other's messages."""
+    return f"t.{request.node.name[:40]}.{uuid.uuid4().hex[:8]}"
+
+
+WorkerFactory = Callable[..., Awaitable[Any]]
+
+
+@pytest.fixture
+async def worker_factory(
+    bus: Bus, broker_admin: BrokerAdmin
+) -> AsyncIterator[WorkerFactory]:
+    """Start workers that run until the test ends; stop them cleanly and delete their queues."""
+    running: list[tuple[Worker, asyncio.Task[None]]] = []
+
+    async def start(worker_cls: type[W], on_bus: Bus | None = None) -> W:
+        worker = worker_cls(on_bus or bus)
+        task = asyncio.create_task(worker.run(), name=f"worker:{worker_cls.__name__}")
+        running.append((worker, task))
+        await worker.wait_ready()
+        return worker
+
+    yield start
+    for worker, task in reversed(running):
+        await worker.stop()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    for worker, _ in running:
+        await broker_admin.delete_worker_queues(worker.spec.queue, worker.spec.policy.tiers_ms())

@@ -1,0 +1,118 @@
+"""Topology as data: a pure description of exchanges, queues and bindings for a worker."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+from framework import names
+from framework.backoff import RetryPolicy, tier_cap_ms
+
+ExchangeKind = Literal["direct", "topic"]
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangeSpec:
+    name: str
+    kind: ExchangeKind
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSpec:
+    name: str
+    arguments: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class BindingSpec:
+    queue: str
+    exchange: str
+    routing_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class Topology:
+    exchanges: tuple[ExchangeSpec, ...] = ()
+    queues: tuple[QueueSpec, ...] = ()
+    bindings: tuple[BindingSpec, ...] = ()
+
+    def __add__(self, other: Topology) -> Topology:
+        return Topology(
+            _unique(self.exchanges + other.exchanges),
+            _unique(self.queues + other.queues),
+            _unique(self.bindings + other.bindings),
+        )
+
+
+_T = TypeVar("_T")
+
+
+def _unique(items: tuple[_T, ...]) -> tuple[_T, ...]:
+    """Keep the first of each name (queues, exchanges) or each equal binding."""
+    seen: dict[object, _T] = {}
+    for item in items:
+        seen.setdefault(getattr(item, "name", item), item)
+    return tuple(seen.values())
+
+
+EXCHANGES = Topology(
+    exchanges=(
+        ExchangeSpec(names.COMMANDS_EXCHANGE, "direct"),
+        ExchangeSpec(names.EVENTS_EXCHANGE, "topic"),
+    )
+)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueOptions:
+    """Per-queue settings a worker declares."""
+
+    delivery_limit: int = 10
+    max_length: int | None = None
+
+
+def worker_topology(
+    queue: str,
+    bindings: Mapping[str, str],
+    policy: RetryPolicy,
+    options: QueueOptions,
+) -> Topology:
+    """Everything queue `queue` needs: itself, its DLQ, its delay tiers and its bindings.
+
+    `bindings` maps a message type name to the exchange it arrives on.
+    """
+    dlq = names.dlq_name(queue)
+    main_args: dict[str, Any] = {
+        "x-queue-type": "quorum",
+        "x-delivery-limit": options.delivery_limit,
+        "x-dead-letter-exchange": "",
+        "x-dead-letter-routing-key": dlq,
+    }
+    if options.max_length is not None:
+        main_args["x-max-length"] = options.max_length
+        main_args["x-overflow"] = "reject-publish"
+        main_args["x-dead-letter-strategy"] = "at-least-once"
+    tiers = policy.tiers_ms()
+    retry_queues = tuple(
+        QueueSpec(
+            names.retry_queue_name(queue, tier),
+            {
+                "x-queue-type": "quorum",
+                "x-message-ttl": tier_cap_ms(tier, tiers),
+                "x-dead-letter-exchange": "",
+                "x-dead-letter-routing-key": queue,
+                "x-overflow": "reject-publish",
+                "x-dead-letter-strategy": "at-least-once",
+            },
+        )
+        for tier in tiers
+    )
+    return EXCHANGES + Topology(
+        queues=(QueueSpec(queue, main_args), QueueSpec(dlq, {"x-queue-type": "quorum"}),
+                *retry_queues),
+        bindings=tuple(
+            BindingSpec(queue, exchange, type_name)
+            for type_name, exchange in sorted(bindings.items())
+        ),
+    )

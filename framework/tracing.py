@@ -1,0 +1,21 @@
+"""W3C trace context: a `traceparent` per message, a child span per hop."""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+_TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+
+
+def new_traceparent() -> str:
+    """Start a new trace."""
+    return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+
+
+def child_traceparent(parent: str | None) -> str:
+    """Continue `parent`'s trace with a new span, or start a trace if it is absent or invalid."""
+    match = _TRACEPARENT.match(parent or "")
+    if match is None:
+        return new_traceparent()
+    return f"00-{match.group(1)}-{secrets.token_hex(8)}-{match.group(3)}"

@@ -1,0 +1,148 @@
+"""Reading and validating a Worker subclass's declaration (pure; no broker)."""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any
+
+from framework import names
+from framework.backoff import RetryPolicy
+from framework.errors import ConfigurationError
+from framework.messages import Message, is_command
+from framework.topology import QueueOptions, Topology, worker_topology
+
+# RabbitMQ 3.x closes the channel of a delivery unacked for 30 minutes (consumer_timeout).
+CONSUMER_TIMEOUT_LIMIT = 1800.0
+
+SETTINGS = (
+    "queue",
+    "prefetch",
+    "max_attempts",
+    "timeout",
+    "retry_base_delay",
+    "retry_max_delay",
+    "retry_jitter",
+    "delivery_limit",
+    "max_queue_length",
+    "idempotency_retention",
+    "shutdown_grace",
+    "service",
+)
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """Everything the framework derives from a Worker subclass."""
+
+    queue: str
+    prefetch: int
+    timeout: float
+    shutdown_grace: float
+    retention: float
+    policy: RetryPolicy
+    message_types: dict[str, type[Message]]
+    topology: Topology
+
+
+def check_spelling(namespace: dict[str, Any], owner: str) -> None:
+    """Reject attributes that look like a misspelled setting (`prefech = 10`)."""
+    for name in namespace:
+        if name.startswith("_") or name in SETTINGS:
+            continue
+        close = difflib.get_close_matches(name, SETTINGS, n=1, cutoff=0.8)
+        if close:
+            raise ConfigurationError(
+                f"{owner}.{name} is not a Worker setting; did you mean {close[0]!r}?"
+            )
+
+
+def handled_types(cls: type, handle_name: str = "handle") -> dict[str, type[Message]]:
+    """The message types `handle` accepts, from its annotation (a type or a union)."""
+    handle = getattr(cls, handle_name)
+    try:
+        hints = typing.get_type_hints(handle)
+    except Exception as exc:
+        raise ConfigurationError(
+            f"{cls.__name__}.handle has annotations that cannot be resolved: {exc}"
+        ) from exc
+    params = [p for p in hints if p != "return"]
+    annotation = hints.get(params[0]) if params else None
+    if annotation is None:
+        raise ConfigurationError(
+            f"{cls.__name__}.handle(self, msg, ctx) must annotate msg with the message type "
+            "it consumes, e.g. `async def handle(self, msg: PlaceOrder, ctx: Context)`"
+        )
+    candidates = (
+        typing.get_args(annotation)
+        if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union
+        else (annotation,)
+    )
+    found: dict[str, type[Message]] = {}
+    for candidate in candidates:
+        if not (isinstance(candidate, type) and issubclass(candidate, Message)):
+            raise ConfigurationError(
+                f"{cls.__name__}.handle consumes {candidate!r}, which is not a Command or Event"
+            )
+        found[candidate.type_name] = candidate
+    return found
+
+
+def build_spec(cls: type) -> WorkerSpec:
+    """Validate `cls`'s settings and derive its spec; errors say what to change."""
+    queue = getattr(cls, "queue", None)
+    if not isinstance(queue, str) or not queue:
+        raise ConfigurationError(f"{cls.__name__} must set `queue = \"name\"`")
+    if queue.endswith(".dlq") or ".retry." in queue:
+        raise ConfigurationError(f"{cls.__name__}.queue {queue!r} clashes with companion names")
+    prefetch = _positive_int(cls, "prefetch")
+    timeout = _positive(cls, "timeout")
+    if timeout >= CONSUMER_TIMEOUT_LIMIT:
+        raise ConfigurationError(
+            f"{cls.__name__}.timeout must stay below RabbitMQ's consumer_timeout "
+            f"({CONSUMER_TIMEOUT_LIMIT:g}s)"
+        )
+    try:
+        policy = RetryPolicy(
+            max_attempts=_positive_int(cls, "max_attempts"),
+            base_delay=_positive(cls, "retry_base_delay"),
+            max_delay=_positive(cls, "retry_max_delay"),
+            jitter=float(cls.retry_jitter),  # type: ignore[attr-defined]
+        )
+    except ValueError as exc:
+        raise ConfigurationError(f"{cls.__name__}: {exc}") from exc
+    max_length = cls.max_queue_length  # type: ignore[attr-defined]
+    if max_length is not None and (not isinstance(max_length, int) or max_length < 1):
+        raise ConfigurationError(f"{cls.__name__}.max_queue_length must be a positive int or None")
+    message_types = handled_types(cls)
+    bindings = {
+        name: names.COMMANDS_EXCHANGE if is_command(t) else names.EVENTS_EXCHANGE
+        for name, t in message_types.items()
+    }
+    options = QueueOptions(_positive_int(cls, "delivery_limit"), max_length)
+    return WorkerSpec(
+        queue=queue,
+        prefetch=prefetch,
+        timeout=timeout,
+        shutdown_grace=float(cls.shutdown_grace),  # type: ignore[attr-defined]
+        retention=_positive(cls, "idempotency_retention"),
+        policy=policy,
+        message_types=message_types,
+        topology=worker_topology(queue, bindings, policy, options),
+    )
+
+
+def _positive(cls: type, name: str) -> float:
+    value = getattr(cls, name)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ConfigurationError(f"{cls.__name__}.{name} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def _positive_int(cls: type, name: str) -> int:
+    value = getattr(cls, name)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"{cls.__name__}.{name} must be a positive integer, got {value!r}")
+    return value

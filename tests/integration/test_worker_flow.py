@@ -1,0 +1,41 @@
+"""A worker handles each command exactly once, leaving its queue and DLQ empty."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+from framework import Bus, Command, Context, Worker, names
+from framework.testing import BrokerAdmin
+
+
+class Ping(Command):
+    type_name = "tests.flow.Ping"
+    n: int
+
+
+async def test_200_commands_handled_exactly_once(
+    bus: Bus, worker_factory, broker_admin: BrokerAdmin, queue_name: str
+) -> None:
+    """200 sent commands are each handled once; queue and DLQ are empty afterwards."""
+    seen: Counter[int] = Counter()
+    done = asyncio.Event()
+
+    class PingWorker(Worker):
+        queue = queue_name
+        prefetch = 16
+
+        async def handle(self, msg: Ping, ctx: Context) -> None:
+            seen[msg.n] += 1
+            if len(seen) == 200:
+                done.set()
+
+    worker = await worker_factory(PingWorker)
+    keys = await asyncio.gather(*(bus.send(Ping(n=i)) for i in range(200)))
+    assert len(set(keys)) == 200
+    await asyncio.wait_for(done.wait(), 30)
+    await asyncio.sleep(0.3)
+    assert all(count == 1 for count in seen.values())
+    assert worker.stats.handled == 200
+    assert await broker_admin.depth(queue_name) == 0
+    assert await broker_admin.depth(names.dlq_name(queue_name)) == 0
