@@ -26,7 +26,7 @@ class RetryPolicy:
         if self.max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         if self.base_delay <= 0 or self.max_delay < self.base_delay:
-            raise ValueError("need 0 < retry_base_delay <= retry_max_delay")
+            raise ValueError("retry_base_delay must be > 0 and at most retry_max_delay")
         if not 0 <= self.jitter <= 1:
             raise ValueError("jitter must be within [0, 1]")
 

@@ -24,8 +24,18 @@ def mask_secrets(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> Mutab
     return event_dict
 
 
-def configure_logging(fmt: LogFormat = "auto", level: str = "info", *, force: bool = False) -> None:
-    """Configure structlog once: JSON for machines, pretty for a terminal."""
+def configure_logging(
+    fmt: LogFormat = "auto",
+    level: str = "info",
+    *,
+    library_level: str = "warning",
+    force: bool = False,
+) -> None:
+    """Configure structlog once: JSON for machines, pretty for a terminal.
+
+    Records of aio-pika/aiormq (stdlib logging) go through the same renderer at
+    `library_level`; one-shot CLI commands raise that so only their own error line shows.
+    """
     global _configured
     if _configured and not force:
         return
@@ -33,11 +43,15 @@ def configure_logging(fmt: LogFormat = "auto", level: str = "info", *, force: bo
     renderer: Any = (
         structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer()
     )
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    _route_stdlib_logging(shared, renderer, library_level)
     structlog.configure(
         processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            *shared,
             structlog.processors.format_exc_info if use_json else _identity,
             mask_secrets,
             renderer,
@@ -51,6 +65,18 @@ def configure_logging(fmt: LogFormat = "auto", level: str = "info", *, force: bo
     _configured = True
 
 
+def _route_stdlib_logging(shared: list[Any], renderer: Any, level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, mask_secrets,
+                    renderer],
+    ))
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(logging.getLevelNamesMapping()[level.upper()])
+
+
 def _identity(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     return event_dict
 
@@ -59,6 +85,7 @@ def reset_logging() -> None:
     """Forget the configuration (tests)."""
     global _configured
     structlog.reset_defaults()
+    logging.getLogger().handlers = []
     structlog.contextvars.clear_contextvars()
     _configured = False
 

@@ -1,0 +1,21 @@
+"""`framework run MODULE:WorkerClass`."""
+
+from __future__ import annotations
+
+import asyncio
+
+import click
+
+from framework.cli.context import state
+from framework.runner import load_worker_class, run_worker
+from framework.worker_spec import build_spec
+
+
+@click.command("run")
+@click.argument("target", metavar="MODULE:WorkerClass")
+@click.pass_context
+def run_command(ctx: click.Context, target: str) -> None:
+    """Run a worker until SIGTERM/SIGINT, then drain in-flight handlers and exit."""
+    worker_cls = load_worker_class(target)
+    build_spec(worker_cls)  # configuration errors before any connection
+    asyncio.run(run_worker(worker_cls, state(ctx).settings))

@@ -1,0 +1,76 @@
+"""`framework send TYPE JSON`: validate against the registered schema, publish, print the key."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+from pydantic import ValidationError
+
+from framework.bus import Bus
+from framework.cli.context import state
+from framework.loading import import_module, import_package_tree
+from framework.messages import Command, Event, Message, message_types
+from framework.settings import Settings
+
+
+def resolve_type(name: str, modules: tuple[str, ...]) -> type[Message]:
+    """Find the message class called `name` among `schemas` and the given modules."""
+    try:
+        import_package_tree("schemas")
+    except Exception as exc:  # pragma: no cover - a broken schemas package
+        raise click.UsageError(f"cannot import schemas: {exc}") from exc
+    for module in modules:
+        import_module(module)
+    known = message_types()
+    if name not in known:
+        listing = ", ".join(sorted(known)) or "none found"
+        raise click.UsageError(f"unknown message type {name!r}; known types: {listing}")
+    return known[name]
+
+
+def parse_body(cls: type[Message], text: str) -> Message:
+    """Parse and validate JSON text as `cls`, naming the offending field on error."""
+    try:
+        data: Any = json.loads(text)
+    except json.JSONDecodeError as exc:
+        where = f"line {exc.lineno} column {exc.colno}"
+        raise click.UsageError(f"invalid JSON: {exc.msg} at {where}") from exc
+    try:
+        return cls.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        field = ".".join(str(p) for p in error["loc"]) or "(body)"
+        raise click.UsageError(f"{cls.type_name}: field {field!r}: {error['msg']}") from exc
+
+
+@click.command("send")
+@click.argument("type_name", metavar="TYPE")
+@click.argument("body", metavar="JSON", required=False)
+@click.option("--file", "file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Read the JSON body from a file instead.")
+@click.option("--key", default=None, help="Idempotency key (default: a fresh one).")
+@click.option("--module", "modules", multiple=True,
+              help="Extra module to import message types from (repeatable).")
+@click.pass_context
+def send_command(ctx: click.Context, type_name: str, body: str | None, file: Path | None,
+                 key: str | None, modules: tuple[str, ...]) -> None:
+    """Validate JSON against TYPE's schema and publish it; prints the idempotency key."""
+    if (body is None) == (file is None):
+        raise click.UsageError("give the JSON body as an argument or with --file, not both")
+    text = file.read_text() if file is not None else str(body)
+    cls = resolve_type(type_name, modules)
+    message = parse_body(cls, text)
+    click.echo(asyncio.run(_publish(state(ctx).settings, message, key)))
+
+
+async def _publish(settings: Settings, message: Message, key: str | None) -> str:
+    async with Bus.connect(settings=settings, service="framework-cli") as bus:
+        if isinstance(message, Command):
+            return await bus.send(message, idempotency_key=key)
+        if isinstance(message, Event):
+            return await bus.publish(message, idempotency_key=key)
+        raise click.UsageError(f"{message.type_name} is neither a Command nor an Event")

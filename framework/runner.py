@@ -1,0 +1,47 @@
+"""Running one worker as a process: connect, consume, map SIGTERM/SIGINT to a graceful stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+
+import structlog
+
+from framework.bus import Bus
+from framework.errors import ConfigurationError
+from framework.loading import load_object
+from framework.settings import Settings
+from framework.worker import Worker
+
+
+def load_worker_class(path: str) -> type[Worker]:
+    """Resolve `module:Class` to a Worker subclass, with a clear error otherwise."""
+    obj = load_object(path)
+    if not (isinstance(obj, type) and issubclass(obj, Worker) and obj is not Worker):
+        raise ConfigurationError(f"{path} is not a Worker subclass")
+    return obj
+
+
+async def run_worker(worker_cls: type[Worker], settings: Settings) -> None:
+    """Run `worker_cls` until SIGTERM or SIGINT, then stop it gracefully."""
+    log = structlog.get_logger("framework.runner")
+    service = worker_cls.service or worker_cls.queue
+    async with Bus.connect(settings=settings, service=service) as bus:
+        worker = worker_cls(bus)
+        loop = asyncio.get_running_loop()
+        stopping: set[asyncio.Task[None]] = set()
+
+        def request_stop(signame: str) -> None:
+            log.info("runner.signal", signal=signame)
+            stopping.add(asyncio.ensure_future(worker.stop()))
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, request_stop, sig.name)
+        try:
+            await worker.run()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                with contextlib.suppress(Exception):
+                    loop.remove_signal_handler(sig)
+            await asyncio.gather(*stopping)

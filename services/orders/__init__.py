@@ -1,0 +1,1 @@
+"""The orders service: accepts PlaceOrder, records the order, announces OrderPlaced."""

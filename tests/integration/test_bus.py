@@ -1,0 +1,105 @@
+"""Bus: confirmed publishing, clear errors for unroutable, full queues and dead brokers."""
+
+from __future__ import annotations
+
+import pytest
+
+from framework import (
+    BrokerUnavailable,
+    Bus,
+    Command,
+    Context,
+    Event,
+    Overloaded,
+    Settings,
+    Unroutable,
+    Worker,
+)
+from framework.testing import BrokerAdmin
+
+
+class NobodyHandlesThis(Command):
+    type_name = "tests.bus.NobodyHandlesThis"
+
+
+class SomethingHappened(Event):
+    type_name = "tests.bus.SomethingHappened"
+
+
+class Fill(Command):
+    type_name = "tests.bus.Fill"
+    n: int
+
+
+async def test_unroutable_command_raises(bus: Bus) -> None:
+    """Sending a command no queue handles raises Unroutable instead of dropping it."""
+    with pytest.raises(Unroutable, match="no queue is bound"):
+        await bus.send(NobodyHandlesThis())
+
+
+async def test_event_without_subscribers_is_fine(bus: Bus) -> None:
+    """Publishing an event nobody subscribes to is confirmed and returns its key."""
+    key = await bus.publish(SomethingHappened(), idempotency_key="evt-1")
+    assert key == "evt-1"
+
+
+async def test_send_returns_generated_key(bus: Bus, worker_factory, queue_name: str) -> None:
+    """Without an idempotency key, a fresh one is generated and returned."""
+
+    class Sink(Worker):
+        queue = queue_name
+
+        async def handle(self, msg: Fill, ctx: Context) -> None:
+            return None
+
+    await bus.declare(Sink)
+    first, second = await bus.send(Fill(n=1)), await bus.send(Fill(n=2))
+    assert first and second and first != second
+    await worker_factory(Sink)
+
+
+async def test_full_queue_raises_overloaded(
+    bus: Bus, broker_admin: BrokerAdmin, queue_name: str
+) -> None:
+    """A queue at max_queue_length refuses new work: send raises Overloaded, nothing dropped."""
+
+    class Bounded(Worker):
+        queue = queue_name
+        max_queue_length = 3
+
+        async def handle(self, msg: Fill, ctx: Context) -> None:
+            return None
+
+    await bus.declare(Bounded)
+    accepted = 0
+    refused: Overloaded | None = None
+    try:
+        for n in range(10):
+            try:
+                await bus.send(Fill(n=n))
+            except Overloaded as exc:
+                refused = exc
+                break
+            accepted += 1
+        assert refused is not None
+        assert "full" in str(refused)
+        # quorum queues on 3.10 may admit one message past the limit
+        assert 3 <= accepted <= 4
+        assert await broker_admin.depth(queue_name) == accepted
+    finally:
+        from framework.worker_spec import build_spec
+
+        await broker_admin.delete_worker_queues(queue_name, build_spec(Bounded).policy.tiers_ms())
+
+
+async def test_connect_to_dead_port_fails_with_one_clear_error() -> None:
+    """A dead broker gives BrokerUnavailable naming the masked URL, never the password."""
+    settings = Settings(amqp_url="amqp://user:s3cret-pw@127.0.0.1:1/", connect_attempts=2,
+                        connect_timeout=1.0)
+    with pytest.raises(BrokerUnavailable) as caught:
+        async with Bus.connect(settings=settings):
+            pass
+    text = str(caught.value)
+    assert "s3cret-pw" not in text
+    assert "amqp://user:***@127.0.0.1:1/" in text
+    assert "after 2 attempts" in text

@@ -1,0 +1,62 @@
+"""Topology is data: what a worker queue needs, derived without a broker."""
+
+from __future__ import annotations
+
+from framework import names
+from framework.backoff import RetryPolicy
+from framework.topology import QueueOptions, worker_topology
+
+POLICY = RetryPolicy(base_delay=1.0, max_delay=4.0)
+
+
+def _queues(max_length: int | None = None) -> dict[str, dict[str, object]]:
+    topology = worker_topology("orders", {"PlaceOrder": names.COMMANDS_EXCHANGE}, POLICY,
+                               QueueOptions(delivery_limit=7, max_length=max_length))
+    return {q.name: dict(q.arguments) for q in topology.queues}
+
+
+def test_main_queue_is_quorum_with_delivery_limit_and_dlq() -> None:
+    """The worker queue is quorum, has a delivery limit and dead-letters into Q.dlq."""
+    args = _queues()["orders"]
+    assert args["x-queue-type"] == "quorum"
+    assert args["x-delivery-limit"] == 7
+    assert args["x-dead-letter-exchange"] == ""
+    assert args["x-dead-letter-routing-key"] == "orders.dlq"
+    assert "x-max-length" not in args
+
+
+def test_max_length_sheds_with_reject_publish() -> None:
+    """A bounded queue rejects publishes (and dead-letters at least once)."""
+    args = _queues(max_length=100)["orders"]
+    assert args["x-max-length"] == 100
+    assert args["x-overflow"] == "reject-publish"
+    assert args["x-dead-letter-strategy"] == "at-least-once"
+
+
+def test_retry_tiers_dead_letter_back_to_queue() -> None:
+    """Each delay tier caps its TTL and dead-letters back into the worker queue."""
+    queues = _queues()
+    assert set(queues) == {"orders", "orders.dlq", "orders.retry.1s", "orders.retry.2s",
+                           "orders.retry.4s"}
+    for tier, cap in (("1s", 2000), ("2s", 4000), ("4s", 8000)):
+        args = queues[f"orders.retry.{tier}"]
+        assert args["x-message-ttl"] == cap
+        assert args["x-dead-letter-routing-key"] == "orders"
+
+
+def test_bindings_route_by_type_name() -> None:
+    """Commands bind on the commands exchange with the type name as routing key."""
+    topology = worker_topology("orders", {"PlaceOrder": names.COMMANDS_EXCHANGE}, POLICY,
+                               QueueOptions())
+    [binding] = topology.bindings
+    assert (binding.queue, binding.exchange, binding.routing_key) == (
+        "orders", names.COMMANDS_EXCHANGE, "PlaceOrder")
+    assert {e.name for e in topology.exchanges} == {names.COMMANDS_EXCHANGE, names.EVENTS_EXCHANGE}
+
+
+def test_names_of_companions() -> None:
+    """Companion queue names map back to their owner."""
+    assert names.owner_queue("orders.retry.4s") == "orders"
+    assert names.owner_queue("orders.dlq") == "orders"
+    assert names.is_companion_queue("orders.dlq") and not names.is_companion_queue("orders")
+    assert names.format_delay(1500) == "1500ms"
