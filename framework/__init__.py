@@ -1,6 +1,7 @@
 """framework: asynchronous, message-buffered microservices on RabbitMQ that survive failures."""
 
 from framework.backoff import RetryPolicy
+from framework.breaker import BreakerState, CircuitBreaker, CircuitOpenError
 from framework.bus import Bus
 from framework.context import Context
 from framework.errors import (
@@ -13,15 +14,21 @@ from framework.errors import (
     PermanentError,
     PublishFailed,
     PublishTimeout,
+    RemoteError,
+    RequestTimeout,
     Unroutable,
 )
 from framework.messages import Command, Event, Message
+from framework.send_retry import RetryOnOverload
 from framework.settings import Settings
 from framework.worker import Worker
 
 __all__ = [
+    "BreakerState",
     "BrokerUnavailable",
     "Bus",
+    "CircuitBreaker",
+    "CircuitOpenError",
     "Command",
     "ConfigurationError",
     "Context",
@@ -34,6 +41,9 @@ __all__ = [
     "PermanentError",
     "PublishFailed",
     "PublishTimeout",
+    "RemoteError",
+    "RequestTimeout",
+    "RetryOnOverload",
     "RetryPolicy",
     "Settings",
     "Unroutable",

@@ -9,10 +9,12 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+import aio_pika
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
+from pydantic import BaseModel
 
 from framework import names
 from framework.connection import open_connection
@@ -24,12 +26,16 @@ from framework.idempotency import IdempotencyStore, open_store
 from framework.keys import new_key
 from framework.messages import Command, Event, Message, is_command
 from framework.publisher import Publisher
+from framework.request_reply import RequestClient
+from framework.send_retry import RetryOnOverload
 from framework.settings import Settings
 from framework.topology import EXCHANGES, Topology
 from framework.tracing import new_traceparent
 
 if TYPE_CHECKING:
     from framework.worker import Worker
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class Bus:
@@ -55,6 +61,7 @@ class Bus:
         self._publish_conn: AbstractRobustConnection | None = None
         self._consume_conn: AbstractRobustConnection | None = None
         self._publisher: Publisher | None = None
+        self._requests: RequestClient | None = None
         self._declared: list[Topology] = [EXCHANGES]
         self._log = structlog.get_logger("framework.bus").bind(service=self.service)
 
@@ -110,6 +117,9 @@ class Bus:
 
     async def close(self) -> None:
         """Close the publisher, both connections and the idempotency store."""
+        if self._requests is not None:
+            await self._requests.close()
+            self._requests = None
         if self._publisher is not None:
             await self._publisher.close()
         for conn in (self._consume_conn, self._publish_conn):
@@ -178,16 +188,24 @@ class Bus:
         ttl: float | None = None,
         traceparent: str | None = None,
         timeout: float | None = None,
+        retry: RetryOnOverload | None = None,
     ) -> str:
         """Send a command to the one queue that handles it; returns its key once confirmed.
 
         Raises `Unroutable` if no queue handles it, `Overloaded` if that queue is full,
         `PublishTimeout` if the broker does not confirm within the publish timeout.
+        With `retry=RetryOnOverload(within=...)`, a full queue is retried with jittered
+        backoff until `within` seconds have passed (same key: no duplicates downstream).
         """
         if not is_command(type(command)):
             raise TypeError(f"send() takes a Command; use publish() for {type(command).__name__}")
-        return await self._emit(command, idempotency_key, correlation_id, causation_id,
-                                deadline, ttl, traceparent, timeout)
+        key = idempotency_key or new_key()
+
+        async def attempt() -> str:
+            return await self._emit(command, key, correlation_id, causation_id,
+                                    deadline, ttl, traceparent, timeout)
+
+        return await (retry.call(attempt) if retry is not None else attempt())
 
     async def publish(
         self,
@@ -219,6 +237,27 @@ class Bus:
         timeout: float | None,
     ) -> str:
         key = key or new_key()
+        command = is_command(type(message))
+        await self.publisher.publish(
+            self._outgoing(message, key, correlation_id, causation_id, deadline, ttl,
+                           traceparent),
+            names.COMMANDS_EXCHANGE if command else names.EVENTS_EXCHANGE,
+            message.type_name,
+            mandatory=command,
+            timeout=timeout,
+        )
+        return key
+
+    def _outgoing(
+        self,
+        message: Message,
+        key: str,
+        correlation_id: str | None,
+        causation_id: str | None,
+        deadline: datetime | None,
+        ttl: float | None,
+        traceparent: str | None,
+    ) -> aio_pika.Message:
         now_ms = int(time.time() * 1000)
         deadline_ms = combine_deadline(now_ms, deadline, ttl)
         envelope = Envelope(
@@ -233,12 +272,27 @@ class Bus:
             traceparent=traceparent or new_traceparent(),
         )
         expiration = None if deadline_ms is None else max(deadline_ms - now_ms, 1)
-        command = is_command(type(message))
-        await self.publisher.publish(
-            to_amqp(envelope, expiration_ms=expiration),
-            names.COMMANDS_EXCHANGE if command else names.EVENTS_EXCHANGE,
-            message.type_name,
-            mandatory=command,
-            timeout=timeout,
-        )
-        return key
+        return to_amqp(envelope, expiration_ms=expiration)
+
+    async def request(
+        self,
+        command: Command,
+        *,
+        timeout: float = 10.0,
+        reply_type: type[M] | None = None,
+        idempotency_key: str | None = None,
+        correlation_id: str | None = None,
+    ) -> Any:
+        """Send `command` and wait for the handler's return value (direct reply-to).
+
+        Raises `RequestTimeout` when no reply comes within `timeout` (the request also
+        carries that deadline, so a worker will not start it late), `RemoteError` when the
+        handler failed terminally, `Unroutable` when no worker handles the command.
+        """
+        if not is_command(type(command)):
+            raise TypeError("request() takes a Command")
+        if self._requests is None:
+            self._requests = RequestClient(self._connection(self._publish_conn))
+        key = idempotency_key or new_key()
+        outgoing = self._outgoing(command, key, correlation_id, None, None, timeout, None)
+        return await self._requests.request(outgoing, command.type_name, timeout, reply_type)

@@ -31,6 +31,7 @@ class Envelope:
     timestamp: datetime | None = None
     app_id: str | None = None
     traceparent: str | None = None
+    reply_to: str | None = None
     headers: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -87,6 +88,7 @@ def to_amqp(envelope: Envelope, *, expiration_ms: int | None = None) -> aio_pika
         content_type=names.CONTENT_TYPE,
         timestamp=envelope.timestamp or datetime.now(UTC),
         app_id=envelope.app_id,
+        reply_to=envelope.reply_to,
         headers=headers,
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         expiration=None if expiration_ms is None else max(expiration_ms, 1) / 1000,
@@ -114,6 +116,7 @@ def from_amqp(incoming: AbstractIncomingMessage) -> Envelope:
         timestamp=timestamp,
         app_id=incoming.app_id,
         traceparent=_text(headers.get(names.TRACEPARENT)),
+        reply_to=incoming.reply_to,
         headers={k: v for k, v in headers.items() if k not in _OWN_HEADERS},
     )
 

@@ -55,3 +55,16 @@ class HandlerTimeout(FrameworkError):
 
 class DuplicateInProgress(FrameworkError):
     """Another live worker holds this idempotency key; the delivery is retried later."""
+
+
+class RequestTimeout(FrameworkError):
+    """No reply arrived within the request's timeout; a late reply is discarded."""
+
+
+class RemoteError(FrameworkError):
+    """The handler of a request failed terminally; `reason` is the DLQ reason."""
+
+    def __init__(self, reason: str, error: str) -> None:
+        super().__init__(f"request failed ({reason}): {error}")
+        self.reason = reason
+        self.error = error

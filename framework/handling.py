@@ -13,13 +13,23 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from framework.breaker import CircuitOpenError
 from framework.context import Context
 from framework.deadlines import handler_budget, is_expired
 from framework.envelope import Envelope, decode_body
 from framework.errors import InvalidMessage, PermanentError
 from framework.idempotency import ClaimResult, IdempotencyStore
 from framework.messages import Message
-from framework.settlement import Busy, Duplicate, Expired, Failed, Handled, Invalid, Outcome
+from framework.settlement import (
+    Busy,
+    Deferred,
+    Duplicate,
+    Expired,
+    Failed,
+    Handled,
+    Invalid,
+    Outcome,
+)
 
 Handler = Callable[[Message, Context], Awaitable[Any]]
 
@@ -87,18 +97,20 @@ async def _run_handler(
     bounded_by_deadline = budget < policy.timeout
     try:
         async with asyncio.timeout(budget) as scope:
-            await handler(message, make_context(envelope))
+            result = await handler(message, make_context(envelope))
     except TimeoutError as exc:
         if not scope.expired():
             return Failed(_describe(exc))
         if bounded_by_deadline:
             return Expired(f"deadline passed while handling (after {budget:.3g}s)")
         return Failed(f"HandlerTimeout: handler ran past timeout={policy.timeout:g}s")
+    except CircuitOpenError as exc:
+        return Deferred(_describe(exc), not_before=exc.retry_in)
     except (PermanentError, ValidationError) as exc:
         return Failed(_describe(exc), permanent=True)
     except Exception as exc:
         return Failed(_describe(exc))
-    return Handled()
+    return Handled(result)
 
 
 def _describe(exc: BaseException) -> str:

@@ -17,6 +17,9 @@ ATTEMPTS = "fw-attempts"
 ORIGINAL_QUEUE = "fw-queue"
 FAILED_AT = "fw-failed-at"
 TRACEPARENT = "traceparent"
+IN_REPLY_TO = "fw-in-reply-to"
+REPLY_STATUS = "fw-reply-status"
+DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
 X_DEATH = "x-death"
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from framework.backoff import RandomSource, RetryPolicy, tier_for
 
@@ -27,7 +28,9 @@ class Reason(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Handled:
-    """The handler finished; everything it published was confirmed."""
+    """The handler finished; everything it published was confirmed. `result` is the reply."""
+
+    result: Any = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,11 +61,19 @@ class Failed:
 
 
 @dataclass(frozen=True, slots=True)
+class Deferred:
+    """A dependency's circuit is open: retry after `not_before` s without burning an attempt."""
+
+    error: str
+    not_before: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class Busy:
     """Another live worker holds the key: try again later without burning an attempt."""
 
 
-Outcome = Handled | Duplicate | Invalid | Expired | Failed | Busy
+Outcome = Handled | Duplicate | Invalid | Expired | Failed | Deferred | Busy
 
 
 # ---- settlements ------------------------------------------------------------------
@@ -114,12 +125,14 @@ def decide(outcome: Outcome, attempt: int, policy: RetryPolicy, rand: RandomSour
             return DeadLetter(Reason.EXHAUSTED, error, attempt)
         case Failed(error=error):
             return _retry(policy, attempt, attempt + 1, error, rand)
+        case Deferred(error=error, not_before=not_before):
+            return _retry(policy, 1, attempt, error, rand, not_before)
         case Busy():
             return _retry(policy, 1, attempt, "key held by another worker", rand)
     raise AssertionError(f"unhandled outcome {outcome!r}")  # pragma: no cover
 
 
 def _retry(policy: RetryPolicy, failed: int, next_attempt: int, error: str,
-           rand: RandomSource) -> Retry:
-    delay_ms = max(int(policy.delay(failed, rand) * 1000), 1)
+           rand: RandomSource, not_before: float = 0.0) -> Retry:
+    delay_ms = max(int(max(policy.delay(failed, rand), not_before) * 1000), 1)
     return Retry(delay_ms, tier_for(delay_ms, policy.tiers_ms()), next_attempt, error)

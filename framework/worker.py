@@ -7,19 +7,24 @@ Decoding, idempotency and the handler live in `handling`, the fate of a delivery
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import structlog
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
+from framework.breaker import CircuitBreaker
+from framework.breaker_gate import BreakerGate
+from framework.consumer import Consumer
 from framework.context import Context
 from framework.envelope import Envelope, from_amqp
 from framework.errors import ConfigurationError, FrameworkError
 from framework.handling import HandlingPolicy, process
 from framework.messages import Message
+from framework.reply import error_reply_message, reply_message
 from framework.settle import apply_settlement
-from framework.settlement import Ack, DeadLetter, Retry, Settlement, decide
+from framework.settlement import Ack, DeadLetter, Handled, Outcome, Retry, Settlement, decide
 from framework.stats import WorkerStats
 from framework.worker_spec import WorkerSpec, build_spec, check_spelling
 
@@ -42,6 +47,7 @@ class Worker:
     idempotency_retention: ClassVar[float] = 7 * 24 * 3600.0
     shutdown_grace: ClassVar[float] = 30.0
     service: ClassVar[str | None] = None
+    breakers: tuple[CircuitBreaker, ...] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -79,30 +85,37 @@ class Worker:
     # ---- lifecycle ------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Declare topology, consume until `stop()`, then drain in-flight handlers and close."""
+        """Declare topology, consume until `stop()`, then drain in-flight handlers and close.
+
+        While any of `breakers` is open the consumer is paused (messages stay queued).
+        """
         if self._started:
             raise FrameworkError(f"{type(self).__name__}.run() was already called")
         self._started = True
         ready = self._ready_future()
         channel: AbstractChannel | None = None
+        gate: asyncio.Task[None] | None = None
         try:
             channel = await self.bus.consume_channel(self.spec.prefetch)
             await self.bus.declare(type(self))
-            main_queue = self.spec.topology.queues[0]
-            queue = await channel.declare_queue(
-                main_queue.name, durable=True, arguments=dict(main_queue.arguments)
-            )
-            tag = await queue.consume(self._on_message)
+            consumer = Consumer(channel, self.spec.topology.queues[0], self._on_message)
+            await consumer.start(self.spec.prefetch)
+            if self.breakers:
+                gate = asyncio.create_task(
+                    BreakerGate(self.breakers, consumer, self.spec.prefetch, self.spec.queue).run()
+                )
             self._log.info("worker.consuming", prefetch=self.spec.prefetch)
             ready.set_result(None)
             await self._stop_requested.wait()
-            await self._drain(queue, tag)
+            await _cancel(gate)
+            await self._drain(consumer)
         except BaseException as exc:
             if not ready.done():
                 failure = exc if isinstance(exc, Exception) else FrameworkError("run cancelled")
                 ready.set_exception(failure)
             raise
         finally:
+            await _cancel(gate)
             await self._cancel_remaining()
             if channel is not None and not channel.is_closed:
                 await channel.close()
@@ -124,10 +137,10 @@ class Worker:
             self._ready = asyncio.get_running_loop().create_future()
         return self._ready
 
-    async def _drain(self, queue: AbstractQueue, tag: str) -> None:
+    async def _drain(self, consumer: Consumer) -> None:
         self._log.info("worker.draining", in_flight=len(self._deliveries))
         try:
-            await queue.cancel(tag)
+            await consumer.pause()
         except Exception as exc:  # channel already gone: deliveries return to the queue anyway
             self._log.warning("worker.cancel_failed", error=repr(exc))
         if self._deliveries:
@@ -168,13 +181,13 @@ class Worker:
             finally:
                 self.stats.in_flight -= 1
             settlement = decide(outcome, envelope.attempt, self.spec.policy, random.random)
-            settling = asyncio.create_task(self._settle(settlement, incoming, envelope))
+            settling = asyncio.create_task(self._settle(settlement, outcome, incoming, envelope))
             self._settling.add(settling)
             settling.add_done_callback(self._settling.discard)
             await asyncio.shield(settling)
 
-    async def _call_handler(self, message: Message, ctx: Context) -> None:
-        await self.handle(message, ctx)
+    async def _call_handler(self, message: Message, ctx: Context) -> Any:
+        return await self.handle(message, ctx)
 
     def _context(self, envelope: Envelope) -> Context:
         return Context(
@@ -191,8 +204,14 @@ class Worker:
         )
 
     async def _settle(
-        self, settlement: Settlement, incoming: AbstractIncomingMessage, envelope: Envelope
+        self,
+        settlement: Settlement,
+        outcome: Outcome,
+        incoming: AbstractIncomingMessage,
+        envelope: Envelope,
     ) -> None:
+        if envelope.reply_to:
+            await self._reply(settlement, outcome, envelope)
         try:
             await apply_settlement(
                 settlement, incoming, envelope, self.spec.queue, self.bus.publisher
@@ -205,6 +224,31 @@ class Worker:
             return
         self.stats.record(settlement)
         _log_settlement(settlement)
+
+
+    async def _reply(self, settlement: Settlement, outcome: Outcome, envelope: Envelope) -> None:
+        """Answer a request: the handler's result, or why it failed for good."""
+        if isinstance(outcome, Handled):
+            message = reply_message(envelope.message_id, envelope.correlation_id, outcome.result)
+        elif isinstance(settlement, DeadLetter):
+            message = error_reply_message(envelope.message_id, envelope.correlation_id,
+                                          settlement)
+        else:
+            return  # retried (or a duplicate): the requester keeps waiting within its timeout
+        try:
+            await self.bus.publisher.publish(message, "", str(envelope.reply_to),
+                                             mandatory=False)
+        except Exception as exc:  # the requester may be gone; the request itself is settled
+            self._log.warning("request.reply_failed", error=repr(exc))
+
+
+async def _cancel(task: asyncio.Task[None] | None) -> None:
+    """Cancel an owned background task and wait for it to finish."""
+    if task is None or task.done():
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def _log_settlement(settlement: Settlement) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
 from framework import (
@@ -103,3 +105,60 @@ async def test_connect_to_dead_port_fails_with_one_clear_error() -> None:
     assert "s3cret-pw" not in text
     assert "amqp://user:***@127.0.0.1:1/" in text
     assert "after 2 attempts" in text
+
+
+async def test_send_with_retry_waits_for_room(
+    bus: Bus, worker_factory, broker_admin: BrokerAdmin, queue_name: str
+) -> None:
+    """With retry=RetryOnOverload, a send to a full queue waits until a worker makes room."""
+    import asyncio
+
+    from framework import RetryOnOverload
+
+    class Bounded(Worker):
+        queue = queue_name
+        max_queue_length = 2
+
+        async def handle(self, msg: Fill, ctx: Context) -> None:
+            return None
+
+    await bus.declare(Bounded)
+    sent = 0
+    while True:
+        try:
+            await bus.send(Fill(n=sent))
+        except Overloaded:
+            break
+        sent += 1
+    late = asyncio.create_task(
+        bus.send(Fill(n=99), retry=RetryOnOverload(within=20.0), idempotency_key="late-99")
+    )
+    await asyncio.sleep(0.5)
+    assert not late.done()  # still waiting for room, not failed
+    await worker_factory(Bounded)
+    assert await asyncio.wait_for(late, 20) == "late-99"
+
+
+async def test_send_with_retry_gives_up_after_bound(
+    bus: Bus, broker_admin: BrokerAdmin, queue_name: str
+) -> None:
+    """When no room appears within the bound, Overloaded is raised."""
+    from framework import RetryOnOverload
+    from framework.worker_spec import build_spec
+
+    class Bounded(Worker):
+        queue = queue_name
+        max_queue_length = 1
+
+        async def handle(self, msg: Fill, ctx: Context) -> None:
+            return None
+
+    await bus.declare(Bounded)
+    try:
+        for n in range(2):  # fill it (3.10 quorum queues may admit one past the limit)
+            with contextlib.suppress(Overloaded):
+                await bus.send(Fill(n=n))
+        with pytest.raises(Overloaded):
+            await bus.send(Fill(n=9), retry=RetryOnOverload(within=0.5))
+    finally:
+        await broker_admin.delete_worker_queues(queue_name, build_spec(Bounded).policy.tiers_ms())

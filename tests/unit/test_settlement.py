@@ -75,3 +75,12 @@ def test_busy_retries_without_burning_an_attempt() -> None:
     """A key held by another worker is retried later with the same attempt number."""
     result = decide(Busy(), 2, POLICY, fixed(0))
     assert isinstance(result, Retry) and result.next_attempt == 2 and result.delay_ms == 1000
+
+
+def test_deferred_retries_after_breaker_reset_without_burning_attempt() -> None:
+    """An open circuit defers the message until at least the breaker's reset time."""
+    from framework.settlement import Deferred
+
+    result = decide(Deferred("circuit open", not_before=5.0), 2, POLICY, fixed(0))
+    assert isinstance(result, Retry)
+    assert result.next_attempt == 2 and result.delay_ms >= 5000 and result.tier_ms == 4000

@@ -1,0 +1,86 @@
+"""Request/reply over RabbitMQ direct reply-to, correlated by request message_id.
+
+Requests are published on the same channel that consumes `amq.rabbitmq.reply-to` (the
+broker requires it). A reply that arrives after its request timed out is discarded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, TypeVar
+
+import aio_pika
+import structlog
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.exceptions import DeliveryError, PublishError
+from pydantic import BaseModel
+
+from framework import names
+from framework.errors import Overloaded, RequestTimeout, Unroutable
+from framework.reply import decode_reply
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class RequestClient:
+    """Owns the reply channel and the futures of requests in flight."""
+
+    def __init__(self, connection: AbstractRobustConnection) -> None:
+        self._connection = connection
+        self._channel: AbstractChannel | None = None
+        self._pending: dict[str, asyncio.Future[tuple[bytes, str]]] = {}
+        self._lock = asyncio.Lock()
+        self._log = structlog.get_logger("framework.requests")
+
+    async def _ready_channel(self) -> AbstractChannel:
+        async with self._lock:
+            if self._channel is None or self._channel.is_closed:
+                channel = await self._connection.channel(publisher_confirms=True,
+                                                         on_return_raises=True)
+                queue = await channel.get_queue(names.DIRECT_REPLY_TO, ensure=False)
+                await queue.consume(self._on_reply, no_ack=True)
+                self._channel = channel
+            return self._channel
+
+    async def request(self, message: aio_pika.Message, routing_key: str, timeout: float,
+                      reply_type: type[M] | None) -> Any:
+        """Publish `message` as a request and wait up to `timeout` for its reply."""
+        request_id = message.message_id or ""
+        future: asyncio.Future[tuple[bytes, str]] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = future
+        try:
+            async with asyncio.timeout(timeout):
+                channel = await self._ready_channel()
+                message.reply_to = names.DIRECT_REPLY_TO
+                exchange = await channel.get_exchange(names.COMMANDS_EXCHANGE, ensure=False)
+                try:
+                    await exchange.publish(message, routing_key, mandatory=True)
+                except PublishError as exc:
+                    raise Unroutable(f"no queue handles {routing_key!r}: start its worker",
+                                     routing_key=routing_key, message_id=request_id) from exc
+                except DeliveryError as exc:
+                    raise Overloaded(f"the queue for {routing_key!r} is full",
+                                     routing_key=routing_key, message_id=request_id) from exc
+                body, status = await future
+        except TimeoutError as exc:
+            raise RequestTimeout(
+                f"no reply to {routing_key} {request_id} within {timeout:g}s"
+            ) from exc
+        finally:
+            self._pending.pop(request_id, None)
+        return decode_reply(body, status, reply_type)
+
+    async def _on_reply(self, incoming: AbstractIncomingMessage) -> None:
+        headers = incoming.headers or {}
+        request_id = headers.get(names.IN_REPLY_TO)
+        future = self._pending.get(str(request_id)) if request_id is not None else None
+        if future is None or future.done():
+            self._log.info("request.late_reply_discarded", request_id=request_id)
+            return
+        future.set_result((incoming.body, str(headers.get(names.REPLY_STATUS, "ok"))))
+
+    async def close(self) -> None:
+        for future in self._pending.values():
+            future.cancel()
+        if self._channel is not None and not self._channel.is_closed:
+            await self._channel.close()
