@@ -115,8 +115,10 @@ class Bus:
         for conn in (self._consume_conn, self._publish_conn):
             if conn is not None and not conn.is_closed:
                 await conn.close()
-        if self._store is not None and self._idempotency_arg is None:
+        # Close the store only if this bus opened it (from a URL), not one passed in.
+        if self._store is not None and not _is_store(self._idempotency_arg):
             await self._store.close()
+        self._store = None
         self._publisher = self._publish_conn = self._consume_conn = None
 
     # ---- accessors used by workers --------------------------------------------------------
@@ -242,3 +244,7 @@ class Bus:
             timeout=timeout,
         )
         return key
+
+
+def _is_store(arg: IdempotencyStore | str | None) -> bool:
+    return arg is not None and not isinstance(arg, str)
