@@ -125,8 +125,10 @@ class Bus:
         for conn in (self._consume_conn, self._publish_conn):
             if conn is not None and not conn.is_closed:
                 await conn.close()
-        if self._store is not None and self._idempotency_arg is None:
+        # Close the store only if this bus opened it (from a URL), not one passed in.
+        if self._store is not None and not _is_store(self._idempotency_arg):
             await self._store.close()
+        self._store = None
         self._publisher = self._publish_conn = self._consume_conn = None
 
     # ---- accessors used by workers --------------------------------------------------------
@@ -296,3 +298,7 @@ class Bus:
         key = idempotency_key or new_key()
         outgoing = self._outgoing(command, key, correlation_id, None, None, timeout, None)
         return await self._requests.request(outgoing, command.type_name, timeout, reply_type)
+
+
+def _is_store(arg: IdempotencyStore | str | None) -> bool:
+    return arg is not None and not isinstance(arg, str)

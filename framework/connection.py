@@ -13,6 +13,7 @@ from tenacity import (
 )
 
 from framework.errors import BrokerUnavailable
+from framework.robust import JitteredRobustConnection
 from framework.urls import mask_text, mask_url
 
 _RETRYABLE = (*CONNECTION_EXCEPTIONS, TimeoutError)
@@ -43,6 +44,7 @@ async def open_connection(
                     timeout=timeout,
                     heartbeat=heartbeat,
                     client_properties={"connection_name": name},
+                    connection_class=JitteredRobustConnection,
                 )
     except ProbableAuthenticationError as exc:
         raise BrokerUnavailable(

@@ -1,7 +1,16 @@
 """Deadlines: absolute epoch-ms stamps; pure arithmetic, clock passed in.
 
-Assumes producer and worker clocks agree within `tolerance` (NTP-synced hosts); a message
-counts as expired only when `now` is past its deadline by more than that.
+Clock-skew assumption: the sender stamps `fw-deadline` from its own wall clock and the worker
+compares it with its own, so the two hosts' clocks must agree to within
+`Settings.clock_skew_tolerance` (default 1 s; NTP-synced hosts are well inside that). The
+tolerance leans towards doing the work: a message counts as expired only when `now` is past
+its deadline by more than the tolerance, and a handler's budget runs to the deadline plus
+the tolerance. A worker whose clock runs fast by more than that expires
+work early; one that runs slow handles work its caller has already given up on.
+
+The AMQP `expiration` the sender sets alongside (the time left at send) is relative and
+measured by the broker, so the broker's own dropping of queued messages needs no clock
+agreement; it only starts counting when the message reaches the queue.
 """
 
 from __future__ import annotations

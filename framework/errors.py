@@ -41,6 +41,10 @@ class PublishTimeout(PublishFailed):
     """The broker did not confirm in time (e.g. a memory alarm blocked publishing)."""
 
 
+class StoreUnavailable(FrameworkError):
+    """The idempotency store could not be opened; the message names the (masked) URL."""
+
+
 class PermanentError(FrameworkError):
     """Raise from a handler when retrying cannot help: the message goes to the DLQ at once."""
 

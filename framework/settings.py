@@ -30,7 +30,12 @@ class Settings(BaseSettings):
     publish_timeout: float = Field(default=10.0, gt=0)
     heartbeat: int = Field(default=15, ge=0)
     shutdown_grace: float = Field(default=30.0, ge=0)
-    clock_skew_tolerance: float = Field(default=1.0, ge=0)
+    clock_skew_tolerance: float = Field(
+        default=1.0,
+        ge=0,
+        description="Seconds producer and worker clocks may disagree; a message expires only "
+        "this long after its deadline (see framework.deadlines).",
+    )
     management_url: SecretStr | None = None
 
     @field_validator("amqp_url")

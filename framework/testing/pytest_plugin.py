@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar
@@ -41,7 +42,9 @@ async def broker_admin(amqp_url: str) -> AsyncIterator[BrokerAdmin]:
 @pytest.fixture
 def queue_name(request: pytest.FixtureRequest) -> str:
     """A queue name unique to this test, so tests never see each other's messages."""
-    return f"t.{request.node.name[:40]}.{uuid.uuid4().hex[:8]}"
+    # AMQP queue names allow only [A-Za-z0-9-_.:]; parametrised ids bring brackets.
+    name = re.sub(r"[^A-Za-z0-9_.:-]", "-", request.node.name[:40])
+    return f"t.{name}.{uuid.uuid4().hex[:8]}"
 
 
 WorkerFactory = Callable[..., Awaitable[Any]]
