@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
 from pydantic import ValidationError
 
 from framework.breaker import CircuitOpenError
@@ -32,6 +33,8 @@ from framework.settlement import (
 )
 
 Handler = Callable[[Message, Context], Awaitable[Any]]
+
+_log = structlog.get_logger("framework.handling")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,9 +60,12 @@ async def process(
     handler: Handler,
     make_context: Callable[[Envelope], Context],
 ) -> Outcome:
-    """Run the handler for one delivery, if it should run, and report what happened."""
-    if is_expired(envelope.deadline_ms, now_ms(), policy.clock_skew):
-        return Expired("deadline passed before handling")
+    """Run the handler for one delivery, if it should run, and report what happened.
+
+    Order: decode, claim the key (a duplicate is acked even past its deadline), check the
+    deadline, run the handler, then mark the key done (success) or release it (failure).
+    An unavailable store defers the message (no attempt burned) rather than guessing.
+    """
     message_type = policy.message_types.get(envelope.type)
     if message_type is None:
         known = ", ".join(sorted(policy.message_types))
@@ -69,21 +75,41 @@ async def process(
     except InvalidMessage as exc:
         return Invalid(str(exc))
 
-    claim = await store.claim(policy.queue, envelope.message_id, policy.lease)
+    try:
+        claim = await store.claim(policy.queue, envelope.message_id, policy.lease)
+    except Exception as exc:
+        _log.error("idempotency.claim_failed", error=repr(exc))
+        return Deferred(f"idempotency store unavailable: {_describe(exc)}")
     if claim is ClaimResult.DONE:
         return Duplicate()
     if claim is ClaimResult.BUSY:
         return Busy()
     try:
-        outcome = await _run_handler(message, envelope, policy, handler, make_context)
+        if is_expired(envelope.deadline_ms, now_ms(), policy.clock_skew):
+            outcome: Outcome = Expired("deadline passed before handling")
+        else:
+            outcome = await _run_handler(message, envelope, policy, handler, make_context)
     except BaseException:
-        await asyncio.shield(store.release(policy.queue, envelope.message_id))
+        await asyncio.shield(_release(store, policy.queue, envelope.message_id))
         raise
     if isinstance(outcome, Handled):
-        await store.complete(policy.queue, envelope.message_id, policy.retention)
+        try:
+            await store.complete(policy.queue, envelope.message_id, policy.retention)
+        except Exception as exc:
+            # The effect happened: ack anyway. A later duplicate may run again once the
+            # lease expires; that is logged here so it can be traced.
+            _log.error("idempotency.complete_failed", error=repr(exc))
     else:
-        await store.release(policy.queue, envelope.message_id)
+        await _release(store, policy.queue, envelope.message_id)
     return outcome
+
+
+async def _release(store: IdempotencyStore, queue: str, key: str) -> None:
+    """Release a claim; if the store is down the lease simply expires later."""
+    try:
+        await store.release(queue, key)
+    except Exception as exc:
+        _log.warning("idempotency.release_failed", error=repr(exc))
 
 
 async def _run_handler(

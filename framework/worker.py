@@ -24,12 +24,25 @@ from framework.handling import HandlingPolicy, process
 from framework.messages import Message
 from framework.reply import error_reply_message, reply_message
 from framework.settle import apply_settlement
-from framework.settlement import Ack, DeadLetter, Handled, Outcome, Retry, Settlement, decide
+from framework.settlement import (
+    Ack,
+    DeadLetter,
+    Failed,
+    Handled,
+    Outcome,
+    Retry,
+    Settlement,
+    decide,
+)
 from framework.stats import WorkerStats
 from framework.worker_spec import WorkerSpec, build_spec, check_spelling
 
 if TYPE_CHECKING:
     from framework.bus import Bus
+
+
+# Bound on consumer cancel / channel close during shutdown (a dead connection never answers).
+CHANNEL_OP_BOUND = 5.0
 
 
 class Worker:
@@ -46,6 +59,7 @@ class Worker:
     max_queue_length: ClassVar[int | None] = None
     idempotency_retention: ClassVar[float] = 7 * 24 * 3600.0
     shutdown_grace: ClassVar[float] = 30.0
+    idempotency_lease: ClassVar[float | None] = None  # default: timeout + 30 s
     service: ClassVar[str | None] = None
     breakers: tuple[CircuitBreaker, ...] = ()
 
@@ -64,7 +78,7 @@ class Worker:
             queue=self.spec.queue,
             message_types=self.spec.message_types,
             timeout=self.spec.timeout,
-            lease=self.spec.timeout + 30.0,
+            lease=self.spec.lease,
             retention=self.spec.retention,
             clock_skew=bus.settings.clock_skew_tolerance,
         )
@@ -117,8 +131,7 @@ class Worker:
         finally:
             await _cancel(gate)
             await self._cancel_remaining()
-            if channel is not None and not channel.is_closed:
-                await channel.close()
+            await _close_channel(channel, self._log)
             self._stopped.set()
             self._log.info("worker.stopped", **self.stats.as_dict())
 
@@ -140,7 +153,8 @@ class Worker:
     async def _drain(self, consumer: Consumer) -> None:
         self._log.info("worker.draining", in_flight=len(self._deliveries))
         try:
-            await consumer.pause()
+            async with asyncio.timeout(CHANNEL_OP_BOUND):
+                await consumer.pause()
         except Exception as exc:  # channel already gone: deliveries return to the queue anyway
             self._log.warning("worker.cancel_failed", error=repr(exc))
         if self._deliveries:
@@ -178,6 +192,9 @@ class Worker:
                     envelope, self._handling, self.bus.idempotency, self._call_handler,
                     self._context,
                 )
+            except Exception as exc:  # a framework bug must not strand the delivery unacked
+                self._log.exception("delivery.processing_error")
+                outcome = Failed(f"{type(exc).__name__}: {exc}")
             finally:
                 self.stats.in_flight -= 1
             settlement = decide(outcome, envelope.attempt, self.spec.policy, random.random)
@@ -240,6 +257,17 @@ class Worker:
                                              mandatory=False)
         except Exception as exc:  # the requester may be gone; the request itself is settled
             self._log.warning("request.reply_failed", error=repr(exc))
+
+
+async def _close_channel(channel: AbstractChannel | None, log: Any) -> None:
+    """Close the consuming channel, bounded: a closed bus must not hang `stop()`."""
+    if channel is None or channel.is_closed:
+        return
+    try:
+        async with asyncio.timeout(CHANNEL_OP_BOUND):
+            await channel.close()
+    except Exception as exc:
+        log.warning("worker.channel_close_failed", error=repr(exc))
 
 
 async def _cancel(task: asyncio.Task[None] | None) -> None:

@@ -28,6 +28,7 @@ SETTINGS = (
     "delivery_limit",
     "max_queue_length",
     "idempotency_retention",
+    "idempotency_lease",
     "shutdown_grace",
     "service",
     "breakers",
@@ -43,6 +44,7 @@ class WorkerSpec:
     timeout: float
     shutdown_grace: float
     retention: float
+    lease: float
     policy: RetryPolicy
     message_types: dict[str, type[Message]]
     topology: Topology
@@ -129,6 +131,7 @@ def build_spec(cls: type) -> WorkerSpec:
         timeout=timeout,
         shutdown_grace=float(cls.shutdown_grace),  # type: ignore[attr-defined]
         retention=_positive(cls, "idempotency_retention"),
+        lease=_lease(cls, timeout),
         policy=policy,
         message_types=message_types,
         topology=worker_topology(queue, bindings, policy, options),
@@ -147,3 +150,16 @@ def _positive_int(cls: type, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigurationError(f"{cls.__name__}.{name} must be a positive integer, got {value!r}")
     return value
+
+
+def _lease(cls: type, timeout: float) -> float:
+    """How long a claim blocks other workers: must outlast the handler's timeout."""
+    if getattr(cls, "idempotency_lease", None) is None:
+        return timeout + 30.0
+    lease = _positive(cls, "idempotency_lease")
+    if lease <= timeout:
+        raise ConfigurationError(
+            f"{cls.__name__}.idempotency_lease ({lease:g}s) must exceed timeout ({timeout:g}s), "
+            "or a slow handler's key could be claimed twice"
+        )
+    return lease

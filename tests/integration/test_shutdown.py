@@ -85,3 +85,27 @@ async def test_handler_past_grace_is_cancelled_and_requeued(
         assert await broker_admin.wait_for_depth(queue_name, 1, timeout=10) == 1
     finally:
         await broker_admin.delete_worker_queues(queue_name, worker.spec.policy.tiers_ms())
+
+
+async def test_stop_after_bus_closed_does_not_hang(
+    amqp_url: str, broker_admin: BrokerAdmin, queue_name: str
+) -> None:
+    """Closing the bus before stopping its worker must not make stop() hang."""
+
+    class Idle(Worker):
+        queue = queue_name
+
+        async def handle(self, msg: Slow, ctx: Context) -> None:
+            return None
+
+    bus = Bus.connect(amqp_url, service="tests")
+    await bus.start()
+    worker = Idle(bus)
+    run = asyncio.create_task(worker.run())
+    await worker.wait_ready()
+    await bus.close()
+    try:
+        await asyncio.wait_for(worker.stop(), 15)
+        await asyncio.wait_for(run, 5)
+    finally:
+        await broker_admin.delete_worker_queues(queue_name, worker.spec.policy.tiers_ms())

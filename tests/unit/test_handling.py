@@ -1,0 +1,171 @@
+"""Processing one delivery up to its outcome, without a broker (pure apart from the store)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from framework import Command, Context, PermanentError
+from framework.breaker import CircuitOpenError
+from framework.envelope import Envelope, encode_body
+from framework.handling import HandlingPolicy, now_ms, process
+from framework.idempotency import ClaimResult, MemoryStore
+from framework.settlement import (
+    Busy,
+    Deferred,
+    Duplicate,
+    Expired,
+    Failed,
+    Handled,
+    Invalid,
+)
+
+
+class Pay(Command):
+    type_name = "tests.handling.Pay"
+    cents: int
+
+
+POLICY = HandlingPolicy(queue="q", message_types={Pay.type_name: Pay}, timeout=0.5, lease=5,
+                        retention=60, clock_skew=0)
+
+
+def envelope(body: bytes | None = None, *, deadline_ms: int | None = None,
+             key: str = "k1", type_name: str = Pay.type_name) -> Envelope:
+    return Envelope(message_id=key, type=type_name,
+                    body=body if body is not None else encode_body(Pay(cents=1)),
+                    correlation_id="c", deadline_ms=deadline_ms)
+
+
+def no_context(env: Envelope) -> Context:
+    return None  # type: ignore[return-value]
+
+
+async def ok(msg: Any, ctx: Context) -> str:
+    return "result"
+
+
+async def test_success_marks_done_and_returns_result() -> None:
+    """A handled message is Handled with the result; a second delivery is a Duplicate."""
+    store = MemoryStore()
+    assert await process(envelope(), POLICY, store, ok, no_context) == Handled("result")
+    assert await process(envelope(), POLICY, store, ok, no_context) == Duplicate()
+
+
+async def test_failure_releases_the_key() -> None:
+    """A failed handler releases its claim so the retry can run."""
+    store = MemoryStore()
+
+    async def boom(msg: Any, ctx: Context) -> None:
+        raise ValueError("nope")
+
+    assert await process(envelope(), POLICY, store, boom, no_context) == Failed("ValueError: nope")
+    assert await store.claim("q", "k1", 5) is ClaimResult.CLAIMED
+
+
+async def test_permanent_and_circuit_open() -> None:
+    """PermanentError is permanent; an open circuit defers without burning an attempt."""
+
+    async def refuse(msg: Any, ctx: Context) -> None:
+        raise PermanentError("declined")
+
+    async def open_circuit(msg: Any, ctx: Context) -> None:
+        raise CircuitOpenError("gw", 3.0)
+
+    result = await process(envelope(), POLICY, MemoryStore(), refuse, no_context)
+    assert result == Failed("PermanentError: declined", permanent=True)
+    deferred = await process(envelope(), POLICY, MemoryStore(), open_circuit, no_context)
+    assert isinstance(deferred, Deferred) and deferred.not_before == 3.0
+
+
+async def test_timeout_is_a_transient_failure() -> None:
+    """A handler past its timeout is cancelled and reported as a HandlerTimeout failure."""
+
+    async def slow(msg: Any, ctx: Context) -> None:
+        await asyncio.sleep(5)
+
+    result = await process(envelope(), POLICY, MemoryStore(), slow, no_context)
+    assert isinstance(result, Failed) and result.error.startswith("HandlerTimeout")
+
+
+async def test_invalid_bodies() -> None:
+    """Bad JSON, bad schema and unknown types are Invalid without touching the store."""
+    store = MemoryStore()
+    assert isinstance(await process(envelope(b"{x"), POLICY, store, ok, no_context), Invalid)
+    assert isinstance(await process(envelope(b"{}"), POLICY, store, ok, no_context), Invalid)
+    unknown = await process(envelope(type_name="Other"), POLICY, store, ok, no_context)
+    assert isinstance(unknown, Invalid)
+    assert len(store) == 0
+
+
+async def test_expired_before_handling() -> None:
+    """Past its deadline, the handler does not run."""
+    ran: list[int] = []
+
+    async def record(msg: Any, ctx: Context) -> None:
+        ran.append(1)
+
+    result = await process(envelope(deadline_ms=now_ms() - 10_000), POLICY, MemoryStore(),
+                           record, no_context)
+    assert isinstance(result, Expired) and not ran
+
+
+async def test_duplicate_past_deadline_is_still_a_duplicate() -> None:
+    """An already-handled key arriving late is acked as a duplicate, not dead-lettered."""
+    store = MemoryStore()
+    await process(envelope(), POLICY, store, ok, no_context)
+    late = envelope(deadline_ms=now_ms() - 10_000)
+    assert await process(late, POLICY, store, ok, no_context) == Duplicate()
+
+
+async def test_key_held_elsewhere_is_busy() -> None:
+    """A key claimed by another worker is Busy."""
+    store = MemoryStore()
+    await store.claim("q", "k1", 60)
+    assert await process(envelope(), POLICY, store, ok, no_context) == Busy()
+
+
+class BrokenStore(MemoryStore):
+    def __init__(self, broken: set[str]) -> None:
+        super().__init__()
+        self.broken = broken
+
+    async def claim(self, scope: str, key: str, lease: float) -> ClaimResult:
+        if "claim" in self.broken:
+            raise ConnectionError("redis down")
+        return await super().claim(scope, key, lease)
+
+    async def complete(self, scope: str, key: str, retention: float) -> None:
+        if "complete" in self.broken:
+            raise ConnectionError("redis down")
+        await super().complete(scope, key, retention)
+
+    async def release(self, scope: str, key: str) -> None:
+        if "release" in self.broken:
+            raise ConnectionError("redis down")
+        await super().release(scope, key)
+
+
+async def test_store_down_at_claim_defers() -> None:
+    """If the store cannot be asked, the message is deferred (not run, not lost)."""
+    result = await process(envelope(), POLICY, BrokenStore({"claim"}), ok, no_context)
+    assert isinstance(result, Deferred) and "store unavailable" in result.error
+
+
+async def test_store_down_at_complete_still_acks_the_effect() -> None:
+    """The handler's effect happened: the outcome stays Handled even if marking fails."""
+    assert await process(envelope(), POLICY, BrokenStore({"complete"}), ok,
+                         no_context) == Handled("result")
+
+
+@pytest.mark.parametrize("broken", [{"release"}])
+async def test_store_down_at_release_keeps_the_failure(broken: set[str]) -> None:
+    """A failing release does not hide the handler's failure."""
+
+    async def boom(msg: Any, ctx: Context) -> None:
+        raise ValueError("x")
+
+    result = await process(envelope(), POLICY, BrokenStore(broken), boom, no_context)
+    assert result == Failed("ValueError: x")
