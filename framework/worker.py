@@ -24,7 +24,7 @@ from framework.stats import WorkerStats
 from framework.worker_spec import WorkerSpec, build_spec, check_spelling
 
 if TYPE_CHECKING:
-    from framework.bus import Bus
+    from framework.transport import Transport
 
 
 class Worker:
@@ -42,12 +42,13 @@ class Worker:
     idempotency_retention: ClassVar[float] = 7 * 24 * 3600.0
     shutdown_grace: ClassVar[float] = 30.0
     service: ClassVar[str | None] = None
+    publishes: ClassVar[tuple[type[Message], ...]] = ()  # documentation only (asyncapi, check)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         check_spelling(dict(vars(cls)), cls.__name__)
 
-    def __init__(self, bus: Bus) -> None:
+    def __init__(self, bus: Transport) -> None:
         if type(self).handle is Worker.handle:
             raise ConfigurationError(f"{type(self).__name__} must implement handle(self, msg, ctx)")
         self.spec: WorkerSpec = build_spec(type(self))

@@ -30,6 +30,7 @@ SETTINGS = (
     "idempotency_retention",
     "shutdown_grace",
     "service",
+    "publishes",
 )
 
 
