@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar
@@ -46,7 +47,9 @@ async def broker_admin(amqp_url: str) -> AsyncIterator[BrokerAdmin]:
 @pytest.fixture
 def queue_name(request: pytest.FixtureRequest) -> str:
     """A queue name unique to this test, so tests never see each other's messages."""
-    return f"t.{request.node.name[:40]}.{uuid.uuid4().hex[:8]}"
+    # AMQP queue names allow only letters, digits and -_.: (parametrised ids add [...])
+    readable = re.sub(r"[^A-Za-z0-9_.:-]", "-", request.node.name)[:40]
+    return f"t.{readable}.{uuid.uuid4().hex[:8]}"
 
 
 WorkerFactory = Callable[..., Awaitable[Any]]
