@@ -11,7 +11,7 @@ from framework.messages import Command, Event, Message
 from framework.tracing import child_traceparent
 
 if TYPE_CHECKING:
-    from framework.bus import Bus
+    from framework.transport import Transport
 
 
 @dataclass
@@ -22,7 +22,7 @@ class Context:
     handler re-publishes the same keys; they carry this conversation's correlation_id.
     """
 
-    bus: Bus
+    bus: Transport
     queue: str
     message_id: str
     correlation_id: str

@@ -14,8 +14,8 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from framework import names
 from framework.envelope import Envelope, to_amqp
-from framework.publisher import Publisher
 from framework.settlement import Ack, DeadLetter, Retry, Settlement
+from framework.transport import MessagePublisher
 
 
 async def apply_settlement(
@@ -23,7 +23,7 @@ async def apply_settlement(
     incoming: AbstractIncomingMessage,
     envelope: Envelope,
     queue: str,
-    publisher: Publisher,
+    publisher: MessagePublisher,
 ) -> None:
     """Carry out `settlement` for `incoming`. Raises if the move could not be confirmed."""
     match settlement:

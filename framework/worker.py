@@ -38,7 +38,7 @@ from framework.stats import WorkerStats
 from framework.worker_spec import WorkerSpec, build_spec, check_spelling
 
 if TYPE_CHECKING:
-    from framework.bus import Bus
+    from framework.transport import Transport
 
 
 # Bound on consumer cancel / channel close during shutdown (a dead connection never answers).
@@ -62,12 +62,13 @@ class Worker:
     idempotency_lease: ClassVar[float | None] = None  # default: timeout + 30 s
     service: ClassVar[str | None] = None
     breakers: tuple[CircuitBreaker, ...] = ()
+    publishes: ClassVar[tuple[type[Message], ...]] = ()  # documentation only (asyncapi, check)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         check_spelling(dict(vars(cls)), cls.__name__)
 
-    def __init__(self, bus: Bus) -> None:
+    def __init__(self, bus: Transport) -> None:
         if type(self).handle is Worker.handle:
             raise ConfigurationError(f"{type(self).__name__} must implement handle(self, msg, ctx)")
         self.spec: WorkerSpec = build_spec(type(self))

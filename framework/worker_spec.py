@@ -32,6 +32,7 @@ SETTINGS = (
     "shutdown_grace",
     "service",
     "breakers",
+    "publishes",
 )
 
 

@@ -9,6 +9,7 @@ import click
 from pydantic import ValidationError
 
 from framework.cli.context import CliState
+from framework.cli.contracts import asyncapi_command, check_command
 from framework.cli.demo import demo_command
 from framework.cli.run import run_command
 from framework.cli.send import send_command
@@ -33,6 +34,8 @@ def cli(ctx: click.Context, url: str | None, log_format: str | None) -> None:
 cli.add_command(run_command)
 cli.add_command(send_command)
 cli.add_command(demo_command)
+cli.add_command(asyncapi_command)
+cli.add_command(check_command)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -10,14 +10,17 @@ import asyncio
 import contextlib
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import astuple, dataclass
+from typing import TYPE_CHECKING, Any
 
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
 from framework import names
 from framework.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from framework.worker import Worker
 
 RABBITMQ_IMAGE = "rabbitmq:3.13-management"
 
@@ -83,6 +86,35 @@ class BrokerAdmin:
                 while (depth := await self.depth(queue)) != expected:  # noqa: ASYNC110
                     await asyncio.sleep(0.1)
         return depth
+
+    async def wait_drained(self, worker: Worker, timeout: float = 30.0,
+                           interval: float = 0.1) -> None:
+        """Wait until `worker` has nothing left: its queue and delay queues are empty, nothing
+        is in flight, and its counters stood still for two checks in a row.
+
+        Raises `TimeoutError` with the last state seen. (The real-broker counterpart of
+        `MemoryBus.drain`; messages already in the DLQ do not count as pending.)
+        """
+        spec = worker.spec
+        queues = [spec.queue, *(names.retry_queue_name(spec.queue, t)
+                                for t in spec.policy.tiers_ms())]
+        previous: tuple[Any, ...] | None = None
+        quiet = 0
+        state: tuple[Any, ...] = ()
+        try:
+            async with asyncio.timeout(timeout):
+                while quiet < 2:  # the broker pushes no depth events: poll
+                    depth = sum([await self.depth(q) for q in queues])
+                    state = (depth, astuple(worker.stats))
+                    idle = depth == 0 and worker.stats.in_flight == 0
+                    quiet = quiet + 1 if idle and state == previous else 0
+                    previous = state
+                    await asyncio.sleep(interval)
+        except TimeoutError:
+            raise TimeoutError(
+                f"{spec.queue} not drained after {timeout:g}s: ready+delayed={state[0]}, "
+                f"stats={worker.stats.as_dict()}"
+            ) from None
 
     async def publish_raw(self, routing_key: str, body: bytes, *, exchange: str = "",
                           **properties: Any) -> None:

@@ -1,4 +1,8 @@
-"""pytest plugin (entry point `framework`): broker URL, bus, admin and worker fixtures."""
+"""pytest plugin (entry point `framework`): broker URL, bus, admin and worker fixtures.
+
+`test_bus` is the in-memory bus (no broker needed); `bus`, `broker_admin`, `worker_factory`
+and `wait_drained` talk to the RabbitMQ at `amqp_url`.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import pytest
 
 from framework.bus import Bus
 from framework.testing.broker import BrokerAdmin, amqp_url_from_env_or_container
+from framework.testing.memory_bus import MemoryBus
 from framework.worker import Worker
 
 W = TypeVar("W", bound=Worker)
@@ -42,9 +47,9 @@ async def broker_admin(amqp_url: str) -> AsyncIterator[BrokerAdmin]:
 @pytest.fixture
 def queue_name(request: pytest.FixtureRequest) -> str:
     """A queue name unique to this test, so tests never see each other's messages."""
-    # AMQP queue names allow only [A-Za-z0-9-_.:]; parametrised ids bring brackets.
-    name = re.sub(r"[^A-Za-z0-9_.:-]", "-", request.node.name[:40])
-    return f"t.{name}.{uuid.uuid4().hex[:8]}"
+    # AMQP queue names allow only letters, digits and -_.: (parametrised ids add [...])
+    readable = re.sub(r"[^A-Za-z0-9_.:-]", "-", request.node.name)[:40]
+    return f"t.{readable}.{uuid.uuid4().hex[:8]}"
 
 
 WorkerFactory = Callable[..., Awaitable[Any]]
@@ -71,3 +76,22 @@ async def worker_factory(
             await task
     for worker, _ in running:
         await broker_admin.delete_worker_queues(worker.spec.queue, worker.spec.policy.tiers_ms())
+
+
+@pytest.fixture(name="test_bus")
+async def memory_bus() -> AsyncIterator[MemoryBus]:
+    """An in-memory bus (same API and semantics as `bus`, no broker); closed after the test.
+
+    Start workers with `await test_bus.start_worker(MyWorker)`, then `await test_bus.drain()`.
+    """
+    async with MemoryBus(service="tests") as connected:
+        yield connected
+
+
+WaitDrained = Callable[..., Awaitable[None]]
+
+
+@pytest.fixture
+def wait_drained(broker_admin: BrokerAdmin) -> WaitDrained:
+    """`await wait_drained(worker, timeout=30)`: until the worker's queues are empty and idle."""
+    return broker_admin.wait_drained

@@ -13,6 +13,7 @@ class OrderWorker(Worker):
     timeout = 5.0
     retry_base_delay = 1.0
     retry_max_delay = 60.0
+    publishes = (OrderPlaced,)
 
     async def handle(self, msg: PlaceOrder, ctx: Context) -> None:
         ctx.log.info("order.placed", order_id=msg.order_id, amount_cents=msg.amount_cents)

@@ -1,0 +1,423 @@
+"""An in-process stand-in for the part of RabbitMQ the framework uses.
+
+It speaks the same surface the Worker touches on aio-pika (a channel with `declare_queue`,
+a queue with `consume`/`cancel`, deliveries with `ack`) and routes `aio_pika.Message`s the
+way the broker does: the default exchange by queue name, `fw.commands` (direct) and
+`fw.events` (topic) by binding, `mandatory` publishes with no queue raise `Unroutable`, a
+full `reject-publish` queue raises `Overloaded`.
+
+Time: delay queues (those with `x-message-ttl`, i.e. `Q.retry.*`) hold messages on a
+virtual clock (`now`, seconds from 0). The clock jumps to the next due message only when
+nothing else can happen (`drain`), so retries keep their order and delays cost no real time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+from collections import deque
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+import aio_pika
+
+from framework import names
+from framework.errors import FrameworkError, Overloaded, Unroutable
+from framework.topology import Topology
+
+Callback = Callable[[Any], Coroutine[Any, Any, Any]]
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    """A message as a queue holds it (what an AMQP consumer would read)."""
+
+    body: bytes
+    message_id: str | None = None
+    type: str | None = None
+    correlation_id: str | None = None
+    app_id: str | None = None
+    timestamp: datetime | None = None
+    headers: dict[str, Any] = field(default_factory=dict)
+    expiration_ms: int | None = None
+    reply_to: str | None = None
+    redelivered: bool = False
+
+    @classmethod
+    def from_amqp(cls, message: aio_pika.Message) -> StoredMessage:
+        return cls(
+            body=message.body,
+            message_id=message.message_id,
+            type=message.type,
+            correlation_id=message.correlation_id,
+            app_id=message.app_id,
+            timestamp=message.timestamp,
+            headers=dict(message.headers or {}),
+            expiration_ms=_expiration_ms(message.expiration),
+            reply_to=message.reply_to,
+        )
+
+    @property
+    def reason(self) -> str | None:
+        """`fw-reason` of a dead-lettered message (invalid, permanent, exhausted, ...)."""
+        value = self.headers.get(names.REASON)
+        return None if value is None else str(value)
+
+    @property
+    def error(self) -> str | None:
+        """`fw-error`: the exception type and text that sent it here."""
+        value = self.headers.get(names.ERROR)
+        return None if value is None else str(value)
+
+    @property
+    def attempts(self) -> int | None:
+        """`fw-attempts`: how many attempts were made."""
+        value = self.headers.get(names.ATTEMPTS)
+        return value if isinstance(value, int) else None
+
+
+def _expiration_ms(expiration: object) -> int | None:
+    if isinstance(expiration, timedelta):
+        return int(expiration.total_seconds() * 1000)
+    if isinstance(expiration, int | float):
+        return int(expiration * 1000)
+    return None
+
+
+@dataclass
+class _Queue:
+    name: str
+    arguments: dict[str, Any]
+    ready: deque[StoredMessage] = field(default_factory=deque)
+    consumers: dict[str, _Consumer] = field(default_factory=dict)
+
+    @property
+    def delay_ms(self) -> int | None:
+        ttl = self.arguments.get("x-message-ttl")
+        return ttl if isinstance(ttl, int) else None
+
+
+@dataclass
+class _Consumer:
+    tag: str
+    callback: Callback
+    channel: MemoryChannel
+
+
+class MemoryDelivery:
+    """One delivered message, with the attributes and `ack` of aio-pika's IncomingMessage."""
+
+    def __init__(self, stored: StoredMessage, tag: int, queue: str, channel: MemoryChannel):
+        self.stored = stored
+        self.delivery_tag = tag
+        self.queue = queue
+        self.channel = channel
+        self.body = stored.body
+        self.message_id = stored.message_id
+        self.type = stored.type
+        self.correlation_id = stored.correlation_id
+        self.app_id = stored.app_id
+        self.timestamp = stored.timestamp
+        self.headers = dict(stored.headers)
+        self.redelivered = stored.redelivered
+        self.reply_to = stored.reply_to
+
+    async def ack(self, multiple: bool = False) -> None:
+        self.channel.settle(self, requeue=False)
+
+    async def reject(self, requeue: bool = False) -> None:
+        self.channel.settle(self, requeue=requeue)
+
+    async def nack(self, multiple: bool = False, requeue: bool = True) -> None:
+        self.channel.settle(self, requeue=requeue)
+
+
+class MemoryQueue:
+    """The handle `MemoryChannel.declare_queue` returns."""
+
+    def __init__(self, name: str, channel: MemoryChannel) -> None:
+        self.name = name
+        self._channel = channel
+
+    async def consume(self, callback: Callback, **_: Any) -> str:
+        return self._channel.broker.add_consumer(self.name, callback, self._channel)
+
+    async def cancel(self, consumer_tag: str, **_: Any) -> None:
+        self._channel.broker.remove_consumer(self.name, consumer_tag)
+
+
+class MemoryChannel:
+    """A consuming channel: QoS (prefetch) and the deliveries it has not settled yet."""
+
+    def __init__(self, broker: MemoryBroker, prefetch: int) -> None:
+        self.broker = broker
+        self.prefetch = prefetch
+        self.unacked: dict[int, MemoryDelivery] = {}
+        self.is_closed = False
+
+    async def set_qos(self, prefetch_count: int, **_: Any) -> None:
+        """Like basic.qos: applies to deliveries from now on."""
+        self.prefetch = prefetch_count
+        self.broker.changed()
+
+    async def declare_queue(self, name: str, *, durable: bool = True,
+                            arguments: dict[str, Any] | None = None, **_: Any) -> MemoryQueue:
+        self.broker.ensure_queue(name, arguments or {})
+        return MemoryQueue(name, self)
+
+    def settle(self, delivery: MemoryDelivery, *, requeue: bool) -> None:
+        if self.unacked.pop(delivery.delivery_tag, None) is None:
+            raise FrameworkError(f"delivery {delivery.delivery_tag} was already settled")
+        if requeue:
+            self.broker.requeue(delivery)
+        self.broker.changed()
+
+    async def close(self) -> None:
+        """Like the broker: unsettled deliveries go back to their queues, marked redelivered."""
+        if self.is_closed:
+            return
+        self.is_closed = True
+        self.broker.drop_channel(self)
+        for delivery in list(self.unacked.values()):
+            self.unacked.pop(delivery.delivery_tag)
+            self.broker.requeue(delivery)
+        self.broker.changed()
+
+
+class MemoryBroker:
+    """Queues, bindings, delay queues on a virtual clock, and consumers with prefetch."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self._queues: dict[str, _Queue] = {}
+        self._exchanges: dict[str, str] = {}
+        self._bindings: set[tuple[str, str, str]] = set()
+        self._delayed: list[tuple[float, int, str, StoredMessage]] = []
+        self._seq = itertools.count(1)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._waiters: list[asyncio.Future[None]] = []
+        self._channels: set[MemoryChannel] = set()
+
+    # ---- topology --------------------------------------------------------------------
+
+    def apply(self, topology: Topology) -> None:
+        """Declare exchanges, queues and bindings (idempotent, like the real declare)."""
+        for exchange in topology.exchanges:
+            self._exchanges[exchange.name] = exchange.kind
+        for queue in topology.queues:
+            self.ensure_queue(queue.name, dict(queue.arguments))
+        for binding in topology.bindings:
+            self._bindings.add((binding.exchange, binding.routing_key, binding.queue))
+
+    def ensure_queue(self, name: str, arguments: dict[str, Any]) -> None:
+        self._queues.setdefault(name, _Queue(name, dict(arguments)))
+
+    def queue_names(self) -> list[str]:
+        return sorted(self._queues)
+
+    # ---- publishing --------------------------------------------------------------------
+
+    def publish(self, message: aio_pika.Message, exchange: str, routing_key: str, *,
+                mandatory: bool = True) -> list[str]:
+        """Route and store `message`; returns the queues it went to."""
+        targets = self._route(message, exchange, routing_key)
+        if not targets and mandatory:
+            raise Unroutable(
+                f"no queue is bound for {message.type or routing_key!r} "
+                f"(exchange {exchange or '(default)'!r}, routing key {routing_key!r}): "
+                "start or declare the worker that handles it first",
+                routing_key=routing_key, message_id=message.message_id or "",
+            )
+        for name in targets:
+            self._check_capacity(self._queues[name], message, routing_key)
+        stored = StoredMessage.from_amqp(message)
+        for name in targets:
+            self._enqueue(self._queues[name], stored)
+        self.changed()
+        return targets
+
+    def _route(self, message: aio_pika.Message, exchange: str, routing_key: str) -> list[str]:
+        if exchange != "" and exchange not in self._exchanges:
+            raise Unroutable(
+                f"exchange {exchange!r} does not exist: declare the topology first "
+                "(bus.declare(WorkerClass))",
+                routing_key=routing_key, message_id=message.message_id or "",
+            )
+        return self._targets(exchange, routing_key)
+
+    def _targets(self, exchange: str, routing_key: str) -> list[str]:
+        if exchange == "":
+            return [routing_key] if routing_key in self._queues else []
+        kind = self._exchanges.get(exchange, "direct")
+        return sorted({
+            queue for ex, key, queue in self._bindings
+            if ex == exchange and _matches(kind, key, routing_key)
+        })
+
+    def _check_capacity(self, queue: _Queue, message: aio_pika.Message, routing_key: str) -> None:
+        limit = queue.arguments.get("x-max-length")
+        if (isinstance(limit, int) and queue.arguments.get("x-overflow") == "reject-publish"
+                and len(queue.ready) >= limit):
+            raise Overloaded(
+                f"broker refused {message.type or 'message'} {message.message_id} for "
+                f"{routing_key!r}: a destination queue is full; back off and retry later",
+                routing_key=routing_key, message_id=message.message_id or "", queue=queue.name,
+            )
+
+    def _enqueue(self, queue: _Queue, stored: StoredMessage) -> None:
+        delay = queue.delay_ms
+        if delay is None:
+            queue.ready.append(stored)
+            self._dispatch(queue)
+            return
+        if stored.expiration_ms is not None:
+            delay = min(delay, stored.expiration_ms)
+        heapq.heappush(self._delayed, (self.now + delay / 1000, next(self._seq), queue.name,
+                                       stored))
+
+    def requeue(self, delivery: MemoryDelivery) -> None:
+        queue = self._queues[delivery.queue]
+        queue.ready.appendleft(replace(delivery.stored, redelivered=True))
+        self._dispatch(queue)
+
+    # ---- inspection ---------------------------------------------------------------------
+
+    def messages(self, queue: str) -> list[StoredMessage]:
+        """Messages waiting in `queue` (ready, or delayed on the virtual clock), not removed."""
+        found = self._queues.get(queue)
+        if found is None:
+            raise FrameworkError(f"queue {queue!r} was never declared")
+        delayed = [m for _, _, name, m in sorted(self._delayed) if name == queue]
+        return [*found.ready, *delayed]
+
+    def take(self, queue: str) -> list[StoredMessage]:
+        """Remove and return the ready messages of `queue` (like draining it)."""
+        found = self._queues[queue]
+        taken = list(found.ready)
+        found.ready.clear()
+        return taken
+
+    # ---- consuming ---------------------------------------------------------------------
+
+    def add_consumer(self, queue: str, callback: Callback, channel: MemoryChannel) -> str:
+        if queue not in self._queues:
+            raise FrameworkError(f"queue {queue!r} was never declared")
+        tag = f"memory.ctag.{next(self._seq)}"
+        self._queues[queue].consumers[tag] = _Consumer(tag, callback, channel)
+        self._dispatch(self._queues[queue])
+        return tag
+
+    def remove_consumer(self, queue: str, tag: str) -> None:
+        self._queues[queue].consumers.pop(tag, None)
+        self.changed()
+
+    def channel(self, prefetch: int) -> MemoryChannel:
+        """A new consuming channel with QoS = `prefetch`."""
+        channel = MemoryChannel(self, prefetch)
+        self._channels.add(channel)
+        return channel
+
+    def drop_channel(self, channel: MemoryChannel) -> None:
+        self._channels.discard(channel)
+        for queue in self._queues.values():
+            for tag in [t for t, c in queue.consumers.items() if c.channel is channel]:
+                del queue.consumers[tag]
+
+    def changed(self) -> None:
+        """Something settled or arrived: deliver what can be delivered, wake `wait_idle`."""
+        for queue in self._queues.values():
+            self._dispatch(queue)
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _dispatch(self, queue: _Queue) -> None:
+        while queue.ready:
+            consumer = next((c for c in queue.consumers.values()
+                             if len(c.channel.unacked) < c.channel.prefetch), None)
+            if consumer is None:
+                return
+            stored = queue.ready.popleft()
+            delivery = MemoryDelivery(stored, next(self._seq), queue.name, consumer.channel)
+            consumer.channel.unacked[delivery.delivery_tag] = delivery
+            task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(
+                consumer.callback(delivery)
+            )
+            self._tasks.add(task)
+            task.add_done_callback(self._task_done)
+            # round robin between consumers of one queue
+            queue.consumers[consumer.tag] = queue.consumers.pop(consumer.tag)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        self.changed()
+
+    # ---- time and idleness -------------------------------------------------------------
+
+    def busy(self) -> list[str]:
+        """What is still going on: unsettled deliveries and deliverable ready messages."""
+        reasons = [
+            f"{len(channel.unacked)} unsettled deliveries (prefetch {channel.prefetch})"
+            for channel in self._channels if channel.unacked
+        ]
+        reasons += [
+            f"{queue.name}: {len(queue.ready)} ready"
+            for queue in self._queues.values() if queue.ready and queue.consumers
+        ]
+        if self._tasks:
+            reasons.append(f"{len(self._tasks)} consumer callbacks running")
+        return reasons
+
+    async def wait_idle(self) -> None:
+        """Return once no delivery is unsettled and no consumed queue has ready messages."""
+        while self.busy():
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            await waiter
+
+    def advance(self) -> bool:
+        """Jump the virtual clock to the next delayed message and release all now due."""
+        if not self._delayed:
+            return False
+        self.now = max(self.now, self._delayed[0][0])
+        while self._delayed and self._delayed[0][0] <= self.now:
+            _, _, name, stored = heapq.heappop(self._delayed)
+            self._dead_letter_expired(self._queues[name], stored)
+        self.changed()
+        return True
+
+    def _dead_letter_expired(self, queue: _Queue, stored: StoredMessage) -> None:
+        """What the broker does with an expired message: route it to the queue's DLX."""
+        exchange = str(queue.arguments.get("x-dead-letter-exchange", ""))
+        key = str(queue.arguments.get("x-dead-letter-routing-key", ""))
+        for name in self._targets(exchange, key):
+            self._enqueue(self._queues[name], replace(stored, expiration_ms=None))
+
+    async def close(self) -> None:
+        """Cancel consumer callbacks still running (their deliveries stay unsettled)."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _matches(kind: str, binding_key: str, routing_key: str) -> bool:
+    """Direct: equal keys. Topic: dot-separated words, `*` one word, `#` zero or more."""
+    if kind != "topic":
+        return binding_key == routing_key
+    return _topic(binding_key.split("."), routing_key.split("."))
+
+
+def _topic(pattern: list[str], words: list[str]) -> bool:
+    if not pattern:
+        return not words
+    head, rest = pattern[0], pattern[1:]
+    if head == "#":
+        return any(_topic(rest, words[i:]) for i in range(len(words) + 1))
+    if not words:
+        return False
+    return (head in ("*", words[0])) and _topic(rest, words[1:])

@@ -1,0 +1,265 @@
+"""`MemoryBus`: the Bus API and semantics in process, for unit tests of services.
+
+The same Worker subclasses run on it unchanged (it satisfies `framework.transport.Transport`),
+and everything a handler can observe goes through the same code as on RabbitMQ: the
+envelope (`to_amqp`/`from_amqp`), `handling.process`, `settlement.decide` and
+`settle.apply_settlement`. Only the broker is replaced (`MemoryBroker`).
+
+    async with MemoryBus() as bus:
+        await bus.start_worker(OrderWorker)
+        await bus.send(PlaceOrder(...), idempotency_key="order-1")
+        await bus.drain()                       # until nothing is left to do
+        assert bus.published_of(OrderPlaced)    # what handlers published
+        assert bus.dead_letters("orders") == []
+
+Retry delays run on a virtual clock (`bus.now`): `drain()` jumps it forward when nothing
+else can happen, so a retry after 300 s takes no real time and retries keep their order.
+Deadlines and handler timeouts still use the real clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, TypeVar, cast
+
+import aio_pika
+from aio_pika.abc import AbstractChannel
+
+from framework import names
+from framework.deadlines import combine_deadline
+from framework.envelope import Envelope, encode_body, to_amqp
+from framework.idempotency import IdempotencyStore, MemoryStore
+from framework.keys import new_key
+from framework.messages import Command, Event, Message, is_command
+from framework.settings import Settings
+from framework.testing.memory_broker import MemoryBroker, StoredMessage
+from framework.topology import EXCHANGES
+from framework.tracing import new_traceparent
+from framework.worker import Worker
+from framework.worker_spec import build_spec
+
+W = TypeVar("W", bound=Worker)
+M = TypeVar("M", bound=Message)
+
+
+@dataclass(frozen=True)
+class Published:
+    """A message the bus accepted (from a test or from a handler's `ctx.publish`/`ctx.send`)."""
+
+    message: Message
+    key: str
+    correlation_id: str
+    causation_id: str | None
+    deadline_ms: int | None
+    routed_to: tuple[str, ...]
+
+
+class MemoryPublisher:
+    """Routes AMQP messages into the in-memory broker; 'confirmed' once stored."""
+
+    def __init__(self, broker: MemoryBroker) -> None:
+        self._broker = broker
+
+    async def publish(self, message: aio_pika.Message, exchange: str, routing_key: str, *,
+                      mandatory: bool = True, timeout: float | None = None) -> None:
+        if not message.message_id:
+            raise ValueError("every published message needs a message_id")
+        self._broker.publish(message, exchange, routing_key, mandatory=mandatory)
+
+
+class MemoryBus:
+    """An in-memory bus with the public API of `Bus`. Several may share one `MemoryBroker`."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings | None = None,
+        service: str | None = None,
+        idempotency: IdempotencyStore | None = None,
+        broker: MemoryBroker | None = None,
+    ) -> None:
+        self.settings = settings or Settings()
+        self.service = service or self.settings.service_name
+        self.broker = broker or MemoryBroker()
+        self._owns_broker = broker is None
+        self._store: IdempotencyStore = idempotency or MemoryStore()
+        self._owns_store = idempotency is None
+        self._publisher = MemoryPublisher(self.broker)
+        self.published: list[Published] = []
+        self._workers: list[tuple[Worker, asyncio.Task[None]]] = []
+
+    def __repr__(self) -> str:
+        return f"MemoryBus(service={self.service!r})"
+
+    # ---- lifecycle ----------------------------------------------------------------------
+
+    async def __aenter__(self) -> MemoryBus:
+        await self.start()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Declare the two exchanges."""
+        self.broker.apply(EXCHANGES)
+
+    async def close(self) -> None:
+        """Stop the workers started with `start_worker`, then release what this bus owns."""
+        for worker, task in reversed(self._workers):
+            await worker.stop()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._workers.clear()
+        if self._owns_broker:
+            await self.broker.close()
+        if self._owns_store:
+            await self._store.close()
+
+    # ---- what workers use (framework.transport.Transport) --------------------------------
+
+    @property
+    def publisher(self) -> MemoryPublisher:
+        return self._publisher
+
+    @property
+    def idempotency(self) -> IdempotencyStore:
+        return self._store
+
+    async def consume_channel(self, prefetch: int) -> AbstractChannel:
+        """A consuming channel; it has the part of aio-pika's channel API the Worker uses."""
+        return cast(AbstractChannel, self.broker.channel(prefetch))
+
+    async def declare(self, worker: type[Worker]) -> None:
+        """Declare a worker's topology (queues, delay tiers, DLQ, bindings), no consuming."""
+        self.broker.apply(build_spec(worker).topology)
+
+    # ---- publishing (same signatures and checks as Bus) ----------------------------------
+
+    async def send(
+        self,
+        command: Command,
+        *,
+        idempotency_key: str | None = None,
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
+        deadline: datetime | None = None,
+        ttl: float | None = None,
+        traceparent: str | None = None,
+        timeout: float | None = None,
+    ) -> str:
+        """Send a command to the one queue that handles it (`Unroutable` if none)."""
+        if not is_command(type(command)):
+            raise TypeError(f"send() takes a Command; use publish() for {type(command).__name__}")
+        return await self._emit(command, idempotency_key, correlation_id, causation_id,
+                                deadline, ttl, traceparent)
+
+    async def publish(
+        self,
+        event: Event,
+        *,
+        idempotency_key: str | None = None,
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
+        deadline: datetime | None = None,
+        ttl: float | None = None,
+        traceparent: str | None = None,
+        timeout: float | None = None,
+    ) -> str:
+        """Publish an event to every subscribed queue (none is fine)."""
+        if is_command(type(event)):
+            raise TypeError(f"publish() takes an Event; use send() for {type(event).__name__}")
+        return await self._emit(event, idempotency_key, correlation_id, causation_id,
+                                deadline, ttl, traceparent)
+
+    # TODO(request/reply): `bus.request(command, timeout=...)` is being built on `Bus` in
+    # parallel. Mirror it here once it lands: the reply travels back through the broker
+    # (reply_to queue + correlation_id), so give `MemoryBroker` an exclusive reply queue and
+    # resolve the caller's future from its consumer; the contract suite then runs on both.
+
+    async def _emit(self, message: Message, key: str | None, correlation_id: str | None,
+                    causation_id: str | None, deadline: datetime | None, ttl: float | None,
+                    traceparent: str | None) -> str:
+        # Mirrors Bus._emit (envelope fields, deadline -> expiration, exchange, mandatory).
+        key = key or new_key()
+        now_ms = int(time.time() * 1000)
+        deadline_ms = combine_deadline(now_ms, deadline, ttl)
+        envelope = Envelope(
+            message_id=key,
+            type=message.type_name,
+            body=encode_body(message),
+            correlation_id=correlation_id or key,
+            causation_id=causation_id,
+            deadline_ms=deadline_ms,
+            timestamp=datetime.now(UTC),
+            app_id=self.service,
+            traceparent=traceparent or new_traceparent(),
+        )
+        expiration = None if deadline_ms is None else max(deadline_ms - now_ms, 1)
+        command = is_command(type(message))
+        routed = self.broker.publish(
+            to_amqp(envelope, expiration_ms=expiration),
+            names.COMMANDS_EXCHANGE if command else names.EVENTS_EXCHANGE,
+            message.type_name,
+            mandatory=command,
+        )
+        self.published.append(Published(message, key, envelope.correlation_id, causation_id,
+                                         deadline_ms, tuple(routed)))
+        return key
+
+    # ---- test helpers -------------------------------------------------------------------
+
+    async def start_worker(self, worker_cls: type[W]) -> W:
+        """Run `worker_cls` on this bus until `close()`; returns once it consumes."""
+        worker = worker_cls(self)
+        task = asyncio.create_task(worker.run(), name=f"worker:{worker_cls.__name__}")
+        self._workers.append((worker, task))
+        await worker.wait_ready()
+        return worker
+
+    async def drain(self, timeout: float = 10.0) -> None:
+        """Run until no work is pending: deliveries settled, due retries delivered.
+
+        Retries waiting in delay queues are released by jumping the virtual clock. Raises
+        `TimeoutError` naming what is still busy if that takes longer than `timeout` seconds
+        of real time (a handler that never returns, or a message retried forever).
+        """
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    await self.broker.wait_idle()
+                    if not self.broker.advance():
+                        return
+        except TimeoutError:
+            busy = "; ".join(self.broker.busy()) or "retries still scheduled"
+            raise TimeoutError(f"bus not drained after {timeout:g}s: {busy}") from None
+
+    @property
+    def now(self) -> float:
+        """Seconds on the virtual clock that delays run on (starts at 0)."""
+        return self.broker.now
+
+    def dead_letters(self, queue: str) -> list[StoredMessage]:
+        """Messages in `queue`'s DLQ (`.reason`, `.error`, `.attempts`, `.headers`, `.body`)."""
+        return self.broker.messages(names.dlq_name(queue))
+
+    def messages(self, queue: str) -> list[StoredMessage]:
+        """Messages waiting in any queue (ready or delayed), without removing them."""
+        return self.broker.messages(queue)
+
+    def published_of(self, message_type: type[M]) -> list[M]:
+        """The messages of `message_type` accepted by this bus, in order."""
+        return [p.message for p in self.published if isinstance(p.message, message_type)]
+
+    async def publish_raw(self, routing_key: str, body: bytes, *, exchange: str = "",
+                          **properties: Any) -> None:
+        """Inject arbitrary bytes (like `BrokerAdmin.publish_raw`), e.g. malformed bodies."""
+        properties.setdefault("message_id", f"raw-{os.urandom(6).hex()}")
+        self.broker.publish(aio_pika.Message(body=body, **properties), exchange, routing_key)

@@ -1,0 +1,200 @@
+"""The behaviour a handler can observe, run on both buses so they cannot drift apart.
+
+Every test is parametrised over the in-memory bus (`memory`) and RabbitMQ (`rabbitmq`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from framework import Bus, Command, Context, Event, PermanentError, Unroutable, Worker, names
+from framework.testing import BrokerAdmin, MemoryBus
+from tests.integration.contract_harness import Harness, MemoryHarness, RabbitHarness
+
+
+class Ping(Command):
+    type_name = "tests.contract.Ping"
+    n: int
+
+
+class Shipped(Event):
+    type_name = "tests.contract.Shipped"
+    order_id: str
+
+
+class NobodyHandles(Command):
+    type_name = "tests.contract.NobodyHandles"
+
+
+@pytest.fixture(params=["memory", "rabbitmq"])
+async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
+    """The same verbs on the in-memory bus and on the real broker."""
+    if request.param == "memory":
+        async with MemoryBus(service="tests") as memory:
+            yield MemoryHarness(memory)
+        return
+    url = request.getfixturevalue("amqp_url")
+    async with Bus.connect(url, service="tests") as bus, BrokerAdmin.connect(url) as admin:
+        rabbit = RabbitHarness(bus, admin)
+        try:
+            yield rabbit
+        finally:
+            await rabbit.close()
+
+
+async def test_command_is_handled_once(harness: Harness, queue_name: str) -> None:
+    """A sent command reaches its one worker once, as attempt 1, with its key and fields."""
+    seen: list[tuple[int, int, str]] = []
+
+    class PingWorker(Worker):
+        queue = queue_name
+
+        async def handle(self, msg: Ping, ctx: Context) -> None:
+            seen.append((msg.n, ctx.attempt, ctx.message_id))
+
+    worker = await harness.start(PingWorker)
+    key = await harness.bus.send(Ping(n=7), idempotency_key="ping-7")
+    await harness.settle(worker)
+    assert key == "ping-7"
+    assert seen == [(7, 1, "ping-7")]
+    assert worker.stats.handled == 1
+
+
+async def test_event_reaches_every_subscriber(harness: Harness, queue_name: str) -> None:
+    """An event is delivered once to each of two subscribed queues."""
+    got: dict[str, list[str]] = {"a": [], "b": []}
+
+    class SubscriberA(Worker):
+        queue = f"{queue_name}.a"
+
+        async def handle(self, msg: Shipped, ctx: Context) -> None:
+            got["a"].append(msg.order_id)
+
+    class SubscriberB(Worker):
+        queue = f"{queue_name}.b"
+
+        async def handle(self, msg: Shipped, ctx: Context) -> None:
+            got["b"].append(msg.order_id)
+
+    a, b = await harness.start(SubscriberA), await harness.start(SubscriberB)
+    await harness.bus.publish(Shipped(order_id="o1"))
+    await harness.settle(a, b)
+    assert got == {"a": ["o1"], "b": ["o1"]}
+
+
+async def test_transient_failure_retried_with_attempt_numbers(
+    harness: Harness, queue_name: str
+) -> None:
+    """Fails on attempts 1 and 2, succeeds on 3; the DLQ stays empty."""
+    attempts: list[int] = []
+
+    class Flaky(Worker):
+        queue = queue_name
+        retry_base_delay = 0.05
+        retry_max_delay = 0.2
+
+        async def handle(self, msg: Ping, ctx: Context) -> None:
+            attempts.append(ctx.attempt)
+            if ctx.attempt < 3:
+                raise ConnectionError("dependency down")
+
+    worker = await harness.start(Flaky)
+    await harness.bus.send(Ping(n=1))
+    await harness.settle(worker)
+    assert attempts == [1, 2, 3]
+    assert (worker.stats.retried, worker.stats.handled) == (2, 1)
+    assert await harness.dead_letters(queue_name, 0) == []
+
+
+async def test_permanent_error_dead_letters_with_reason(harness: Harness, queue_name: str) -> None:
+    """PermanentError: one attempt, then the DLQ with reason permanent and the error text."""
+    attempts: list[int] = []
+
+    class Refuses(Worker):
+        queue = queue_name
+
+        async def handle(self, msg: Ping, ctx: Context) -> None:
+            attempts.append(ctx.attempt)
+            raise PermanentError("card declined")
+
+    await harness.start(Refuses)
+    key = await harness.bus.send(Ping(n=2))
+    [dead] = await harness.dead_letters(queue_name, 1)
+    assert attempts == [1]
+    assert dead.message_id == key
+    assert dead.headers[names.REASON] == "permanent"
+    assert dead.headers[names.ERROR] == "PermanentError: card declined"
+    assert dead.headers[names.ATTEMPTS] == 1
+    assert dead.headers[names.ORIGINAL_QUEUE] == queue_name
+
+
+async def test_invalid_bodies_dead_letter_as_invalid(harness: Harness, queue_name: str) -> None:
+    """Not-JSON and schema-invalid bodies go to the DLQ with reason invalid, body intact."""
+    handled: list[int] = []
+
+    class PingWorker(Worker):
+        queue = queue_name
+
+        async def handle(self, msg: Ping, ctx: Context) -> None:
+            handled.append(msg.n)
+
+    await harness.start(PingWorker)
+    await harness.inject(queue_name, b"{not json", type=Ping.type_name, message_id="bad-json")
+    await harness.inject(queue_name, b'{"n": "x"}', type=Ping.type_name, message_id="bad-schema")
+    dead = {m.message_id: m for m in await harness.dead_letters(queue_name, 2)}
+    assert set(dead) == {"bad-json", "bad-schema"}
+    assert all(m.headers[names.REASON] == "invalid" for m in dead.values())
+    assert "not valid JSON" in dead["bad-json"].headers[names.ERROR]
+    assert "schema invalid" in dead["bad-schema"].headers[names.ERROR]
+    assert dead["bad-json"].body == b"{not json"
+    assert handled == []
+
+
+async def test_duplicate_key_is_handled_once(harness: Harness, queue_name: str) -> None:
+    """The same idempotency key sent twice runs the handler once; the copy is acked."""
+    seen: list[int] = []
+
+    class PingWorker(Worker):
+        queue = queue_name
+
+        async def handle(self, msg: Ping, ctx: Context) -> None:
+            seen.append(msg.n)
+
+    worker = await harness.start(PingWorker)
+    await harness.bus.send(Ping(n=1), idempotency_key="same-key")
+    await harness.bus.send(Ping(n=1), idempotency_key="same-key")
+    await harness.settle(worker)
+    assert seen == [1]
+    assert (worker.stats.handled, worker.stats.duplicates) == (1, 1)
+
+
+async def test_unroutable_command_raises(harness: Harness) -> None:
+    """A command no queue handles raises Unroutable instead of vanishing."""
+    with pytest.raises(Unroutable, match="no queue is bound"):
+        await harness.bus.send(NobodyHandles())
+
+
+async def test_handler_publish_carries_conversation(harness: Harness, queue_name: str) -> None:
+    """ctx.publish: the event keeps the correlation id, names its cause, gets a derived key."""
+    seen: list[tuple[str, str | None, str]] = []
+
+    class Shipper(Worker):
+        queue = f"{queue_name}.ship"
+
+        async def handle(self, msg: Ping, ctx: Context) -> None:
+            await ctx.publish(Shipped(order_id=str(msg.n)))
+
+    class Listener(Worker):
+        queue = f"{queue_name}.listen"
+
+        async def handle(self, msg: Shipped, ctx: Context) -> None:
+            seen.append((ctx.correlation_id, ctx.causation_id, ctx.message_id))
+
+    shipper, listener = await harness.start(Shipper), await harness.start(Listener)
+    await harness.bus.send(Ping(n=5), idempotency_key="ping-5", correlation_id="conv-1")
+    await harness.settle(shipper, listener)
+    [(correlation, causation, key)] = seen
+    assert (correlation, causation) == ("conv-1", "ping-5")
+    assert key not in ("ping-5", "conv-1")
