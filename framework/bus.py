@@ -7,6 +7,7 @@ resource alarm cannot stall the consumers' acks.
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -63,6 +64,7 @@ class Bus:
         self._publisher: Publisher | None = None
         self._requests: RequestClient | None = None
         self._declared: list[Topology] = [EXCHANGES]
+        self._reconnect_listeners: list[Callable[[], Awaitable[None]]] = []
         self._log = structlog.get_logger("framework.bus").bind(service=self.service)
 
     @classmethod
@@ -176,6 +178,16 @@ class Bus:
         self._log.warning("bus.reconnected", url=self.masked_url)
         for topology in list(self._declared):
             await self._apply(topology)
+        for listener in list(self._reconnect_listeners):
+            await listener()
+
+    def add_reconnect_listener(self, listener: Callable[[], Awaitable[None]]) -> None:
+        """Run `listener` after each reconnect, once topology is declared again."""
+        self._reconnect_listeners.append(listener)
+
+    def remove_reconnect_listener(self, listener: Callable[[], Awaitable[None]]) -> None:
+        if listener in self._reconnect_listeners:
+            self._reconnect_listeners.remove(listener)
 
     # ---- publishing ----------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ Pausing cancels the AMQP consumer: messages stay buffered in the queue and burn 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -24,7 +25,9 @@ class Consumer:
         self._on_message = on_message
         self._queue: AbstractQueue | None = None
         self._tag: str | None = None
+        self._watched: object | None = None
         self.prefetch = 0
+        self.cancelled_by_broker = asyncio.Event()
 
     @property
     def consuming(self) -> bool:
@@ -42,6 +45,28 @@ class Consumer:
             )
         self._tag = await self._queue.consume(self._on_message)
         self.prefetch = prefetch
+        await self.watch_cancellation()
+
+    async def restart(self) -> None:
+        """Re-subscribe after the broker cancelled us (the queue was deleted and re-declared)."""
+        self.cancelled_by_broker.clear()
+        self._queue = None
+        prefetch, self._tag = self.prefetch, None
+        await self.start(prefetch)
+
+    async def watch_cancellation(self) -> None:
+        """Be told when the broker cancels this consumer; call again after a reconnect."""
+        get_underlay = getattr(self._channel, "get_underlay_channel", None)
+        if get_underlay is None:  # in-memory channels are never cancelled by a broker
+            return
+        underlay = await get_underlay()
+        if underlay is not self._watched:
+            underlay.on_consumer_cancel_callbacks.add(self._on_broker_cancel)
+            self._watched = underlay
+
+    def _on_broker_cancel(self, frame: Any) -> None:
+        if self._tag is not None and getattr(frame, "consumer_tag", None) == self._tag:
+            self.cancelled_by_broker.set()
 
     async def pause(self) -> None:
         """Stop receiving deliveries; those in flight continue and can still be acked."""

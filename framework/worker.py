@@ -110,6 +110,7 @@ class Worker:
         ready = self._ready_future()
         channel: AbstractChannel | None = None
         gate: asyncio.Task[None] | None = None
+        watchdog: asyncio.Task[None] | None = None
         try:
             channel = await self.bus.consume_channel(self.spec.prefetch)
             await self.bus.declare(type(self))
@@ -119,10 +120,12 @@ class Worker:
                 gate = asyncio.create_task(
                     BreakerGate(self.breakers, consumer, self.spec.prefetch, self.spec.queue).run()
                 )
+            watchdog = asyncio.create_task(self._resubscribe_when_cancelled(consumer))
             self._log.info("worker.consuming", prefetch=self.spec.prefetch)
             ready.set_result(None)
             await self._stop_requested.wait()
             await _cancel(gate)
+            await _cancel(watchdog)
             await self._drain(consumer)
         except BaseException as exc:
             if not ready.done():
@@ -131,10 +134,26 @@ class Worker:
             raise
         finally:
             await _cancel(gate)
+            await _cancel(watchdog)
             await self._cancel_remaining()
             await _close_channel(channel, self._log)
             self._stopped.set()
             self._log.info("worker.stopped", **self.stats.as_dict())
+
+    async def _resubscribe_when_cancelled(self, consumer: Consumer) -> None:
+        """The broker cancels a consumer whose queue was deleted: declare it again (with its
+        bindings) and consume again, instead of idling silently."""
+        watch = consumer.watch_cancellation
+        self.bus.add_reconnect_listener(watch)
+        try:
+            while True:
+                await consumer.cancelled_by_broker.wait()
+                self._log.error("worker.consumer_cancelled_by_broker",
+                                hint="queue deleted? re-declaring and re-subscribing")
+                await self.bus.declare(type(self))
+                await consumer.restart()
+        finally:
+            self.bus.remove_reconnect_listener(watch)
 
     async def wait_ready(self) -> None:
         """Return once topology is declared and consuming has started (raises if run failed)."""

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import os
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
@@ -136,6 +137,12 @@ class MemoryBus:
     async def consume_channel(self, prefetch: int) -> AbstractChannel:
         """A consuming channel; it has the part of aio-pika's channel API the Worker uses."""
         return cast(AbstractChannel, self.broker.channel(prefetch))
+
+    def add_reconnect_listener(self, listener: Callable[[], Awaitable[None]]) -> None:
+        """An in-process bus never reconnects: nothing to call back."""
+
+    def remove_reconnect_listener(self, listener: Callable[[], Awaitable[None]]) -> None:
+        """See `add_reconnect_listener`."""
 
     async def declare(self, worker: type[Worker]) -> None:
         """Declare a worker's topology (queues, delay tiers, DLQ, bindings), no consuming."""
