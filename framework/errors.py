@@ -55,3 +55,7 @@ class HandlerTimeout(FrameworkError):
 
 class DuplicateInProgress(FrameworkError):
     """Another live worker holds this idempotency key; the delivery is retried later."""
+
+
+class UnknownQueue(ConfigurationError):
+    """A queue named by the user does not exist on the broker."""
