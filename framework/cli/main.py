@@ -10,6 +10,8 @@ from pydantic import ValidationError
 
 from framework.cli.context import CliState
 from framework.cli.demo import demo_command
+from framework.cli.dlq import dlq_group
+from framework.cli.queues import queues_command
 from framework.cli.run import run_command
 from framework.cli.send import send_command
 from framework.errors import ConfigurationError, FrameworkError
@@ -33,6 +35,8 @@ def cli(ctx: click.Context, url: str | None, log_format: str | None) -> None:
 cli.add_command(run_command)
 cli.add_command(send_command)
 cli.add_command(demo_command)
+cli.add_command(queues_command)
+cli.add_command(dlq_group)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
