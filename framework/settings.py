@@ -32,6 +32,7 @@ class Settings(BaseSettings):
     shutdown_grace: float = Field(default=30.0, ge=0)
     clock_skew_tolerance: float = Field(default=1.0, ge=0)
     management_url: SecretStr | None = None
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
 
     @field_validator("amqp_url")
     @classmethod

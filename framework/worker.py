@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import structlog
@@ -119,6 +120,14 @@ class Worker:
         if self._started:
             await self._stopped.wait()
 
+    @property
+    def consuming(self) -> bool:
+        """True from ready (topology declared, consumer started) until `stop()`: `/readyz`."""
+        ready = self._ready
+        if ready is None or not ready.done() or ready.cancelled() or ready.exception():
+            return False
+        return not self._stop_requested.is_set()
+
     def _ready_future(self) -> asyncio.Future[None]:
         if self._ready is None:
             self._ready = asyncio.get_running_loop().create_future()
@@ -160,6 +169,7 @@ class Worker:
             attempt=envelope.attempt,
         ):
             self.stats.in_flight += 1
+            started = time.perf_counter()
             try:
                 outcome = await process(
                     envelope, self._handling, self.bus.idempotency, self._call_handler,
@@ -167,8 +177,9 @@ class Worker:
                 )
             finally:
                 self.stats.in_flight -= 1
+            duration = time.perf_counter() - started
             settlement = decide(outcome, envelope.attempt, self.spec.policy, random.random)
-            settling = asyncio.create_task(self._settle(settlement, incoming, envelope))
+            settling = asyncio.create_task(self._settle(settlement, incoming, envelope, duration))
             self._settling.add(settling)
             settling.add_done_callback(self._settling.discard)
             await asyncio.shield(settling)
@@ -191,7 +202,8 @@ class Worker:
         )
 
     async def _settle(
-        self, settlement: Settlement, incoming: AbstractIncomingMessage, envelope: Envelope
+        self, settlement: Settlement, incoming: AbstractIncomingMessage, envelope: Envelope,
+        duration: float = 0.0,
     ) -> None:
         try:
             await apply_settlement(
@@ -203,7 +215,7 @@ class Worker:
             self._log.error("delivery.settle_failed", settlement=type(settlement).__name__,
                             error=repr(exc))
             return
-        self.stats.record(settlement)
+        self.stats.record(settlement, duration)
         _log_settlement(settlement)
 
 
