@@ -34,6 +34,7 @@ from framework.topology import EXCHANGES, Topology
 from framework.tracing import new_traceparent
 
 if TYPE_CHECKING:
+    from framework.queue_stats import QueueStats
     from framework.worker import Worker
 
 M = TypeVar("M", bound=BaseModel)
@@ -188,6 +189,35 @@ class Bus:
     def remove_reconnect_listener(self, listener: Callable[[], Awaitable[None]]) -> None:
         if listener in self._reconnect_listeners:
             self._reconnect_listeners.remove(listener)
+
+    @property
+    def is_connected(self) -> bool:
+        """True while both connections are up (False during a reconnect or after close)."""
+        return all(c is not None and not c.is_closed and c.connected.is_set()
+                   for c in (self._publish_conn, self._consume_conn))
+
+    async def queue_stats(self, queue: str, *, target_drain: float = 60.0) -> QueueStats:
+        """Depth, unacked, consumers, retry and DLQ depth, rates and drain time of `queue`.
+
+        The same numbers as `framework queues`: from the management API when it answers,
+        else from passive declares (then `unacked` and rates are None).
+        """
+        from framework.management import ManagementApi
+        from framework.queue_source import declared_retry_queues, read_stats
+
+        conn = self._connection(self._publish_conn)
+        configured = self.settings.management_url
+        api = ManagementApi.from_urls(
+            self._url, configured.get_secret_value() if configured else None
+        )
+        tiers = declared_retry_queues(self._declared, queue)
+
+        async def connection() -> AbstractRobustConnection:
+            return conn
+
+        snapshot = await read_stats(api, connection, [queue], target_drain=target_drain,
+                                    retry_queues={queue: tiers} if tiers else None)
+        return snapshot.rows[0]
 
     # ---- publishing ----------------------------------------------------------------------
 

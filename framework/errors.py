@@ -72,3 +72,7 @@ class RemoteError(FrameworkError):
         super().__init__(f"request failed ({reason}): {error}")
         self.reason = reason
         self.error = error
+
+
+class UnknownQueue(ConfigurationError):
+    """A queue named by the user does not exist on the broker."""

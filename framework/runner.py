@@ -11,6 +11,7 @@ import structlog
 from framework.bus import Bus
 from framework.errors import ConfigurationError
 from framework.loading import load_object
+from framework.observability import serve_worker_probes
 from framework.settings import Settings
 from framework.worker import Worker
 
@@ -36,12 +37,15 @@ async def run_worker(worker_cls: type[Worker], settings: Settings) -> None:
             log.info("runner.signal", signal=signame)
             stopping.add(asyncio.ensure_future(worker.stop()))
 
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, request_stop, sig.name)
-        try:
-            await worker.run()
-        finally:
+        async with contextlib.AsyncExitStack() as stack:
+            if settings.metrics_port is not None:
+                await stack.enter_async_context(serve_worker_probes(worker, settings.metrics_port))
             for sig in (signal.SIGTERM, signal.SIGINT):
-                with contextlib.suppress(Exception):
-                    loop.remove_signal_handler(sig)
-            await asyncio.gather(*stopping)
+                loop.add_signal_handler(sig, request_stop, sig.name)
+            try:
+                await worker.run()
+            finally:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    with contextlib.suppress(Exception):
+                        loop.remove_signal_handler(sig)
+                await asyncio.gather(*stopping)

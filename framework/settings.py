@@ -37,6 +37,7 @@ class Settings(BaseSettings):
         "this long after its deadline (see framework.deadlines).",
     )
     management_url: SecretStr | None = None
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
 
     @field_validator("amqp_url")
     @classmethod

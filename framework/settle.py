@@ -6,16 +6,51 @@ nothing is ever acked before its replacement is confirmed, so nothing is lost.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import replace
 from datetime import UTC, datetime
 
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_random_exponential,
+)
 
 from framework import names
 from framework.envelope import Envelope, to_amqp
+from framework.errors import PublishFailed
 from framework.settlement import Ack, DeadLetter, Retry, Settlement
 from framework.transport import MessagePublisher
+
+
+async def settle_or_return(
+    settlement: Settlement,
+    incoming: AbstractIncomingMessage,
+    envelope: Envelope,
+    queue: str,
+    publisher: MessagePublisher,
+    *,
+    attempts: int = 3,
+) -> None:
+    """Apply `settlement`, retrying a move the broker did not confirm (e.g. during a memory
+    alarm); if it still fails, give the delivery back to the queue (nack, requeue) rather
+    than leave it unacked on a channel that stays open. Re-raises the last error."""
+    try:
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(PublishFailed),
+            stop=stop_after_attempt(attempts),
+            wait=wait_random_exponential(multiplier=0.5, max=5.0),
+            reraise=True,
+        ):
+            with attempt:
+                await apply_settlement(settlement, incoming, envelope, queue, publisher)
+    except Exception:
+        with contextlib.suppress(Exception):  # a dead channel returns it to the queue anyway
+            await incoming.nack(requeue=True)
+        raise
 
 
 async def apply_settlement(

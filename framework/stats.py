@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 
 from framework.settlement import Ack, DeadLetter, Reason, Retry, Settlement
+
+# Called with every applied settlement and the seconds from delivery to outcome (metrics).
+SettlementObserver = Callable[[Settlement, float], None]
 
 
 @dataclass
@@ -16,8 +20,9 @@ class WorkerStats:
     expired: int = 0
     settle_failures: int = 0
     in_flight: int = 0
+    observers: list[SettlementObserver] = field(default_factory=list, repr=False, compare=False)
 
-    def record(self, settlement: Settlement) -> None:
+    def record(self, settlement: Settlement, duration: float = 0.0) -> None:
         match settlement:
             case Ack(duplicate=True):
                 self.duplicates += 1
@@ -29,6 +34,8 @@ class WorkerStats:
                 self.dead_lettered += 1
                 if reason is Reason.EXPIRED:
                     self.expired += 1
+        for observer in self.observers:
+            observer(settlement, duration)
 
     def as_dict(self) -> dict[str, int]:
-        return asdict(self)
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "observers"}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import structlog
@@ -23,7 +24,7 @@ from framework.errors import ConfigurationError, FrameworkError
 from framework.handling import HandlingPolicy, process
 from framework.messages import Message
 from framework.reply import error_reply_message, reply_message
-from framework.settle import apply_settlement
+from framework.settle import settle_or_return
 from framework.settlement import (
     Ack,
     DeadLetter,
@@ -165,6 +166,14 @@ class Worker:
         if self._started:
             await self._stopped.wait()
 
+    @property
+    def consuming(self) -> bool:
+        """True from ready (topology declared, consumer started) until `stop()`: `/readyz`."""
+        ready = self._ready
+        if ready is None or not ready.done() or ready.cancelled() or ready.exception():
+            return False
+        return not self._stop_requested.is_set()
+
     def _ready_future(self) -> asyncio.Future[None]:
         if self._ready is None:
             self._ready = asyncio.get_running_loop().create_future()
@@ -207,6 +216,7 @@ class Worker:
             attempt=envelope.attempt,
         ):
             self.stats.in_flight += 1
+            started = time.perf_counter()
             try:
                 outcome = await process(
                     envelope, self._handling, self.bus.idempotency, self._call_handler,
@@ -217,8 +227,11 @@ class Worker:
                 outcome = Failed(f"{type(exc).__name__}: {exc}")
             finally:
                 self.stats.in_flight -= 1
+            duration = time.perf_counter() - started
             settlement = decide(outcome, envelope.attempt, self.spec.policy, random.random)
-            settling = asyncio.create_task(self._settle(settlement, outcome, incoming, envelope))
+            settling = asyncio.create_task(
+                self._settle(settlement, outcome, incoming, envelope, duration)
+            )
             self._settling.add(settling)
             settling.add_done_callback(self._settling.discard)
             await asyncio.shield(settling)
@@ -246,22 +259,22 @@ class Worker:
         outcome: Outcome,
         incoming: AbstractIncomingMessage,
         envelope: Envelope,
+        duration: float = 0.0,
     ) -> None:
         if envelope.reply_to:
             await self._reply(settlement, outcome, envelope)
         try:
-            await apply_settlement(
+            await settle_or_return(
                 settlement, incoming, envelope, self.spec.queue, self.bus.publisher
             )
         except Exception as exc:
-            # Not acked: the broker redelivers it once the channel recovers; never lost.
+            # Not acked: returned to the queue (or redelivered when the channel recovers).
             self.stats.settle_failures += 1
             self._log.error("delivery.settle_failed", settlement=type(settlement).__name__,
-                            error=repr(exc))
+                            error=repr(exc), hint="returned to the queue for redelivery")
             return
-        self.stats.record(settlement)
+        self.stats.record(settlement, duration)
         _log_settlement(settlement)
-
 
     async def _reply(self, settlement: Settlement, outcome: Outcome, envelope: Envelope) -> None:
         """Answer a request: the handler's result, or why it failed for good."""

@@ -11,6 +11,8 @@ from pydantic import ValidationError
 from framework.cli.context import CliState
 from framework.cli.contracts import asyncapi_command, check_command
 from framework.cli.demo import demo_command
+from framework.cli.dlq import dlq_group
+from framework.cli.queues import queues_command
 from framework.cli.run import run_command
 from framework.cli.send import send_command
 from framework.errors import ConfigurationError, FrameworkError
@@ -36,6 +38,8 @@ cli.add_command(send_command)
 cli.add_command(demo_command)
 cli.add_command(asyncapi_command)
 cli.add_command(check_command)
+cli.add_command(queues_command)
+cli.add_command(dlq_group)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -13,9 +13,15 @@ from framework.worker_spec import build_spec
 
 @click.command("run")
 @click.argument("target", metavar="MODULE:WorkerClass")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), default=None, metavar="PORT",
+              help="Serve /metrics, /healthz and /readyz here "
+                   "(default: $FRAMEWORK_METRICS_PORT, else off).")
 @click.pass_context
-def run_command(ctx: click.Context, target: str) -> None:
+def run_command(ctx: click.Context, target: str, metrics_port: int | None) -> None:
     """Run a worker until SIGTERM/SIGINT, then drain in-flight handlers and exit."""
     worker_cls = load_worker_class(target)
     build_spec(worker_cls)  # configuration errors before any connection
-    asyncio.run(run_worker(worker_cls, state(ctx).settings))
+    settings = state(ctx).settings
+    if metrics_port is not None:
+        settings = settings.model_copy(update={"metrics_port": metrics_port})
+    asyncio.run(run_worker(worker_cls, settings))

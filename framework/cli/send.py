@@ -12,8 +12,9 @@ from pydantic import ValidationError
 
 from framework.bus import Bus
 from framework.cli.context import state
+from framework.cli.send_many import emit, send_many
 from framework.loading import import_module, import_package_tree
-from framework.messages import Command, Event, Message, message_types
+from framework.messages import Message, message_types
 from framework.settings import Settings
 
 
@@ -52,25 +53,29 @@ def parse_body(cls: type[Message], text: str) -> Message:
 @click.argument("body", metavar="JSON", required=False)
 @click.option("--file", "file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Read the JSON body from a file instead.")
-@click.option("--key", default=None, help="Idempotency key (default: a fresh one).")
+@click.option("--key", default=None,
+              help="Idempotency key (default: a fresh one); with --count N: KEY-1 .. KEY-N.")
+@click.option("--count", type=click.IntRange(1), default=1, show_default=True,
+              help="Send the message N times (load tests), with a progress bar.")
 @click.option("--module", "modules", multiple=True,
               help="Extra module to import message types from (repeatable).")
 @click.pass_context
 def send_command(ctx: click.Context, type_name: str, body: str | None, file: Path | None,
-                 key: str | None, modules: tuple[str, ...]) -> None:
+                 key: str | None, count: int, modules: tuple[str, ...]) -> None:
     """Validate JSON against TYPE's schema and publish it; prints the idempotency key."""
     if (body is None) == (file is None):
         raise click.UsageError("give the JSON body as an argument or with --file, not both")
     text = file.read_text() if file is not None else str(body)
     cls = resolve_type(type_name, modules)
     message = parse_body(cls, text)
-    click.echo(asyncio.run(_publish(state(ctx).settings, message, key)))
+    settings = state(ctx).settings
+    if count == 1:
+        click.echo(asyncio.run(_publish(settings, message, key)))
+        return
+    sent = asyncio.run(send_many(settings, message, key, count))
+    click.echo(f"sent {len(sent)} x {message.type_name}: keys {sent[0]} .. {sent[-1]}")
 
 
 async def _publish(settings: Settings, message: Message, key: str | None) -> str:
     async with Bus.connect(settings=settings, service="framework-cli") as bus:
-        if isinstance(message, Command):
-            return await bus.send(message, idempotency_key=key)
-        if isinstance(message, Event):
-            return await bus.publish(message, idempotency_key=key)
-        raise click.UsageError(f"{message.type_name} is neither a Command nor an Event")
+        return await emit(bus, message, key)

@@ -33,6 +33,12 @@ def framework(*args: str) -> subprocess.CompletedProcess[str]:
     (("run", "no.such.module:Worker"), "cannot import module 'no.such.module'"),
     (("run", "tests.unit.cli_types:CliOrder"), "is not a Worker subclass"),
     (("run", "missing-colon"), "expected MODULE:NAME"),
+    (("queues", "orders"), "cannot connect to amqp://admin:***@127.0.0.1:1/"),
+    (("dlq", "list", "orders"), "cannot connect to amqp://admin:***@127.0.0.1:1/"),
+    (("dlq", "replay", "orders", "--limit", "0"), "Invalid value for '--limit'"),
+    (("queues", "--json", "--watch", "1"), "--json and --watch do not go together"),
+    (("send", "tests.cli.CliOrder", "{}", "--count", "0", "--module", "tests.unit.cli_types"),
+     "Invalid value for '--count'"),
     (("frobnicate",), "No such command 'frobnicate'"),
     (("send",), "Missing argument 'TYPE'"),
 ])

@@ -1,0 +1,46 @@
+"""What the operator commands share: one lazily opened broker connection, the management API."""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from aio_pika.abc import AbstractRobustConnection
+
+from framework.connection import open_connection
+from framework.management import ManagementApi
+from framework.settings import Settings
+
+
+class BrokerSession:
+    """Opens the AMQP connection on first use and closes it on exit (`async with`)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._connection: AbstractRobustConnection | None = None
+
+    @property
+    def management(self) -> ManagementApi:
+        configured = self.settings.management_url
+        return ManagementApi.from_urls(
+            self.settings.amqp_url.get_secret_value(),
+            configured.get_secret_value() if configured else None,
+        )
+
+    async def connection(self) -> AbstractRobustConnection:
+        """The connection, opened now if needed (raises `BrokerUnavailable`)."""
+        if self._connection is None:
+            s = self.settings
+            self._connection = await open_connection(
+                s.amqp_url.get_secret_value(), name="framework-cli", attempts=s.connect_attempts,
+                timeout=s.connect_timeout, heartbeat=s.heartbeat,
+            )
+        return self._connection
+
+    async def __aenter__(self) -> BrokerSession:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+            self._connection = None

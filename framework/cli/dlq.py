@@ -1,0 +1,156 @@
+"""`framework dlq list|show|replay|purge QUEUE`: inspect and repair dead-lettered messages."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from framework import dlq, names
+from framework.cli.broker import BrokerSession
+from framework.cli.context import state
+from framework.dead_letters import DeadLetter, text
+from framework.scaling import format_duration
+from framework.settings import Settings
+
+T = TypeVar("T")
+
+
+def _run(ctx: click.Context, action: Callable[[BrokerSession], Awaitable[T]]) -> T:
+    async def main() -> T:
+        async with BrokerSession(state(ctx).settings) as session:
+            return await action(session)
+
+    return asyncio.run(main())
+
+
+@click.group("dlq")
+def dlq_group() -> None:
+    """Inspect, replay and purge a worker queue's dead-letter queue (QUEUE or QUEUE.dlq)."""
+
+
+@dlq_group.command("list")
+@click.argument("queue")
+@click.option("--limit", type=click.IntRange(1), default=100, show_default=True,
+              help="Show at most this many messages (oldest first).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
+@click.pass_context
+def list_command(ctx: click.Context, queue: str, limit: int, as_json: bool) -> None:
+    """Type, key, reason, error, attempts and age of dead-lettered messages (nothing removed)."""
+    queue = dlq.worker_queue(queue)
+
+    async def browse(session: BrokerSession) -> list[DeadLetter]:
+        return await dlq.browse(await session.connection(), queue, dlq.Selection(limit=limit))
+
+    found = _run(ctx, browse)
+    now = datetime.now(UTC)
+    if as_json:
+        click.echo(json.dumps([d.summary(now) for d in found], indent=2))
+        return
+    table = Table(title=f"{names.dlq_name(queue)}: {len(found)} shown")
+    for column in ("key", "type", "reason", "error", "attempts", "age"):
+        table.add_column(column, justify="right" if column in ("attempts", "age") else "left")
+    for d in found:
+        attempts = "?" if d.attempts is None else str(d.attempts)
+        table.add_row(d.key, d.type, d.reason, d.error[:80], attempts,
+                      format_duration(d.age_seconds(now)))
+    Console().print(table)
+
+
+@dlq_group.command("show")
+@click.argument("queue")
+@click.argument("key")
+@click.pass_context
+def show_command(ctx: click.Context, queue: str, key: str) -> None:
+    """Headers and body of the dead-lettered message with idempotency key KEY."""
+    queue = dlq.worker_queue(queue)
+
+    async def find(session: BrokerSession) -> list[DeadLetter]:
+        return await dlq.browse(await session.connection(), queue, dlq.Selection(1, key))
+
+    found = _run(ctx, find)
+    if not found:
+        raise click.ClickException(f"no message with key {key!r} in {names.dlq_name(queue)}")
+    d = found[0]
+    facts = {"key": d.key, "type": d.type, "reason": d.reason, "error": d.error,
+             "attempts": d.attempts, "correlation_id": d.correlation_id,
+             "dead_at": None if d.dead_at is None else d.dead_at.isoformat()}
+    click.echo(json.dumps({**facts, "headers": _plain(d.headers), "body": _body(d.body)},
+                          indent=2, ensure_ascii=False))
+
+
+@dlq_group.command("replay")
+@click.argument("queue")
+@click.option("--limit", type=click.IntRange(1), default=None,
+              help="Move at most this many messages (default: all).")
+@click.option("--key", default=None, help="Only messages with this idempotency key.")
+@click.pass_context
+def replay_command(ctx: click.Context, queue: str, limit: int | None, key: str | None) -> None:
+    """Move messages back to QUEUE with the attempt counter reset and their keys kept."""
+    queue = dlq.worker_queue(queue)
+    settings = state(ctx).settings
+    moved = _run(ctx, lambda session: _replay(session, settings, queue, dlq.Selection(limit, key)))
+    click.echo(f"replayed {moved} message{'s' * (moved != 1)} from {names.dlq_name(queue)} "
+               f"to {queue}")
+
+
+async def _replay(session: BrokerSession, settings: Settings, queue: str,
+                  selection: dlq.Selection) -> int:
+    connection = await session.connection()
+    waiting = await dlq.depth(connection, queue)
+    total = None if selection.key else min(waiting, selection.limit or waiting)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=Console(stderr=True)) as progress:
+        task = progress.add_task(f"replaying to {queue}", total=total)
+        return await dlq.replay(connection, queue, selection,
+                                publish_timeout=settings.publish_timeout,
+                                on_moved=lambda _: progress.advance(task))
+
+
+@dlq_group.command("purge")
+@click.argument("queue")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+def purge_command(ctx: click.Context, queue: str, yes: bool) -> None:
+    """Delete every message in QUEUE's dead-letter queue (asks first unless --yes)."""
+    queue = dlq.worker_queue(queue)
+
+    async def waiting(session: BrokerSession) -> int:
+        return await dlq.depth(await session.connection(), queue)
+
+    async def purge(session: BrokerSession) -> int:
+        return await dlq.purge(await session.connection(), queue)
+
+    count = _run(ctx, waiting)
+    if count and not yes:  # asked with no connection open: a slow answer cannot time it out
+        click.confirm(f"delete {count} message{'s' * (count != 1)} from "
+                      f"{names.dlq_name(queue)}?", abort=True, err=True)
+    removed = _run(ctx, purge)
+    click.echo(f"purged {removed} message{'s' * (removed != 1)} from {names.dlq_name(queue)}")
+
+
+def _plain(value: Any) -> Any:
+    """Header values as JSON: bytes as text, datetimes as ISO strings, tables recursively."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return text(value)
+    return value
+
+
+def _body(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError:
+        return body.decode(errors="replace")

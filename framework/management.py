@@ -1,0 +1,125 @@
+"""A small client for the RabbitMQ management HTTP API (queue depths and rates).
+
+stdlib `urllib` run in a worker thread: one GET per refresh does not justify an HTTP
+dependency. Credentials come from the management URL or else the AMQP URL and never
+appear in errors or reprs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit
+
+from pydantic import SecretStr
+
+from framework.errors import ConfigurationError, FrameworkError
+from framework.queue_stats import QueueSample
+from framework.urls import mask_text, mask_url
+
+_COLUMNS = ",".join((
+    "name", "messages_ready", "messages_unacknowledged", "consumers",
+    "message_stats.publish_details.rate", "message_stats.deliver_get_details.rate",
+))
+
+
+class ManagementUnavailable(FrameworkError):
+    """The management API did not answer usefully (down, refused, auth failed, bad JSON)."""
+
+
+@dataclass(frozen=True)
+class ManagementApi:
+    """Where the management API is and how to log in; `vhost` comes from the AMQP URL."""
+
+    base_url: str
+    username: str
+    password: SecretStr = field(repr=False)
+    vhost: str = "/"
+    timeout: float = 3.0
+
+    @classmethod
+    def from_urls(cls, amqp_url: str, management_url: str | None,
+                  timeout: float = 3.0) -> ManagementApi:
+        """From `FRAMEWORK_MANAGEMENT_URL` (if set) and the AMQP URL's host and credentials."""
+        amqp = urlsplit(amqp_url)
+        vhost = unquote(amqp.path[1:]) if len(amqp.path) > 1 else "/"
+        user, password = unquote(amqp.username or "guest"), unquote(amqp.password or "guest")
+        if management_url:
+            parts = urlsplit(management_url)
+            if parts.scheme not in ("http", "https"):
+                raise ConfigurationError(
+                    f"FRAMEWORK_MANAGEMENT_URL must start with http:// or https://, "
+                    f"got {mask_url(management_url)!r}"
+                )
+            if parts.username is not None:
+                user, password = unquote(parts.username), unquote(parts.password or "")
+            host = _host(parts.hostname or "localhost", parts.port)
+            base = f"{parts.scheme}://{host}{parts.path.rstrip('/')}"
+        else:
+            tls = amqp.scheme == "amqps"
+            port = 15671 if tls else 15672
+            base = f"{'https' if tls else 'http'}://{_host(amqp.hostname or 'localhost', port)}"
+        return cls(base, user, SecretStr(password), vhost, timeout)
+
+    @property
+    def masked_url(self) -> str:
+        """The API URL with the user shown and the password hidden."""
+        scheme, rest = self.base_url.split("://", 1)
+        return f"{scheme}://{self.username}:***@{rest}/"
+
+    async def queues(self) -> list[QueueSample]:
+        """Every queue of the vhost with depths, consumers and publish/deliver rates."""
+        path = f"/api/queues/{quote(self.vhost, safe='')}?columns={_COLUMNS}"
+        data = await asyncio.to_thread(self._get, path)
+        if not isinstance(data, list):
+            raise ManagementUnavailable(f"{self.masked_url}: unexpected answer to {path}")
+        return [_sample(item) for item in data if isinstance(item, dict)]
+
+    def _get(self, path: str) -> Any:
+        token = base64.b64encode(
+            f"{self.username}:{self.password.get_secret_value()}".encode()
+        ).decode()
+        request = urllib.request.Request(  # noqa: S310 - scheme checked to be http(s) above
+            self.base_url + path, headers={"Authorization": f"Basic {token}"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
+                return json.load(response)
+        except urllib.error.HTTPError as exc:
+            hint = " (check user and password)" if exc.code == 401 else ""
+            raise ManagementUnavailable(
+                f"management API {self.masked_url} answered HTTP {exc.code}{hint}"
+            ) from exc
+        except (OSError, ValueError) as exc:  # URLError, refused, timeout, bad JSON
+            reason = getattr(exc, "reason", exc)
+            raise ManagementUnavailable(
+                f"management API {self.masked_url} unreachable: {mask_text(str(reason))}"
+            ) from exc
+
+
+def _host(hostname: str, port: int | None) -> str:
+    name = f"[{hostname}]" if ":" in hostname else hostname
+    return name if port is None else f"{name}:{port}"
+
+
+def _sample(item: dict[str, Any]) -> QueueSample:
+    stats = item.get("message_stats") or {}
+    return QueueSample(
+        name=str(item.get("name", "")),
+        ready=int(item.get("messages_ready") or 0),
+        unacked=int(item.get("messages_unacknowledged") or 0),
+        consumers=int(item.get("consumers") or 0),
+        publish_rate=_rate(stats, "publish_details"),
+        deliver_rate=_rate(stats, "deliver_get_details"),
+    )
+
+
+def _rate(stats: dict[str, Any], key: str) -> float:
+    """A rate from `message_stats`; absent means nothing happened recently (0.0)."""
+    details = stats.get(key) or {}
+    return float(details.get("rate") or 0.0)

@@ -1,0 +1,131 @@
+"""Prometheus metrics: what workers did (from their settlements), queue depths, breakers.
+
+Every `Metrics` has a registry of its own (no process-global registry), so tests and
+several workers in one process never collide. Workers feed it through `WorkerStats`, the
+one place settlements are counted.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from framework.settlement import Ack, DeadLetter, Reason, Retry, Settlement
+from framework.stats import SettlementObserver
+
+if TYPE_CHECKING:
+    from framework.queue_stats import QueueStats
+    from framework.worker import Worker
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+# dead-letter reasons where the handler did not run (nothing to time)
+_UNTIMED = frozenset({Reason.INVALID, Reason.EXPIRED, Reason.DELIVERY_LIMIT})
+
+
+class BreakerState(IntEnum):
+    """Gauge values of `framework_breaker_state`."""
+
+    CLOSED = 0
+    HALF_OPEN = 1
+    OPEN = 2
+
+
+class Metrics:
+    """The framework's metric families on one registry; `render()` is the /metrics body."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.handled = Counter("framework_messages_handled", "Deliveries handled successfully.",
+                               ["queue"], registry=r)
+        self.failed = Counter("framework_messages_failed",
+                              "Deliveries that did not succeed (reason: transient, or the DLQ "
+                              "reason).", ["queue", "reason"], registry=r)
+        self.retried = Counter("framework_messages_retried",
+                               "Deliveries moved to a retry delay queue.", ["queue"], registry=r)
+        self.dead_lettered = Counter("framework_messages_dead_lettered",
+                                     "Deliveries moved to the dead-letter queue.",
+                                     ["queue", "reason"], registry=r)
+        self.duplicates = Counter("framework_messages_duplicate",
+                                  "Deliveries skipped because their key was already handled.",
+                                  ["queue"], registry=r)
+        self.expired = Counter("framework_messages_expired",
+                               "Deliveries dead-lettered because their deadline passed.",
+                               ["queue"], registry=r)
+        self.latency = Histogram("framework_handler_duration_seconds",
+                                 "Time from delivery to outcome for deliveries whose handler ran.",
+                                 ["queue"], buckets=LATENCY_BUCKETS, registry=r)
+        self.in_flight = Gauge("framework_messages_in_flight",
+                               "Deliveries being processed right now.", ["queue"], registry=r)
+        self.ready = Gauge("framework_queue_ready_messages", "Messages waiting in the queue.",
+                           ["queue"], registry=r)
+        self.unacked = Gauge("framework_queue_unacked_messages",
+                             "Messages delivered but not yet acked.", ["queue"], registry=r)
+        self.retry_depth = Gauge("framework_queue_retry_messages",
+                                 "Messages waiting in the queue's retry delay queues.",
+                                 ["queue"], registry=r)
+        self.dlq_depth = Gauge("framework_queue_dlq_messages",
+                               "Messages in the queue's dead-letter queue.", ["queue"], registry=r)
+        self.replicas = Gauge("framework_queue_suggested_replicas",
+                              "Replicas that would drain the backlog within the target time.",
+                              ["queue"], registry=r)
+        self.breaker = Gauge("framework_breaker_state",
+                             "Circuit breaker state: 0 closed, 1 half-open, 2 open.",
+                             ["queue", "breaker"], registry=r)
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of everything on this registry."""
+        return generate_latest(self.registry)
+
+    def observer(self, queue: str) -> SettlementObserver:
+        """A `WorkerStats` observer that counts settlements of `queue`."""
+
+        def observe(settlement: Settlement, duration: float) -> None:
+            self.record(queue, settlement, duration)
+
+        return observe
+
+    def record(self, queue: str, settlement: Settlement, duration: float) -> None:
+        """Count one applied settlement and, if its handler ran, its duration."""
+        timed = True
+        match settlement:
+            case Ack(duplicate=True):
+                self.duplicates.labels(queue).inc()
+                timed = False
+            case Ack():
+                self.handled.labels(queue).inc()
+            case Retry():
+                self.retried.labels(queue).inc()
+                self.failed.labels(queue, "transient").inc()
+            case DeadLetter(reason=reason):
+                self.dead_lettered.labels(queue, reason.value).inc()
+                self.failed.labels(queue, reason.value).inc()
+                if reason is Reason.EXPIRED:
+                    self.expired.labels(queue).inc()
+                timed = reason not in _UNTIMED
+        if timed:
+            self.latency.labels(queue).observe(duration)
+
+    def watch(self, worker: Worker) -> None:
+        """Count `worker`'s settlements and report its in-flight deliveries."""
+        queue = worker.spec.queue
+        worker.stats.observers.append(self.observer(queue))
+        self.in_flight.labels(queue).set_function(lambda: worker.stats.in_flight)
+
+    def set_queue_stats(self, stats: QueueStats) -> None:
+        """Update the depth gauges of one worker queue (unknown values are left as they were)."""
+        q = stats.name
+        self.ready.labels(q).set(stats.ready)
+        self.retry_depth.labels(q).set(stats.retry)
+        self.dlq_depth.labels(q).set(stats.dlq)
+        if stats.unacked is not None:
+            self.unacked.labels(q).set(stats.unacked)
+        if stats.suggested_replicas is not None:
+            self.replicas.labels(q).set(stats.suggested_replicas)
+
+    def set_breaker_state(self, queue: str, breaker: str, state: BreakerState) -> None:
+        """Report a circuit breaker's state (called by the breakers when they transition)."""
+        self.breaker.labels(queue, breaker).set(int(state))

@@ -1,0 +1,177 @@
+"""`framework dlq`: list and show without losing anything, replay into a healthy worker once,
+purge only when confirmed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections import Counter
+from typing import Any
+
+import aio_pika
+import pytest
+
+from framework import Bus, Context, PermanentError, Worker, names
+from framework.testing import BrokerAdmin
+from tests.integration.cli_runner import framework, framework_json
+from tests.integration.ops_service import Job
+
+
+async def cli(amqp_url: str, *args: str, stdin: str = "") -> Any:
+    return await asyncio.to_thread(framework, amqp_url, *args, stdin=stdin)
+
+
+async def cli_json(amqp_url: str, *args: str) -> Any:
+    return await asyncio.to_thread(framework_json, amqp_url, *args)
+
+
+async def wait_until(predicate: Any, timeout: float = 20.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():  # noqa: ASYNC110 - state changes in the worker's tasks
+            await asyncio.sleep(0.05)
+
+
+async def test_list_show_replay_and_duplicate_absorbed(
+    amqp_url: str, bus: Bus, worker_factory: Any, broker_admin: BrokerAdmin, queue_name: str
+) -> None:
+    """A permanent failure is listed with its reason, replayed once healed, handled once;
+    replaying a second copy of the handled key is absorbed as a duplicate."""
+    healed = False
+    handled: Counter[str] = Counter()
+
+    class HealingWorker(Worker):
+        queue = queue_name
+
+        async def handle(self, msg: Job, ctx: Context) -> None:
+            if not healed:
+                raise PermanentError("downstream rejects it")
+            handled[msg.job_id] += 1
+
+    worker = await worker_factory(HealingWorker)
+    dlq = names.dlq_name(queue_name)
+    await bus.send(Job(job_id="j1"), idempotency_key="key-j1")
+    assert await broker_admin.wait_for_depth(dlq, 1) == 1
+
+    for _ in range(2):  # browsing twice loses nothing
+        (row,) = await cli_json(amqp_url, "dlq", "list", queue_name, "--json")
+    assert (row["key"], row["type"], row["reason"], row["attempts"]) == (
+        "key-j1", Job.type_name, "permanent", 1)
+    assert "downstream rejects it" in row["error"] and row["age_seconds"] >= 0
+    assert await broker_admin.depth(dlq) == 1
+
+    shown = await cli_json(amqp_url, "dlq", "show", dlq, "key-j1")
+    assert shown["body"] == {"job_id": "j1", "poison": False}
+    assert shown["headers"][names.REASON] == "permanent"
+    assert shown["headers"][names.ORIGINAL_QUEUE] == queue_name
+
+    healed = True
+    result = await cli(amqp_url, "dlq", "replay", queue_name)
+    assert result.returncode == 0, result.stderr
+    assert "replayed 1 message from" in result.stdout
+    await wait_until(lambda: handled["j1"] == 1)
+    assert await broker_admin.depth(dlq) == 0
+
+    # the same key lands in the DLQ again (say, a crash between publish and ack): absorbed
+    await broker_admin.publish_raw(dlq, json.dumps({"job_id": "j1"}).encode(),
+                                   type=Job.type_name, message_id="key-j1",
+                                   headers={names.REASON: "exhausted", names.ATTEMPT: 5})
+    result = await cli(amqp_url, "dlq", "replay", queue_name, "--key", "key-j1")
+    assert result.returncode == 0, result.stderr
+    await wait_until(lambda: worker.stats.duplicates == 1)
+    assert handled["j1"] == 1
+
+
+async def test_replay_respects_key_and_limit(
+    amqp_url: str, bus: Bus, broker_admin: BrokerAdmin, queue_name: str
+) -> None:
+    """--key moves only that key; --limit N moves N; the rest stays in the DLQ."""
+
+    class Idle(Worker):
+        queue = queue_name
+
+        async def handle(self, msg: Job, ctx: Context) -> None:  # pragma: no cover
+            pass
+
+    await bus.declare(Idle)
+    dlq = names.dlq_name(queue_name)
+    try:
+        for n in range(5):
+            await broker_admin.publish_raw(dlq, b"{}", type=Job.type_name, message_id=f"k{n}",
+                                           headers={names.ATTEMPT: 3, names.DEADLINE: 1})
+        result = await cli(amqp_url, "dlq", "replay", queue_name, "--key", "k3")
+        assert "replayed 1 message" in result.stdout, result.stderr
+        result = await cli(amqp_url, "dlq", "replay", queue_name, "--limit", "2")
+        assert "replayed 2 messages" in result.stdout, result.stderr
+        assert await broker_admin.depth(dlq) == 2
+        moved = await broker_admin.drain(queue_name)
+        assert [m.message_id for m in moved] == ["k3", "k0", "k1"]
+        assert all(m.headers[names.ATTEMPT] == 1 and names.DEADLINE not in m.headers
+                   for m in moved)
+        assert {m.message_id for m in await broker_admin.drain(dlq)} == {"k2", "k4"}
+    finally:
+        await broker_admin.delete_worker_queues(queue_name, Idle(bus).spec.policy.tiers_ms())
+
+
+async def test_broker_dead_lettered_reason_from_x_death(
+    amqp_url: str, bus: Bus, broker_admin: BrokerAdmin, queue_name: str
+) -> None:
+    """A message the broker dead-lettered (rejected) is listed with reason `rejected`."""
+
+    class Idle(Worker):
+        queue = queue_name
+
+        async def handle(self, msg: Job, ctx: Context) -> None:  # pragma: no cover
+            pass
+
+    await bus.declare(Idle)
+    try:
+        await broker_admin.publish_raw(queue_name, b"{}", type=Job.type_name, message_id="rj")
+        connection = await aio_pika.connect(amqp_url)
+        async with connection, connection.channel() as channel:
+            queue = await channel.declare_queue(queue_name, passive=True)
+            message = await queue.get(fail=True)
+            await message.reject(requeue=False)
+        assert await broker_admin.wait_for_depth(names.dlq_name(queue_name), 1) == 1
+        (row,) = await cli_json(amqp_url, "dlq", "list", queue_name, "--json")
+        assert (row["key"], row["reason"]) == ("rj", "rejected")
+        assert "dead-lettered by the broker from" in row["error"]
+    finally:
+        await broker_admin.delete_worker_queues(queue_name, Idle(bus).spec.policy.tiers_ms())
+
+
+async def test_purge_asks_first(
+    amqp_url: str, bus: Bus, broker_admin: BrokerAdmin, queue_name: str
+) -> None:
+    """Without --yes, answering no keeps the messages; --yes purges them."""
+
+    class Idle(Worker):
+        queue = queue_name
+
+        async def handle(self, msg: Job, ctx: Context) -> None:  # pragma: no cover
+            pass
+
+    await bus.declare(Idle)
+    dlq = names.dlq_name(queue_name)
+    try:
+        for n in range(3):
+            await broker_admin.publish_raw(dlq, b"{}", message_id=f"p{n}")
+        refused = await cli(amqp_url, "dlq", "purge", queue_name, stdin="n\n")
+        assert refused.returncode != 0 and "delete 3 messages" in refused.stderr
+        assert refused.stderr.strip().endswith("error: aborted")
+        assert await broker_admin.depth(dlq) == 3
+        done = await cli(amqp_url, "dlq", "purge", queue_name, "--yes")
+        assert done.returncode == 0 and "purged 3 messages" in done.stdout
+        assert await broker_admin.depth(dlq) == 0
+    finally:
+        await broker_admin.delete_worker_queues(queue_name, Idle(bus).spec.policy.tiers_ms())
+
+
+@pytest.mark.parametrize("command", [("list",), ("show", "k"), ("replay",), ("purge", "--yes")])
+def test_unknown_queue_is_one_error_line(amqp_url: str, command: tuple[str, ...]) -> None:
+    """Every dlq subcommand on a missing queue: one `error:` line, non-zero exit."""
+    name = f"no.such.{os.getpid()}"
+    result = framework(amqp_url, "dlq", command[0], name, *command[1:])
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"error: unknown queue '{name}': it has no dead-letter queue '{name}.dlq'"]

@@ -1,0 +1,78 @@
+"""Metrics follow the applied settlements, through WorkerStats, on a registry of their own."""
+
+from __future__ import annotations
+
+import pytest
+
+from framework.metrics import BreakerState, Metrics
+from framework.queue_stats import QueueSample, group
+from framework.settlement import Ack, DeadLetter, Reason, Retry
+from framework.stats import WorkerStats
+
+
+def value(metrics: Metrics, name: str, **labels: str) -> float | None:
+    return metrics.registry.get_sample_value(name, labels)
+
+
+@pytest.fixture
+def metrics() -> Metrics:
+    return Metrics()
+
+
+def test_settlements_recorded_by_stats_reach_the_counters(metrics: Metrics) -> None:
+    """WorkerStats.record feeds its observers with the same settlement it counts."""
+    stats = WorkerStats()
+    stats.observers.append(metrics.observer("q"))
+    stats.record(Ack(), 0.02)
+    stats.record(Ack(), 0.03)
+    stats.record(Ack(duplicate=True), 0.001)
+    stats.record(Retry(delay_ms=1000, tier_ms=1000, next_attempt=2, error="x"), 0.5)
+    stats.record(DeadLetter(Reason.EXPIRED, "late", 1), 0.0)
+    stats.record(DeadLetter(Reason.PERMANENT, "no", 1), 0.1)
+    assert stats.handled == 2 and "observers" not in stats.as_dict()
+    assert value(metrics, "framework_messages_handled_total", queue="q") == 2
+    assert value(metrics, "framework_messages_duplicate_total", queue="q") == 1
+    assert value(metrics, "framework_messages_retried_total", queue="q") == 1
+    assert value(metrics, "framework_messages_expired_total", queue="q") == 1
+    assert value(metrics, "framework_messages_dead_lettered_total", queue="q",
+                 reason="permanent") == 1
+    assert value(metrics, "framework_messages_failed_total", queue="q", reason="transient") == 1
+    assert value(metrics, "framework_messages_failed_total", queue="q", reason="expired") == 1
+
+
+def test_latency_only_where_the_handler_ran(metrics: Metrics) -> None:
+    """Duplicates, invalid and expired messages are not timed."""
+    metrics.record("q", Ack(), 0.2)
+    metrics.record("q", Ack(duplicate=True), 9.0)
+    metrics.record("q", DeadLetter(Reason.INVALID, "bad", 1), 9.0)
+    metrics.record("q", DeadLetter(Reason.EXHAUSTED, "boom", 5), 0.4)
+    assert value(metrics, "framework_handler_duration_seconds_count", queue="q") == 2
+    assert value(metrics, "framework_handler_duration_seconds_sum", queue="q") == (
+        pytest.approx(0.6)
+    )
+
+
+def test_queue_depth_gauges(metrics: Metrics) -> None:
+    """Depth gauges come from the same QueueStats as `framework queues`."""
+    (row,) = group([QueueSample("q", ready=7, unacked=1, consumers=1, publish_rate=1.0,
+                                deliver_rate=2.0), QueueSample("q.dlq", ready=2)], ["q"],
+                   "management")
+    metrics.set_queue_stats(row)
+    assert value(metrics, "framework_queue_ready_messages", queue="q") == 7
+    assert value(metrics, "framework_queue_unacked_messages", queue="q") == 1
+    assert value(metrics, "framework_queue_dlq_messages", queue="q") == 2
+    assert value(metrics, "framework_queue_suggested_replicas", queue="q") == 1  # (1+7/60)/2
+
+
+def test_breaker_state_placeholder(metrics: Metrics) -> None:
+    """Breakers report their state through one function."""
+    metrics.set_breaker_state("q", "payments", BreakerState.OPEN)
+    assert value(metrics, "framework_breaker_state", queue="q", breaker="payments") == 2
+
+
+def test_registries_are_independent() -> None:
+    """Two Metrics never share (or collide on) a registry."""
+    a, b = Metrics(), Metrics()
+    a.record("q", Ack(), 0.1)
+    assert value(b, "framework_messages_handled_total", queue="q") is None
+    assert b"framework_messages_handled_total" in a.render()
