@@ -199,15 +199,19 @@ class Sender:
 
     async def send_many(self, numbers: Iterable[int], kind: str = "ok",
                         vary: Callable[[int], dict[str, Any]] | None = None,
-                        **fields: Any) -> Counter[str]:
-        """Send jobs `numbers`, `concurrency` at a time; `vary(n)` adds per-job fields."""
+                        rate: float | None = None, **fields: Any) -> Counter[str]:
+        """Send jobs `numbers`, `concurrency` at a time, at most `rate` per second if set;
+        `vary(n)` adds per-job fields."""
         gate = asyncio.Semaphore(self.concurrency)
+        start = time.monotonic()
 
-        async def one(n: int) -> str:
+        async def one(i: int, n: int) -> str:
+            if rate:
+                await asyncio.sleep(max(0.0, start + i / rate - time.monotonic()))
             async with gate:
                 return await self.send(n, kind, **fields, **(vary(n) if vary else {}))
 
-        results = await asyncio.gather(*(one(n) for n in numbers))
+        results = await asyncio.gather(*(one(i, n) for i, n in enumerate(numbers)))
         return Counter(results)
 
 
