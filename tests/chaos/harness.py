@@ -261,6 +261,14 @@ async def finish(run: Run, admin: BrokerAdmin, pool: WorkerPool | None,
     return accounting
 
 
+def recovery_times(run: Run, moments: Iterable[float]) -> list[float]:
+    """Seconds from each fault to the first handling of a message sent after it."""
+    return [
+        first - at for at in moments
+        if (first := run.ledger.recovered_after(at)) is not None
+    ]
+
+
 def recovery(times: list[float]) -> dict[str, float]:
     """Summary of recovery times (seconds)."""
     if not times:

@@ -36,7 +36,9 @@ CREATE TABLE IF NOT EXISTS sends (
     kind TEXT NOT NULL,
     status TEXT NOT NULL,
     tries INTEGER NOT NULL DEFAULT 0,
-    error TEXT
+    error TEXT,
+    attempted_at REAL,
+    settled_at REAL
 );
 """
 
@@ -153,14 +155,14 @@ class Ledger:
     def attempt(self, key: str, kind: str = "ok") -> None:
         """Record a key before its first send (so anything handled was at least attempted)."""
         self._conn.execute(
-            "INSERT OR IGNORE INTO sends (key, kind, status) VALUES (?, ?, ?)",
-            (key, kind, PENDING),
+            "INSERT OR IGNORE INTO sends (key, kind, status, attempted_at) VALUES (?, ?, ?, ?)",
+            (key, kind, PENDING, time.time()),
         )
 
     def settle(self, key: str, status: str, tries: int, error: str | None = None) -> None:
         self._conn.execute(
-            "UPDATE sends SET status = ?, tries = ?, error = ? WHERE key = ?",
-            (status, tries, error, key),
+            "UPDATE sends SET status = ?, tries = ?, error = ?, settled_at = ? WHERE key = ?",
+            (status, tries, error, time.time(), key),
         )
 
     def sends(self, status: str | None = None) -> dict[str, str]:
@@ -189,6 +191,18 @@ class Ledger:
 
     def first_handling_after(self, moment: float) -> float | None:
         row = self._conn.execute("SELECT MIN(at) FROM handlings WHERE at > ?", (moment,))
+        value = row.fetchone()[0]
+        return None if value is None else float(value)
+
+    def recovered_after(self, moment: float) -> float | None:
+        """When the pipeline worked end to end again after `moment`: the first handling of a
+        message first sent after `moment` (in-flight work finishing does not count).
+        None if that never happened."""
+        row = self._conn.execute(
+            "SELECT MIN(h.at) FROM handlings h JOIN sends s ON s.key = h.key "
+            "WHERE s.attempted_at > ?",
+            (moment,),
+        )
         value = row.fetchone()[0]
         return None if value is None else float(value)
 

@@ -75,11 +75,20 @@ class FaultProxy:
 
     # ---- faults --------------------------------------------------------------------------
 
-    def stall(self) -> int:
-        """Stop forwarding on every open link, keeping the sockets open. Returns how many."""
-        for link in self.links:
+    def stall(self) -> set[Link]:
+        """Stop forwarding on every open link, keeping the sockets open. Returns them."""
+        stalled = set(self.links)
+        for link in stalled:
             link.stalled.set()
-        return len(self.links)
+        return stalled
+
+    async def wait_closed(self, links: set[Link], timeout: float) -> float:
+        """Wait until every link in `links` was closed by a peer; returns the seconds taken."""
+        started = asyncio.get_running_loop().time()
+        async with asyncio.timeout(timeout):
+            while links & self.links:  # noqa: ASYNC110 - closing is seen by polling
+                await asyncio.sleep(0.05)
+        return asyncio.get_running_loop().time() - started
 
     def cut(self) -> int:
         """Abort every open link (both sides). Returns how many were cut."""

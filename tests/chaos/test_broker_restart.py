@@ -15,7 +15,16 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from framework.testing import BrokerAdmin
-from tests.chaos.harness import Run, Sender, check, finish, rabbitmqctl, recovery, scale
+from tests.chaos.harness import (
+    Run,
+    Sender,
+    check,
+    finish,
+    rabbitmqctl,
+    recovery,
+    recovery_times,
+    scale,
+)
 
 OUTAGE_S = 1.0  # beyond the seconds stop_app and start_app take themselves
 
@@ -71,10 +80,7 @@ async def test_broker_restart_mid_run(
         finally:
             await pool.stop()
     # recovery: from `start_app` issued to the first message handled after that
-    recoveries = [
-        first - up for up in back
-        if (first := run.ledger.first_handling_after(up)) is not None
-    ]
+    recoveries = recovery_times(run, back)
     run.figures.update(
         faults=f"{len(back)} x stop_app/start_app",
         outages=outages,

@@ -10,7 +10,16 @@ from collections.abc import Callable
 import pytest
 
 from framework.testing import BrokerAdmin
-from tests.chaos.harness import Run, Sender, check, close_connections, finish, recovery, scale
+from tests.chaos.harness import (
+    Run,
+    Sender,
+    check,
+    close_connections,
+    finish,
+    recovery,
+    recovery_times,
+    scale,
+)
 
 
 @pytest.mark.timeout(scale(180, 900))
@@ -43,10 +52,7 @@ async def test_force_closed_connections_of_publisher_and_workers(
             accounting = await finish(run, broker_admin, pool, settle_timeout=scale(60, 300))
         finally:
             await pool.stop()
-    recoveries = [
-        first - fault for fault in faults
-        if (first := run.ledger.first_handling_after(fault)) is not None
-    ]
+    recoveries = recovery_times(run, faults)
     run.figures.update(
         faults=f"{len(faults)} x close all ({sum(closed)} connections)",
         send_errors=dict(sender.errors),
