@@ -81,7 +81,8 @@ async def test_poison_flood_ends_in_dlq_with_reasons(
     dead_by_kind = Counter(kinds.get(d.key) for d in run.figures["dead"])
     crashes = [code for code in pool.exits() if code == 3]
     run.figures.update(
-        faults=f"{sum(poison.values())} poison ({', '.join(f'{k} {v}' for k, v in poison.items())})",
+        faults=f"{sum(poison.values())} poison ("
+        + ", ".join(f"{k} {v}" for k, v in poison.items()) + ")",
         worker_crashes=len(crashes),
         healthy_per_s=round(healthy / handled_s, 1),
         dead_by_kind=dict(dead_by_kind),
