@@ -168,6 +168,7 @@ class Sender:
     retry_pause: float = 0.2
     errors: Counter[str] = field(default_factory=Counter)
     timeout_bounds: list[float] = field(default_factory=list)  # seconds a PublishTimeout took
+    messages: list[str] = field(default_factory=list)  # text of each send error
 
     def key(self, n: int) -> str:
         return f"{self.run.prefix}-{n}"
@@ -187,6 +188,7 @@ class Sender:
                 return ledger_mod.REJECTED
             except PublishFailed as exc:
                 self.errors[type(exc).__name__] += 1
+                self.messages.append(str(exc))
                 if isinstance(exc, PublishTimeout):
                     self.timeout_bounds.append(time.monotonic() - started)
                 if tries >= self.max_tries:
