@@ -22,6 +22,7 @@ RESULTS: list[dict[str, Any]] = []
 
 COLUMNS = [
     ("scenario", "scenario"),
+    ("result", "result"),
     ("sent", "attempted"),
     ("confirmed", "confirmed"),
     ("refused", "rejected"),
@@ -53,12 +54,23 @@ async def chaos_run(
         return run
 
     yield make
+    report = getattr(request.node, "rep_call", None)
+    result = "passed" if report is not None and report.passed else "FAILED"
     for run in runs:
         await broker_admin.delete_worker_queues(run.queue, run.worker_spec_tiers())
         run.ledger.close()
         if "attempted" in run.figures:
-            RESULTS.append({"scenario": run.name, **run.figures})
+            RESULTS.append({"scenario": run.name, "result": result, **run.figures})
             print(f"\nchaos {run.name}: {_printable(run.figures)}")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Keep the call phase's report on the item, so the fixture knows if the test passed."""
+    report = yield
+    if report.when == "call":
+        item.rep_call = report  # type: ignore[attr-defined]
+    return report
 
 
 def _printable(figures: dict[str, Any]) -> dict[str, Any]:
@@ -78,7 +90,7 @@ def table() -> str:
     rule = "|" + "---|" * len(COLUMNS)
     rows = [
         "| " + " | ".join(_cell(result.get(key)) for _, key in COLUMNS) + " |"
-        for result in RESULTS
+        for result in sorted(RESULTS, key=lambda r: str(r["scenario"]))
     ]
     return "\n".join([head, rule, *rows])
 
@@ -104,7 +116,7 @@ def write_report(path: Path) -> None:
         f"- **{r['scenario']}**: "
         + ", ".join(f"{k}={_cell(v)}" for k, v in r.items()
                     if k not in {key for _, key in COLUMNS} and k != "dead")
-        for r in RESULTS
+        for r in sorted(RESULTS, key=lambda r: str(r["scenario"]))
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(
