@@ -26,6 +26,11 @@ test: lint
 demo: $(STAMP)
 	$(BIN)/framework demo
 
+## chaos: the fault-injection suite (short; CHAOS_LONG=1 make chaos for the long release run);
+## regenerates docs/reliability.md from the figures the scenarios measure
+chaos: lint
+	CHAOS_REPORT=docs/reliability.md $(BIN)/pytest tests/chaos $(PYTEST_ARGS)
+
 bench: $(STAMP)
 	$(BIN)/python -m bench
 

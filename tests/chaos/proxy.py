@@ -1,0 +1,144 @@
+"""A small asyncio TCP proxy between AMQP clients and the broker that injects faults.
+
+- `latency`: every chunk forwarded (both directions) waits this long first;
+- `stall()`: the links open now stop forwarding in both directions but keep their sockets
+  open (a half-open connection: only heartbeats can detect it); bytes are read and dropped;
+  new links flow normally;
+- `cut()`: close every open link at once (both sockets), like a network reset.
+
+No toxiproxy on these machines, so this is ours. It runs in the test's event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+
+
+@dataclass(eq=False)
+class Link:
+    """One client connection and its upstream connection to the broker."""
+
+    client: asyncio.StreamWriter
+    upstream: asyncio.StreamWriter
+    stalled: asyncio.Event = field(default_factory=asyncio.Event)  # set = stalled
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def close(self) -> None:
+        for writer in (self.client, self.upstream):
+            with contextlib.suppress(Exception):
+                writer.transport.abort()
+
+
+class FaultProxy:
+    """Listen on 127.0.0.1:<port> and forward to `target_host:target_port`."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target_host = target_host
+        self.target_port = target_port
+        self.latency = 0.0
+        self.links: set[Link] = set()
+        self.accepted = 0
+        self.cuts = 0
+        self._server: asyncio.Server | None = None
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return int(self._server.sockets[0].getsockname()[1])
+
+    def url(self, amqp_url: str) -> str:
+        """`amqp_url` rewritten to go through this proxy."""
+        from urllib.parse import urlsplit, urlunsplit
+
+        parts = urlsplit(amqp_url)
+        auth = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""
+        return urlunsplit(parts._replace(netloc=f"{auth}127.0.0.1:{self.port}"))
+
+    async def start(self) -> FaultProxy:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        return self
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        self.cut()
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    async def __aenter__(self) -> FaultProxy:
+        return await self.start()
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
+    # ---- faults --------------------------------------------------------------------------
+
+    def stall(self) -> set[Link]:
+        """Stop forwarding on every open link, keeping the sockets open. Returns them."""
+        stalled = set(self.links)
+        for link in stalled:
+            link.stalled.set()
+        return stalled
+
+    async def wait_closed(self, links: set[Link], timeout: float) -> float:
+        """Wait until every link in `links` was closed by a peer; returns the seconds taken."""
+        started = asyncio.get_running_loop().time()
+        async with asyncio.timeout(timeout):
+            while links & self.links:  # noqa: ASYNC110 - closing is seen by polling
+                await asyncio.sleep(0.05)
+        return asyncio.get_running_loop().time() - started
+
+    def cut(self) -> int:
+        """Abort every open link (both sides). Returns how many were cut."""
+        links = list(self.links)
+        for link in links:
+            link.close()
+            for task in link.tasks:
+                task.cancel()
+        self.links.clear()
+        self.cuts += len(links)
+        return len(links)
+
+    # ---- forwarding ------------------------------------------------------------------------
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection(
+                self.target_host, self.target_port
+            )
+        except OSError:
+            writer.transport.abort()
+            return
+        self.accepted += 1
+        link = Link(writer, up_writer)
+        self.links.add(link)
+        link.tasks = [
+            asyncio.create_task(self._pump(link, reader, up_writer)),
+            asyncio.create_task(self._pump(link, up_reader, writer)),
+        ]
+        await asyncio.gather(*link.tasks, return_exceptions=True)
+        link.close()
+        self.links.discard(link)
+
+    async def _pump(self, link: Link, reader: asyncio.StreamReader,
+                    writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    break
+                if self.latency:
+                    await asyncio.sleep(self.latency)
+                if link.stalled.is_set():
+                    # half-open: forward nothing, keep both sockets open; still read (and
+                    # drop) so a peer that gives up (heartbeat timeout) ends the link
+                    continue
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            # one direction ended: end the link so the other side notices as well
+            link.close()
