@@ -25,27 +25,48 @@ def load_worker_class(path: str) -> type[Worker]:
 
 
 async def run_worker(worker_cls: type[Worker], settings: Settings) -> None:
-    """Run `worker_cls` until SIGTERM or SIGINT, then stop it gracefully."""
+    """Run `worker_cls` until SIGTERM or SIGINT, then stop it gracefully.
+
+    Signal handlers are installed before connecting, so a SIGTERM during start-up is a
+    clean exit too.
+    """
     log = structlog.get_logger("framework.runner")
+    loop = asyncio.get_running_loop()
+    stop_requested = asyncio.Event()
+
+    def on_signal(signame: str) -> None:
+        log.info("runner.signal", signal=signame)
+        stop_requested.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig.name)
+    try:
+        await _serve(worker_cls, settings, stop_requested)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(sig)
+
+
+async def _serve(worker_cls: type[Worker], settings: Settings,
+                 stop_requested: asyncio.Event) -> None:
     service = worker_cls.service or worker_cls.queue
     async with Bus.connect(settings=settings, service=service) as bus:
+        if stop_requested.is_set():
+            return
         worker = worker_cls(bus)
-        loop = asyncio.get_running_loop()
-        stopping: set[asyncio.Task[None]] = set()
-
-        def request_stop(signame: str) -> None:
-            log.info("runner.signal", signal=signame)
-            stopping.add(asyncio.ensure_future(worker.stop()))
-
         async with contextlib.AsyncExitStack() as stack:
             if settings.metrics_port is not None:
                 await stack.enter_async_context(serve_worker_probes(worker, settings.metrics_port))
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, request_stop, sig.name)
+            stopper = asyncio.create_task(_stop_when(stop_requested, worker))
             try:
                 await worker.run()
             finally:
-                for sig in (signal.SIGTERM, signal.SIGINT):
-                    with contextlib.suppress(Exception):
-                        loop.remove_signal_handler(sig)
-                await asyncio.gather(*stopping)
+                stopper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await stopper
+
+
+async def _stop_when(stop_requested: asyncio.Event, worker: Worker) -> None:
+    await stop_requested.wait()
+    await worker.stop()
