@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from framework.cli.context import CliState
 from framework.cli.demo import demo_command
 from framework.cli.run import run_command
+from framework.cli.schema import schema_command
 from framework.cli.send import send_command
 from framework.errors import ConfigurationError, FrameworkError
 from framework.urls import mask_text
@@ -33,6 +34,7 @@ def cli(ctx: click.Context, url: str | None, log_format: str | None) -> None:
 cli.add_command(run_command)
 cli.add_command(send_command)
 cli.add_command(demo_command)
+cli.add_command(schema_command)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
