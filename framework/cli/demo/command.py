@@ -165,16 +165,19 @@ async def _drive(bus: Bus, plan: Plan, tally: Tally, fleet: Fleet, depths: Depth
                     live.update(Group(progress, live_table(rows, fleet, tally)))
                     receipts_due = len(tally.receipts) + depths.new_dead(
                         rows, "notifications", "notifications.receipts")
+                    if sender.done() and sender.exception() is not None:
+                        break  # reported below; waiting longer cannot help
                     if sender.done() and done >= plan.count and receipts_due >= len(
                             tally.outcomes):
                         break
                     await asyncio.sleep(0.25)  # the broker pushes no depth events: poll
-            await sender
-            return True
+            return sender.exception() is None
         except TimeoutError:
             console.print(f"[red]timed out after {plan.wait:g}s[/]")
             return False
         finally:
+            if sender.done() and not sender.cancelled() and sender.exception() is not None:
+                console.print(f"[red]sending failed: {sender.exception()!r}[/]")
             if not sender.done():
                 sender.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
