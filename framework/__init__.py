@@ -19,11 +19,14 @@ from framework.errors import (
     Unroutable,
 )
 from framework.messages import Command, Event, Message
+from framework.replica import Replica
+from framework.replica_store import ApplyResult
 from framework.send_retry import RetryOnOverload
 from framework.settings import Settings
 from framework.worker import Worker
 
 __all__ = [
+    "ApplyResult",
     "BreakerState",
     "BrokerUnavailable",
     "Bus",
@@ -42,6 +45,7 @@ __all__ = [
     "PublishFailed",
     "PublishTimeout",
     "RemoteError",
+    "Replica",
     "RequestTimeout",
     "RetryOnOverload",
     "RetryPolicy",

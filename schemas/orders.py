@@ -18,7 +18,7 @@ class PlaceOrder(Command):
 
 
 class OrderPlaced(Event):
-    """An order was stored and accepted."""
+    """An order was stored and accepted; payment has been requested."""
 
     type_name = "orders.OrderPlaced.v1"
     order_id: str

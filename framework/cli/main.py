@@ -14,6 +14,7 @@ from framework.cli.demo import demo_command
 from framework.cli.dlq import dlq_group
 from framework.cli.queues import queues_command
 from framework.cli.run import run_command
+from framework.cli.schema import schema_command
 from framework.cli.send import send_command
 from framework.errors import ConfigurationError, FrameworkError
 from framework.urls import mask_text
@@ -40,6 +41,7 @@ cli.add_command(asyncapi_command)
 cli.add_command(check_command)
 cli.add_command(queues_command)
 cli.add_command(dlq_group)
+cli.add_command(schema_command)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

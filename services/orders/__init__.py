@@ -1,1 +1,2 @@
-"""The orders service: accepts PlaceOrder, records the order, announces OrderPlaced."""
+"""The orders service: accepts PlaceOrder, records the order, announces OrderPlaced and
+requests the charge."""

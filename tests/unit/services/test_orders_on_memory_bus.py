@@ -1,11 +1,28 @@
-"""The orders service, unit-tested on the in-memory bus (no broker)."""
+"""The orders service on the in-memory bus (no broker): routing, keys, DLQ."""
 
 from __future__ import annotations
 
-from framework import names
+import pytest
+
+from framework import Context, Worker, names
 from framework.testing import MemoryBus
 from schemas.orders import OrderPlaced, PlaceOrder
+from schemas.payments import ChargePayment
 from services.orders.worker import OrderWorker
+
+
+class PaymentsStub(Worker):
+    """Stands in for the payments service: only so ChargePayment has somewhere to go."""
+
+    queue = "payments-stub"
+
+    async def handle(self, msg: ChargePayment, ctx: Context) -> None:
+        return None
+
+
+@pytest.fixture(autouse=True)
+async def payments_queue(test_bus: MemoryBus) -> None:
+    await test_bus.declare(PaymentsStub)
 
 
 async def test_place_order_announces_order_placed(test_bus: MemoryBus) -> None:

@@ -1,0 +1,49 @@
+"""A recording stand-in for the Bus, so handlers run without a broker.
+
+It implements the part of the Bus's public interface that handlers reach through Context
+(`publish`, `send`) plus what Worker.__init__ reads (`service`, `settings`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from framework import Command, Context, Event, Message, Settings, Worker
+
+W = TypeVar("W", bound=Worker)
+
+
+class RecordingBus:
+    def __init__(self) -> None:
+        self.service = "unit-tests"
+        self.settings = Settings()
+        self.published: list[Event] = []
+        self.sent: list[Command] = []
+        self.keys: list[str] = []
+
+    async def publish(self, event: Event, *, idempotency_key: str | None = None,
+                      **_: Any) -> str:
+        self.published.append(event)
+        return self._key(idempotency_key)
+
+    async def send(self, command: Command, *, idempotency_key: str | None = None,
+                   **_: Any) -> str:
+        self.sent.append(command)
+        return self._key(idempotency_key)
+
+    def _key(self, key: str | None) -> str:
+        key = key or f"k{len(self.keys)}"
+        self.keys.append(key)
+        return key
+
+    def messages(self) -> list[Message]:
+        return [*self.published, *self.sent]
+
+
+def context(bus: RecordingBus, message_id: str = "m-1", attempt: int = 1) -> Context:
+    """A Context for one delivery, publishing into `bus`."""
+    import structlog
+
+    return Context(bus=bus, queue="unit", message_id=message_id,  # type: ignore[arg-type]
+                   correlation_id="corr-1", attempt=attempt,
+                   log=structlog.get_logger("unit"))
