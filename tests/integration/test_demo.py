@@ -25,5 +25,15 @@ def test_demo_accounts_for_every_order(amqp_url: str) -> None:
     assert re.search(r"accounted for\s+│\s+100/100", result.stderr)
     retries = re.search(r"retries \(all services\)\s+│\s+(\d+)", result.stderr)
     assert retries and int(retries.group(1)) > 0, "the flaky gateway must cause retries"
-    receipts = re.search(r"receipts sent\s+│\s+(\d+)", result.stderr)
-    assert receipts and int(receipts.group(1)) == 100
+    paid, declined, dead, receipts = (
+        _figure(result.stderr, label)
+        for label in ("paid", r"failed \(declined\)", "dead-lettered", "receipts sent")
+    )
+    assert paid + declined + dead == 100, result.stderr[-3000:]
+    assert receipts == paid + declined, result.stderr[-3000:]  # one receipt per outcome
+
+
+def _figure(summary: str, label: str) -> int:
+    found = re.search(rf"{label}\s+│\s+(\d+)", summary)
+    assert found, f"{label!r} missing from the summary"
+    return int(found.group(1))
