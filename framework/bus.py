@@ -6,8 +6,9 @@ resource alarm cannot stall the consumers' acks.
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -250,6 +251,42 @@ class Bus:
                                     deadline, ttl, traceparent, timeout)
 
         return await (retry.call(attempt) if retry is not None else attempt())
+
+    async def send_many(
+        self,
+        commands: Sequence[Command],
+        *,
+        idempotency_keys: Sequence[str] | None = None,
+        window: int = 256,
+        timeout: float | None = None,
+    ) -> list[str]:
+        """Send many commands with up to `window` unconfirmed at a time (pipelined confirms).
+
+        Returns the keys in order once every command is confirmed; the first failure is
+        raised after the in-flight sends finish (commands after it are not sent).
+        """
+        if idempotency_keys is not None and len(idempotency_keys) != len(commands):
+            raise ValueError("idempotency_keys must match commands one to one")
+        keys = list(idempotency_keys) if idempotency_keys is not None else [
+            new_key() for _ in commands]
+        failure: list[BaseException] = []
+        position = iter(range(len(commands)))
+
+        async def lane() -> None:
+            for index in position:
+                if failure:
+                    return
+                try:
+                    await self.send(commands[index], idempotency_key=keys[index],
+                                    timeout=timeout)
+                except Exception as exc:
+                    failure.append(exc)
+                    return
+
+        await asyncio.gather(*(lane() for _ in range(max(1, min(window, len(commands))))))
+        if failure:
+            raise failure[0]
+        return keys
 
     async def publish(
         self,

@@ -7,6 +7,7 @@ nothing is ever acked before its replacement is confirmed, so nothing is lost.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -25,6 +26,12 @@ from framework.errors import PublishFailed
 from framework.settlement import Ack, DeadLetter, Retry, Settlement
 from framework.transport import MessagePublisher
 
+AckFn = Callable[[AbstractIncomingMessage], Awaitable[None]]
+
+
+async def _ack_now(incoming: AbstractIncomingMessage) -> None:
+    await incoming.ack()
+
 
 async def settle_or_return(
     settlement: Settlement,
@@ -33,6 +40,8 @@ async def settle_or_return(
     queue: str,
     publisher: MessagePublisher,
     *,
+    ack: AckFn = _ack_now,
+    on_return: Callable[[AbstractIncomingMessage], None] | None = None,
     attempts: int = 3,
 ) -> None:
     """Apply `settlement`, retrying a move the broker did not confirm (e.g. during a memory
@@ -46,8 +55,10 @@ async def settle_or_return(
             reraise=True,
         ):
             with attempt:
-                await apply_settlement(settlement, incoming, envelope, queue, publisher)
+                await apply_settlement(settlement, incoming, envelope, queue, publisher, ack)
     except Exception:
+        if on_return is not None:
+            on_return(incoming)
         with contextlib.suppress(Exception):  # a dead channel returns it to the queue anyway
             await incoming.nack(requeue=True)
         raise
@@ -59,8 +70,12 @@ async def apply_settlement(
     envelope: Envelope,
     queue: str,
     publisher: MessagePublisher,
+    ack: AckFn = _ack_now,
 ) -> None:
-    """Carry out `settlement` for `incoming`. Raises if the move could not be confirmed."""
+    """Carry out `settlement` for `incoming`: the confirmed move, then `ack`.
+
+    Raises if the move could not be confirmed (and then does not ack).
+    """
     match settlement:
         case Ack():
             pass
@@ -75,7 +90,7 @@ async def apply_settlement(
         case DeadLetter():
             await publisher.publish(dead_letter_message(envelope, settlement, queue), "",
                                     names.dlq_name(queue))
-    await incoming.ack()
+    await ack(incoming)
 
 
 def dead_letter_message(envelope: Envelope, settlement: DeadLetter, queue: str) -> aio_pika.Message:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
+from framework.acks import AckCoalescer
 from framework.breaker import CircuitBreaker
 from framework.breaker_gate import BreakerGate
 from framework.consumer import Consumer
@@ -61,6 +62,8 @@ class Worker:
     idempotency_retention: ClassVar[float] = 7 * 24 * 3600.0
     shutdown_grace: ClassVar[float] = 30.0
     idempotency_lease: ClassVar[float | None] = None  # default: timeout + 30 s
+    ack_batch_size: ClassVar[int] = 256  # handled deliveries acked with one frame, at most
+    ack_max_delay: ClassVar[float] = 0.005  # seconds a handled delivery waits for its ack
     service: ClassVar[str | None] = None
     breakers: tuple[CircuitBreaker, ...] = ()
     publishes: ClassVar[tuple[type[Message], ...]] = ()  # documentation only (asyncapi, check)
@@ -87,6 +90,7 @@ class Worker:
         self._log = structlog.get_logger("framework.worker").bind(
             service=self._service, queue=self.spec.queue
         )
+        self._acks = AckCoalescer(max_batch=self.ack_batch_size, max_delay=self.ack_max_delay)
         self._deliveries: set[asyncio.Task[None]] = set()
         self._settling: set[asyncio.Task[None]] = set()
         self._ready: asyncio.Future[None] | None = None
@@ -137,6 +141,7 @@ class Worker:
             await _cancel(gate)
             await _cancel(watchdog)
             await self._cancel_remaining()
+            await self._acks.close()
             await _close_channel(channel, self._log)
             self._stopped.set()
             self._log.info("worker.stopped", **self.stats.as_dict())
@@ -202,6 +207,7 @@ class Worker:
     # ---- one delivery -----------------------------------------------------------------
 
     async def _on_message(self, incoming: AbstractIncomingMessage) -> None:
+        self._acks.delivered(incoming)
         task = asyncio.create_task(self._deliver(incoming))
         self._deliveries.add(task)
         task.add_done_callback(self._deliveries.discard)
@@ -265,7 +271,8 @@ class Worker:
             await self._reply(settlement, outcome, envelope)
         try:
             await settle_or_return(
-                settlement, incoming, envelope, self.spec.queue, self.bus.publisher
+                settlement, incoming, envelope, self.spec.queue, self.bus.publisher,
+                ack=self._acks.ack, on_return=self._acks.abandoned,
             )
         except Exception as exc:
             # Not acked: returned to the queue (or redelivered when the channel recovers).

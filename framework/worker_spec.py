@@ -29,6 +29,8 @@ SETTINGS = (
     "max_queue_length",
     "idempotency_retention",
     "idempotency_lease",
+    "ack_batch_size",
+    "ack_max_delay",
     "shutdown_grace",
     "service",
     "breakers",

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import click
 
+from framework import eventloop
 from framework.cli.context import state
 from framework.runner import load_worker_class, run_worker
 from framework.worker_spec import build_spec
@@ -24,4 +23,4 @@ def run_command(ctx: click.Context, target: str, metrics_port: int | None) -> No
     settings = state(ctx).settings
     if metrics_port is not None:
         settings = settings.model_copy(update={"metrics_port": metrics_port})
-    asyncio.run(run_worker(worker_cls, settings))
+    eventloop.run(run_worker(worker_cls, settings))

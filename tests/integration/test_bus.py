@@ -162,3 +162,34 @@ async def test_send_with_retry_gives_up_after_bound(
             await bus.send(Fill(n=9), retry=RetryOnOverload(within=0.5))
     finally:
         await broker_admin.delete_worker_queues(queue_name, build_spec(Bounded).policy.tiers_ms())
+
+
+async def test_send_many_pipelines_confirms_and_keeps_order(
+    bus: Bus, worker_factory, queue_name: str
+) -> None:
+    """send_many sends 500 commands with a window of unconfirmed publishes; keys in order."""
+    import asyncio
+
+    seen: list[int] = []
+    done = asyncio.Event()
+
+    class Sink(Worker):
+        queue = queue_name
+
+        async def handle(self, msg: Fill, ctx: Context) -> None:
+            seen.append(msg.n)
+            if len(seen) == 500:
+                done.set()
+
+    await worker_factory(Sink)
+    keys = await bus.send_many([Fill(n=n) for n in range(500)],
+                               idempotency_keys=[f"many-{n}" for n in range(500)], window=64)
+    assert keys == [f"many-{n}" for n in range(500)]
+    await asyncio.wait_for(done.wait(), 30)
+    assert sorted(seen) == list(range(500))
+
+
+async def test_send_many_raises_first_failure(bus: Bus) -> None:
+    """If a command cannot be routed, send_many raises instead of losing it silently."""
+    with pytest.raises(Unroutable):
+        await bus.send_many([NobodyHandlesThis() for _ in range(5)], window=2)

@@ -17,6 +17,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from framework import eventloop
 from framework.bus import Bus
 from framework.cli.context import state
 from framework.cli.demo.broker import demo_broker
@@ -76,7 +77,7 @@ def demo_command(ctx: click.Context, count: int, wait: float, processes: bool,
                               decline_rate=decline_rate, outage_start=outage_start,
                               outage_duration=outage)
     plan = Plan(count, wait, processes, poison, duplicates, gateway)
-    return asyncio.run(_demo(state(ctx).settings, plan))
+    return eventloop.run(_demo(state(ctx).settings, plan))
 
 
 async def _demo(settings: Settings, plan: Plan) -> int:
