@@ -193,3 +193,33 @@ async def test_send_many_raises_first_failure(bus: Bus) -> None:
     """If a command cannot be routed, send_many raises instead of losing it silently."""
     with pytest.raises(Unroutable):
         await bus.send_many([NobodyHandlesThis() for _ in range(5)], window=2)
+
+
+async def test_max_length_5_refuses_sends_6_to_10(
+    bus: Bus, broker_admin: BrokerAdmin, queue_name: str
+) -> None:
+    """A queue with max length 5 and no consumer: sends 6..10 raise Overloaded (3.10 quorum
+    queues may admit one extra), and the queue holds at most 5 (+1)."""
+    from framework.worker_spec import build_spec
+
+    class Five(Worker):
+        queue = queue_name
+        max_queue_length = 5
+
+        async def handle(self, msg: Fill, ctx: Context) -> None:
+            return None
+
+    await bus.declare(Five)
+    outcomes: list[bool] = []
+    try:
+        for n in range(10):
+            try:
+                await bus.send(Fill(n=n))
+                outcomes.append(True)
+            except Overloaded:
+                outcomes.append(False)
+        assert outcomes[:5] == [True] * 5
+        assert outcomes[6:] == [False] * 4
+        assert await broker_admin.depth(queue_name) == sum(outcomes) <= 6
+    finally:
+        await broker_admin.delete_worker_queues(queue_name, build_spec(Five).policy.tiers_ms())

@@ -51,11 +51,11 @@ async def test_reply_is_the_handlers_return_value(bus: Bus, worker_factory,
 
 async def test_concurrent_requests_are_correlated(bus: Bus, worker_factory,
                                                   queue_name: str) -> None:
-    """50 concurrent requests each get their own answer, even when replies come out of order."""
+    """100 concurrent requests each get their own answer, even when replies come out of order."""
     await worker_factory(_pricing(queue_name))
-    skus = [f"s{'x' * (i % 7)}{i}" for i in range(50)]
+    skus = [f"s{'x' * (i % 7)}{i}" for i in range(100)]
     replies = await asyncio.gather(*(
-        bus.request(GetQuote(sku=sku, delay=(50 - i) * 0.005), timeout=10, reply_type=Quote)
+        bus.request(GetQuote(sku=sku, delay=(100 - i) * 0.003), timeout=10, reply_type=Quote)
         for i, sku in enumerate(skus)
     ))
     assert [r.sku for r in replies] == skus
@@ -84,3 +84,22 @@ async def test_request_nobody_handles_is_unroutable(bus: Bus) -> None:
     """A request for a command no worker handles fails at once."""
     with pytest.raises(Unroutable):
         await bus.request(NobodyAnswers(), timeout=5)
+
+
+async def test_request_to_a_worker_that_never_answers_times_out(
+    bus: Bus, worker_factory, queue_name: str
+) -> None:
+    """A handler that never returns makes the request raise RequestTimeout, not hang."""
+
+    class Silent(Worker):
+        queue = queue_name
+        timeout = 60.0
+        shutdown_grace = 0.5
+
+        async def handle(self, msg: GetQuote, ctx: Context) -> Quote:
+            await asyncio.Event().wait()
+            raise AssertionError("unreachable")
+
+    await worker_factory(Silent)
+    with pytest.raises(RequestTimeout, match="no reply"):
+        await bus.request(GetQuote(sku="x"), timeout=1.0)
