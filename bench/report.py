@@ -57,6 +57,13 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def _loadavg() -> str:
+    try:
+        return " / ".join(f"{x:.2f}" for x in os.getloadavg()) + " (1 / 5 / 15 min)"
+    except OSError:
+        return "unknown"
+
+
 def _git_commit() -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
@@ -235,6 +242,8 @@ def render(plan: Plan, elapsed: float) -> str:
         "",
         f"- CPU: {_cpu_model()}, **{os.cpu_count()} cores** (broker, clients and this "
         "harness share them)",
+        f"- load average at the end of the run: {_loadavg()} (other processes on this "
+        "machine or broker skew every figure; compare ratios from one run, not across runs)",
         f"- Python {platform.python_version()} on {platform.system()} {platform.release()}",
         f"- RabbitMQ {_rabbitmq_version()} (local, AMQP_URL)",
         "- " + ", ".join(f"{p} {_version(p)}" for p in PACKAGES),
