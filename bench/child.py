@@ -120,7 +120,7 @@ async def latency(c: Contender, url: str, rate: int, seconds: float) -> dict[str
             await asyncio.sleep(0.0005)
         publish_seconds = time.perf_counter() - t0
         if tasks:
-            await asyncio.gather(*tasks)
+            await asyncio.wait_for(asyncio.gather(*tasks), 60)
         await asyncio.wait_for(done.wait(), 60)
         await c.stop_consumer()
     finally:

@@ -47,7 +47,7 @@ def log(text: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
 
 
-def child(contender: str, workload: str, *args: str, timeout: float = 1800) -> dict[str, Any]:
+def child(contender: str, workload: str, *args: str, timeout: float = 600) -> dict[str, Any]:
     """Run one measurement in a fresh process; returns its RESULT."""
     cmd = [sys.executable, "-m", "bench.child", contender, workload, *args]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
@@ -59,12 +59,18 @@ def child(contender: str, workload: str, *args: str, timeout: float = 1800) -> d
 
 
 def measure(plan: Plan, key: str, contender: str, workload: str, *args: str) -> None:
-    try:
-        result = child(contender, workload, *args)
-    except Exception as exc:
-        plan.errors.append(f"{key} {contender}: {exc}")
-        log(f"{key} {contender}: FAILED {str(exc).splitlines()[0]}")
-        return
+    """One measurement; a failure (e.g. the shared broker restarted) is retried once."""
+    for attempt in (1, 2):
+        try:
+            result = child(contender, workload, *args)
+            break
+        except Exception as exc:
+            lines = str(exc).strip().splitlines()
+            log(f"{key} {contender}: FAILED (attempt {attempt}) {lines[0]} ... {lines[-1]}")
+            if attempt == 2:
+                plan.errors.append(f"{key} {contender}: {lines[0]} ... {lines[-1]}")
+                return
+            time.sleep(5)
     plan.add(key, contender, result)
     shown = {k: round(v, 2) for k, v in result.items() if isinstance(v, float)}
     log(f"{key} {contender}: {shown}")
