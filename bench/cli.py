@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.common import amqp_url
+from bench.common import amqp_url, sweep_leftovers
 from bench.contenders import CONTENDERS
 from bench.procs import rss_drain, scaling
 from bench.report import render
@@ -166,6 +166,9 @@ def parse(argv: list[str] | None) -> tuple[Plan, Path, Path | None]:
 def main(argv: list[str] | None = None) -> int:
     plan, output, json_path = parse(argv)
     started = time.time()
+    left = sweep_leftovers(amqp_url())
+    if left:
+        log(f"deleted {len(left)} queue(s) an earlier, killed run left behind")
     log(f"N={plan.n} reps={plan.reps} backlog={plan.backlog} workloads={plan.workloads} "
         f"contenders={plan.contenders}")
     run_in_process_workloads(plan)

@@ -21,8 +21,15 @@ PREFETCH = 512
 PUBLISH_WINDOW = 500
 #: the quorum queue arguments every contender consumes from (as the framework declares them)
 QUEUE_ARGS = {"x-queue-type": "quorum", "x-delivery-limit": 10}
-#: framework-compatible AMQP type of the bench message (see contenders.BenchOrder)
-TYPE_NAME = "bench.Order"
+
+
+def type_name(queue: str) -> str:
+    """The message type of one bench queue.
+
+    One type per queue: the framework routes commands by type, so a queue left behind by a
+    failed run must never receive another run's messages.
+    """
+    return f"{queue}.Order"
 
 
 def amqp_url() -> str:
@@ -90,7 +97,7 @@ async def preload(url: str, queue: str, n: int) -> float:
                 delivery_mode=2,
                 message_id=uuid.uuid4().hex,
                 content_type="application/json",
-                message_type=TYPE_NAME,
+                message_type=type_name(queue),
                 headers={"fw-attempt": 1},
             )
             task = asyncio.ensure_future(
@@ -116,6 +123,22 @@ async def queue_depth(url: str, queue: str) -> int:
         return int(ok.message_count or 0)
     finally:
         await conn.close()
+
+
+def sweep_leftovers(url: str) -> list[str]:
+    """Delete every `bench.*` queue a killed run left behind (needs local rabbitmqctl)."""
+    import subprocess
+
+    try:
+        listed = subprocess.run(["rabbitmqctl", "-q", "list_queues", "name"],
+                                capture_output=True, text=True, timeout=60, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    names = [line.split()[0] for line in listed.stdout.splitlines()
+             if line.startswith("bench.")]
+    if names:
+        asyncio.run(delete_queues(url, names))
+    return names
 
 
 async def delete_queues(url: str, queues: Iterable[str]) -> None:

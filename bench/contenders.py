@@ -16,7 +16,7 @@ import aio_pika
 import aiormq
 from aiormq.abc import DeliveredMessage
 
-from bench.common import PREFETCH, PUBLISH_WINDOW, QUEUE_ARGS, TYPE_NAME, OrderFields
+from bench.common import PREFETCH, PUBLISH_WINDOW, QUEUE_ARGS, OrderFields, type_name
 
 OnMessage = Callable[[Any], None]
 
@@ -238,28 +238,28 @@ class Tuned(Contender):
 _framework_classes: dict[str, Any] = {}
 
 
-def _framework_types() -> tuple[Any, Any]:
-    """BenchOrder (a Command) and the base worker, created on first use (lazy import)."""
-    if not _framework_classes:
+def _framework_types(queue: str) -> tuple[Any, Any]:
+    """The Command and the Worker subclass for one bench queue (lazy framework import).
+
+    Each queue gets its own message type, so commands are routed to that queue only.
+    """
+    if queue not in _framework_classes:
         from framework import Command, Context, Worker
 
         class BenchOrder(Command, OrderFields):
-            type_name = TYPE_NAME
+            type_name = type_name(queue)
 
-        class BenchWorker(Worker):
-            prefetch = PREFETCH
-            max_attempts = 5
-            timeout = 30.0
-            on_message: OnMessage
+        async def handle(self: Any, msg: Any, ctx: Any) -> None:
+            self.on_message(msg)
 
-            async def handle(self, msg: BenchOrder, ctx: Context) -> None:
-                self.on_message(msg)
-
-        # resolvable annotations for the framework (this module uses postponed annotations)
-        BenchWorker.handle.__annotations__.update(msg=BenchOrder, ctx=Context)
-        BenchWorker.handle.__annotations__["return"] = None
-        _framework_classes.update(order=BenchOrder, worker=BenchWorker)
-    return _framework_classes["order"], _framework_classes["worker"]
+        # resolvable annotations: the framework reads the consumed type from them
+        handle.__annotations__ = {"msg": BenchOrder, "ctx": Context, "return": None}
+        worker = type("BenchWorker", (Worker,), {
+            "queue": queue, "prefetch": PREFETCH, "max_attempts": 5, "timeout": 30.0,
+            "handle": handle,
+        })
+        _framework_classes[queue] = (BenchOrder, worker)
+    return _framework_classes[queue]  # type: ignore[no-any-return]
 
 
 class Framework(Contender):
@@ -273,14 +273,13 @@ class Framework(Contender):
         from framework.logs import configure_logging
 
         configure_logging("json", "info", force=True)
-        self.order_cls, self.worker_base = _framework_types()
         self.bus = Bus.connect(url, service="bench")
         await self.bus.start()
         self.worker: Any = None
         self.task: asyncio.Task[None] | None = None
 
     def _worker_cls(self, queue: str) -> Any:
-        return type("BenchWorker", (self.worker_base,), {"queue": queue})
+        return _framework_types(queue)[1]
 
     async def declare(self, queue: str) -> None:
         await self.bus.declare(self._worker_cls(queue))
@@ -293,11 +292,11 @@ class Framework(Contender):
         return [q.name for q in spec.topology.queues] + [names.dlq_name(queue)]
 
     async def publish_many(self, queue: str, orders: list[dict[str, Any]]) -> None:
-        cls = self.order_cls
+        cls = _framework_types(queue)[0]
         await _in_windows([self.bus.send(cls(**o)) for o in orders])
 
     async def publish_one(self, queue: str, order: dict[str, Any]) -> None:
-        await self.bus.send(self.order_cls(**order))
+        await self.bus.send(_framework_types(queue)[0](**order))
 
     async def start_consumer(self, queue: str, on_message: OnMessage) -> None:
         self.worker = self._worker_cls(queue)(self.bus)

@@ -114,7 +114,7 @@ async def rss_drain(url: str, contender: str, backlog: int) -> dict[str, Any]:
             peak = max(peak, rss_kib(pid))
 
         t0 = time.monotonic()
-        await _wait_handled([worker], backlog, 1800, sample)
+        await _wait_handled([worker], backlog, 900, sample)
         seconds = time.monotonic() - t0
         end = rss_kib(pid)
         peak = max(peak, end)
@@ -143,7 +143,7 @@ async def scaling(url: str, contender: str, processes: int, n: int) -> dict[str,
         t0 = time.monotonic()
         for worker in workers:
             worker.send("GO")
-        await _wait_handled(workers, n, 1800)
+        await _wait_handled(workers, n, 300)
         elapsed = max(w.last for w in workers) - t0
     finally:
         await asyncio.gather(*(stop_worker(w) for w in workers))
