@@ -1,0 +1,230 @@
+"""One measurement in a fresh process: `python -m bench.child CONTENDER WORKLOAD [options]`.
+
+Every figure comes from its own process so that no contender inherits another's event loop,
+logging configuration, caches or heap. The result is the last stdout line, `RESULT {json}`.
+The `worker` workload is the long-lived consumer that workloads D and E drive over stdin.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Coroutine
+from typing import Any
+
+from bench.common import (
+    amqp_url,
+    delete_queues,
+    make_order,
+    percentile,
+    preload,
+    queue_depth,
+    queue_name,
+)
+from bench.contenders import CONTENDERS, Contender
+
+
+class Counter:
+    """Counts handled messages; `done` fires at `target`."""
+
+    def __init__(self, target: int = 0) -> None:
+        self.target = target
+        self.count = 0
+        self.first = 0.0
+        self.last = 0.0
+        self.done = asyncio.Event()
+
+    def __call__(self, _msg: Any) -> None:
+        now = time.monotonic()
+        if self.count == 0:
+            self.first = now
+        self.count += 1
+        self.last = now
+        if self.count == self.target:
+            self.done.set()
+
+
+async def publish(c: Contender, url: str, n: int) -> dict[str, Any]:
+    """(A) publish n persistent, confirmed commands."""
+    await c.open(url)
+    queue = queue_name(c.name, "A")
+    try:
+        await c.declare(queue)
+        orders = [make_order(i) for i in range(n)]
+        t0 = time.perf_counter()
+        await c.publish_many(queue, orders)
+        seconds = time.perf_counter() - t0
+        depth = await queue_depth(url, queue)
+        if depth != n:
+            raise RuntimeError(f"{queue} holds {depth} messages after publishing {n}")
+    finally:
+        await delete_queues(url, c.queues(queue))
+        await c.close()
+    return {"rate": n / seconds, "seconds": seconds, "n": n}
+
+
+async def consume(c: Contender, url: str, n: int, timeout: float = 600.0) -> dict[str, Any]:
+    """(B) consume a pre-loaded queue of n, ack after the handler validated the body."""
+    await c.open(url)
+    queue = queue_name(c.name, "B")
+    try:
+        await c.declare(queue)
+        await preload(url, queue, n)
+        counter = Counter(n)
+        t0 = time.monotonic()
+        await c.start_consumer(queue, counter)
+        await asyncio.wait_for(counter.done.wait(), timeout)
+        await c.stop_consumer()
+    finally:
+        await delete_queues(url, c.queues(queue))
+        await c.close()
+    span = counter.last - counter.first
+    return {
+        "rate": (n - 1) / span if span > 0 else float("nan"),
+        "seconds": counter.last - t0,
+        "n": n,
+    }
+
+
+async def latency(c: Contender, url: str, rate: int, seconds: float) -> dict[str, Any]:
+    """(C) end-to-end latency (publish call to handler) at a fixed rate."""
+    await c.open(url)
+    queue = queue_name(c.name, "C")
+    total = int(rate * seconds)
+    samples: list[float] = []
+    done = asyncio.Event()
+
+    def on_message(msg: Any) -> None:
+        samples.append(time.perf_counter() - msg.sent)
+        if len(samples) == total:
+            done.set()
+
+    try:
+        await c.declare(queue)
+        await c.start_consumer(queue, on_message)
+        tasks: set[asyncio.Task[None]] = set()
+        t0 = time.perf_counter()
+        sent = 0
+        while sent < total:
+            due = min(int((time.perf_counter() - t0) * rate) + 1, total)
+            while sent < due:
+                task = asyncio.create_task(
+                    c.publish_one(queue, make_order(sent, time.perf_counter()))
+                )
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+                sent += 1
+            await asyncio.sleep(0.0005)
+        publish_seconds = time.perf_counter() - t0
+        if tasks:
+            await asyncio.wait_for(asyncio.gather(*tasks), 60)
+        await asyncio.wait_for(done.wait(), 60)
+        await c.stop_consumer()
+    finally:
+        await delete_queues(url, c.queues(queue))
+        await c.close()
+    warm = sorted(samples[len(samples) // 20:])  # drop the first 5% (warm-up)
+    return {
+        "p50_ms": percentile(warm, 50) * 1000,
+        "p99_ms": percentile(warm, 99) * 1000,
+        "max_ms": warm[-1] * 1000,
+        "achieved_rate": total / publish_seconds,
+        "n": total,
+    }
+
+
+async def worker(c: Contender, url: str, queue: str) -> dict[str, Any]:
+    """Consumer process for D and E: READY, wait for GO, report progress, stop on STOP/EOF."""
+    await c.open(url)
+    print("READY", flush=True)
+    line = await asyncio.to_thread(sys.stdin.readline)
+    if line.strip() != "GO":
+        await c.close()
+        return {"count": 0}
+    counter = Counter()
+    await c.start_consumer(queue, counter)
+    stop = asyncio.create_task(asyncio.to_thread(sys.stdin.readline))
+    reported = -1
+    while not stop.done():
+        if counter.count != reported:
+            reported = counter.count
+            print(f"P {counter.count} {counter.first:.6f} {counter.last:.6f}", flush=True)
+        await asyncio.wait({stop}, timeout=0.05)
+    await c.stop_consumer()
+    await c.close()
+    return {"count": counter.count, "first": counter.first, "last": counter.last}
+
+
+async def profile(c: Contender, url: str, n: int, top: int) -> dict[str, Any]:
+    """Workload B under pyinstrument; returns the top entries (self time) and the call tree."""
+    from pyinstrument import Profiler
+
+    from bench.profiling import flat_top, tree_text
+
+    profiler = Profiler(interval=0.0005, async_mode="disabled")
+    await c.open(url)
+    queue = queue_name(c.name, "profile")
+    try:
+        await c.declare(queue)
+        await preload(url, queue, n)
+        counter = Counter(n)
+        profiler.start()
+        await c.start_consumer(queue, counter)
+        await asyncio.wait_for(counter.done.wait(), 600)
+        profiler.stop()
+        await c.stop_consumer()
+    finally:
+        if profiler.is_running:
+            profiler.stop()
+        await delete_queues(url, c.queues(queue))
+        await c.close()
+    span = counter.last - counter.first
+    return {
+        "rate": (n - 1) / span if span > 0 else float("nan"),
+        "flat": flat_top(profiler, top),
+        "tree": tree_text(profiler),
+    }
+
+
+def run(coro: Coroutine[Any, Any, dict[str, Any]], use_uvloop: bool) -> dict[str, Any]:
+    if use_uvloop:
+        import uvloop
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(coro)
+    return asyncio.run(coro)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.child")
+    parser.add_argument("contender", choices=sorted(CONTENDERS))
+    parser.add_argument("workload", choices=["A", "B", "C", "worker", "profile"])
+    parser.add_argument("-n", type=int, default=20_000)
+    parser.add_argument("--rate", type=int, default=1000)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--queue", default="")
+    parser.add_argument("--top", type=int, default=25)
+    args = parser.parse_args(argv)
+    contender = CONTENDERS[args.contender]()
+    url = amqp_url()
+    coro: Coroutine[Any, Any, dict[str, Any]]
+    match args.workload:
+        case "A":
+            coro = publish(contender, url, args.n)
+        case "B":
+            coro = consume(contender, url, args.n)
+        case "C":
+            coro = latency(contender, url, args.rate, args.seconds)
+        case "worker":
+            coro = worker(contender, url, args.queue)
+        case _:
+            coro = profile(contender, url, args.n, args.top)
+    result = run(coro, contender.uvloop)
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,381 @@
+"""The contenders: one class each, same small interface, each written the way its API is meant
+to be used.
+
+Every handler validates the JSON body into a pydantic model and calls `on_message(model)`;
+every message is acked only after that. Every publish is persistent and confirmed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import aio_pika
+import aiormq
+from aiormq.abc import DeliveredMessage
+
+from bench.common import PREFETCH, PUBLISH_WINDOW, QUEUE_ARGS, OrderFields, type_name
+
+OnMessage = Callable[[Any], None]
+
+
+class Contender:
+    """A client library driven through the bench workloads."""
+
+    name: ClassVar[str]
+    uvloop: ClassVar[bool] = False
+    description: ClassVar[str] = ""
+
+    async def open(self, url: str) -> None:
+        raise NotImplementedError
+
+    async def declare(self, queue: str) -> None:
+        raise NotImplementedError
+
+    def queues(self, queue: str) -> list[str]:
+        """Every queue declaring `queue` created (to delete afterwards)."""
+        return [queue]
+
+    async def publish_many(self, queue: str, orders: list[dict[str, Any]]) -> None:
+        raise NotImplementedError
+
+    async def publish_one(self, queue: str, order: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    async def start_consumer(self, queue: str, on_message: OnMessage) -> None:
+        raise NotImplementedError
+
+    async def stop_consumer(self) -> None:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+
+async def _in_windows(coros: list[Any], window: int = PUBLISH_WINDOW) -> None:
+    """Publisher confirms in windows: start `window` publishes, wait for all, repeat."""
+    for start in range(0, len(coros), window):
+        await asyncio.gather(*coros[start:start + window])
+
+
+# ---- raw aio-pika, used plainly ---------------------------------------------------------
+
+
+class AioPika(Contender):
+    name = "aio-pika"
+    description = ("aio-pika 'by the book': robust connection, confirms awaited in windows of "
+                   f"{PUBLISH_WINDOW}, `await message.ack()` after each handler")
+
+    async def open(self, url: str) -> None:
+        self.conn = await aio_pika.connect_robust(url)
+        self.pub_channel = await self.conn.channel(publisher_confirms=True)
+        self.consume_channel: aio_pika.abc.AbstractChannel | None = None
+
+    async def declare(self, queue: str) -> None:
+        await self.pub_channel.declare_queue(queue, durable=True, arguments=dict(QUEUE_ARGS))
+
+    def _message(self, order: dict[str, Any]) -> aio_pika.Message:
+        return aio_pika.Message(
+            OrderFields(**order).model_dump_json().encode(),
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            content_type="application/json",
+            message_id=uuid.uuid4().hex,
+        )
+
+    async def publish_many(self, queue: str, orders: list[dict[str, Any]]) -> None:
+        exchange = self.pub_channel.default_exchange
+        await _in_windows([exchange.publish(self._message(o), queue) for o in orders])
+
+    async def publish_one(self, queue: str, order: dict[str, Any]) -> None:
+        await self.pub_channel.default_exchange.publish(self._message(order), queue)
+
+    async def start_consumer(self, queue: str, on_message: OnMessage) -> None:
+        self.consume_channel = await self.conn.channel()
+        await self.consume_channel.set_qos(prefetch_count=PREFETCH)
+        self.queue = await self.consume_channel.get_queue(queue, ensure=False)
+
+        async def handle(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+            on_message(OrderFields.model_validate_json(message.body))
+            await message.ack()
+
+        self.tag = await self.queue.consume(handle)
+
+    async def stop_consumer(self) -> None:
+        await self.queue.cancel(self.tag)
+
+    async def close(self) -> None:
+        await self.conn.close()
+
+
+class AioPikaUvloop(AioPika):
+    name = "aio-pika+uvloop"
+    uvloop = True
+    description = "the same code as aio-pika, on uvloop"
+
+
+# ---- the tuned raw reference --------------------------------------------------------------
+
+
+class CoalescingAcker:
+    """Acks the contiguous prefix of handled delivery tags with one `multiple=True` ack.
+
+    A tag is acked only once it and every tag before it were handled. Flushes every
+    `every` handled messages, and when the loop goes quiet (a call_soon callback runs after
+    the batch of deliveries that is ready now).
+    """
+
+    def __init__(self, channel: aiormq.abc.AbstractChannel, every: int = 200) -> None:
+        self.channel = channel
+        self.every = every
+        self.acked = 0          # every tag <= acked is acked
+        self.prefix = 0         # every tag <= prefix is handled
+        self.handled: set[int] = set()
+        self.scheduled = False
+        self.loop = asyncio.get_running_loop()
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def done(self, tag: int) -> None:
+        if tag == self.prefix + 1:
+            self.prefix = tag
+            handled = self.handled
+            while self.prefix + 1 in handled:
+                self.prefix += 1
+                handled.discard(self.prefix)
+        else:
+            self.handled.add(tag)
+        if self.prefix - self.acked >= self.every:
+            self.flush()
+        elif not self.scheduled:
+            self.scheduled = True
+            self.loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self.scheduled = False
+        if self.prefix > self.acked:
+            self.acked = self.prefix
+            task = self.loop.create_task(
+                self.channel.basic_ack(self.prefix, multiple=True, wait=False)
+            )
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+
+class Tuned(Contender):
+    name = "tuned raw"
+    uvloop = True
+    description = ("uvloop + aiormq directly: sliding window of "
+                   f"{PUBLISH_WINDOW} unconfirmed publishes; acks coalesced with multiple=True "
+                   "over the contiguous prefix of handled tags (every 200 or when the loop is "
+                   "quiet), each message acked only after its handler")
+
+    async def open(self, url: str) -> None:
+        self.conn = await aiormq.connect(url)
+        self.pub_channel = await self.conn.channel(publisher_confirms=True)
+
+    async def declare(self, queue: str) -> None:
+        await self.pub_channel.queue_declare(queue, durable=True, arguments=dict(QUEUE_ARGS))
+
+    def _publish(self, queue: str, order: dict[str, Any]) -> Any:
+        props = aiormq.spec.Basic.Properties(
+            delivery_mode=2, content_type="application/json", message_id=uuid.uuid4().hex,
+        )
+        body = OrderFields(**order).model_dump_json().encode()
+        return self.pub_channel.basic_publish(body, routing_key=queue, properties=props,
+                                              wait=False)
+
+    async def publish_many(self, queue: str, orders: list[dict[str, Any]]) -> None:
+        window = asyncio.Semaphore(PUBLISH_WINDOW)
+        pending: set[asyncio.Future[Any]] = set()
+        errors: list[BaseException] = []
+
+        def done(fut: asyncio.Future[Any]) -> None:
+            pending.discard(fut)
+            window.release()
+            if not fut.cancelled() and fut.exception() is not None:
+                errors.append(fut.exception())  # type: ignore[arg-type]
+
+        for order in orders:
+            await window.acquire()
+            fut = asyncio.ensure_future(self._publish(queue, order))
+            pending.add(fut)
+            fut.add_done_callback(done)
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+        if errors:
+            raise errors[0]
+
+    async def publish_one(self, queue: str, order: dict[str, Any]) -> None:
+        await self._publish(queue, order)
+
+    async def start_consumer(self, queue: str, on_message: OnMessage) -> None:
+        self.consume_channel = await self.conn.channel(publisher_confirms=False)
+        await self.consume_channel.basic_qos(prefetch_count=PREFETCH)
+        acker = CoalescingAcker(self.consume_channel)
+        self.acker = acker
+        validate = OrderFields.model_validate_json
+
+        async def handle(message: DeliveredMessage) -> None:
+            on_message(validate(message.body))
+            acker.done(message.delivery_tag)  # type: ignore[arg-type]
+
+        ok = await self.consume_channel.basic_consume(queue, handle, no_ack=False)
+        self.tag = ok.consumer_tag
+
+    async def stop_consumer(self) -> None:
+        await self.consume_channel.basic_cancel(self.tag)
+        self.acker.flush()
+        if self.acker.tasks:
+            await asyncio.gather(*self.acker.tasks)
+
+    async def close(self) -> None:
+        await self.conn.close()
+
+
+# ---- the framework --------------------------------------------------------------------------
+
+_framework_classes: dict[str, Any] = {}
+
+
+def _framework_types(queue: str) -> tuple[Any, Any]:
+    """The Command and the Worker subclass for one bench queue (lazy framework import).
+
+    Each queue gets its own message type, so commands are routed to that queue only.
+    """
+    if queue not in _framework_classes:
+        from framework import Command, Context, Worker
+
+        class BenchOrder(Command, OrderFields):
+            type_name = type_name(queue)
+
+        async def handle(self: Any, msg: Any, ctx: Any) -> None:
+            self.on_message(msg)
+
+        # resolvable annotations: the framework reads the consumed type from them
+        handle.__annotations__ = {"msg": BenchOrder, "ctx": Context, "return": None}
+        worker = type("BenchWorker", (Worker,), {
+            "queue": queue, "prefetch": PREFETCH, "max_attempts": 5, "timeout": 30.0,
+            "handle": handle,
+        })
+        _framework_classes[queue] = (BenchOrder, worker)
+    return _framework_classes[queue]  # type: ignore[no-any-return]
+
+
+class Framework(Contender):
+    name = "framework"
+    description = ("a real Worker subclass (validation, in-memory idempotency store, full "
+                   "failure handling, structlog JSON at INFO) and Bus.send in windows of "
+                   f"{PUBLISH_WINDOW}")
+
+    async def open(self, url: str) -> None:
+        from framework import Bus
+        from framework.logs import configure_logging
+
+        configure_logging("json", "info", force=True)
+        self.bus = Bus.connect(url, service="bench")
+        await self.bus.start()
+        self.worker: Any = None
+        self.task: asyncio.Task[None] | None = None
+
+    def _worker_cls(self, queue: str) -> Any:
+        return _framework_types(queue)[1]
+
+    async def declare(self, queue: str) -> None:
+        await self.bus.declare(self._worker_cls(queue))
+
+    def queues(self, queue: str) -> list[str]:
+        from framework import names
+        from framework.worker_spec import build_spec
+
+        spec = build_spec(self._worker_cls(queue))
+        return [q.name for q in spec.topology.queues] + [names.dlq_name(queue)]
+
+    async def publish_many(self, queue: str, orders: list[dict[str, Any]]) -> None:
+        cls = _framework_types(queue)[0]
+        await _in_windows([self.bus.send(cls(**o)) for o in orders])
+
+    async def publish_one(self, queue: str, order: dict[str, Any]) -> None:
+        await self.bus.send(_framework_types(queue)[0](**order))
+
+    async def start_consumer(self, queue: str, on_message: OnMessage) -> None:
+        self.worker = self._worker_cls(queue)(self.bus)
+        self.worker.on_message = on_message
+        self.task = asyncio.create_task(self.worker.run())
+        await self.worker.wait_ready()
+
+    async def stop_consumer(self) -> None:
+        await self.worker.stop()
+        if self.task is not None:
+            await self.task
+
+    async def close(self) -> None:
+        await self.bus.close()
+
+
+class FrameworkUvloop(Framework):
+    name = "framework+uvloop"
+    uvloop = True
+    description = "the same code as framework, on uvloop"
+
+
+# ---- FastStream -----------------------------------------------------------------------------
+
+
+class FastStream(Contender):
+    name = "faststream"
+    uvloop = True
+    description = ("FastStream RabbitBroker: @subscriber on a quorum RabbitQueue (default ack "
+                   "policy: ack after the handler), broker.publish(persist=True) with confirms "
+                   f"in windows of {PUBLISH_WINDOW}, logger=None; uvloop, as `faststream run` "
+                   "uses it when installed")
+
+    async def open(self, url: str) -> None:
+        from faststream.rabbit import Channel, RabbitBroker
+
+        self.broker = RabbitBroker(
+            url, logger=None, default_channel=Channel(prefetch_count=PREFETCH)
+        )
+        await self.broker.connect()
+
+    def _queue(self, queue: str) -> Any:
+        from faststream.rabbit import QueueType, RabbitQueue
+
+        return RabbitQueue(queue, queue_type=QueueType.QUORUM, durable=True,
+                           arguments={"x-delivery-limit": QUEUE_ARGS["x-delivery-limit"]})
+
+    async def declare(self, queue: str) -> None:
+        await self.broker.declare_queue(self._queue(queue))
+
+    async def publish_many(self, queue: str, orders: list[dict[str, Any]]) -> None:
+        publish = self.broker.publish
+        await _in_windows([
+            publish(OrderFields(**o), queue=queue, persist=True, message_id=uuid.uuid4().hex)
+            for o in orders
+        ])
+
+    async def publish_one(self, queue: str, order: dict[str, Any]) -> None:
+        await self.broker.publish(OrderFields(**order), queue=queue, persist=True,
+                                  message_id=uuid.uuid4().hex)
+
+    async def start_consumer(self, queue: str, on_message: OnMessage) -> None:
+        subscriber = self.broker.subscriber(self._queue(queue))
+
+        @subscriber
+        async def handle(msg: OrderFields) -> None:
+            on_message(msg)
+
+        self.subscriber = subscriber
+        await self.broker.start()
+
+    async def stop_consumer(self) -> None:
+        await self.subscriber.stop()
+
+    async def close(self) -> None:
+        await self.broker.stop()
+
+
+CONTENDERS: dict[str, type[Contender]] = {
+    c.name: c for c in (AioPika, AioPikaUvloop, Tuned, Framework, FrameworkUvloop, FastStream)
+}
+BASELINE = AioPika.name

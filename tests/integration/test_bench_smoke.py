@@ -1,0 +1,35 @@
+"""The benchmark still runs: quick mode of workload B for raw aio-pika and the framework.
+
+Asserts only that both complete with a positive throughput; speed is judged from
+bench/RESULTS.md, never by a timed test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_bench_quick_consume_runs_for_aio_pika_and_framework(
+    amqp_url: str, tmp_path: Path
+) -> None:
+    raw = tmp_path / "results.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--workloads", "B",
+         "--contenders", "aio-pika,framework", "-n", "300", "--no-profile",
+         "--output", str(tmp_path / "RESULTS.md"), "--json", str(raw)],
+        cwd=ROOT, env={**os.environ, "AMQP_URL": amqp_url},
+        capture_output=True, text=True, timeout=100, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(raw.read_text())["results"]["B"]
+    for contender in ("aio-pika", "framework"):
+        (run,) = results[contender]
+        assert run["n"] == 300
+        assert run["rate"] > 0
+    assert "## B: consume" in (tmp_path / "RESULTS.md").read_text()
