@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -54,10 +54,34 @@ async def chaos_run(
         return run
 
     yield make
+    for run in runs:
+        await broker_admin.delete_worker_queues(run.queue, run.worker_spec_tiers())
+    _keep_figures(runs, request)
+
+
+@pytest.fixture
+def own_broker_run(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., Run]]:
+    """`chaos_run` for scenarios that bring their own broker (the throwaway cluster): no
+    dependency on AMQP_URL's broker; the scenario sets `run.amqp_url` and calls
+    `run.configure()`; its queues go away with its broker."""
+    runs: list[Run] = []
+
+    def make(name: str) -> Run:
+        prefix = f"{name}-{uuid.uuid4().hex[:6]}"
+        run = Run(name=name, prefix=prefix, amqp_url="amqp://unset/", tmp=tmp_path)
+        runs.append(run)
+        return run
+
+    yield make
+    _keep_figures(runs, request)
+
+
+def _keep_figures(runs: list[Run], request: pytest.FixtureRequest) -> None:
     report = getattr(request.node, "rep_call", None)
     result = "passed" if report is not None and report.passed else "FAILED"
     for run in runs:
-        await broker_admin.delete_worker_queues(run.queue, run.worker_spec_tiers())
         run.ledger.close()
         if "attempted" in run.figures:
             RESULTS.append({"scenario": run.name, "result": result, **run.figures})

@@ -17,7 +17,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -132,10 +132,12 @@ class Run:
         self.worker_cls: type[Worker] = worker_class(self.job, **settings_from_env(
             self.worker_env))
 
-    def pool(self, size: int = 1, **env: str) -> WorkerPool:
+    def pool(self, size: int = 1, slot_env: Sequence[Mapping[str, str]] = (),
+             **env: str) -> WorkerPool:
+        """`size` workers; `slot_env[i]` adds variables for worker i only (e.g. AMQP_URL)."""
         log_dir = self.tmp / "logs"
         log_dir.mkdir(exist_ok=True)
-        return WorkerPool(TARGET, {**self.worker_env, **env}, log_dir, size)
+        return WorkerPool(TARGET, {**self.worker_env, **env}, log_dir, size, slot_env)
 
     def bus(self, url: str | None = None, **settings: Any) -> Bus:
         """The producer's bus (service `<prefix>-pub`, so its connections can be found)."""

@@ -14,6 +14,7 @@ import random
 import signal
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,9 +37,11 @@ class Slot:
 class WorkerPool:
     """Start `size` workers of `target` with `env`; restart them when they die."""
 
-    def __init__(self, target: str, env: dict[str, str], log_dir: Path, size: int = 1) -> None:
+    def __init__(self, target: str, env: dict[str, str], log_dir: Path, size: int = 1,
+                 slot_env: Sequence[Mapping[str, str]] = ()) -> None:
         self.target = target
         self.env = {**os.environ, **env, "FRAMEWORK_LOG_FORMAT": "json"}
+        self.slot_env = list(slot_env)  # per worker position, over `env` (e.g. AMQP_URL)
         self.log_dir = log_dir
         self.slots = [Slot(i) for i in range(size)]
         self.restarts = 0
@@ -144,8 +147,13 @@ class WorkerPool:
         with slot.log.open("wb") as log:
             slot.process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "framework", "run", self.target,
-                cwd=REPO, env=self.env, stdout=log, stderr=log,
+                cwd=REPO, env=self._env(slot), stdout=log, stderr=log,
             )
+
+    def _env(self, slot: Slot) -> dict[str, str]:
+        if slot.index < len(self.slot_env):
+            return {**self.env, **self.slot_env[slot.index]}
+        return self.env
 
     async def wait_ready(self, slot: Slot, timeout: float = 30.0) -> float:
         """Wait until the worker logged that it consumes; returns how long that took."""

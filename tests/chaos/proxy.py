@@ -6,6 +6,9 @@
   new links flow normally;
 - `cut()`: close every open link at once (both sockets), like a network reset.
 
+With `fallbacks`, a new link goes to the first target that accepts the TCP connection
+(`target`, then each fallback in order): a client-side failover in front of a cluster.
+
 No toxiproxy on these machines, so this is ours. It runs in the test's event loop.
 """
 
@@ -13,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 
@@ -34,9 +39,12 @@ class Link:
 class FaultProxy:
     """Listen on 127.0.0.1:<port> and forward to `target_host:target_port`."""
 
-    def __init__(self, target_host: str, target_port: int) -> None:
+    def __init__(self, target_host: str, target_port: int,
+                 fallbacks: Sequence[tuple[str, int]] = ()) -> None:
         self.target_host = target_host
         self.target_port = target_port
+        self.targets = [(target_host, target_port), *fallbacks]
+        self.accepted_by: Counter[int] = Counter()  # target port -> links forwarded there
         self.latency = 0.0
         self.links: set[Link] = set()
         self.accepted = 0
@@ -104,11 +112,14 @@ class FaultProxy:
     # ---- forwarding ------------------------------------------------------------------------
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_reader, up_writer = await asyncio.open_connection(
-                self.target_host, self.target_port
-            )
-        except OSError:
+        for host, port in self.targets:
+            try:
+                up_reader, up_writer = await asyncio.open_connection(host, port)
+            except OSError:
+                continue
+            self.accepted_by[port] += 1
+            break
+        else:
             writer.transport.abort()
             return
         self.accepted += 1
