@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -30,7 +31,7 @@ class Context:
     causation_id: str | None = None
     deadline_ms: int | None = None
     traceparent: str | None = None
-    headers: dict[str, Any] = field(default_factory=dict)
+    headers: Mapping[str, Any] = field(default_factory=dict)
     log: Any = None
     _published: int = 0
 

@@ -42,6 +42,11 @@ class Publisher:
         self._open_lock = asyncio.Lock()
 
     async def _exchange(self, name: str) -> AbstractExchange:
+        channel = self._channel
+        if channel is not None and not channel.is_closed:
+            cached = self._exchanges.get(name)
+            if cached is not None:  # the hot path: no lock, no await
+                return cached
         async with self._open_lock:
             if self._channel is None or self._channel.is_closed:
                 # on_return_raises: an unroutable mandatory publish raises instead of
@@ -73,6 +78,11 @@ class Publisher:
         bound = self._timeout if timeout is None else timeout
         try:
             async with asyncio.timeout(bound):
+                try:  # the common case: one try, no retry machinery
+                    await self._publish_once(message, exchange, routing_key, mandatory)
+                    return
+                except _ConnectionInterrupted:
+                    pass
                 async for attempt in AsyncRetrying(
                     retry=retry_if_exception_type(_ConnectionInterrupted),
                     wait=wait_random_exponential(multiplier=0.05, max=2.0),

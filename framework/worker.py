@@ -92,7 +92,10 @@ class Worker:
         )
         self._acks = AckCoalescer(max_batch=self.ack_batch_size, max_delay=self.ack_max_delay)
         self._deliveries: set[asyncio.Task[None]] = set()
-        self._settling: set[asyncio.Task[None]] = set()
+        # deliveries whose handler is still running: the only ones shutdown may cancel
+        # (settlement - confirmed move, then ack - is never interrupted)
+        self._handling_now: set[asyncio.Task[None] | None] = set()
+        self._handler_log = structlog.get_logger(self._service)
         self._ready: asyncio.Future[None] | None = None
         self._stop_requested = asyncio.Event()
         self._stopped = asyncio.Event()
@@ -195,14 +198,14 @@ class Worker:
             await asyncio.wait(set(self._deliveries), timeout=self.spec.shutdown_grace)
 
     async def _cancel_remaining(self) -> None:
-        """Cancel handlers past the grace period (unacked: they return to the queue)."""
-        pending = [t for t in self._deliveries if not t.done()]
+        """Cancel handlers past the grace period (unacked: they return to the queue); let
+        deliveries already settling finish."""
+        pending = [t for t in self._handling_now if t is not None and not t.done()]
         for task in pending:
             task.cancel()
         if pending:
             self._log.warning("worker.cancelled_in_flight", count=len(pending))
-        await asyncio.gather(*pending, return_exceptions=True)
-        await asyncio.gather(*self._settling, return_exceptions=True)
+        await asyncio.gather(*self._deliveries, return_exceptions=True)
 
     # ---- one delivery -----------------------------------------------------------------
 
@@ -221,6 +224,8 @@ class Worker:
             correlation_id=envelope.correlation_id,
             attempt=envelope.attempt,
         ):
+            me = asyncio.current_task()
+            self._handling_now.add(me)
             self.stats.in_flight += 1
             started = time.perf_counter()
             try:
@@ -233,14 +238,10 @@ class Worker:
                 outcome = Failed(f"{type(exc).__name__}: {exc}")
             finally:
                 self.stats.in_flight -= 1
+                self._handling_now.discard(me)
             duration = time.perf_counter() - started
             settlement = decide(outcome, envelope.attempt, self.spec.policy, random.random)
-            settling = asyncio.create_task(
-                self._settle(settlement, outcome, incoming, envelope, duration)
-            )
-            self._settling.add(settling)
-            settling.add_done_callback(self._settling.discard)
-            await asyncio.shield(settling)
+            await self._settle(settlement, outcome, incoming, envelope, duration)
 
     async def _call_handler(self, message: Message, ctx: Context) -> Any:
         return await self.handle(message, ctx)
@@ -255,8 +256,8 @@ class Worker:
             causation_id=envelope.causation_id,
             deadline_ms=envelope.deadline_ms,
             traceparent=envelope.traceparent,
-            headers=dict(envelope.headers),
-            log=structlog.get_logger(self._service),
+            headers=envelope.headers,
+            log=self._handler_log,
         )
 
     async def _settle(
@@ -319,8 +320,11 @@ async def _cancel(task: asyncio.Task[None] | None) -> None:
         await task
 
 
+_settlement_log = structlog.get_logger("framework.worker")
+
+
 def _log_settlement(settlement: Settlement) -> None:
-    log = structlog.get_logger("framework.worker")
+    log = _settlement_log
     match settlement:
         case Ack(duplicate=True):
             log.info("delivery.duplicate_skipped")
