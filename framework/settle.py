@@ -48,9 +48,15 @@ async def settle_or_return(
     alarm); if it still fails, give the delivery back to the queue (nack, requeue) rather
     than leave it unacked on a channel that stays open. Re-raises the last error."""
     try:
+        try:  # the common case: it works the first time, no retry machinery
+            await apply_settlement(settlement, incoming, envelope, queue, publisher, ack)
+            return
+        except PublishFailed:
+            if attempts <= 1:
+                raise
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type(PublishFailed),
-            stop=stop_after_attempt(attempts),
+            stop=stop_after_attempt(attempts - 1),
             wait=wait_random_exponential(multiplier=0.5, max=5.0),
             reraise=True,
         ):

@@ -210,10 +210,17 @@ class Worker:
     # ---- one delivery -----------------------------------------------------------------
 
     async def _on_message(self, incoming: AbstractIncomingMessage) -> None:
+        # aio-pika already runs each callback in a task of its own: handle it right here
+        # (no extra task), registered so shutdown can drain or cancel it.
         self._acks.delivered(incoming)
-        task = asyncio.create_task(self._deliver(incoming))
+        task = asyncio.current_task()
+        if task is None:  # pragma: no cover - callbacks always run in a task
+            return
         self._deliveries.add(task)
-        task.add_done_callback(self._deliveries.discard)
+        try:
+            await self._deliver(incoming)
+        finally:
+            self._deliveries.discard(task)
 
     async def _deliver(self, incoming: AbstractIncomingMessage) -> None:
         envelope = from_amqp(incoming)
@@ -329,7 +336,7 @@ def _log_settlement(settlement: Settlement) -> None:
         case Ack(duplicate=True):
             log.info("delivery.duplicate_skipped")
         case Ack():
-            log.debug("delivery.handled")
+            pass  # the normal case: nothing to say at any level (keeps the hot path cheap)
         case Retry():
             log.warning("delivery.retry_scheduled", delay_ms=settlement.delay_ms,
                         next_attempt=settlement.next_attempt, error=settlement.error)
