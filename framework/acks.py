@@ -18,7 +18,10 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
+import structlog
 from aio_pika.abc import AbstractIncomingMessage
+
+_log = structlog.get_logger("framework.acks")
 
 
 @dataclass
@@ -97,11 +100,8 @@ class AckCoalescer:
                 if plan.multiple_up_to is not None:
                     state.settled = {t for t in state.settled if t > plan.multiple_up_to}
                 self._pending = sum(len(s.settled) for s in self._states.values())
-                with contextlib.suppress(Exception):  # channel died: redelivered, idempotent
-                    if plan.multiple_up_to is not None:
-                        await channel.basic_ack(plan.multiple_up_to, multiple=True)
-                    for tag in plan.singles:
-                        await channel.basic_ack(tag)
+                # planned acks are sent even if the flusher is cancelled meanwhile
+                await asyncio.shield(_send(channel, plan))
                 if not state.in_flight and not state.settled:
                     del self._states[channel]
 
@@ -117,11 +117,23 @@ class AckCoalescer:
     async def close(self) -> None:
         """Flush what is left and stop the background flusher (call before closing the
         channel)."""
+        await self.flush()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        await self.flush()
+
+
+async def _send(channel: Any, plan: AckPlan) -> None:
+    try:
+        if plan.multiple_up_to is not None:
+            await channel.basic_ack(plan.multiple_up_to, multiple=True)
+        for tag in plan.singles:
+            await channel.basic_ack(tag)
+    except Exception as exc:
+        # The channel died: its unacked deliveries come back and idempotency absorbs them.
+        _log.warning("acks.not_sent", error=repr(exc), up_to=plan.multiple_up_to,
+                     singles=len(plan.singles))
 
 
 def _underlay(incoming: AbstractIncomingMessage) -> Any:
