@@ -218,6 +218,14 @@ class MemoryBroker:
     def queue_names(self) -> list[str]:
         return sorted(self._queues)
 
+    def delete_queue(self, name: str) -> None:
+        """Remove `name` with its consumers and messages (like queue.delete)."""
+        self._queues.pop(name, None)
+        self._bindings = {b for b in self._bindings if b[2] != name}
+        self._delayed = [d for d in self._delayed if d[2] != name]
+        heapq.heapify(self._delayed)
+        self.changed()
+
     # ---- publishing --------------------------------------------------------------------
 
     def publish(self, message: aio_pika.Message, exchange: str, routing_key: str, *,
@@ -378,6 +386,16 @@ class MemoryBroker:
             waiter = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
             await waiter
+
+    async def wait_changed(self) -> None:
+        """Return at the next change (a publish, a settlement, a consumer callback ending)."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        await waiter
+
+    def next_due(self) -> float | None:
+        """When (on the virtual clock) the next delayed message is due; None if none is."""
+        return self._delayed[0][0] if self._delayed else None
 
     def advance(self) -> bool:
         """Jump the virtual clock to the next delayed message and release all now due."""

@@ -15,6 +15,10 @@ envelope (`to_amqp`/`from_amqp`), `handling.process`, `settlement.decide` and
 Retry delays run on a virtual clock (`bus.now`): `drain()` jumps it forward when nothing
 else can happen, so a retry after 300 s takes no real time and retries keep their order.
 Deadlines and handler timeouts still use the real clock.
+
+`request()` works like `Bus.request`: the reply travels back through the broker to this bus's
+reply queue. It needs no `drain()` (deliveries run whenever the event loop does); its timeout
+is real time, and it jumps the virtual clock itself only within that budget (see `request`).
 """
 
 from __future__ import annotations
@@ -30,16 +34,25 @@ from types import TracebackType
 from typing import Any, TypeVar, cast
 
 import aio_pika
+import structlog
 from aio_pika.abc import AbstractChannel
+from pydantic import BaseModel
 
 from framework import names
 from framework.deadlines import combine_deadline
 from framework.envelope import Envelope, encode_body, to_amqp
+from framework.errors import RequestTimeout, Unroutable
 from framework.idempotency import IdempotencyStore, MemoryStore
 from framework.keys import new_key
 from framework.messages import Command, Event, Message, is_command
+from framework.reply import decode_reply
 from framework.settings import Settings
-from framework.testing.memory_broker import MemoryBroker, StoredMessage
+from framework.testing.memory_broker import (
+    MemoryBroker,
+    MemoryChannel,
+    MemoryDelivery,
+    StoredMessage,
+)
 from framework.topology import EXCHANGES
 from framework.tracing import new_traceparent
 from framework.worker import Worker
@@ -47,6 +60,9 @@ from framework.worker_spec import build_spec
 
 W = TypeVar("W", bound=Worker)
 M = TypeVar("M", bound=Message)
+R = TypeVar("R", bound=BaseModel)
+
+_log = structlog.get_logger("framework.requests")
 
 
 @dataclass(frozen=True)
@@ -94,6 +110,9 @@ class MemoryBus:
         self._publisher = MemoryPublisher(self.broker)
         self.published: list[Published] = []
         self._workers: list[tuple[Worker, asyncio.Task[None]]] = []
+        self._pending: dict[str, asyncio.Future[tuple[bytes, str]]] = {}
+        self._reply_to: str | None = None
+        self._reply_channel: MemoryChannel | None = None
 
     def __repr__(self) -> str:
         return f"MemoryBus(service={self.service!r})"
@@ -119,6 +138,12 @@ class MemoryBus:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._workers.clear()
+        for future in self._pending.values():
+            future.cancel()
+        if self._reply_channel is not None and self._reply_to is not None:
+            await self._reply_channel.close()
+            self.broker.delete_queue(self._reply_to)
+            self._reply_to = self._reply_channel = None
         if self._owns_broker:
             await self.broker.close()
         if self._owns_store:
@@ -186,14 +211,92 @@ class MemoryBus:
         return await self._emit(event, idempotency_key, correlation_id, causation_id,
                                 deadline, ttl, traceparent)
 
-    # TODO(request/reply): `bus.request(command, timeout=...)` is being built on `Bus` in
-    # parallel. Mirror it here once it lands: the reply travels back through the broker
-    # (reply_to queue + correlation_id), so give `MemoryBroker` an exclusive reply queue and
-    # resolve the caller's future from its consumer; the contract suite then runs on both.
+    async def request(
+        self,
+        command: Command,
+        *,
+        timeout: float = 10.0,
+        reply_type: type[R] | None = None,
+        idempotency_key: str | None = None,
+        correlation_id: str | None = None,
+    ) -> Any:
+        """Send `command` and wait for the handler's return value, like `Bus.request`.
+
+        The request carries `reply_to` (this bus's reply queue) and a deadline of `timeout`
+        seconds; the worker answers through the broker exactly as on RabbitMQ, and the reply
+        is matched by its `fw-in-reply-to` header. Raises `Unroutable` when no queue handles
+        the command, `RemoteError` when the handler failed terminally, `RequestTimeout` when
+        no reply comes within `timeout` seconds of real time (a later reply is discarded).
+
+        No `drain()` is needed: deliveries run as soon as the event loop does. While it
+        waits, the request also drives the virtual clock like `drain()` (so a retried
+        request is answered without real delays), but only as far as its own budget allows:
+        real time spent plus virtual time skipped stays under `timeout`, so a retry delay
+        longer than the timeout makes the request time out, as it would on RabbitMQ.
+        """
+        if not is_command(type(command)):
+            raise TypeError("request() takes a Command")
+        reply_to = self._reply_queue()
+        key = idempotency_key or new_key()
+        future: asyncio.Future[tuple[bytes, str]] = asyncio.get_running_loop().create_future()
+        self._pending[key] = future
+        try:
+            async with asyncio.timeout(timeout):
+                try:
+                    await self._emit(command, key, correlation_id, None, None, timeout, None,
+                                     reply_to=reply_to)
+                except Unroutable as exc:  # the same text as Bus.request
+                    raise Unroutable(
+                        f"no queue handles {command.type_name!r}: start its worker",
+                        routing_key=command.type_name, message_id=key,
+                    ) from exc
+                body, status = await self._await_reply(future, timeout)
+        except TimeoutError as exc:
+            raise RequestTimeout(
+                f"no reply to {command.type_name} {key} within {timeout:g}s"
+            ) from exc
+        finally:
+            self._pending.pop(key, None)
+        return decode_reply(body, status, reply_type)
+
+    async def _await_reply(self, future: asyncio.Future[tuple[bytes, str]],
+                           timeout: float) -> tuple[bytes, str]:
+        """Wait for `future`, jumping the virtual clock when nothing else can happen."""
+        loop = asyncio.get_running_loop()
+        started, virtual_start = loop.time(), self.broker.now
+        while not future.done():
+            await _first(future, self.broker.wait_idle())
+            if future.done() or self.broker.busy():
+                continue
+            due = self.broker.next_due()
+            if due is not None and (loop.time() - started) + (due - virtual_start) < timeout:
+                self.broker.advance()
+            else:  # nothing due within the budget: wait for news (or the real timeout)
+                await _first(future, self.broker.wait_changed())
+        return future.result()
+
+    def _reply_queue(self) -> str:
+        """This bus's exclusive reply queue (the stand-in for `amq.rabbitmq.reply-to`)."""
+        if self._reply_to is None:
+            name = f"{names.DIRECT_REPLY_TO}.memory.{os.urandom(6).hex()}"
+            self.broker.ensure_queue(name, {})
+            self._reply_channel = self.broker.channel(prefetch=2**31 - 1)
+            self.broker.add_consumer(name, self._on_reply, self._reply_channel)
+            self._reply_to = name
+        return self._reply_to
+
+    async def _on_reply(self, delivery: MemoryDelivery) -> None:
+        await delivery.ack()  # direct reply-to is no-ack
+        request_id = delivery.headers.get(names.IN_REPLY_TO)
+        future = self._pending.get(str(request_id)) if request_id is not None else None
+        if future is None or future.done():
+            _log.info("request.late_reply_discarded", request_id=request_id)
+            return
+        future.set_result((delivery.body, str(delivery.headers.get(names.REPLY_STATUS, "ok"))))
 
     async def _emit(self, message: Message, key: str | None, correlation_id: str | None,
                     causation_id: str | None, deadline: datetime | None, ttl: float | None,
-                    traceparent: str | None) -> str:
+                    traceparent: str | None, *, reply_to: str | None = None) -> str:
         # Mirrors Bus._emit (envelope fields, deadline -> expiration, exchange, mandatory).
         key = key or new_key()
         now_ms = int(time.time() * 1000)
@@ -208,6 +311,7 @@ class MemoryBus:
             timestamp=datetime.now(UTC),
             app_id=self.service,
             traceparent=traceparent or new_traceparent(),
+            reply_to=reply_to,
         )
         expiration = None if deadline_ms is None else max(deadline_ms - now_ms, 1)
         command = is_command(type(message))
@@ -270,3 +374,12 @@ class MemoryBus:
         """Inject arbitrary bytes (like `BrokerAdmin.publish_raw`), e.g. malformed bodies."""
         properties.setdefault("message_id", f"raw-{os.urandom(6).hex()}")
         self.broker.publish(aio_pika.Message(body=body, **properties), exchange, routing_key)
+
+
+async def _first(future: asyncio.Future[Any], other: Awaitable[None]) -> None:
+    """Wait until `future` or `other` is done; `other` is cancelled if still running."""
+    task = asyncio.ensure_future(other)
+    try:
+        await asyncio.wait({future, task}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        task.cancel()

@@ -5,11 +5,13 @@ Every test is parametrised over the in-memory bus (`memory`) and RabbitMQ (`rabb
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
 
 from framework import Bus, Command, Context, Event, PermanentError, Unroutable, Worker, names
+from framework.errors import RemoteError, RequestTimeout
 from framework.testing import BrokerAdmin, MemoryBus
 from tests.integration.contract_harness import Harness, MemoryHarness, RabbitHarness
 
@@ -26,6 +28,18 @@ class Shipped(Event):
 
 class NobodyHandles(Command):
     type_name = "tests.contract.NobodyHandles"
+
+
+class GetQuote(Command):
+    type_name = "tests.contract.GetQuote"
+    sku: str
+    delay: float = 0.0
+
+
+class Quote(Event):
+    type_name = "tests.contract.Quote"
+    sku: str
+    price_cents: int
 
 
 @pytest.fixture(params=["memory", "rabbitmq"])
@@ -198,3 +212,125 @@ async def test_handler_publish_carries_conversation(harness: Harness, queue_name
     [(correlation, causation, key)] = seen
     assert (correlation, causation) == ("conv-1", "ping-5")
     assert key not in ("ping-5", "conv-1")
+
+
+# ---- request/reply ---------------------------------------------------------------------
+
+
+def _pricing(queue_name: str) -> type[Worker]:
+    class Pricing(Worker):
+        queue = queue_name
+        prefetch = 50
+        max_attempts = 1
+
+        async def handle(self, msg: GetQuote, ctx: Context) -> Quote:
+            if msg.sku == "bad":
+                raise PermanentError("unknown sku")
+            await asyncio.sleep(msg.delay)
+            return Quote(sku=msg.sku, price_cents=len(msg.sku) * 100)
+
+    return Pricing
+
+
+async def test_request_returns_the_handlers_value(harness: Harness, queue_name: str) -> None:
+    """The return value comes back parsed into reply_type, or as plain JSON without it."""
+    await harness.start(_pricing(queue_name))
+    quote = await harness.bus.request(GetQuote(sku="abc"), timeout=5, reply_type=Quote)
+    assert quote == Quote(sku="abc", price_cents=300)
+    raw = await harness.bus.request(GetQuote(sku="ab"), timeout=5)
+    assert raw == {"sku": "ab", "price_cents": 200}
+
+
+async def test_request_handler_sees_deadline_and_conversation(
+    harness: Harness, queue_name: str
+) -> None:
+    """A request is an ordinary command to its handler: key, correlation id, a deadline."""
+    seen: list[tuple[str, str, int | None]] = []
+
+    class Echo(Worker):
+        queue = queue_name
+
+        async def handle(self, msg: Ping, ctx: Context) -> int:
+            seen.append((ctx.message_id, ctx.correlation_id, ctx.deadline_ms))
+            return msg.n * 2
+
+    await harness.start(Echo)
+    assert await harness.bus.request(Ping(n=21), timeout=5, idempotency_key="req-1",
+                                     correlation_id="conv-9") == 42
+    [(key, correlation, deadline_ms)] = seen
+    assert (key, correlation) == ("req-1", "conv-9")
+    assert deadline_ms is not None
+
+
+async def test_request_terminal_failure_raises_remote_error(
+    harness: Harness, queue_name: str
+) -> None:
+    """PermanentError in the handler: RemoteError with reason and text (and the DLQ copy)."""
+    await harness.start(_pricing(queue_name))
+    with pytest.raises(RemoteError, match="unknown sku") as caught:
+        await harness.bus.request(GetQuote(sku="bad"), timeout=5)
+    assert caught.value.reason == "permanent"
+    assert caught.value.error == "PermanentError: unknown sku"
+    assert len(await harness.dead_letters(queue_name, 1)) == 1
+
+
+async def test_request_answered_after_retries(harness: Harness, queue_name: str) -> None:
+    """A transient failure is retried; the reply is the value of the attempt that succeeds."""
+
+    class Flaky(Worker):
+        queue = queue_name
+        retry_base_delay = 0.05
+        retry_max_delay = 0.2
+
+        async def handle(self, msg: Ping, ctx: Context) -> int:
+            if ctx.attempt < 3:
+                raise ConnectionError("dependency down")
+            return ctx.attempt
+
+    await harness.start(Flaky)
+    assert await harness.bus.request(Ping(n=1), timeout=10) == 3
+
+
+async def test_request_to_silent_handler_times_out(harness: Harness, queue_name: str) -> None:
+    """A handler that never returns: RequestTimeout after `timeout`, not a hang."""
+
+    class Silent(Worker):
+        queue = queue_name
+        timeout = 60.0
+        shutdown_grace = 0.2
+
+        async def handle(self, msg: GetQuote, ctx: Context) -> Quote:
+            await asyncio.Event().wait()
+            raise AssertionError("unreachable")
+
+    await harness.start(Silent)
+    with pytest.raises(RequestTimeout, match="no reply"):
+        await harness.bus.request(GetQuote(sku="x"), timeout=0.5)
+
+
+async def test_late_reply_is_discarded(harness: Harness, queue_name: str) -> None:
+    """A reply after the timeout does no harm: the next request gets its own answer."""
+    await harness.start(_pricing(queue_name))
+    with pytest.raises(RequestTimeout):
+        await harness.bus.request(GetQuote(sku="slow", delay=0.6), timeout=0.2)
+    await asyncio.sleep(0.8)  # the late reply arrives now and is dropped
+    quote = await harness.bus.request(GetQuote(sku="ok"), timeout=5, reply_type=Quote)
+    assert quote.sku == "ok"
+
+
+async def test_concurrent_requests_are_correlated(harness: Harness, queue_name: str) -> None:
+    """Concurrent requests each get their own reply, even when replies come out of order."""
+    await harness.start(_pricing(queue_name))
+    skus = [f"s{'x' * (i % 5)}{i}" for i in range(30)]
+    replies = await asyncio.gather(*(
+        harness.bus.request(GetQuote(sku=sku, delay=(30 - i) * 0.005), timeout=10,
+                            reply_type=Quote)
+        for i, sku in enumerate(skus)
+    ))
+    assert [(r.sku, r.price_cents) for r in replies] == [(s, len(s) * 100) for s in skus]
+
+
+async def test_request_nobody_handles_is_unroutable(harness: Harness) -> None:
+    """A request for a command no worker handles fails at once."""
+    with pytest.raises(Unroutable, match="no queue handles"):
+        await harness.bus.request(NobodyHandles(), timeout=5)

@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from framework import Command, Context, Event, Overloaded, Worker
+from framework import Command, Context, Event, Overloaded, Worker, names
+from framework.errors import RequestTimeout
 from framework.testing import MemoryBroker, MemoryBus
 
 
@@ -132,3 +133,85 @@ async def test_two_services_share_one_broker() -> None:
         await a.send(Job(n=9))
         await a.drain()
     assert got == [9]
+
+
+# ---- request/reply (the shared behaviour is in tests/integration/test_bus_contract.py) ----
+
+
+class Double(Command):
+    type_name = "tests.memory.Double"
+    n: int
+
+
+class Doubler(Worker):
+    queue = "mem.doubler"
+
+    async def handle(self, msg: Double, ctx: Context) -> int:
+        return msg.n * 2
+
+
+async def test_request_needs_no_drain_and_is_recorded(test_bus: MemoryBus) -> None:
+    """Awaiting the request is enough; it is a published command carrying reply_to."""
+    await test_bus.start_worker(Doubler)
+    assert await asyncio.wait_for(test_bus.request(Double(n=4), timeout=5,
+                                                  idempotency_key="d-4"), 1) == 8
+    [published] = test_bus.published
+    assert (published.key, published.message) == ("d-4", Double(n=4))
+    assert published.deadline_ms is not None
+
+
+async def test_request_skips_retry_delays_within_its_timeout(test_bus: MemoryBus) -> None:
+    """A retry due in 20 virtual seconds fits a 60 s timeout: answered without real waiting."""
+
+    class Flaky(Worker):
+        queue = "mem.flaky-request"
+        retry_base_delay = 20.0
+        retry_max_delay = 20.0
+
+        async def handle(self, msg: Double, ctx: Context) -> int:
+            if ctx.attempt == 1:
+                raise ConnectionError("down")
+            return msg.n * 2
+
+    await test_bus.start_worker(Flaky)
+    assert await asyncio.wait_for(test_bus.request(Double(n=5), timeout=60), 2) == 10
+    assert test_bus.now >= 10
+
+
+async def test_request_does_not_skip_past_its_timeout(test_bus: MemoryBus) -> None:
+    """A retry due after the timeout is not released early: RequestTimeout, clock untouched."""
+
+    class Slow(Worker):
+        queue = "mem.slow-request"
+        retry_base_delay = 100.0
+        retry_max_delay = 100.0
+
+        async def handle(self, msg: Double, ctx: Context) -> int:
+            if ctx.attempt == 1:
+                raise ConnectionError("down")
+            return msg.n * 2
+
+    await test_bus.start_worker(Slow)
+    with pytest.raises(RequestTimeout, match=r"within 0\.3s"):
+        await test_bus.request(Double(n=1), timeout=0.3)
+    assert test_bus.now == 0
+    await test_bus.drain()  # the retry runs later; its reply (if any) is discarded quietly
+
+
+async def test_requests_from_two_buses_get_their_own_replies() -> None:
+    """Each bus on a shared broker has its own reply queue; it goes away on close."""
+    broker = MemoryBroker()
+    async with MemoryBus(broker=broker, service="server") as server:
+        await server.start_worker(Doubler)
+        async with MemoryBus(broker=broker, service="a") as a, \
+                MemoryBus(broker=broker, service="b") as b:
+            results = await asyncio.gather(
+                *(bus.request(Double(n=n), timeout=5) for n in range(10) for bus in (a, b))
+            )
+        assert results == [n * 2 for n in range(10) for _ in (a, b)]
+        assert not [q for q in broker.queue_names() if q.startswith(names.DIRECT_REPLY_TO)]
+
+
+async def test_request_takes_only_commands(test_bus: MemoryBus) -> None:
+    with pytest.raises(TypeError, match="takes a Command"):
+        await test_bus.request(Happened())  # type: ignore[arg-type]
