@@ -1,0 +1,121 @@
+"""Workload S: the idempotency stores a framework Worker consumes through.
+
+`noop` is the baseline ("without a store"): it implements the store protocol, always
+claims, and does nothing else. Every other store is opened from its URL by the Bus, as a
+service would. The scope the worker claims keys in is its queue, whose name is unique per
+run, so the rows and keys a run wrote are found by that scope and deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import AsyncIterator
+
+from framework.idempotency import ClaimResult, IdempotencyStore
+
+#: the order the stores run in (and are reported in); `noop` first, the baseline
+STORES = ["noop", "memory", "sqlite", "redis", "postgres"]
+BASELINE_STORE = "noop"
+
+REDIS_URL = "redis://127.0.0.1:6379/15"
+POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def redis_url() -> str:
+    return os.environ.get("BENCH_REDIS_URL") or REDIS_URL
+
+
+def postgres_url() -> str:
+    return os.environ.get("BENCH_POSTGRES_URL") or POSTGRES_URL
+
+
+class NoopStore:
+    """The IdempotencyStore protocol doing nothing: every key is claimed, nothing is kept."""
+
+    async def claim(self, scope: str, key: str, lease: float) -> ClaimResult:
+        return ClaimResult.CLAIMED
+
+    async def complete(self, scope: str, key: str, retention: float) -> None:
+        return None
+
+    async def release(self, scope: str, key: str) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+def describe(store: str) -> str:
+    """What one store label stands for, as the report shows it."""
+    from framework.urls import mask_url
+
+    return {
+        "noop": "`bench.stores.NoopStore`: always CLAIMED, stores nothing (the baseline)",
+        "memory": "`memory://` (the default: in-process, bounded)",
+        "sqlite": "`sqlite:///<temporary file>` (WAL, one thread)",
+        "redis": f"`{mask_url(redis_url())}` (SET NX PX script per claim)",
+        "postgres": f"`{mask_url(postgres_url())}` (INSERT ... ON CONFLICT per claim)",
+    }[store]
+
+
+@contextlib.asynccontextmanager
+async def store_for(store: str, scope: str) -> AsyncIterator[IdempotencyStore | str]:
+    """What to pass as the Bus's `idempotency=` for `store`; afterwards, delete what the run
+    wrote in `scope` (the worker's queue): Redis keys, PostgreSQL rows, the SQLite file."""
+    if store == "noop":
+        yield NoopStore()
+    elif store == "memory":
+        yield "memory://"
+    elif store == "sqlite":
+        with tempfile.TemporaryDirectory(prefix="bench-idem-") as tmp:
+            yield f"sqlite:///{os.path.join(tmp, 'idempotency.db')}"  # absolute: 4 slashes
+    elif store == "redis":
+        try:
+            yield redis_url()
+        finally:
+            await _delete_redis_scope(redis_url(), scope)
+    elif store == "postgres":
+        try:
+            yield postgres_url()
+        finally:
+            await _delete_postgres_scope(postgres_url(), scope)
+    else:
+        raise ValueError(f"unknown store {store!r}; choose from {STORES}")
+
+
+async def _delete_redis_scope(url: str, scope: str) -> None:
+    import redis.asyncio as aioredis
+
+    from framework.idempotency.redis import redis_key
+
+    client = aioredis.Redis.from_url(url)
+    try:
+        batch: list[bytes] = []
+        async for key in client.scan_iter(match=redis_key(_glob_escape(scope), "*"),
+                                          count=1000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                await client.delete(*batch)
+                batch.clear()
+        if batch:
+            await client.delete(*batch)
+    finally:
+        await client.aclose()
+
+
+def _glob_escape(text: str) -> str:
+    """`text` matched literally by a Redis SCAN pattern."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+async def _delete_postgres_scope(url: str, scope: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        with contextlib.suppress(asyncpg.UndefinedTableError):
+            await conn.execute("DELETE FROM fw_idempotency WHERE scope = $1", scope)
+    finally:
+        await conn.close()
