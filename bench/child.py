@@ -93,14 +93,15 @@ async def consume(c: Contender, url: str, n: int, timeout: float = 600.0,
 
 async def store_overhead(c: Contender, url: str, n: int, store: str) -> dict[str, Any]:
     """(S) workload B for the framework, its Bus using idempotency store `store`."""
-    from bench.stores import store_for
+    from bench.stores import server_version, store_for
 
     if not isinstance(c, Framework):
         raise SystemExit(f"workload S measures the framework's stores, not {c.name}")
     queue = queue_name(c.name, f"S-{store}")
     async with store_for(store, scope=queue) as idempotency:
         c.idempotency = idempotency
-        return await consume(c, url, n, queue=queue) | {"store": store}
+        result = await consume(c, url, n, queue=queue)
+    return result | {"store": store, "server": await server_version(store)}
 
 
 async def latency(c: Contender, url: str, rate: int, seconds: float) -> dict[str, Any]:

@@ -85,6 +85,29 @@ async def store_for(store: str, scope: str) -> AsyncIterator[IdempotencyStore | 
         raise ValueError(f"unknown store {store!r}; choose from {STORES}")
 
 
+async def server_version(store: str) -> str:
+    """The Redis or PostgreSQL server's version ("" for the in-process stores)."""
+    if store == "redis":
+        import redis.asyncio as aioredis
+
+        client = aioredis.Redis.from_url(redis_url(), decode_responses=True)
+        try:
+            return f"Redis {(await client.info('server'))['redis_version']}"
+        finally:
+            await client.aclose()
+    if store == "postgres":
+        import asyncpg
+
+        conn = await asyncpg.connect(postgres_url())
+        try:
+            commit = await conn.fetchval("SHOW synchronous_commit")
+            return (f"PostgreSQL {await conn.fetchval('SHOW server_version')}, "
+                    f"synchronous_commit={commit}")
+        finally:
+            await conn.close()
+    return ""
+
+
 async def _delete_redis_scope(url: str, scope: str) -> None:
     import redis.asyncio as aioredis
 
