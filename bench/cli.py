@@ -20,6 +20,7 @@ from bench.contenders import CONTENDERS
 from bench.procs import rss_drain, scaling
 from bench.report import render
 from bench.stores import BASELINE_STORE, STORES
+from bench.stores import sweep_leftovers as sweep_store_leftovers
 
 HERE = Path(__file__).resolve().parent
 WORKLOADS = "ABCDES"
@@ -103,6 +104,9 @@ def run_store_workload(plan: Plan) -> None:
     if STORE_CONTENDER not in plan.contenders:
         log(f"S skipped: it measures the {STORE_CONTENDER} contender, not selected")
         return
+    left = asyncio.run(sweep_store_leftovers())
+    if left:
+        log(f"deleted {left} idempotency key(s) an earlier, killed S run left behind")
     for rep in range(plan.reps):
         log(f"S repetition {rep + 1}/{plan.reps}")
         for store in plan.stores:

@@ -108,24 +108,41 @@ async def server_version(store: str) -> str:
     return ""
 
 
-async def _delete_redis_scope(url: str, scope: str) -> None:
+#: the scopes (queue names) workload S uses: `bench.<contender>.S-<store>.<uuid>`
+LEFTOVER_SCOPES = "bench.*.S-*"
+
+
+async def sweep_leftovers() -> int:
+    """Delete the Redis keys and PostgreSQL rows of S runs killed before their cleanup, as
+    `common.sweep_leftovers` does for queues (one bench at a time). Returns how many."""
+    deleted = 0
+    with contextlib.suppress(Exception):  # a store that is down fails its measurement later
+        deleted += await _delete_redis_scope(redis_url(), LEFTOVER_SCOPES, literal=False)
+    with contextlib.suppress(Exception):
+        deleted += await _delete_postgres_scope(postgres_url(), LEFTOVER_SCOPES, literal=False)
+    return deleted
+
+
+async def _delete_redis_scope(url: str, scope: str, *, literal: bool = True) -> int:
     import redis.asyncio as aioredis
 
     from framework.idempotency.redis import redis_key
 
     client = aioredis.Redis.from_url(url)
+    deleted = 0
     try:
         batch: list[bytes] = []
-        async for key in client.scan_iter(match=redis_key(_glob_escape(scope), "*"),
-                                          count=1000):
+        pattern = redis_key(_glob_escape(scope) if literal else scope, "*")
+        async for key in client.scan_iter(match=pattern, count=1000):
             batch.append(key)
             if len(batch) >= 1000:
-                await client.delete(*batch)
+                deleted += await client.delete(*batch)
                 batch.clear()
         if batch:
-            await client.delete(*batch)
+            deleted += await client.delete(*batch)
     finally:
         await client.aclose()
+    return deleted
 
 
 def _glob_escape(text: str) -> str:
@@ -133,12 +150,20 @@ def _glob_escape(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
-async def _delete_postgres_scope(url: str, scope: str) -> None:
+async def _delete_postgres_scope(url: str, scope: str, *, literal: bool = True) -> int:
+    """Delete the rows of `scope` (a glob with `*` if not `literal`); returns how many."""
     import asyncpg
 
+    if literal:
+        query, arg = "DELETE FROM fw_idempotency WHERE scope = $1", scope
+    else:
+        like = scope.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        query, arg = "DELETE FROM fw_idempotency WHERE scope LIKE $1", like.replace("*", "%")
     conn = await asyncpg.connect(url)
     try:
-        with contextlib.suppress(asyncpg.UndefinedTableError):
-            await conn.execute("DELETE FROM fw_idempotency WHERE scope = $1", scope)
+        status = await conn.execute(query, arg)
+    except asyncpg.UndefinedTableError:
+        return 0
     finally:
         await conn.close()
+    return int(status.split()[-1])
