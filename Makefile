@@ -33,10 +33,11 @@ chaos: lint
 	CHAOS_REPORT=docs/reliability.md $(BIN)/pytest tests/chaos $(PYTEST_ARGS)
 
 $(BENCH_STAMP): $(STAMP) pyproject.toml
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench,redis,postgres]'
 	touch $(BENCH_STAMP)
 
-## bench: every contender and workload against AMQP_URL; writes bench/RESULTS.md
+## bench: every contender and workload against AMQP_URL (S also Redis and PostgreSQL);
+## writes bench/RESULTS.md
 ## (BENCH_ARGS=--quick for a smoke run)
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)

@@ -2,7 +2,8 @@
 
 Every figure comes from its own process so that no contender inherits another's event loop,
 logging configuration, caches or heap. The result is the last stdout line, `RESULT {json}`.
-The `worker` workload is the long-lived consumer that workloads D and E drive over stdin.
+The `worker` workload is the long-lived consumer that workloads D and E drive over stdin;
+`S` is workload B for the framework with the idempotency store `--store`.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from bench.common import (
     queue_depth,
     queue_name,
 )
-from bench.contenders import CONTENDERS, Contender
+from bench.contenders import CONTENDERS, Contender, Framework
 
 
 class Counter:
@@ -66,10 +67,11 @@ async def publish(c: Contender, url: str, n: int) -> dict[str, Any]:
     return {"rate": n / seconds, "seconds": seconds, "n": n}
 
 
-async def consume(c: Contender, url: str, n: int, timeout: float = 600.0) -> dict[str, Any]:
+async def consume(c: Contender, url: str, n: int, timeout: float = 600.0,
+                  queue: str = "") -> dict[str, Any]:
     """(B) consume a pre-loaded queue of n, ack after the handler validated the body."""
     await c.open(url)
-    queue = queue_name(c.name, "B")
+    queue = queue or queue_name(c.name, "B")
     try:
         await c.declare(queue)
         await preload(url, queue, n)
@@ -87,6 +89,19 @@ async def consume(c: Contender, url: str, n: int, timeout: float = 600.0) -> dic
         "seconds": counter.last - t0,
         "n": n,
     }
+
+
+async def store_overhead(c: Contender, url: str, n: int, store: str) -> dict[str, Any]:
+    """(S) workload B for the framework, its Bus using idempotency store `store`."""
+    from bench.stores import server_version, store_for
+
+    if not isinstance(c, Framework):
+        raise SystemExit(f"workload S measures the framework's stores, not {c.name}")
+    queue = queue_name(c.name, f"S-{store}")
+    async with store_for(store, scope=queue) as idempotency:
+        c.idempotency = idempotency
+        result = await consume(c, url, n, queue=queue)
+    return result | {"store": store, "server": await server_version(store)}
 
 
 async def latency(c: Contender, url: str, rate: int, seconds: float) -> dict[str, Any]:
@@ -201,12 +216,14 @@ def run(coro: Coroutine[Any, Any, dict[str, Any]], use_uvloop: bool) -> dict[str
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.child")
     parser.add_argument("contender", choices=sorted(CONTENDERS))
-    parser.add_argument("workload", choices=["A", "B", "C", "worker", "profile"])
+    parser.add_argument("workload", choices=["A", "B", "C", "S", "worker", "profile"])
     parser.add_argument("-n", type=int, default=20_000)
     parser.add_argument("--rate", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--queue", default="")
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--store", default="noop",
+                        help="S: the idempotency store (noop, memory, sqlite, redis, postgres)")
     args = parser.parse_args(argv)
     contender = CONTENDERS[args.contender]()
     url = amqp_url()
@@ -218,6 +235,8 @@ def main(argv: list[str] | None = None) -> None:
             coro = consume(contender, url, args.n)
         case "C":
             coro = latency(contender, url, args.rate, args.seconds)
+        case "S":
+            coro = store_overhead(contender, url, args.n, args.store)
         case "worker":
             coro = worker(contender, url, args.queue)
         case _:

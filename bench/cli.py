@@ -1,4 +1,7 @@
-"""`python -m bench`: run every contender through every workload, write bench/RESULTS.md."""
+"""`python -m bench`: run every contender through every workload, write bench/RESULTS.md.
+
+Workload S (idempotency store overhead) runs the framework contender only, once per store.
+"""
 
 from __future__ import annotations
 
@@ -16,9 +19,12 @@ from bench.common import amqp_url, sweep_leftovers
 from bench.contenders import CONTENDERS
 from bench.procs import rss_drain, scaling
 from bench.report import render
+from bench.stores import BASELINE_STORE, STORES
+from bench.stores import sweep_leftovers as sweep_store_leftovers
 
 HERE = Path(__file__).resolve().parent
-WORKLOADS = "ABCDE"
+WORKLOADS = "ABCDES"
+STORE_CONTENDER = "framework"
 PROCESS_CONTENDERS = ["aio-pika", "framework"]
 
 
@@ -35,6 +41,7 @@ class Plan:
     contenders: list[str]
     profile: bool
     quick: bool
+    stores: list[str] = field(default_factory=lambda: list(STORES))
     results: dict[str, dict[str, list[dict[str, Any]]]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -58,22 +65,24 @@ def child(contender: str, workload: str, *args: str, timeout: float = 600) -> di
                        f"{done.stderr[-3000:]}")
 
 
-def measure(plan: Plan, key: str, contender: str, workload: str, *args: str) -> None:
-    """One measurement; a failure (e.g. the shared broker restarted) is retried once."""
+def measure(plan: Plan, key: str, label: str, workload: str, *args: str,
+            contender: str | None = None) -> None:
+    """One measurement, recorded under `label` (the contender unless `contender` is given);
+    a failure (e.g. the shared broker restarted) is retried once."""
     for attempt in (1, 2):
         try:
-            result = child(contender, workload, *args)
+            result = child(contender or label, workload, *args)
             break
         except Exception as exc:
             lines = str(exc).strip().splitlines()
-            log(f"{key} {contender}: FAILED (attempt {attempt}) {lines[0]} ... {lines[-1]}")
+            log(f"{key} {label}: FAILED (attempt {attempt}) {lines[0]} ... {lines[-1]}")
             if attempt == 2:
-                plan.errors.append(f"{key} {contender}: {lines[0]} ... {lines[-1]}")
+                plan.errors.append(f"{key} {label}: {lines[0]} ... {lines[-1]}")
                 return
             time.sleep(5)
-    plan.add(key, contender, result)
+    plan.add(key, label, result)
     shown = {k: round(v, 2) for k, v in result.items() if isinstance(v, float)}
-    log(f"{key} {contender}: {shown}")
+    log(f"{key} {label}: {shown}")
 
 
 def run_in_process_workloads(plan: Plan) -> None:
@@ -87,6 +96,22 @@ def run_in_process_workloads(plan: Plan) -> None:
             if "C" in plan.workloads:
                 measure(plan, "C", contender, "C", "--rate", str(plan.rate),
                         "--seconds", str(plan.seconds))
+
+
+def run_store_workload(plan: Plan) -> None:
+    """(S) the framework consuming through each store; every store in every repetition, the
+    no-op baseline first, so the ratios compare figures of the same run."""
+    if STORE_CONTENDER not in plan.contenders:
+        log(f"S skipped: it measures the {STORE_CONTENDER} contender, not selected")
+        return
+    left = asyncio.run(sweep_store_leftovers())
+    if left:
+        log(f"deleted {left} idempotency key(s) an earlier, killed S run left behind")
+    for rep in range(plan.reps):
+        log(f"S repetition {rep + 1}/{plan.reps}")
+        for store in plan.stores:
+            measure(plan, "S", store, "S", "-n", str(plan.n), "--store", store,
+                    contender=STORE_CONTENDER)
 
 
 async def run_process_workloads(plan: Plan) -> None:
@@ -129,15 +154,18 @@ def parse(argv: list[str] | None) -> tuple[Plan, Path, Path | None]:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true",
                         help="small N, one repetition: proves the bench works (CI smoke)")
-    parser.add_argument("-n", type=int, help="messages for A, B and E (default 20000)")
+    parser.add_argument("-n", type=int, help="messages for A, B, E and S (default 20000)")
     parser.add_argument("--reps", type=int, help="repetitions (default 3)")
     parser.add_argument("--backlog", type=int, help="backlog drained in D (default 100000)")
     parser.add_argument("--d-reps", type=int, help="repetitions of D (default 1: ~1 min each)")
     parser.add_argument("--rate", type=int, default=1000, help="msg/s in C")
     parser.add_argument("--seconds", type=float, help="duration of C (default 10)")
-    parser.add_argument("--workloads", default=WORKLOADS, help="subset of ABCDE")
+    parser.add_argument("--workloads", default=WORKLOADS, help=f"subset of {WORKLOADS}")
     parser.add_argument("--contenders", default=",".join(CONTENDERS),
                         help="comma-separated subset of: " + ", ".join(CONTENDERS))
+    parser.add_argument("--stores", default=",".join(STORES),
+                        help="S: comma-separated subset of: " + ", ".join(STORES)
+                        + " (noop, the baseline of the ratios, is always measured)")
     parser.add_argument("--no-profile", action="store_true", help="skip the pyinstrument run")
     parser.add_argument("--output", type=Path, default=HERE / "RESULTS.md")
     parser.add_argument("--json", type=Path, help="also write the raw results as JSON here")
@@ -146,6 +174,9 @@ def parse(argv: list[str] | None) -> tuple[Plan, Path, Path | None]:
     unknown = [c for c in contenders if c not in CONTENDERS]
     if unknown:
         parser.error(f"unknown contender(s) {unknown}; choose from {list(CONTENDERS)}")
+    stores = {s.strip() for s in args.stores.split(",") if s.strip()} | {BASELINE_STORE}
+    if stores - set(STORES):
+        parser.error(f"unknown store(s) {sorted(stores - set(STORES))}; choose from {STORES}")
     quick = args.quick
     plan = Plan(
         n=args.n or (1000 if quick else 20_000),
@@ -159,6 +190,7 @@ def parse(argv: list[str] | None) -> tuple[Plan, Path, Path | None]:
         contenders=contenders,
         profile=not args.no_profile,
         quick=quick,
+        stores=[s for s in STORES if s in stores],
     )
     return plan, args.output, args.json
 
@@ -170,8 +202,11 @@ def main(argv: list[str] | None = None) -> int:
     if left:
         log(f"deleted {len(left)} queue(s) an earlier, killed run left behind")
     log(f"N={plan.n} reps={plan.reps} backlog={plan.backlog} workloads={plan.workloads} "
-        f"contenders={plan.contenders}")
+        f"contenders={plan.contenders}" + (f" stores={plan.stores}" if "S" in plan.workloads
+                                           else ""))
     run_in_process_workloads(plan)
+    if "S" in plan.workloads:
+        run_store_workload(plan)
     if any(w in plan.workloads for w in "DE"):
         asyncio.run(run_process_workloads(plan))
     if plan.profile:

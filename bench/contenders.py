@@ -268,12 +268,16 @@ class Framework(Contender):
                    "failure handling, structlog JSON at INFO) and Bus.send in windows of "
                    f"{PUBLISH_WINDOW}")
 
+    def __init__(self, idempotency: Any = None) -> None:
+        # the Bus's `idempotency=`: a store or a URL; None is the default (memory://)
+        self.idempotency = idempotency
+
     async def open(self, url: str) -> None:
         from framework import Bus
         from framework.logs import configure_logging
 
         configure_logging("json", "info", force=True)
-        self.bus = Bus.connect(url, service="bench")
+        self.bus = Bus.connect(url, service="bench", idempotency=self.idempotency)
         await self.bus.start()
         self.worker: Any = None
         self.task: asyncio.Task[None] | None = None

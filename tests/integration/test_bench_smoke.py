@@ -1,4 +1,5 @@
-"""The benchmark still runs: quick mode of workload B for raw aio-pika and the framework.
+"""The benchmark still runs: quick mode of workload B for raw aio-pika and the framework, and
+of workload S (idempotency store overhead) for every store.
 
 Asserts only that both complete with a positive throughput; speed is judged from
 bench/RESULTS.md, never by a timed test.
@@ -33,3 +34,24 @@ def test_bench_quick_consume_runs_for_aio_pika_and_framework(
         assert run["n"] == 300
         assert run["rate"] > 0
     assert "## B: consume" in (tmp_path / "RESULTS.md").read_text()
+
+
+def test_bench_quick_store_overhead_runs_for_every_store(amqp_url: str, tmp_path: Path) -> None:
+    """Workload S: the framework worker completes through the no-op store and every real one."""
+    from bench.stores import STORES
+
+    raw = tmp_path / "results.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--workloads", "S", "-n", "200",
+         "--no-profile", "--output", str(tmp_path / "RESULTS.md"), "--json", str(raw)],
+        cwd=ROOT, env={**os.environ, "AMQP_URL": amqp_url},
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(raw.read_text())["results"]["S"]
+    assert sorted(results) == sorted(STORES)
+    for store in STORES:
+        (run,) = results[store]
+        assert run["n"] == 200
+        assert run["rate"] > 0
+    assert "## S: idempotency store overhead" in (tmp_path / "RESULTS.md").read_text()
