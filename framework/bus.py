@@ -7,9 +7,8 @@ resource alarm cannot stall the consumers' acks.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -20,19 +19,18 @@ from pydantic import BaseModel
 
 from framework import names
 from framework.connection import open_connection
-from framework.deadlines import combine_deadline
 from framework.declare import declare
-from framework.envelope import Envelope, encode_body, to_amqp
+from framework.envelope import to_amqp
 from framework.errors import FrameworkError
 from framework.idempotency import IdempotencyStore, open_store
 from framework.keys import new_key
 from framework.messages import Command, Event, Message, is_command
+from framework.outgoing import outgoing_envelope
 from framework.publisher import Publisher
 from framework.request_reply import RequestClient
 from framework.send_retry import RetryOnOverload
 from framework.settings import Settings
 from framework.topology import EXCHANGES, Topology
-from framework.tracing import new_traceparent
 
 if TYPE_CHECKING:
     from framework.queue_stats import QueueStats
@@ -339,20 +337,10 @@ class Bus:
         ttl: float | None,
         traceparent: str | None,
     ) -> aio_pika.Message:
-        now_ms = int(time.time() * 1000)
-        deadline_ms = combine_deadline(now_ms, deadline, ttl)
-        envelope = Envelope(
-            message_id=key,
-            type=message.type_name,
-            body=encode_body(message),
-            correlation_id=correlation_id or key,
-            causation_id=causation_id,
-            deadline_ms=deadline_ms,
-            timestamp=datetime.now(UTC),
-            app_id=self.service,
-            traceparent=traceparent or new_traceparent(),
+        envelope, expiration = outgoing_envelope(
+            message, key, app_id=self.service, correlation_id=correlation_id,
+            causation_id=causation_id, deadline=deadline, ttl=ttl, traceparent=traceparent,
         )
-        expiration = None if deadline_ms is None else max(deadline_ms - now_ms, 1)
         return to_amqp(envelope, expiration_ms=expiration)
 
     async def request(

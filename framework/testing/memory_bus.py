@@ -26,10 +26,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
@@ -39,12 +38,12 @@ from aio_pika.abc import AbstractChannel
 from pydantic import BaseModel
 
 from framework import names
-from framework.deadlines import combine_deadline
-from framework.envelope import Envelope, encode_body, to_amqp
+from framework.envelope import to_amqp
 from framework.errors import RequestTimeout, Unroutable
 from framework.idempotency import IdempotencyStore, MemoryStore
 from framework.keys import new_key
 from framework.messages import Command, Event, Message, is_command
+from framework.outgoing import outgoing_envelope
 from framework.reply import decode_reply
 from framework.settings import Settings
 from framework.testing.memory_broker import (
@@ -54,7 +53,6 @@ from framework.testing.memory_broker import (
     StoredMessage,
 )
 from framework.topology import EXCHANGES
-from framework.tracing import new_traceparent
 from framework.worker import Worker
 from framework.worker_spec import build_spec
 
@@ -297,23 +295,13 @@ class MemoryBus:
     async def _emit(self, message: Message, key: str | None, correlation_id: str | None,
                     causation_id: str | None, deadline: datetime | None, ttl: float | None,
                     traceparent: str | None, *, reply_to: str | None = None) -> str:
-        # Mirrors Bus._emit (envelope fields, deadline -> expiration, exchange, mandatory).
         key = key or new_key()
-        now_ms = int(time.time() * 1000)
-        deadline_ms = combine_deadline(now_ms, deadline, ttl)
-        envelope = Envelope(
-            message_id=key,
-            type=message.type_name,
-            body=encode_body(message),
-            correlation_id=correlation_id or key,
-            causation_id=causation_id,
-            deadline_ms=deadline_ms,
-            timestamp=datetime.now(UTC),
-            app_id=self.service,
-            traceparent=traceparent or new_traceparent(),
+        envelope, expiration = outgoing_envelope(
+            message, key, app_id=self.service, correlation_id=correlation_id,
+            causation_id=causation_id, deadline=deadline, ttl=ttl, traceparent=traceparent,
             reply_to=reply_to,
         )
-        expiration = None if deadline_ms is None else max(deadline_ms - now_ms, 1)
+        deadline_ms = envelope.deadline_ms
         command = is_command(type(message))
         routed = self.broker.publish(
             to_amqp(envelope, expiration_ms=expiration),
