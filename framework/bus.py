@@ -24,13 +24,15 @@ from framework.envelope import to_amqp
 from framework.errors import FrameworkError
 from framework.idempotency import IdempotencyStore, open_store
 from framework.keys import new_key
-from framework.messages import Command, Event, Message, is_command
+from framework.messages import Command, Event, Message, is_command, require_kind
 from framework.outgoing import outgoing_envelope
 from framework.publisher import Publisher
 from framework.request_reply import RequestClient
 from framework.send_retry import RetryOnOverload
 from framework.settings import Settings
 from framework.topology import EXCHANGES, Topology
+from framework.urls import mask_url
+from framework.worker_spec import build_spec
 
 if TYPE_CHECKING:
     from framework.queue_stats import QueueStats
@@ -77,8 +79,6 @@ class Bus:
 
     @property
     def masked_url(self) -> str:
-        from framework.urls import mask_url
-
         return mask_url(self._url)
 
     # ---- lifecycle ----------------------------------------------------------------
@@ -162,8 +162,6 @@ class Bus:
 
     async def declare(self, worker: type[Worker]) -> None:
         """Declare a worker's topology (queues, delay tiers, DLQ, bindings), no consuming."""
-        from framework.worker_spec import build_spec
-
         topology = build_spec(worker).topology
         await self._apply(topology)
         if topology not in self._declared:
@@ -240,8 +238,7 @@ class Bus:
         With `retry=RetryOnOverload(within=...)`, a full queue is retried with jittered
         backoff until `within` seconds have passed (same key: no duplicates downstream).
         """
-        if not is_command(type(command)):
-            raise TypeError(f"send() takes a Command; use publish() for {type(command).__name__}")
+        require_kind(command, command=True, verb="send")
         key = idempotency_key or new_key()
 
         async def attempt() -> str:
@@ -299,8 +296,7 @@ class Bus:
         timeout: float | None = None,
     ) -> str:
         """Publish an event to every subscribed queue; returns its key once confirmed."""
-        if is_command(type(event)):
-            raise TypeError(f"publish() takes an Event; use send() for {type(event).__name__}")
+        require_kind(event, command=False, verb="publish")
         return await self._emit(event, idempotency_key, correlation_id, causation_id,
                                 deadline, ttl, traceparent, timeout)
 
@@ -358,8 +354,7 @@ class Bus:
         carries that deadline, so a worker will not start it late), `RemoteError` when the
         handler failed terminally, `Unroutable` when no worker handles the command.
         """
-        if not is_command(type(command)):
-            raise TypeError("request() takes a Command")
+        require_kind(command, command=True, verb="request")
         if self._requests is None:
             self._requests = RequestClient(self._connection(self._publish_conn))
         key = idempotency_key or new_key()

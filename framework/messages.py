@@ -53,3 +53,11 @@ def message_types() -> dict[str, type[Message]]:
 def is_command(cls: type[Message]) -> bool:
     """Commands go through the commands exchange; everything else is an event."""
     return issubclass(cls, Command)
+
+
+def require_kind(message: Message, *, command: bool, verb: str) -> None:
+    """Reject an event given to `send`/`request` or a command given to `publish`."""
+    if is_command(type(message)) == command:
+        return
+    wanted, other = ("a Command", "publish()") if command else ("an Event", "send()")
+    raise TypeError(f"{verb}() takes {wanted}; use {other} for {type(message).__name__}")

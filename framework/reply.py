@@ -5,10 +5,13 @@ Encoding and decoding are pure; the worker publishes the reply before acking the
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 import aio_pika
+import structlog
 from pydantic import BaseModel
 
 from framework import names
@@ -17,6 +20,8 @@ from framework.messages import Message
 from framework.settlement import DeadLetter
 
 M = TypeVar("M", bound=BaseModel)
+
+_log = structlog.get_logger("framework.requests")
 
 OK = "ok"
 ERROR = "error"
@@ -59,3 +64,38 @@ def decode_reply(body: bytes, status: str, reply_type: type[M] | None) -> Any:
     if reply_type is not None:
         return reply_type.model_validate_json(body)
     return json.loads(body)
+
+
+class PendingReplies:
+    """Requests waiting for their reply, matched by `fw-in-reply-to` (the request's key).
+
+    One piece for both buses: a reply nobody waits for any more (it came after the
+    timeout) is logged and dropped, never an error.
+    """
+
+    def __init__(self) -> None:
+        self._waiting: dict[str, asyncio.Future[tuple[bytes, str]]] = {}
+
+    def expect(self, request_id: str) -> asyncio.Future[tuple[bytes, str]]:
+        """Register a request; its future gets (body, status) when the reply arrives."""
+        future: asyncio.Future[tuple[bytes, str]] = asyncio.get_running_loop().create_future()
+        self._waiting[request_id] = future
+        return future
+
+    def forget(self, request_id: str) -> None:
+        """The request finished (answered, timed out or failed): stop waiting for it."""
+        self._waiting.pop(request_id, None)
+
+    def deliver(self, headers: Mapping[str, Any], body: bytes) -> None:
+        """Hand an incoming reply to its request, or drop it as late."""
+        request_id = headers.get(names.IN_REPLY_TO)
+        future = self._waiting.get(str(request_id)) if request_id is not None else None
+        if future is None or future.done():
+            _log.info("request.late_reply_discarded", request_id=request_id)
+            return
+        future.set_result((body, str(headers.get(names.REPLY_STATUS, OK))))
+
+    def cancel_all(self) -> None:
+        """Closing: every waiting request is cancelled."""
+        for future in self._waiting.values():
+            future.cancel()

@@ -10,14 +10,13 @@ import asyncio
 from typing import Any, TypeVar
 
 import aio_pika
-import structlog
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 from aio_pika.exceptions import DeliveryError, PublishError
 from pydantic import BaseModel
 
 from framework import names
 from framework.errors import Overloaded, RequestTimeout, Unroutable
-from framework.reply import decode_reply
+from framework.reply import PendingReplies, decode_reply
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -28,9 +27,8 @@ class RequestClient:
     def __init__(self, connection: AbstractRobustConnection) -> None:
         self._connection = connection
         self._channel: AbstractChannel | None = None
-        self._pending: dict[str, asyncio.Future[tuple[bytes, str]]] = {}
+        self._pending = PendingReplies()
         self._lock = asyncio.Lock()
-        self._log = structlog.get_logger("framework.requests")
 
     async def _ready_channel(self) -> AbstractChannel:
         async with self._lock:
@@ -46,8 +44,7 @@ class RequestClient:
                       reply_type: type[M] | None) -> Any:
         """Publish `message` as a request and wait up to `timeout` for its reply."""
         request_id = message.message_id or ""
-        future: asyncio.Future[tuple[bytes, str]] = asyncio.get_running_loop().create_future()
-        self._pending[request_id] = future
+        future = self._pending.expect(request_id)
         try:
             async with asyncio.timeout(timeout):
                 channel = await self._ready_channel()
@@ -67,20 +64,13 @@ class RequestClient:
                 f"no reply to {routing_key} {request_id} within {timeout:g}s"
             ) from exc
         finally:
-            self._pending.pop(request_id, None)
+            self._pending.forget(request_id)
         return decode_reply(body, status, reply_type)
 
     async def _on_reply(self, incoming: AbstractIncomingMessage) -> None:
-        headers = incoming.headers or {}
-        request_id = headers.get(names.IN_REPLY_TO)
-        future = self._pending.get(str(request_id)) if request_id is not None else None
-        if future is None or future.done():
-            self._log.info("request.late_reply_discarded", request_id=request_id)
-            return
-        future.set_result((incoming.body, str(headers.get(names.REPLY_STATUS, "ok"))))
+        self._pending.deliver(incoming.headers or {}, incoming.body)
 
     async def close(self) -> None:
-        for future in self._pending.values():
-            future.cancel()
+        self._pending.cancel_all()
         if self._channel is not None and not self._channel.is_closed:
             await self._channel.close()

@@ -33,7 +33,6 @@ from types import TracebackType
 from typing import Any, TypeVar, cast
 
 import aio_pika
-import structlog
 from aio_pika.abc import AbstractChannel
 from pydantic import BaseModel
 
@@ -42,9 +41,9 @@ from framework.envelope import to_amqp
 from framework.errors import RequestTimeout, Unroutable
 from framework.idempotency import IdempotencyStore, MemoryStore
 from framework.keys import new_key
-from framework.messages import Command, Event, Message, is_command
+from framework.messages import Command, Event, Message, is_command, require_kind
 from framework.outgoing import outgoing_envelope
-from framework.reply import decode_reply
+from framework.reply import PendingReplies, decode_reply
 from framework.settings import Settings
 from framework.testing.memory_broker import (
     MemoryBroker,
@@ -60,7 +59,6 @@ W = TypeVar("W", bound=Worker)
 M = TypeVar("M", bound=Message)
 R = TypeVar("R", bound=BaseModel)
 
-_log = structlog.get_logger("framework.requests")
 
 
 @dataclass(frozen=True)
@@ -108,7 +106,7 @@ class MemoryBus:
         self._publisher = MemoryPublisher(self.broker)
         self.published: list[Published] = []
         self._workers: list[tuple[Worker, asyncio.Task[None]]] = []
-        self._pending: dict[str, asyncio.Future[tuple[bytes, str]]] = {}
+        self._pending = PendingReplies()
         self._reply_to: str | None = None
         self._reply_channel: MemoryChannel | None = None
 
@@ -136,8 +134,7 @@ class MemoryBus:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._workers.clear()
-        for future in self._pending.values():
-            future.cancel()
+        self._pending.cancel_all()
         if self._reply_channel is not None and self._reply_to is not None:
             await self._reply_channel.close()
             self.broker.delete_queue(self._reply_to)
@@ -186,8 +183,7 @@ class MemoryBus:
         timeout: float | None = None,
     ) -> str:
         """Send a command to the one queue that handles it (`Unroutable` if none)."""
-        if not is_command(type(command)):
-            raise TypeError(f"send() takes a Command; use publish() for {type(command).__name__}")
+        require_kind(command, command=True, verb="send")
         return await self._emit(command, idempotency_key, correlation_id, causation_id,
                                 deadline, ttl, traceparent)
 
@@ -204,8 +200,7 @@ class MemoryBus:
         timeout: float | None = None,
     ) -> str:
         """Publish an event to every subscribed queue (none is fine)."""
-        if is_command(type(event)):
-            raise TypeError(f"publish() takes an Event; use send() for {type(event).__name__}")
+        require_kind(event, command=False, verb="publish")
         return await self._emit(event, idempotency_key, correlation_id, causation_id,
                                 deadline, ttl, traceparent)
 
@@ -232,12 +227,10 @@ class MemoryBus:
         real time spent plus virtual time skipped stays under `timeout`, so a retry delay
         longer than the timeout makes the request time out, as it would on RabbitMQ.
         """
-        if not is_command(type(command)):
-            raise TypeError("request() takes a Command")
+        require_kind(command, command=True, verb="request")
         reply_to = self._reply_queue()
         key = idempotency_key or new_key()
-        future: asyncio.Future[tuple[bytes, str]] = asyncio.get_running_loop().create_future()
-        self._pending[key] = future
+        future = self._pending.expect(key)
         try:
             async with asyncio.timeout(timeout):
                 try:
@@ -254,7 +247,7 @@ class MemoryBus:
                 f"no reply to {command.type_name} {key} within {timeout:g}s"
             ) from exc
         finally:
-            self._pending.pop(key, None)
+            self._pending.forget(key)
         return decode_reply(body, status, reply_type)
 
     async def _await_reply(self, future: asyncio.Future[tuple[bytes, str]],
@@ -285,12 +278,7 @@ class MemoryBus:
 
     async def _on_reply(self, delivery: MemoryDelivery) -> None:
         await delivery.ack()  # direct reply-to is no-ack
-        request_id = delivery.headers.get(names.IN_REPLY_TO)
-        future = self._pending.get(str(request_id)) if request_id is not None else None
-        if future is None or future.done():
-            _log.info("request.late_reply_discarded", request_id=request_id)
-            return
-        future.set_result((delivery.body, str(delivery.headers.get(names.REPLY_STATUS, "ok"))))
+        self._pending.deliver(delivery.headers, delivery.body)
 
     async def _emit(self, message: Message, key: str | None, correlation_id: str | None,
                     causation_id: str | None, deadline: datetime | None, ttl: float | None,
