@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar
 
 from framework.errors import FrameworkError
 
@@ -232,7 +232,3 @@ class CircuitBreaker:
         for listener in list(self._listeners):
             listener(self, previous, current)
 
-
-def describe(breakers: Any) -> dict[str, str]:
-    """name -> state of some breakers (for logs and status output)."""
-    return {b.name: b.state.value for b in breakers}

@@ -74,6 +74,3 @@ class Consumer:
             return
         tag, self._tag = self._tag, None
         await self._queue.cancel(tag)
-
-    def describe(self) -> dict[str, Any]:
-        return {"consuming": self.consuming, "prefetch": self.prefetch}

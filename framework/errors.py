@@ -57,9 +57,6 @@ class HandlerTimeout(FrameworkError):
     """A handler ran past its worker's `timeout` (or the message deadline) and was cancelled."""
 
 
-class DuplicateInProgress(FrameworkError):
-    """Another live worker holds this idempotency key; the delivery is retried later."""
-
 
 class RequestTimeout(FrameworkError):
     """No reply arrived within the request's timeout; a late reply is discarded."""
