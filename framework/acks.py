@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from aio_pika.abc import AbstractIncomingMessage
+
+from framework.delivery import Incoming
 
 _log = structlog.get_logger("framework.acks")
 
@@ -61,19 +62,19 @@ class AckCoalescer:
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
 
-    def delivered(self, incoming: AbstractIncomingMessage) -> None:
+    def delivered(self, incoming: Incoming) -> None:
         """Record a delivery as in flight (call as soon as it arrives)."""
         channel = _underlay(incoming)
         if channel is not None and incoming.delivery_tag is not None:
             self._states.setdefault(channel, _ChannelState()).in_flight.add(incoming.delivery_tag)
 
-    def abandoned(self, incoming: AbstractIncomingMessage) -> None:
+    def abandoned(self, incoming: Incoming) -> None:
         """The delivery was nacked/rejected individually: it no longer blocks the prefix."""
         state = self._states.get(_underlay(incoming))
         if state is not None:
             state.in_flight.discard(incoming.delivery_tag)
 
-    async def ack(self, incoming: AbstractIncomingMessage) -> None:
+    async def ack(self, incoming: Incoming) -> None:
         """Mark a delivery done; its ack is sent within `max_delay` or `max_batch` acks."""
         channel = _underlay(incoming)
         if channel is None or incoming.delivery_tag is None:  # e.g. the in-memory bus
@@ -136,7 +137,7 @@ async def _send(channel: Any, plan: AckPlan) -> None:
                      singles=len(plan.singles))
 
 
-def _underlay(incoming: AbstractIncomingMessage) -> Any:
+def _underlay(incoming: Incoming) -> Any:
     """The aiormq channel a delivery arrived on, or None (in-memory bus, closed channel)."""
     try:
         channel = incoming.channel

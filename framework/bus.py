@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from framework import names
 from framework.connection import open_connection
 from framework.declare import declare
-from framework.envelope import to_amqp
+from framework.envelope import amqp_properties, to_amqp
 from framework.errors import FrameworkError
 from framework.idempotency import IdempotencyStore, open_store
 from framework.keys import new_key
@@ -313,9 +313,13 @@ class Bus:
     ) -> str:
         key = key or new_key()
         command = is_command(type(message))
-        await self.publisher.publish(
-            self._outgoing(message, key, correlation_id, causation_id, deadline, ttl,
-                           traceparent),
+        envelope, expiration = outgoing_envelope(
+            message, key, app_id=self.service, correlation_id=correlation_id,
+            causation_id=causation_id, deadline=deadline, ttl=ttl, traceparent=traceparent,
+        )
+        await self.publisher.publish_properties(
+            envelope.body,
+            amqp_properties(envelope, expiration_ms=expiration),
             names.COMMANDS_EXCHANGE if command else names.EVENTS_EXCHANGE,
             message.type_name,
             mandatory=command,

@@ -1,6 +1,13 @@
 """One queue consumer that can be paused and resumed (with a different prefetch).
 
 Pausing cancels the AMQP consumer: messages stay buffered in the queue and burn no attempts.
+
+On RabbitMQ the subscription is made on the aiormq channel under aio-pika's robust channel
+and deliveries arrive as light `Delivery` objects (the consume hot path). aio-pika does not
+restore such a subscription, so the consumer restores it itself: a reopened channel (after
+a reconnect or a channel error) or a cancel from the broker (queue deleted) sets
+`resubscribe_needed`, and the worker's watchdog calls `restart`. Channels without an
+underlying aiormq channel (the in-memory bus) are consumed through their `declare_queue`.
 """
 
 from __future__ import annotations
@@ -9,11 +16,13 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
+from aio_pika.abc import AbstractChannel, AbstractQueue
+from aiormq.abc import DeliveredMessage
 
+from framework.delivery import Delivery, Incoming
 from framework.topology import QueueSpec
 
-OnMessage = Callable[[AbstractIncomingMessage], Awaitable[None]]
+OnMessage = Callable[[Incoming], Awaitable[None]]
 
 
 class Consumer:
@@ -24,10 +33,15 @@ class Consumer:
         self._spec = spec
         self._on_message = on_message
         self._queue: AbstractQueue | None = None
+        self._raw: Any = None  # the aiormq channel holding our subscription
         self._tag: str | None = None
         self._watched: object | None = None
         self.prefetch = 0
-        self.cancelled_by_broker = asyncio.Event()
+        self.resubscribe_needed = asyncio.Event()
+        self._raw_capable = hasattr(channel, "get_underlay_channel")
+        reopen = getattr(channel, "reopen_callbacks", None)
+        if reopen is not None:
+            reopen.add(self._on_reopen)
 
     @property
     def consuming(self) -> bool:
@@ -43,34 +57,48 @@ class Consumer:
             self._queue = await self._channel.declare_queue(
                 self._spec.name, durable=True, arguments=dict(self._spec.arguments)
             )
-        self._tag = await self._queue.consume(self._on_message)
+        if self._raw_capable:
+            raw = await self._channel.get_underlay_channel()
+            ok = await raw.basic_consume(self._spec.name, self._on_delivered, no_ack=False)
+            self._raw, self._tag = raw, ok.consumer_tag
+            self._watch_cancellation(raw)
+        else:
+            self._tag = await self._queue.consume(self._on_message)
         self.prefetch = prefetch
-        await self.watch_cancellation()
 
     async def restart(self) -> None:
-        """Re-subscribe after the broker cancelled us (the queue was deleted and re-declared)."""
-        self.cancelled_by_broker.clear()
+        """Subscribe again: the broker cancelled us (queue deleted and re-declared) or the
+        channel was reopened (our subscription died with the old one)."""
+        self.resubscribe_needed.clear()
         self._queue = None
+        self._raw = None
         prefetch, self._tag = self.prefetch, None
         await self.start(prefetch)
 
-    async def watch_cancellation(self) -> None:
-        """Be told when the broker cancels this consumer; call again after a reconnect."""
-        get_underlay = getattr(self._channel, "get_underlay_channel", None)
-        if get_underlay is None:  # in-memory channels are never cancelled by a broker
-            return
-        underlay = await get_underlay()
-        if underlay is not self._watched:
-            underlay.on_consumer_cancel_callbacks.add(self._on_broker_cancel)
-            self._watched = underlay
+    async def _on_delivered(self, message: DeliveredMessage) -> None:
+        await self._on_message(Delivery(message))
+
+    def _on_reopen(self, *_: Any) -> None:
+        if self._tag is not None:  # consuming (not paused): the subscription is gone
+            self.resubscribe_needed.set()
+
+    def _watch_cancellation(self, raw: Any) -> None:
+        if raw is not self._watched:
+            raw.on_consumer_cancel_callbacks.add(self._on_broker_cancel)
+            self._watched = raw
 
     def _on_broker_cancel(self, frame: Any) -> None:
         if self._tag is not None and getattr(frame, "consumer_tag", None) == self._tag:
-            self.cancelled_by_broker.set()
+            self.resubscribe_needed.set()
 
     async def pause(self) -> None:
         """Stop receiving deliveries; those in flight continue and can still be acked."""
-        if self._queue is None or self._tag is None:
+        if self._tag is None:
             return
         tag, self._tag = self._tag, None
-        await self._queue.cancel(tag)
+        if self._raw is not None:
+            raw, self._raw = self._raw, None
+            if not raw.is_closed:
+                await raw.basic_cancel(tag)
+        elif self._queue is not None:
+            await self._queue.cancel(tag)

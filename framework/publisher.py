@@ -8,15 +8,18 @@ Every publish waits for the broker's confirm. A broker nack means a full queue
 from __future__ import annotations
 
 import asyncio
+from typing import cast
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
+import aiormq
+from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from aio_pika.exceptions import (
     CONNECTION_EXCEPTIONS,
     ChannelNotFoundEntity,
     DeliveryError,
     PublishError,
 )
+from pamqp.commands import Basic
 from tenacity import (
     AsyncRetrying,
     retry_if_exception_type,
@@ -32,21 +35,25 @@ class _ConnectionInterrupted(Exception):
 
 
 class Publisher:
-    """Publishes AMQP messages and returns only once the broker confirmed them."""
+    """Publishes AMQP messages and returns only once the broker confirmed them.
+
+    Publishes go straight to the aiormq channel under aio-pika's robust channel (which
+    reopens it after a reconnect or a channel error): no `aio_pika.Message`, no exchange
+    object, and no wait for the socket write, only for the confirm. Many publishes can
+    be in flight at once (`Bus.send_many`), so confirms are pipelined.
+    """
 
     def __init__(self, connection: AbstractRobustConnection, timeout: float) -> None:
         self._connection = connection
         self._timeout = timeout
         self._channel: AbstractChannel | None = None
-        self._exchanges: dict[str, AbstractExchange] = {}
+        self._raw: aiormq.Channel | None = None
         self._open_lock = asyncio.Lock()
 
-    async def _exchange(self, name: str) -> AbstractExchange:
-        channel = self._channel
-        if channel is not None and not channel.is_closed:
-            cached = self._exchanges.get(name)
-            if cached is not None:  # the hot path: no lock, no await
-                return cached
+    async def _raw_channel(self) -> aiormq.Channel:
+        raw = self._raw
+        if raw is not None and not raw.is_closed:
+            return raw  # the hot path: no lock, no await
         async with self._open_lock:
             if self._channel is None or self._channel.is_closed:
                 # on_return_raises: an unroutable mandatory publish raises instead of
@@ -54,14 +61,9 @@ class Publisher:
                 self._channel = await self._connection.channel(
                     publisher_confirms=True, on_return_raises=True
                 )
-                self._exchanges.clear()
-            if name not in self._exchanges:
-                self._exchanges[name] = (
-                    self._channel.default_exchange
-                    if name == ""
-                    else await self._channel.get_exchange(name, ensure=False)
-                )
-            return self._exchanges[name]
+            if self._raw is None or self._raw.is_closed:
+                self._raw = cast(aiormq.Channel, await self._channel.get_underlay_channel())
+            return self._raw
 
     async def publish(
         self,
@@ -73,13 +75,27 @@ class Publisher:
         timeout: float | None = None,
     ) -> None:
         """Publish and wait for the confirm, retrying connection loss within `timeout`."""
-        if not message.message_id:
+        await self.publish_properties(message.body, message.properties, exchange, routing_key,
+                                      mandatory=mandatory, timeout=timeout)
+
+    async def publish_properties(
+        self,
+        body: bytes,
+        properties: Basic.Properties,
+        exchange: str,
+        routing_key: str,
+        *,
+        mandatory: bool = True,
+        timeout: float | None = None,
+    ) -> None:
+        """`publish` for a body and its AMQP properties (the hot path of `Bus.send`)."""
+        if not properties.message_id:
             raise ValueError("every published message needs a message_id")
         bound = self._timeout if timeout is None else timeout
         try:
             async with asyncio.timeout(bound):
                 try:  # the common case: one try, no retry machinery
-                    await self._publish_once(message, exchange, routing_key, mandatory)
+                    await self._publish_once(body, properties, exchange, routing_key, mandatory)
                     return
                 except _ConnectionInterrupted:
                     pass
@@ -90,32 +106,41 @@ class Publisher:
                     reraise=True,
                 ):
                     with attempt:
-                        await self._publish_once(message, exchange, routing_key, mandatory)
+                        await self._publish_once(body, properties, exchange, routing_key,
+                                                 mandatory)
         except TimeoutError as exc:
             raise PublishTimeout(
-                f"broker did not confirm {message.type or 'message'} {message.message_id} "
-                f"to {exchange or '(default)'}/{routing_key} within {bound:g}s "
-                "(connection down or broker blocked by a resource alarm?)",
+                f"broker did not confirm {properties.message_type or 'message'} "
+                f"{properties.message_id} to {exchange or '(default)'}/{routing_key} within "
+                f"{bound:g}s (connection down or broker blocked by a resource alarm?)",
                 routing_key=routing_key,
-                message_id=message.message_id,
+                message_id=properties.message_id,
             ) from exc
         except _ConnectionInterrupted as exc:
             raise PublishTimeout(
-                f"could not publish {message.message_id} within {bound:g}s: {exc}",
+                f"could not publish {properties.message_id} within {bound:g}s: {exc}",
                 routing_key=routing_key,
-                message_id=message.message_id,
+                message_id=properties.message_id,
             ) from exc
 
     async def _publish_once(
-        self, message: aio_pika.Message, exchange: str, routing_key: str, mandatory: bool
+        self,
+        body: bytes,
+        properties: Basic.Properties,
+        exchange: str,
+        routing_key: str,
+        mandatory: bool,
     ) -> None:
-        message_id = message.message_id or ""
+        message_id = properties.message_id or ""
+        kind = properties.message_type or "message"
         try:
-            target = await self._exchange(exchange)
-            await target.publish(message, routing_key, mandatory=mandatory)
+            channel = await self._raw_channel()
+            await channel.basic_publish(body, exchange=exchange, routing_key=routing_key,
+                                        properties=properties, mandatory=mandatory,
+                                        wait=False)
         except PublishError as exc:
             raise Unroutable(
-                f"no queue is bound for {message.type or routing_key!r} "
+                f"no queue is bound for {properties.message_type or routing_key!r} "
                 f"(exchange {exchange or '(default)'!r}, routing key {routing_key!r}): "
                 "start or declare the worker that handles it first",
                 routing_key=routing_key,
@@ -131,7 +156,7 @@ class Publisher:
         except DeliveryError as exc:
             queue = routing_key if exchange == "" else ""
             raise Overloaded(
-                f"broker refused {message.type or 'message'} {message_id} for "
+                f"broker refused {kind} {message_id} for "
                 f"{routing_key!r}: a destination queue is full; back off and retry later",
                 routing_key=routing_key,
                 message_id=message_id,

@@ -12,7 +12,6 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 import aio_pika
-from aio_pika.abc import AbstractIncomingMessage
 from tenacity import (
     AsyncRetrying,
     retry_if_exception_type,
@@ -21,27 +20,28 @@ from tenacity import (
 )
 
 from framework import names
+from framework.delivery import Incoming
 from framework.envelope import Envelope, to_amqp
 from framework.errors import PublishFailed
 from framework.settlement import Ack, DeadLetter, Retry, Settlement
 from framework.transport import MessagePublisher
 
-AckFn = Callable[[AbstractIncomingMessage], Awaitable[None]]
+AckFn = Callable[[Incoming], Awaitable[None]]
 
 
-async def _ack_now(incoming: AbstractIncomingMessage) -> None:
+async def _ack_now(incoming: Incoming) -> None:
     await incoming.ack()
 
 
 async def settle_or_return(
     settlement: Settlement,
-    incoming: AbstractIncomingMessage,
+    incoming: Incoming,
     envelope: Envelope,
     queue: str,
     publisher: MessagePublisher,
     *,
     ack: AckFn = _ack_now,
-    on_return: Callable[[AbstractIncomingMessage], None] | None = None,
+    on_return: Callable[[Incoming], None] | None = None,
     attempts: int = 3,
 ) -> None:
     """Apply `settlement`, retrying a move the broker did not confirm (e.g. during a memory
@@ -72,7 +72,7 @@ async def settle_or_return(
 
 async def apply_settlement(
     settlement: Settlement,
-    incoming: AbstractIncomingMessage,
+    incoming: Incoming,
     envelope: Envelope,
     queue: str,
     publisher: MessagePublisher,

@@ -13,13 +13,14 @@ import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import structlog
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+from aio_pika.abc import AbstractChannel
 
 from framework.acks import AckCoalescer
 from framework.breaker import CircuitBreaker
 from framework.breaker_gate import BreakerGate
 from framework.consumer import Consumer
 from framework.context import Context
+from framework.delivery import Incoming
 from framework.envelope import Envelope, from_amqp
 from framework.errors import ConfigurationError, FrameworkError
 from framework.handling import HandlingPolicy, process
@@ -100,6 +101,7 @@ class Worker:
         self._stop_requested = asyncio.Event()
         self._stopped = asyncio.Event()
         self._started = False
+        self._consumer: Consumer | None = None  # while running (tests and debugging look)
 
     async def handle(self, msg: Any, ctx: Context) -> Any:
         """Handle one message. Raise `PermanentError` to dead-letter it; anything else retries."""
@@ -123,6 +125,7 @@ class Worker:
             channel = await self.bus.consume_channel(self.spec.prefetch)
             await self.bus.declare(type(self))
             consumer = Consumer(channel, self.spec.topology.queues[0], self._on_message)
+            self._consumer = consumer
             await consumer.start(self.spec.prefetch)
             if self.breakers:
                 gate = asyncio.create_task(
@@ -150,19 +153,16 @@ class Worker:
             self._log.info("worker.stopped", **self.stats.as_dict())
 
     async def _resubscribe_when_cancelled(self, consumer: Consumer) -> None:
-        """The broker cancels a consumer whose queue was deleted: declare it again (with its
-        bindings) and consume again, instead of idling silently."""
-        watch = consumer.watch_cancellation
-        self.bus.add_reconnect_listener(watch)
-        try:
-            while True:
-                await consumer.cancelled_by_broker.wait()
-                self._log.error("worker.consumer_cancelled_by_broker",
-                                hint="queue deleted? re-declaring and re-subscribing")
-                await self.bus.declare(type(self))
-                await consumer.restart()
-        finally:
-            self.bus.remove_reconnect_listener(watch)
+        """Subscribe again when the subscription is lost: the broker cancels a consumer
+        whose queue was deleted (declare it again, with its bindings), and a reopened
+        channel (reconnect, channel error) no longer carries it. Never idle silently."""
+        while True:
+            await consumer.resubscribe_needed.wait()
+            self._log.warning("worker.resubscribing",
+                              hint="channel reopened or consumer cancelled by the broker "
+                                   "(queue deleted?): re-declaring and subscribing again")
+            await self.bus.declare(type(self))
+            await consumer.restart()
 
     async def wait_ready(self) -> None:
         """Return once topology is declared and consuming has started (raises if run failed)."""
@@ -209,7 +209,7 @@ class Worker:
 
     # ---- one delivery -----------------------------------------------------------------
 
-    async def _on_message(self, incoming: AbstractIncomingMessage) -> None:
+    async def _on_message(self, incoming: Incoming) -> None:
         # aio-pika already runs each callback in a task of its own: handle it right here
         # (no extra task), registered so shutdown can drain or cancel it.
         self._acks.delivered(incoming)
@@ -222,7 +222,7 @@ class Worker:
         finally:
             self._deliveries.discard(task)
 
-    async def _deliver(self, incoming: AbstractIncomingMessage) -> None:
+    async def _deliver(self, incoming: Incoming) -> None:
         envelope = from_amqp(incoming)
         with structlog.contextvars.bound_contextvars(
             service=self._service,
@@ -271,7 +271,7 @@ class Worker:
         self,
         settlement: Settlement,
         outcome: Outcome,
-        incoming: AbstractIncomingMessage,
+        incoming: Incoming,
         envelope: Envelope,
         duration: float = 0.0,
     ) -> None:

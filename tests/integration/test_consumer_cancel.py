@@ -41,3 +41,31 @@ async def test_deleted_queue_is_redeclared_and_consumed_again(
             await asyncio.sleep(0.2)
 
     await asyncio.wait_for(send_until_handled(), 30)
+
+
+async def test_consumer_subscribes_again_when_its_channel_is_reopened(
+    bus: Bus, worker_factory, queue_name: str
+) -> None:
+    """A channel error closes the consuming channel; aio-pika reopens it, and the worker
+    subscribes on the new channel (aio-pika does not restore a raw aiormq consumer)."""
+    seen: set[int] = set()
+
+    class PingWorker(Worker):
+        queue = queue_name
+
+        async def handle(self, msg: Ping, ctx: Context) -> None:
+            seen.add(msg.n)
+
+    worker = await worker_factory(PingWorker)
+    await bus.send(Ping(n=1))
+    await eventually(lambda: 1 in seen, timeout=10)
+    consumer = worker._consumer
+    assert consumer is not None
+    old_channel = consumer._raw
+    # acking a tag the broker never delivered is a channel error: it closes the channel
+    await old_channel.basic_ack(10**9)
+    await eventually(lambda: old_channel.is_closed, timeout=10)
+    await eventually(lambda: consumer.consuming and consumer._raw is not old_channel,
+                     timeout=20)
+    await bus.send(Ping(n=2))
+    await eventually(lambda: 2 in seen, timeout=10)
