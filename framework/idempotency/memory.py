@@ -48,10 +48,6 @@ def blake2b_fingerprint(scope: str, key: str) -> tuple[int, int]:
     return hi, lo
 
 
-def _zeros(typecode: str, n: int) -> array[int]:
-    return array(typecode, bytes(n * array(typecode).itemsize))
-
-
 class MemoryStore:
     """Keys live in age order (by last claim or complete); the oldest go first beyond `max_keys`.
 
@@ -70,14 +66,12 @@ class MemoryStore:
         self._clock = clock
         self._fingerprint = fingerprint
         self._mask = slots - 1
-        self._table = _zeros("i", slots)  # entry index, 0 = empty slot
-        self._hi = _zeros("Q", entries)
-        self._lo = _zeros("Q", entries)
-        self._expires: array[float] = array("d", bytes(8 * entries))
-        self._done = _zeros("B", entries)
-        self._prev = _zeros("i", entries)
-        self._next = _zeros("i", entries)
-        self._forget_all()
+        self._hi = array("Q", [0]) * entries
+        self._lo = array("Q", [0]) * entries
+        self._expires = array("d", [0.0]) * entries
+        self._done = array("B", [0]) * entries
+        self._prev = array("i", [0]) * entries
+        self._forget_all()  # allocates `_table` (slot -> entry, 0 = empty) and `_next`
 
     async def claim(self, scope: str, key: str, lease: float) -> ClaimResult:
         now = self._clock()
@@ -106,8 +100,8 @@ class MemoryStore:
         return self._count
 
     def _forget_all(self) -> None:
-        self._table = _zeros("i", len(self._table))
-        self._next = array("i", range(1, len(self._next) + 1))  # free list: 1 -> 2 -> ...
+        self._table = array("i", [0]) * (self._mask + 1)
+        self._next = array("i", range(1, len(self._prev) + 1))  # free list: 1 -> 2 -> ...
         self._next[0] = self._prev[0] = 0  # the age list: only its sentinel
         self._free = 1
         self._count = 0
