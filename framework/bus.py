@@ -240,12 +240,15 @@ class Bus:
         """
         require_kind(command, command=True, verb="send")
         key = idempotency_key or new_key()
+        if retry is None:
+            return await self._emit(command, key, correlation_id, causation_id, deadline, ttl,
+                                    traceparent, timeout)
 
         async def attempt() -> str:
             return await self._emit(command, key, correlation_id, causation_id,
                                     deadline, ttl, traceparent, timeout)
 
-        return await (retry.call(attempt) if retry is not None else attempt())
+        return await retry.call(attempt)
 
     async def send_many(
         self,

@@ -6,18 +6,18 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any
 
 import aio_pika
-from pamqp.commands import Basic
 from pydantic import ValidationError
 
 from framework import names
+from framework.amqp_properties import FastProperties
 from framework.delivery import Incoming
 from framework.errors import InvalidMessage
 from framework.messages import Message
 
-Properties = Basic.Properties
 PERSISTENT = int(aio_pika.DeliveryMode.PERSISTENT)
 
 
@@ -91,10 +91,10 @@ def to_amqp(envelope: Envelope, *, expiration_ms: int | None = None) -> aio_pika
     )
 
 
-def amqp_properties(envelope: Envelope, *, expiration_ms: int | None = None) -> Properties:
+def amqp_properties(envelope: Envelope, *, expiration_ms: int | None = None) -> FastProperties:
     """The same properties as `to_amqp(envelope).properties`, built directly: the publish
     hot path skips `aio_pika.Message` (and its rounding of the expiration to seconds)."""
-    return Properties(
+    return FastProperties(
         content_type=names.CONTENT_TYPE,
         headers=_headers(envelope),
         delivery_mode=PERSISTENT,
@@ -125,7 +125,7 @@ _OWN_HEADERS = frozenset({names.ATTEMPT, names.CAUSATION_ID, names.DEADLINE, nam
 
 def from_amqp(incoming: Incoming) -> Envelope:
     """Read an incoming message without ever failing: bad headers fall back to defaults."""
-    headers = dict(incoming.headers or {})
+    headers = incoming.headers or _NO_HEADERS
     timestamp = incoming.timestamp
     if timestamp is not None and timestamp.tzinfo is None:
         timestamp = timestamp.replace(tzinfo=UTC)
@@ -142,8 +142,12 @@ def from_amqp(incoming: Incoming) -> Envelope:
         app_id=incoming.app_id,
         traceparent=_text(headers.get(names.TRACEPARENT)),
         reply_to=incoming.reply_to,
-        headers={k: v for k, v in headers.items() if k not in _OWN_HEADERS},
+        headers=(_NO_HEADERS if headers.keys() <= _OWN_HEADERS
+                 else {k: v for k, v in headers.items() if k not in _OWN_HEADERS}),
     )
+
+
+_NO_HEADERS: Mapping[str, Any] = MappingProxyType({})
 
 
 def _int(value: Any) -> int | None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
+from contextvars import ContextVar, Token
 from typing import Any, Literal
 
 import structlog
@@ -14,6 +15,33 @@ from framework.urls import mask_text
 LogFormat = Literal["auto", "json", "console"]
 
 _configured = False
+
+# The delivery being handled (service, queue, message_id, correlation_id, attempt): one
+# context variable set once per delivery, merged into every log line by
+# `merge_delivery_context`. Cheaper than binding five structlog contextvars per message.
+_delivery: ContextVar[Mapping[str, Any] | None] = ContextVar("framework_delivery", default=None)
+
+
+def bind_delivery(fields: Mapping[str, Any]) -> Token[Mapping[str, Any] | None]:
+    """Attach `fields` to every log line written in this context until `unbind_delivery`."""
+    return _delivery.set(fields)
+
+
+def unbind_delivery(token: Token[Mapping[str, Any] | None]) -> None:
+    _delivery.reset(token)
+
+
+def merge_delivery_context(
+    _: Any, __: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: add the current delivery's fields (explicit values win).
+
+    Add it to your own structlog configuration if you do not use `configure_logging`."""
+    fields = _delivery.get()
+    if fields:
+        for key, value in fields.items():
+            event_dict.setdefault(key, value)
+    return event_dict
 
 
 def mask_secrets(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -45,6 +73,7 @@ def configure_logging(
     )
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        merge_delivery_context,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]

@@ -92,13 +92,16 @@ class Publisher:
         if not properties.message_id:
             raise ValueError("every published message needs a message_id")
         bound = self._timeout if timeout is None else timeout
+        raw = self._raw
         try:
-            async with asyncio.timeout(bound):
-                try:  # the common case: one try, no retry machinery
-                    await self._publish_once(body, properties, exchange, routing_key, mandatory)
+            if raw is not None and not raw.is_closed:
+                try:  # the common case: an open channel, one try, aiormq's own time bound
+                    await self._publish_once(raw, body, properties, exchange, routing_key,
+                                             mandatory, bound)
                     return
                 except _ConnectionInterrupted:
                     pass
+            async with asyncio.timeout(bound):
                 async for attempt in AsyncRetrying(
                     retry=retry_if_exception_type(_ConnectionInterrupted),
                     wait=wait_random_exponential(multiplier=0.05, max=2.0),
@@ -106,8 +109,8 @@ class Publisher:
                     reraise=True,
                 ):
                     with attempt:
-                        await self._publish_once(body, properties, exchange, routing_key,
-                                                 mandatory)
+                        await self._publish_once(None, body, properties, exchange,
+                                                 routing_key, mandatory, None)
         except TimeoutError as exc:
             raise PublishTimeout(
                 f"broker did not confirm {properties.message_type or 'message'} "
@@ -125,19 +128,23 @@ class Publisher:
 
     async def _publish_once(
         self,
+        channel: aiormq.Channel | None,
         body: bytes,
         properties: Basic.Properties,
         exchange: str,
         routing_key: str,
         mandatory: bool,
+        timeout: float | None,
     ) -> None:
+        """One publish and its confirm; `channel` None: (re)open it first."""
         message_id = properties.message_id or ""
         kind = properties.message_type or "message"
         try:
-            channel = await self._raw_channel()
+            if channel is None:
+                channel = await self._raw_channel()
             await channel.basic_publish(body, exchange=exchange, routing_key=routing_key,
                                         properties=properties, mandatory=mandatory,
-                                        wait=False)
+                                        timeout=timeout, wait=False)
         except PublishError as exc:
             raise Unroutable(
                 f"no queue is bound for {properties.message_type or routing_key!r} "

@@ -24,6 +24,7 @@ from framework.delivery import Incoming
 from framework.envelope import Envelope, from_amqp
 from framework.errors import ConfigurationError, FrameworkError
 from framework.handling import HandlingPolicy, process
+from framework.logs import bind_delivery, unbind_delivery
 from framework.messages import Message
 from framework.reply import error_reply_message, reply_message
 from framework.settle import settle_or_return
@@ -224,17 +225,18 @@ class Worker:
 
     async def _deliver(self, incoming: Incoming) -> None:
         envelope = from_amqp(incoming)
-        with structlog.contextvars.bound_contextvars(
-            service=self._service,
-            queue=self.spec.queue,
-            message_id=envelope.message_id,
-            correlation_id=envelope.correlation_id,
-            attempt=envelope.attempt,
-        ):
-            me = asyncio.current_task()
-            self._handling_now.add(me)
-            self.stats.in_flight += 1
-            started = time.perf_counter()
+        bound = bind_delivery({
+            "service": self._service,
+            "queue": self.spec.queue,
+            "message_id": envelope.message_id,
+            "correlation_id": envelope.correlation_id,
+            "attempt": envelope.attempt,
+        })
+        me = asyncio.current_task()
+        self._handling_now.add(me)
+        self.stats.in_flight += 1
+        started = time.perf_counter()
+        try:
             try:
                 outcome = await process(
                     envelope, self._handling, self.bus.idempotency, self._call_handler,
@@ -249,6 +251,8 @@ class Worker:
             duration = time.perf_counter() - started
             settlement = decide(outcome, envelope.attempt, self.spec.policy, random.random)
             await self._settle(settlement, outcome, incoming, envelope, duration)
+        finally:
+            unbind_delivery(bound)
 
     async def _call_handler(self, message: Message, ctx: Context) -> Any:
         return await self.handle(message, ctx)
