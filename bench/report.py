@@ -319,7 +319,8 @@ def render(plan: Plan, elapsed: float) -> str:
         "",
         "## E: 1 vs 2 worker processes on one queue",
         "",
-        f"N = {plan.n:,} pre-loaded; time from GO to the last message handled by any process.",
+        f"N = {plan.n:,} pre-loaded; rate from the first message handled by any process to the "
+        "last (as in B: start-up, from GO to the first message, is not counted).",
         "",
         *_scaling_table(plan),
         "",
