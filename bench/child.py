@@ -55,16 +55,17 @@ async def publish(c: Contender, url: str, n: int) -> dict[str, Any]:
     try:
         await c.declare(queue)
         orders = [make_order(i) for i in range(n)]
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         await c.publish_many(queue, orders)
         seconds = time.perf_counter() - t0
+        cpu = time.process_time() - cpu0
         depth = await queue_depth(url, queue)
         if depth != n:
             raise RuntimeError(f"{queue} holds {depth} messages after publishing {n}")
     finally:
         await delete_queues(url, c.queues(queue))
         await c.close()
-    return {"rate": n / seconds, "seconds": seconds, "n": n}
+    return {"rate": n / seconds, "seconds": seconds, "n": n, "cpu_us": cpu / n * 1e6}
 
 
 async def consume(c: Contender, url: str, n: int, timeout: float = 600.0,
@@ -76,9 +77,10 @@ async def consume(c: Contender, url: str, n: int, timeout: float = 600.0,
         await c.declare(queue)
         await preload(url, queue, n)
         counter = Counter(n)
-        t0 = time.monotonic()
+        t0, cpu0 = time.monotonic(), time.process_time()
         await c.start_consumer(queue, counter)
         await asyncio.wait_for(counter.done.wait(), timeout)
+        cpu = time.process_time() - cpu0
         await c.stop_consumer()
     finally:
         await delete_queues(url, c.queues(queue))
@@ -88,6 +90,7 @@ async def consume(c: Contender, url: str, n: int, timeout: float = 600.0,
         "rate": (n - 1) / span if span > 0 else float("nan"),
         "seconds": counter.last - t0,
         "n": n,
+        "cpu_us": cpu / n * 1e6,  # this process's CPU (all threads) per message
     }
 
 

@@ -266,7 +266,8 @@ class Framework(Contender):
     name = "framework"
     description = ("a real Worker subclass (validation, in-memory idempotency store, full "
                    "failure handling, structlog JSON at INFO) and Bus.send in windows of "
-                   f"{PUBLISH_WINDOW}")
+                   f"{PUBLISH_WINDOW}; run as `framework run` runs a worker (start-up heap frozen "
+                   "for the garbage collector), on the asyncio loop")
 
     def __init__(self, idempotency: Any = None) -> None:
         # the Bus's `idempotency=`: a store or a URL; None is the default (memory://)
@@ -274,11 +275,13 @@ class Framework(Contender):
 
     async def open(self, url: str) -> None:
         from framework import Bus
+        from framework.gc_tuning import freeze_startup_heap
         from framework.logs import configure_logging
 
         configure_logging("json", "info", force=True)
         self.bus = Bus.connect(url, service="bench", idempotency=self.idempotency)
         await self.bus.start()
+        freeze_startup_heap()  # what `framework run` does (and the docs advise for your main)
         self.worker: Any = None
         self.task: asyncio.Task[None] | None = None
 
@@ -305,8 +308,11 @@ class Framework(Contender):
     async def start_consumer(self, queue: str, on_message: OnMessage) -> None:
         self.worker = self._worker_cls(queue)(self.bus)
         self.worker.on_message = on_message
+        from framework.gc_tuning import freeze_startup_heap
+
         self.task = asyncio.create_task(self.worker.run())
         await self.worker.wait_ready()
+        freeze_startup_heap()  # as `framework run` does once its worker is consuming
 
     async def stop_consumer(self) -> None:
         await self.worker.stop()

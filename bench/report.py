@@ -104,8 +104,9 @@ def _ratio(a: float | None, b: float | None) -> str:
 
 def _throughput_table(plan: Plan, key: str) -> list[str]:
     lines = [
-        f"| contender | msg/s: median (min–max) | × {BASELINE} | × {TUNED} |",
-        "| --- | ---: | ---: | ---: |",
+        f"| contender | msg/s: median (min–max) | × {BASELINE} | × {TUNED} "
+        "| client CPU µs/msg |",
+        "| --- | ---: | ---: | ---: | ---: |",
     ]
     base = _median(plan, key, BASELINE, "rate")
     tuned = _median(plan, key, TUNED, "rate")
@@ -113,7 +114,7 @@ def _throughput_table(plan: Plan, key: str) -> list[str]:
         runs = plan.results.get(key, {}).get(name, [])
         med = _median(plan, key, name, "rate")
         lines.append(f"| {name} | {_cell(_values(runs, 'rate'))} | {_ratio(med, base)} | "
-                     f"{_ratio(med, tuned)} |")
+                     f"{_ratio(med, tuned)} | {_cell(_values(runs, 'cpu_us'), 1)} |")
     return lines
 
 
@@ -293,13 +294,17 @@ def render(plan: Plan, elapsed: float) -> str:
         "",
         "## A: publish N persistent confirmed commands",
         "",
-        f"Time from the first publish to the last confirm (publish window {PUBLISH_WINDOW}).",
+        f"Time from the first publish to the last confirm (publish window {PUBLISH_WINDOW}). "
+        "*Client CPU* is the publishing process's CPU time per message (user + system, all "
+        "threads): the cost the contender itself adds, less noisy than the rate on a shared "
+        "machine.",
         "",
         *_throughput_table(plan, "A"),
         "",
         "## B: consume a pre-loaded queue of N, ack after the handler",
         "",
-        "Rate between the first and the last handled message.",
+        "Rate between the first and the last handled message; *client CPU* is the consuming "
+        "process's CPU time per message.",
         "",
         *_throughput_table(plan, "B"),
         "",

@@ -10,6 +10,7 @@ import structlog
 
 from framework.bus import Bus
 from framework.errors import ConfigurationError
+from framework.gc_tuning import freeze_startup_heap
 from framework.loading import load_object
 from framework.observability import serve_worker_probes
 from framework.settings import Settings
@@ -59,12 +60,22 @@ async def _serve(worker_cls: type[Worker], settings: Settings,
             if settings.metrics_port is not None:
                 await stack.enter_async_context(serve_worker_probes(worker, settings.metrics_port))
             stopper = asyncio.create_task(_stop_when(stop_requested, worker))
+            freezer = asyncio.create_task(_freeze_when_consuming(worker))
             try:
                 await worker.run()
             finally:
-                stopper.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await stopper
+                for task in (stopper, freezer):
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+
+
+async def _freeze_when_consuming(worker: Worker) -> None:
+    """Once start-up is over, keep its objects out of the garbage collector's walks."""
+    with contextlib.suppress(Exception):  # run() failing is reported by run() itself
+        await worker.wait_ready()
+        frozen = freeze_startup_heap()
+        structlog.get_logger("framework.runner").debug("runner.heap_frozen", objects=frozen)
 
 
 async def _stop_when(stop_requested: asyncio.Event, worker: Worker) -> None:
