@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import random
 import time
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import structlog
@@ -211,19 +212,12 @@ class Worker:
     # ---- one delivery -----------------------------------------------------------------
 
     async def _on_message(self, incoming: Incoming) -> None:
-        # aio-pika already runs each callback in a task of its own: handle it right here
-        # (no extra task), registered so shutdown can drain or cancel it.
+        """Handle one delivery in the task aiormq (or the in-memory bus) started for it:
+        no extra task; registered so shutdown can drain it or cancel its handler."""
         self._acks.delivered(incoming)
-        task = asyncio.current_task()
-        if task is None:  # pragma: no cover - callbacks always run in a task
+        me = asyncio.current_task()
+        if me is None:  # pragma: no cover - deliveries always arrive in a task
             return
-        self._deliveries.add(task)
-        try:
-            await self._deliver(incoming)
-        finally:
-            self._deliveries.discard(task)
-
-    async def _deliver(self, incoming: Incoming) -> None:
         envelope = from_amqp(incoming)
         bound = bind_delivery({
             "service": self._service,
@@ -232,7 +226,7 @@ class Worker:
             "correlation_id": envelope.correlation_id,
             "attempt": envelope.attempt,
         })
-        me = asyncio.current_task()
+        self._deliveries.add(me)
         self._handling_now.add(me)
         self.stats.in_flight += 1
         started = time.perf_counter()
@@ -249,13 +243,19 @@ class Worker:
                 self.stats.in_flight -= 1
                 self._handling_now.discard(me)
             duration = time.perf_counter() - started
-            settlement = decide(outcome, envelope.attempt, self.spec.policy, random.random)
-            await self._settle(settlement, outcome, incoming, envelope, duration)
+            if type(outcome) is Handled and not envelope.reply_to:
+                # the common case: no move to publish, nothing to log - straight to the ack
+                await self._acks.ack(incoming)
+                self.stats.record(_ACK, duration)
+            else:
+                settlement = decide(outcome, envelope.attempt, self.spec.policy, random.random)
+                await self._settle(settlement, outcome, incoming, envelope, duration)
         finally:
+            self._deliveries.discard(me)
             unbind_delivery(bound)
 
-    async def _call_handler(self, message: Message, ctx: Context) -> Any:
-        return await self.handle(message, ctx)
+    def _call_handler(self, message: Message, ctx: Context) -> Awaitable[Any]:
+        return self.handle(message, ctx)  # its coroutine, awaited by `process`
 
     def _context(self, envelope: Envelope) -> Context:
         return Context(
@@ -332,6 +332,7 @@ async def _cancel(task: asyncio.Task[None] | None) -> None:
 
 
 _settlement_log = structlog.get_logger("framework.worker")
+_ACK = Ack()
 
 
 def _log_settlement(settlement: Settlement) -> None:
