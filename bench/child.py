@@ -176,34 +176,47 @@ async def worker(c: Contender, url: str, queue: str) -> dict[str, Any]:
     return {"count": counter.count, "first": counter.first, "last": counter.last}
 
 
-async def profile(c: Contender, url: str, n: int, top: int) -> dict[str, Any]:
-    """Workload B under pyinstrument; returns the top entries (self time) and the call tree."""
+async def profile(c: Contender, url: str, n: int, top: int,
+                  workload: str = "B") -> dict[str, Any]:
+    """Workload A or B under pyinstrument: top entries (self, total), the call tree and the
+    share of time per package."""
     from pyinstrument import Profiler
 
-    from bench.profiling import flat_top, tree_text
+    from bench.profiling import flat_top, share_by_package, tree_text
 
     profiler = Profiler(interval=0.0005, async_mode="disabled")
     await c.open(url)
-    queue = queue_name(c.name, "profile")
+    queue = queue_name(c.name, f"profile{workload}")
+    counter = Counter(n)
     try:
         await c.declare(queue)
-        await preload(url, queue, n)
-        counter = Counter(n)
-        profiler.start()
-        await c.start_consumer(queue, counter)
-        await asyncio.wait_for(counter.done.wait(), 600)
-        profiler.stop()
-        await c.stop_consumer()
+        if workload == "A":
+            orders = [make_order(i) for i in range(n)]
+            t0 = time.perf_counter()
+            profiler.start()
+            await c.publish_many(queue, orders)
+            profiler.stop()
+            rate = n / (time.perf_counter() - t0)
+        else:
+            await preload(url, queue, n)
+            profiler.start()
+            await c.start_consumer(queue, counter)
+            await asyncio.wait_for(counter.done.wait(), 600)
+            profiler.stop()
+            await c.stop_consumer()
+            span = counter.last - counter.first
+            rate = (n - 1) / span if span > 0 else float("nan")
     finally:
         if profiler.is_running:
             profiler.stop()
         await delete_queues(url, c.queues(queue))
         await c.close()
-    span = counter.last - counter.first
     return {
-        "rate": (n - 1) / span if span > 0 else float("nan"),
+        "rate": rate,
+        "workload": workload,
         "flat": flat_top(profiler, top),
         "tree": tree_text(profiler),
+        "shares": share_by_package(profiler),
     }
 
 
@@ -225,6 +238,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--queue", default="")
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--profile-workload", choices=["A", "B"], default="B",
+                        help="profile: the workload to profile")
     parser.add_argument("--store", default="noop",
                         help="S: the idempotency store (noop, memory, sqlite, redis, postgres)")
     args = parser.parse_args(argv)
@@ -243,7 +258,7 @@ def main(argv: list[str] | None = None) -> None:
         case "worker":
             coro = worker(contender, url, args.queue)
         case _:
-            coro = profile(contender, url, args.n, args.top)
+            coro = profile(contender, url, args.n, args.top, args.profile_workload)
     result = run(coro, contender.uvloop)
     print("RESULT " + json.dumps(result), flush=True)
 

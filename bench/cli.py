@@ -140,14 +140,21 @@ async def _guarded(plan: Plan, key: str, contender: str, coro: Any) -> None:
 
 
 def run_profiles(plan: Plan) -> None:
-    for contender in ("framework", "tuned raw"):
-        if contender not in plan.contenders:
-            continue
-        log(f"profiling workload B for {contender}")
-        try:
-            plan.profiles[contender] = child(contender, "profile", "-n", str(plan.profile_n))
-        except Exception as exc:
-            plan.errors.append(f"profile {contender}: {exc}")
+    """Consume (B) and publish (A) under the profiler, for the framework as `framework run`
+    runs it and for the tuned reference: where each spends its time, side by side."""
+    for workload in ("B", "A"):
+        for contender in ("framework+uvloop", "framework", "tuned raw"):
+            if contender not in plan.contenders:
+                continue
+            if contender == "framework" and "framework+uvloop" in plan.contenders:
+                continue  # one framework profile per workload: the uvloop one
+            log(f"profiling workload {workload} for {contender}")
+            try:
+                plan.profiles[f"{contender}|{workload}"] = child(
+                    contender, "profile", "-n", str(plan.profile_n),
+                    "--profile-workload", workload)
+            except Exception as exc:
+                plan.errors.append(f"profile {contender} {workload}: {exc}")
 
 
 def parse(argv: list[str] | None) -> tuple[Plan, Path, Path | None]:
@@ -215,6 +222,6 @@ def main(argv: list[str] | None = None) -> int:
     output.write_text(render(plan, elapsed))
     log(f"wrote {output} in {elapsed:.0f}s")
     if json_path is not None:
-        json_path.write_text(json.dumps({"results": plan.results, "errors": plan.errors},
-                                        indent=1))
+        json_path.write_text(json.dumps({"results": plan.results, "errors": plan.errors,
+                                         "profiles": plan.profiles}, indent=1))
     return 1 if plan.errors else 0

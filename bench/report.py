@@ -224,10 +224,11 @@ def _targets(plan: Plan) -> list[str]:
 
 
 def _profile_section(plan: Plan) -> list[str]:
-    lines: list[str] = []
-    for name, prof in plan.profiles.items():
+    lines = _share_table(plan)
+    for key, prof in plan.profiles.items():
+        name, _, workload = key.partition("|")
         lines += [
-            f"### {name}, workload B (N={plan.profile_n}), "
+            f"### {name}, workload {workload or 'B'} (N={plan.profile_n}), "
             f"{prof.get('rate', 0):,.0f} msg/s under the profiler",
             "",
             "Top functions by **self** time (pyinstrument, 0.5 ms sampling, "
@@ -244,9 +245,30 @@ def _profile_section(plan: Plan) -> list[str]:
             "```",
             "",
         ]
-        if name == "framework":
+        if name.startswith("framework"):
             lines += ["Call tree (start):", "", "```", prof["tree"], "```", ""]
     return lines
+
+
+def _share_table(plan: Plan) -> list[str]:
+    """Self time per package for every profile: where the remaining cost is."""
+    profiles = {k: p["shares"] for k, p in plan.profiles.items() if p.get("shares")}
+    if not profiles:
+        return []
+    packages = sorted({pkg for shares in profiles.values() for pkg in shares},
+                      key=lambda pkg: -max(s.get(pkg, 0.0) for s in profiles.values()))
+    heads = [k.replace("|", ", workload ") for k in profiles]
+    lines = [
+        "Share of each profile's time by package (self time of the frames in that package; "
+        "the profiler itself slows Python code, so compare shares, not rates):",
+        "",
+        "| package | " + " | ".join(heads) + " |",
+        "| --- | " + " | ".join("---:" for _ in heads) + " |",
+    ]
+    for pkg in packages:
+        cells = [f"{shares.get(pkg, 0.0) * 100:.1f} %" for shares in profiles.values()]
+        lines.append(f"| {pkg} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def render(plan: Plan, elapsed: float) -> str:

@@ -37,6 +37,7 @@ class Consumer:
         self._tag: str | None = None
         self._watched: object | None = None
         self.prefetch = 0
+        self._wanted = False  # between start() and pause(): a lost subscription is restored
         self.resubscribe_needed = asyncio.Event()
         self._raw_capable = hasattr(channel, "get_underlay_channel")
         reopen = getattr(channel, "reopen_callbacks", None)
@@ -52,6 +53,8 @@ class Consumer:
         if self._tag is not None and prefetch == self.prefetch:
             return
         await self.pause()
+        self._wanted = True
+        self.prefetch = prefetch
         await self._channel.set_qos(prefetch_count=prefetch)
         if self._queue is None:
             self._queue = await self._channel.declare_queue(
@@ -64,22 +67,28 @@ class Consumer:
             self._watch_cancellation(raw)
         else:
             self._tag = await self._queue.consume(self._on_message)
-        self.prefetch = prefetch
 
     async def restart(self) -> None:
         """Subscribe again: the broker cancelled us (queue deleted and re-declared) or the
-        channel was reopened (our subscription died with the old one)."""
+        channel was reopened (our subscription died with the old one). No-op while paused.
+        If it fails (the connection dropped again), `resubscribe_needed` is set again."""
         self.resubscribe_needed.clear()
+        if not self._wanted:
+            return
         self._queue = None
         self._raw = None
-        prefetch, self._tag = self.prefetch, None
-        await self.start(prefetch)
+        self._tag = None
+        try:
+            await self.start(self.prefetch)
+        except BaseException:
+            self.resubscribe_needed.set()
+            raise
 
     async def _on_delivered(self, message: DeliveredMessage) -> None:
         await self._on_message(Delivery(message))
 
     def _on_reopen(self, *_: Any) -> None:
-        if self._tag is not None:  # consuming (not paused): the subscription is gone
+        if self._wanted:  # not paused: whatever subscription there was died with the channel
             self.resubscribe_needed.set()
 
     def _watch_cancellation(self, raw: Any) -> None:
@@ -93,6 +102,7 @@ class Consumer:
 
     async def pause(self) -> None:
         """Stop receiving deliveries; those in flight continue and can still be acked."""
+        self._wanted = False
         if self._tag is None:
             return
         tag, self._tag = self._tag, None

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 
 _NAMESPACE = uuid.UUID("5b0c3c2e-8a55-4d0e-9b39-6c1f0a6f7d21")
 
 
 def new_key() -> str:
-    """A fresh, unique idempotency key."""
-    return str(uuid.uuid4())
+    """A fresh, unique idempotency key: a random (version 4) UUID in its usual text form.
+
+    Built from 16 bytes of the OS's randomness like `uuid.uuid4()`, without the UUID object
+    (half the cost; it is made for every message sent)."""
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
+
+
+# the RFC 4122 variant: the top two bits of the clock_seq_hi octet are 10
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 
 
 def derive_key(parent_key: str, index: int, type_name: str) -> str:

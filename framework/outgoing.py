@@ -28,7 +28,8 @@ def outgoing_envelope(
     The correlation id defaults to the key (a conversation starts here); the deadline is the
     earlier of `deadline` and now + `ttl`, and the broker may drop the message after it.
     """
-    now_ms = int(time.time() * 1000)
+    now = time.time()
+    now_ms = int(now * 1000)
     deadline_ms = combine_deadline(now_ms, deadline, ttl)
     envelope = Envelope(
         message_id=key,
@@ -37,7 +38,7 @@ def outgoing_envelope(
         correlation_id=correlation_id or key,
         causation_id=causation_id,
         deadline_ms=deadline_ms,
-        timestamp=datetime.now(UTC),
+        timestamp=datetime.fromtimestamp(now, UTC),
         app_id=app_id,
         traceparent=traceparent or new_traceparent(),
         reply_to=reply_to,

@@ -169,6 +169,8 @@ class Publisher:
                 message_id=message_id,
                 queue=queue,
             ) from exc
+        except TimeoutError:
+            raise  # aiormq's time bound ran out (and TimeoutError is an OSError: not a cut)
         except asyncio.CancelledError as exc:
             task = asyncio.current_task()
             if task is not None and task.cancelling():

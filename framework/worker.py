@@ -48,6 +48,9 @@ if TYPE_CHECKING:
 
 # Bound on consumer cancel / channel close during shutdown (a dead connection never answers).
 CHANNEL_OP_BOUND = 5.0
+# Backoff between attempts to subscribe again after the subscription was lost.
+RESUBSCRIBE_FIRST_DELAY = 0.2
+RESUBSCRIBE_MAX_DELAY = 5.0
 
 
 class Worker:
@@ -157,14 +160,26 @@ class Worker:
     async def _resubscribe_when_cancelled(self, consumer: Consumer) -> None:
         """Subscribe again when the subscription is lost: the broker cancels a consumer
         whose queue was deleted (declare it again, with its bindings), and a reopened
-        channel (reconnect, channel error) no longer carries it. Never idle silently."""
+        channel (reconnect, channel error) no longer carries it. Never idle silently: a
+        failed attempt (the broker went away again) is retried with jittered backoff."""
+        delay = RESUBSCRIBE_FIRST_DELAY
         while True:
             await consumer.resubscribe_needed.wait()
             self._log.warning("worker.resubscribing",
                               hint="channel reopened or consumer cancelled by the broker "
                                    "(queue deleted?): re-declaring and subscribing again")
-            await self.bus.declare(type(self))
-            await consumer.restart()
+            try:
+                await self.bus.declare(type(self))
+                await consumer.restart()
+            except Exception as exc:
+                consumer.resubscribe_needed.set()
+                self._log.warning("worker.resubscribe_failed", error=repr(exc),
+                                  retry_in=round(delay, 2))
+                await asyncio.sleep(delay * random.uniform(0.5, 1.5))
+                delay = min(delay * 2, RESUBSCRIBE_MAX_DELAY)
+            else:
+                delay = RESUBSCRIBE_FIRST_DELAY
+                self._log.info("worker.resubscribed")
 
     async def wait_ready(self) -> None:
         """Return once topology is declared and consuming has started (raises if run failed)."""

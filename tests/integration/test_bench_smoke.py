@@ -55,3 +55,29 @@ def test_bench_quick_store_overhead_runs_for_every_store(amqp_url: str, tmp_path
         assert run["n"] == 200
         assert run["rate"] > 0
     assert "## S: idempotency store overhead" in (tmp_path / "RESULTS.md").read_text()
+
+
+def test_bench_quick_profiles_say_where_the_time_goes(amqp_url: str, tmp_path: Path) -> None:
+    """Workloads A and B under the profiler for the framework and the tuned reference: the
+    results file gets each profile and the table of time per package."""
+    raw = tmp_path / "results.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--workloads", "A",
+         "--contenders", "tuned raw,framework", "-n", "300",
+         "--output", str(tmp_path / "RESULTS.md"), "--json", str(raw)],
+        cwd=ROOT, env={**os.environ, "AMQP_URL": amqp_url},
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    profiles = json.loads(raw.read_text())["profiles"]
+    assert sorted(profiles) == ["framework|A", "framework|B", "tuned raw|A", "tuned raw|B"]
+    for key, prof in profiles.items():
+        assert prof["rate"] > 0
+        shares = prof["shares"]
+        assert abs(sum(shares.values()) - 1.0) < 1e-6, key
+        assert shares.get("aiormq", 0) > 0, key
+    assert profiles["framework|B"]["shares"].get("framework", 0) > 0
+    assert "tuned raw" not in "".join(profiles["tuned raw|A"]["shares"])  # packages, not names
+    report = (tmp_path / "RESULTS.md").read_text()
+    assert "| package | framework, workload B |" in report
+    assert "### tuned raw, workload A" in report

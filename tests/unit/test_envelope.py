@@ -82,3 +82,18 @@ def test_decode_valid_body() -> None:
     message: Any = decode_body(_env(b'{"order_id": "1", "amount_cents": 2}'), PlaceOrder)
     assert message == PlaceOrder(order_id="1", amount_cents=2)
 
+
+
+def test_encode_body_is_model_dump_json() -> None:
+    """The fast serialiser writes exactly what `model_dump_json` writes."""
+    from pydantic import Field
+
+    class Rich(Command):
+        type_name = "tests.envelope.Rich"
+        when: datetime
+        aliased: int = Field(alias="aliasedName")
+        tags: list[str] = Field(default_factory=list)
+        note: str | None = None
+
+    message = Rich(when=datetime(2026, 11, 27, tzinfo=UTC), aliasedName=3, tags=["ü"])
+    assert encode_body(message) == message.model_dump_json().encode()
