@@ -18,7 +18,9 @@ from typing import Any
 
 from bench.common import (
     amqp_url,
+    cpu_seconds,
     delete_queues,
+    local_broker_pid,
     make_order,
     percentile,
     preload,
@@ -26,6 +28,17 @@ from bench.common import (
     queue_name,
 )
 from bench.contenders import CONTENDERS, Contender, Framework
+
+
+class BrokerCpu:
+    """CPU time the local RabbitMQ node uses from now on (None when it is not local)."""
+
+    def __init__(self) -> None:
+        self.pid = local_broker_pid()
+        self.start = cpu_seconds(self.pid) if self.pid else 0.0
+
+    def used(self) -> float | None:
+        return cpu_seconds(self.pid) - self.start if self.pid else None
 
 
 class Counter:
@@ -55,17 +68,20 @@ async def publish(c: Contender, url: str, n: int) -> dict[str, Any]:
     try:
         await c.declare(queue)
         orders = [make_order(i) for i in range(n)]
+        broker = BrokerCpu()
         t0, cpu0 = time.perf_counter(), time.process_time()
         await c.publish_many(queue, orders)
         seconds = time.perf_counter() - t0
         cpu = time.process_time() - cpu0
+        broker_cpu = broker.used()
         depth = await queue_depth(url, queue)
         if depth != n:
             raise RuntimeError(f"{queue} holds {depth} messages after publishing {n}")
     finally:
         await delete_queues(url, c.queues(queue))
         await c.close()
-    return {"rate": n / seconds, "seconds": seconds, "n": n, "cpu_us": cpu / n * 1e6}
+    return {"rate": n / seconds, "seconds": seconds, "n": n, "cpu_us": cpu / n * 1e6,
+            "broker_cpu_us": broker_cpu / n * 1e6 if broker_cpu is not None else None}
 
 
 async def consume(c: Contender, url: str, n: int, timeout: float = 600.0,
@@ -77,10 +93,12 @@ async def consume(c: Contender, url: str, n: int, timeout: float = 600.0,
         await c.declare(queue)
         await preload(url, queue, n)
         counter = Counter(n)
+        broker = BrokerCpu()
         t0, cpu0 = time.monotonic(), time.process_time()
         await c.start_consumer(queue, counter)
         await asyncio.wait_for(counter.done.wait(), timeout)
         cpu = time.process_time() - cpu0
+        broker_cpu = broker.used()
         await c.stop_consumer()
     finally:
         await delete_queues(url, c.queues(queue))
@@ -91,6 +109,7 @@ async def consume(c: Contender, url: str, n: int, timeout: float = 600.0,
         "seconds": counter.last - t0,
         "n": n,
         "cpu_us": cpu / n * 1e6,  # this process's CPU (all threads) per message
+        "broker_cpu_us": broker_cpu / n * 1e6 if broker_cpu is not None else None,
     }
 
 

@@ -10,7 +10,14 @@ import time
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from bench.common import delete_queues, preload, queue_name, rss_kib
+from bench.common import (
+    cpu_seconds,
+    delete_queues,
+    local_broker_pid,
+    preload,
+    queue_name,
+    rss_kib,
+)
 from bench.contenders import CONTENDERS
 
 
@@ -140,10 +147,15 @@ async def scaling(url: str, contender: str, processes: int, n: int) -> dict[str,
     try:
         workers = list(await asyncio.gather(*(start_worker(contender, queue)
                                               for _ in range(processes))))
+        broker = local_broker_pid()
+        pids = [w.proc.pid for w in workers] + ([broker] if broker else [])
+        cpu0 = sum(cpu_seconds(pid) for pid in pids)
         t0 = time.monotonic()
         for worker in workers:
             worker.send("GO")
         await _wait_handled(workers, n, 300)
+        # how busy the machine was: the workers' and the broker's CPU over the run, in cores
+        busy_cores = (sum(cpu_seconds(pid) for pid in pids) - cpu0) / (time.monotonic() - t0)
         # steady state, as in B: from the first message handled by any process to the last
         # (each process's start-up, the same in both cases, is reported apart)
         first = min(w.first for w in workers if w.count)
@@ -152,4 +164,5 @@ async def scaling(url: str, contender: str, processes: int, n: int) -> dict[str,
         await asyncio.gather(*(stop_worker(w) for w in workers))
         await delete_queues(url, companions)
     return {"rate": (n - 1) / elapsed, "seconds": elapsed, "processes": processes,
-            "startup_ms": (first - t0) * 1000, "split": [w.count for w in workers], "n": n}
+            "startup_ms": (first - t0) * 1000, "split": [w.count for w in workers], "n": n,
+            "busy_cores": busy_cores, "broker_measured": broker is not None}
