@@ -85,8 +85,7 @@ async def process(
     if claim is ClaimResult.BUSY:
         return Busy()
     try:
-        if envelope.deadline_ms is not None and is_expired(envelope.deadline_ms, now_ms(),
-                                                           policy.clock_skew):
+        if is_expired(envelope.deadline_ms, now_ms(), policy.clock_skew):
             outcome: Outcome = Expired("deadline passed before handling")
         else:
             outcome = await _run_handler(message, envelope, policy, handler, make_context)
@@ -120,11 +119,7 @@ async def _run_handler(
     handler: Handler,
     make_context: Callable[[Envelope], Context],
 ) -> Outcome:
-    if envelope.deadline_ms is None:  # the common case: no clock read
-        budget = policy.timeout
-    else:
-        budget = handler_budget(policy.timeout, envelope.deadline_ms, now_ms(),
-                                policy.clock_skew)
+    budget = handler_budget(policy.timeout, envelope.deadline_ms, now_ms(), policy.clock_skew)
     bounded_by_deadline = budget < policy.timeout
     try:
         async with asyncio.timeout(budget) as scope:

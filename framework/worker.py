@@ -136,7 +136,7 @@ class Worker:
                 gate = asyncio.create_task(
                     BreakerGate(self.breakers, consumer, self.spec.prefetch, self.spec.queue).run()
                 )
-            watchdog = asyncio.create_task(self._resubscribe_when_cancelled(consumer))
+            watchdog = asyncio.create_task(self._keep_subscribed(consumer))
             self._log.info("worker.consuming", prefetch=self.spec.prefetch)
             ready.set_result(None)
             await self._stop_requested.wait()
@@ -157,7 +157,7 @@ class Worker:
             self._stopped.set()
             self._log.info("worker.stopped", **self.stats.as_dict())
 
-    async def _resubscribe_when_cancelled(self, consumer: Consumer) -> None:
+    async def _keep_subscribed(self, consumer: Consumer) -> None:
         """Subscribe again when the subscription is lost: the broker cancels a consumer
         whose queue was deleted (declare it again, with its bindings), and a reopened
         channel (reconnect, channel error) no longer carries it. Never idle silently: a
@@ -258,13 +258,8 @@ class Worker:
                 self.stats.in_flight -= 1
                 self._handling_now.discard(me)
             duration = time.perf_counter() - started
-            if type(outcome) is Handled and not envelope.reply_to:
-                # the common case: no move to publish, nothing to log - straight to the ack
-                await self._acks.ack(incoming)
-                self.stats.record(_ACK, duration)
-            else:
-                settlement = decide(outcome, envelope.attempt, self.spec.policy, random.random)
-                await self._settle(settlement, outcome, incoming, envelope, duration)
+            settlement = decide(outcome, envelope.attempt, self.spec.policy, random.random)
+            await self._settle(settlement, outcome, incoming, envelope, duration)
         finally:
             self._deliveries.discard(me)
             unbind_delivery(bound)
@@ -347,7 +342,6 @@ async def _cancel(task: asyncio.Task[None] | None) -> None:
 
 
 _settlement_log = structlog.get_logger("framework.worker")
-_ACK = Ack()
 
 
 def _log_settlement(settlement: Settlement) -> None:

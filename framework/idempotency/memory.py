@@ -39,7 +39,6 @@ Clock = Callable[[], float]
 Fingerprint = Callable[[str, str], tuple[int, int]]
 
 _two_u64 = struct.Struct("<QQ").unpack
-_MAX_CLAIMED = 65_536  # bound on remembered in-flight fingerprints
 
 
 def blake2b_fingerprint(scope: str, key: str) -> tuple[int, int]:
@@ -73,9 +72,6 @@ class MemoryStore:
         self._done = array("B", [0]) * entries
         self._prev = array("i", [0]) * entries
         self._forget_all()  # allocates `_table` (slot -> entry, 0 = empty) and `_next`
-        # fingerprints of keys claimed and not yet completed or released (the deliveries in
-        # flight): complete() then needs no second blake2b
-        self._claimed: dict[tuple[str, str], tuple[int, int]] = {}
 
     async def claim(self, scope: str, key: str, lease: float) -> ClaimResult:
         now = self._clock()
@@ -86,25 +82,19 @@ class MemoryStore:
             if self._expires[entry] > now:
                 return ClaimResult.DONE if self._done[entry] else ClaimResult.BUSY
         self._put(hi, lo, slot, False, now + lease)
-        if len(self._claimed) >= _MAX_CLAIMED:  # claims never completed nor released
-            self._claimed.clear()
-        self._claimed[scope, key] = (hi, lo)
         return ClaimResult.CLAIMED
 
     async def complete(self, scope: str, key: str, retention: float) -> None:
-        fingerprint = self._claimed.pop((scope, key), None) or self._fingerprint(scope, key)
-        hi, lo = fingerprint
+        hi, lo = self._fingerprint(scope, key)
         self._put(hi, lo, self._find(hi, lo), True, self._clock() + retention)
 
     async def release(self, scope: str, key: str) -> None:
-        fingerprint = self._claimed.pop((scope, key), None) or self._fingerprint(scope, key)
-        slot = self._find(*fingerprint)
+        slot = self._find(*self._fingerprint(scope, key))
         if slot >= 0 and not self._done[self._table[slot]]:
             self._delete(slot)
 
     async def close(self) -> None:
         self._forget_all()
-        self._claimed.clear()
 
     def __len__(self) -> int:
         return self._count
