@@ -10,6 +10,7 @@ values it has no fast path for go through pamqp's own encoders.
 from __future__ import annotations
 
 import struct
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,7 +31,10 @@ def _short_string(value: str) -> bytes:
     return _BYTE.pack(len(data)) + data
 
 
-def _timestamp(value: datetime) -> bytes:
+def _timestamp(value: datetime | time.struct_time) -> bytes:
+    if not isinstance(value, datetime):
+        encoded: bytes = encode.timestamp(value)
+        return encoded
     if value.tzinfo is None or value.tzinfo.utcoffset(value) is None:
         value = value.replace(tzinfo=UTC)
     return _ULONGLONG.pack(int(value.timestamp()))
@@ -62,16 +66,12 @@ def _table(value: dict[str, Any]) -> bytes:
     return _UINT.pack(len(output)) + output
 
 
-def _octet(value: int) -> bytes:
-    return encode.octet(value)
-
-
 _ENCODERS: tuple[tuple[str, int, Any], ...] = (
     ("content_type", 0x8000, _short_string),
     ("content_encoding", 0x4000, _short_string),
     ("headers", 0x2000, _table),
-    ("delivery_mode", 0x1000, _octet),
-    ("priority", 0x0800, _octet),
+    ("delivery_mode", 0x1000, encode.octet),
+    ("priority", 0x0800, encode.octet),
     ("correlation_id", 0x0400, _short_string),
     ("reply_to", 0x0200, _short_string),
     ("expiration", 0x0100, _short_string),
@@ -94,9 +94,6 @@ class FastProperties(Basic.Properties):
             value = getattr(self, name)
             if value is not None and value != "":
                 flags |= flag
-                if name == "timestamp" and not isinstance(value, datetime):
-                    parts.append(encode.timestamp(value))
-                else:
-                    parts.append(encoder(value))
+                parts.append(encoder(value))
         parts[0] = _USHORT.pack(flags)
         return b"".join(parts)
