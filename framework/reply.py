@@ -15,7 +15,7 @@ import structlog
 from pydantic import BaseModel
 
 from framework import names
-from framework.errors import RemoteError
+from framework.errors import RemoteError, RequestTimeout, Unroutable
 from framework.messages import Message
 from framework.settlement import DeadLetter
 
@@ -54,6 +54,17 @@ def _message(request_id: str, correlation_id: str, body: bytes, type_name: str,
         content_type=names.CONTENT_TYPE,
         headers={names.IN_REPLY_TO: request_id, names.REPLY_STATUS: status},
     )
+
+
+def unroutable_request(type_name: str, key: str) -> Unroutable:
+    """The error of a request no queue handles (the same on both buses)."""
+    return Unroutable(f"no queue handles {type_name!r}: start its worker",
+                      routing_key=type_name, message_id=key)
+
+
+def request_timeout(type_name: str, key: str, timeout: float) -> RequestTimeout:
+    """The error of a request whose reply did not come within `timeout` seconds."""
+    return RequestTimeout(f"no reply to {type_name} {key} within {timeout:g}s")
 
 
 def decode_reply(body: bytes, status: str, reply_type: type[M] | None) -> Any:

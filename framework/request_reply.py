@@ -15,8 +15,8 @@ from aio_pika.exceptions import DeliveryError, PublishError
 from pydantic import BaseModel
 
 from framework import names
-from framework.errors import Overloaded, RequestTimeout, Unroutable
-from framework.reply import PendingReplies, decode_reply
+from framework.errors import Overloaded
+from framework.reply import PendingReplies, decode_reply, request_timeout, unroutable_request
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -53,16 +53,13 @@ class RequestClient:
                 try:
                     await exchange.publish(message, routing_key, mandatory=True)
                 except PublishError as exc:
-                    raise Unroutable(f"no queue handles {routing_key!r}: start its worker",
-                                     routing_key=routing_key, message_id=request_id) from exc
+                    raise unroutable_request(routing_key, request_id) from exc
                 except DeliveryError as exc:
                     raise Overloaded(f"the queue for {routing_key!r} is full",
                                      routing_key=routing_key, message_id=request_id) from exc
                 body, status = await future
         except TimeoutError as exc:
-            raise RequestTimeout(
-                f"no reply to {routing_key} {request_id} within {timeout:g}s"
-            ) from exc
+            raise request_timeout(routing_key, request_id, timeout) from exc
         finally:
             self._pending.forget(request_id)
         return decode_reply(body, status, reply_type)

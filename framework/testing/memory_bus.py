@@ -38,12 +38,12 @@ from pydantic import BaseModel
 
 from framework import names
 from framework.envelope import to_amqp
-from framework.errors import RequestTimeout, Unroutable
+from framework.errors import Unroutable
 from framework.idempotency import IdempotencyStore, MemoryStore
 from framework.keys import new_key
 from framework.messages import Command, Event, Message, is_command, require_kind
 from framework.outgoing import outgoing_envelope
-from framework.reply import PendingReplies, decode_reply
+from framework.reply import PendingReplies, decode_reply, request_timeout, unroutable_request
 from framework.settings import Settings
 from framework.testing.memory_broker import (
     MemoryBroker,
@@ -237,15 +237,10 @@ class MemoryBus:
                     await self._emit(command, key, correlation_id, None, None, timeout, None,
                                      reply_to=reply_to)
                 except Unroutable as exc:  # the same text as Bus.request
-                    raise Unroutable(
-                        f"no queue handles {command.type_name!r}: start its worker",
-                        routing_key=command.type_name, message_id=key,
-                    ) from exc
+                    raise unroutable_request(command.type_name, key) from exc
                 body, status = await self._await_reply(future, timeout)
         except TimeoutError as exc:
-            raise RequestTimeout(
-                f"no reply to {command.type_name} {key} within {timeout:g}s"
-            ) from exc
+            raise request_timeout(command.type_name, key, timeout) from exc
         finally:
             self._pending.forget(key)
         return decode_reply(body, status, reply_type)
