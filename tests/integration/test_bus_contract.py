@@ -319,11 +319,12 @@ async def test_late_reply_is_discarded(harness: Harness, queue_name: str) -> Non
 
 
 async def test_concurrent_requests_are_correlated(harness: Harness, queue_name: str) -> None:
-    """Concurrent requests each get their own reply, even when replies come out of order."""
+    """100 concurrent requests each get their own reply, even when replies come out of
+    order."""
     await harness.start(_pricing(queue_name))
-    skus = [f"s{'x' * (i % 5)}{i}" for i in range(30)]
+    skus = [f"s{'x' * (i % 7)}{i}" for i in range(100)]
     replies = await asyncio.gather(*(
-        harness.bus.request(GetQuote(sku=sku, delay=(30 - i) * 0.005), timeout=10,
+        harness.bus.request(GetQuote(sku=sku, delay=(100 - i) * 0.003), timeout=10,
                             reply_type=Quote)
         for i, sku in enumerate(skus)
     ))
