@@ -7,11 +7,11 @@ one place settlements are counted.
 
 from __future__ import annotations
 
-from enum import IntEnum
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from framework.breaker import BreakerState, CircuitBreaker
 from framework.settlement import Ack, DeadLetter, Reason, Retry, Settlement
 from framework.stats import SettlementObserver
 
@@ -25,12 +25,8 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 _UNTIMED = frozenset({Reason.INVALID, Reason.EXPIRED, Reason.DELIVERY_LIMIT})
 
 
-class BreakerState(IntEnum):
-    """Gauge values of `framework_breaker_state`."""
-
-    CLOSED = 0
-    HALF_OPEN = 1
-    OPEN = 2
+#: the value of `framework_breaker_state` for each breaker state
+BREAKER_GAUGE = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}
 
 
 class Metrics:
@@ -110,10 +106,26 @@ class Metrics:
             self.latency.labels(queue).observe(duration)
 
     def watch(self, worker: Worker) -> None:
-        """Count `worker`'s settlements and report its in-flight deliveries."""
+        """Count `worker`'s settlements, report its in-flight deliveries and follow the state
+        of each of its breakers (set on every transition)."""
         queue = worker.spec.queue
         worker.stats.observers.append(self.observer(queue))
         self.in_flight.labels(queue).set_function(lambda: worker.stats.in_flight)
+        for breaker in worker.breakers:
+            self.set_breaker_state(queue, breaker.name, breaker.state)
+
+            def on_transition(b: CircuitBreaker, _old: BreakerState, new: BreakerState,
+                              queue: str = queue) -> None:
+                self.set_breaker_state(queue, b.name, new)
+
+            breaker.add_listener(on_transition)
+
+    @staticmethod
+    def refresh_breakers(worker: Worker) -> None:
+        """Read each breaker's state: an open breaker whose reset timeout passed becomes
+        half-open only when read, and the transition then reaches the gauge."""
+        for breaker in worker.breakers:
+            _ = breaker.state
 
     def set_queue_stats(self, stats: QueueStats) -> None:
         """Update the depth gauges of one worker queue (unknown values are left as they were)."""
@@ -127,5 +139,5 @@ class Metrics:
             self.replicas.labels(q).set(stats.suggested_replicas)
 
     def set_breaker_state(self, queue: str, breaker: str, state: BreakerState) -> None:
-        """Report a circuit breaker's state (called by the breakers when they transition)."""
-        self.breaker.labels(queue, breaker).set(int(state))
+        """Report a circuit breaker's state (`watch` calls it on every transition)."""
+        self.breaker.labels(queue, breaker).set(BREAKER_GAUGE[state])

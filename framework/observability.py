@@ -34,6 +34,7 @@ async def serve_worker_probes(
     log = structlog.get_logger("framework.probes")
 
     async def refresh_depths() -> None:
+        metrics.refresh_breakers(worker)
         try:
             async with asyncio.timeout(DEPTH_REFRESH_TIMEOUT):
                 metrics.set_queue_stats(await bus.queue_stats(worker.spec.queue))
