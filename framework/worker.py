@@ -68,8 +68,8 @@ class Worker:
     idempotency_retention: ClassVar[float] = 7 * 24 * 3600.0
     shutdown_grace: ClassVar[float] = 30.0
     idempotency_lease: ClassVar[float | None] = None  # default: timeout + 30 s
-    ack_batch_size: ClassVar[int] = 256  # handled deliveries acked with one frame, at most
-    ack_max_delay: ClassVar[float] = 0.005  # seconds a handled delivery waits for its ack
+    ack_batch_size: ClassVar[int] = 512  # handled deliveries acked with one frame, at most
+    ack_max_delay: ClassVar[float] = 0.025  # seconds a handled delivery waits for its ack
     service: ClassVar[str | None] = None
     breakers: tuple[CircuitBreaker, ...] = ()
     publishes: ClassVar[tuple[type[Message], ...]] = ()  # documentation only (asyncapi, check)
@@ -96,7 +96,8 @@ class Worker:
         self._log = structlog.get_logger("framework.worker").bind(
             service=self._service, queue=self.spec.queue
         )
-        self._acks = AckCoalescer(max_batch=self.ack_batch_size, max_delay=self.ack_max_delay)
+        self._acks = AckCoalescer(max_batch=self.ack_batch_size, max_delay=self.ack_max_delay,
+                                  prefetch=self.spec.prefetch)
         self._deliveries: set[asyncio.Task[None]] = set()
         # deliveries whose handler is still running: the only ones shutdown may cancel
         # (settlement - confirmed move, then ack - is never interrupted)
