@@ -23,6 +23,7 @@ from framework import names
 from framework.delivery import Incoming
 from framework.envelope import Envelope, to_amqp
 from framework.errors import PublishFailed
+from framework.header_limits import bound_text, copyable
 from framework.settlement import Ack, DeadLetter, Retry, Settlement
 from framework.transport import MessagePublisher
 
@@ -85,26 +86,28 @@ async def apply_settlement(
     match settlement:
         case Ack():
             pass
-        case Retry(delay_ms=delay_ms, tier_ms=tier_ms, next_attempt=next_attempt, error=error):
-            headers = {**envelope.headers, names.ERROR: error}
-            retried = replace(envelope, attempt=next_attempt, headers=headers)
-            await publisher.publish(
-                to_amqp(retried, expiration_ms=delay_ms),
-                "",
-                names.retry_queue_name(queue, tier_ms),
-            )
+        case Retry(tier_ms=tier_ms):
+            await publisher.publish(retry_message(envelope, settlement), "",
+                                    names.retry_queue_name(queue, tier_ms))
         case DeadLetter():
             await publisher.publish(dead_letter_message(envelope, settlement, queue), "",
                                     names.dlq_name(queue))
     await ack(incoming)
 
 
+def retry_message(envelope: Envelope, settlement: Retry) -> aio_pika.Message:
+    """The retry copy: the next attempt, the last error in `fw-error`, expiring after the delay."""
+    headers = {**copyable(envelope.headers), names.ERROR: bound_text(settlement.error)}
+    retried = replace(envelope, attempt=settlement.next_attempt, headers=headers)
+    return to_amqp(retried, expiration_ms=settlement.delay_ms)
+
+
 def dead_letter_message(envelope: Envelope, settlement: DeadLetter, queue: str) -> aio_pika.Message:
     """The DLQ copy of a message: body and identity intact, the reason in `fw-` headers."""
     headers = {
-        **envelope.headers,
+        **copyable(envelope.headers),
         names.REASON: settlement.reason.value,
-        names.ERROR: settlement.error[:1000],
+        names.ERROR: bound_text(settlement.error),
         names.ATTEMPTS: settlement.attempts,
         names.ORIGINAL_QUEUE: queue,
         names.FAILED_AT: datetime.now(UTC).isoformat(timespec="milliseconds"),
