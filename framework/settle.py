@@ -15,6 +15,7 @@ import aio_pika
 from tenacity import (
     AsyncRetrying,
     retry_if_exception_type,
+    retry_if_not_exception_type,
     stop_after_attempt,
     wait_random_exponential,
 )
@@ -22,9 +23,9 @@ from tenacity import (
 from framework import names
 from framework.delivery import Incoming
 from framework.envelope import Envelope, to_amqp
-from framework.errors import PublishFailed
+from framework.errors import MessageRefused, PublishFailed
 from framework.header_limits import bound_text, copyable
-from framework.settlement import Ack, DeadLetter, Retry, Settlement
+from framework.settlement import Ack, DeadLetter, Reason, Retry, Settlement
 from framework.transport import MessagePublisher
 
 AckFn = Callable[[Incoming], Awaitable[None]]
@@ -52,11 +53,18 @@ async def settle_or_return(
         try:  # the common case: it works the first time, no retry machinery
             await apply_settlement(settlement, incoming, envelope, queue, publisher, ack)
             return
+        except MessageRefused as exc:  # resending the same copy cannot help
+            if isinstance(settlement, DeadLetter):
+                raise
+            settlement = _refused_retry(settlement, envelope, exc)
+            await apply_settlement(settlement, incoming, envelope, queue, publisher, ack)
+            return
         except PublishFailed:
             if attempts <= 1:
                 raise
         async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type(PublishFailed),
+            retry=retry_if_exception_type(PublishFailed)
+            & retry_if_not_exception_type(MessageRefused),
             stop=stop_after_attempt(attempts - 1),
             wait=wait_random_exponential(multiplier=0.5, max=5.0),
             reraise=True,
@@ -69,6 +77,14 @@ async def settle_or_return(
         with contextlib.suppress(Exception):  # a dead channel returns it to the queue anyway
             await incoming.nack(requeue=True)
         raise
+
+
+def _refused_retry(settlement: Settlement, envelope: Envelope, exc: MessageRefused) -> DeadLetter:
+    """The broker cannot take the retry copy (e.g. its headers are too large): dead-letter it,
+    saying why, rather than redeliver it until the delivery limit."""
+    last = settlement.error if isinstance(settlement, Retry) else ""
+    return DeadLetter(Reason.INVALID, bound_text(f"retry copy refused: {exc}; last error: {last}"),
+                      envelope.attempt)
 
 
 async def apply_settlement(
