@@ -98,8 +98,8 @@ async def test_keyless_messages_on_two_channels_are_dead_lettered_not_skipped(
 async def test_keyless_content_opt_in_handles_each_body_exactly_once(
     bus: Bus, worker_factory: Any, broker_admin: BrokerAdmin, queue_name: str, amqp_url: str
 ) -> None:
-    """With keyless = "content", two keyless bodies sent twice each (across two channels)
-    are handled once each; the repeats are absorbed as duplicates."""
+    """With keyless = "content", keyless bodies a, b, then c, a, b on a second channel are
+    handled once each; the repeats are absorbed as duplicates."""
     handled: list[str] = []
 
     class ContentKeyed(Worker):
@@ -114,11 +114,11 @@ async def test_keyless_content_opt_in_handles_each_body_exactly_once(
         await publish_keyless(amqp_url, queue_name, note_body(text), type_name=Note.type_name)
     await wait_until(lambda: len(handled) == 2)
     await first.stop()
-    second = await worker_factory(ContentKeyed)
-    for text in ("a", "b"):
+    second = await worker_factory(ContentKeyed)  # a new channel: delivery tags start at 1
+    for text in ("c", "a", "b"):
         await publish_keyless(amqp_url, queue_name, note_body(text), type_name=Note.type_name)
-    await wait_until(lambda: second.stats.duplicates == 2)
-    assert sorted(handled) == ["a", "b"]
+    await wait_until(lambda: second.stats.duplicates + second.stats.handled == 3)
+    assert sorted(handled) == ["a", "b", "c"] and second.stats.duplicates == 2
     assert await broker_admin.depth(names.dlq_name(queue_name)) == 0
 
 
