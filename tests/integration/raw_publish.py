@@ -7,7 +7,6 @@ always adds one). `publish_poisoned` sends a header table nested
 
 from __future__ import annotations
 
-
 import aiormq
 from pamqp import commands as spec
 from pamqp import encode
