@@ -9,8 +9,8 @@ import pytest
 from framework import names
 from framework.dead_letters import (
     dead_letter_attempts,
-    dead_letter_key,
     dead_letter_error,
+    dead_letter_key,
     dead_letter_reason,
     dead_lettered_at,
     describe,
