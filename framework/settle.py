@@ -53,11 +53,10 @@ async def settle_or_return(
         try:  # the common case: it works the first time, no retry machinery
             await apply_settlement(settlement, incoming, envelope, queue, publisher, ack)
             return
-        except MessageRefused as exc:  # resending the same copy cannot help
-            if isinstance(settlement, DeadLetter):
-                raise
-            settlement = _refused_retry(settlement, envelope, exc)
-            await apply_settlement(settlement, incoming, envelope, queue, publisher, ack)
+        except MessageRefused as exc:  # resending the same copy cannot help: a smaller one
+            settlement = _refused(settlement, envelope, exc)
+            await apply_settlement(settlement, incoming, replace(envelope, headers={}), queue,
+                                   publisher, ack)
             return
         except PublishFailed:
             if attempts <= 1:
@@ -79,11 +78,16 @@ async def settle_or_return(
         raise
 
 
-def _refused_retry(settlement: Settlement, envelope: Envelope, exc: MessageRefused) -> DeadLetter:
-    """The broker cannot take the retry copy (e.g. its headers are too large): dead-letter it,
-    saying why, rather than redeliver it until the delivery limit."""
-    last = settlement.error if isinstance(settlement, Retry) else ""
-    return DeadLetter(Reason.INVALID, bound_text(f"retry copy refused: {exc}; last error: {last}"),
+def _refused(settlement: Settlement, envelope: Envelope, exc: MessageRefused) -> DeadLetter:
+    """The broker cannot take the copy as it is: dead-letter it without the sender's headers
+    (the only part of a copy that can make it too large), saying why, rather than have it
+    redelivered until the delivery limit."""
+    if isinstance(settlement, DeadLetter):
+        reason, last = settlement.reason, settlement.error
+    else:
+        reason, last = Reason.INVALID, settlement.error if isinstance(settlement, Retry) else ""
+    note = f"copy refused by the broker, sent without the sender's headers: {exc}"
+    return DeadLetter(reason, bound_text(f"{note}; error: {last}" if last else note),
                       envelope.attempt)
 
 
