@@ -34,8 +34,9 @@ from tenacity import (
 
 from framework.errors import MessageRefused, Overloaded, PublishTimeout, Unroutable
 
-# Headers whose rough size stays below this fit in any frame (AMQP's smallest frame_max is
-# 4096): only larger ones are measured exactly before they are sent.
+# Headers whose rough size (an upper bound) stays below this fit in the header frame of any
+# connection with frame_max >= 8 KiB, whatever the other properties (RabbitMQ's default is
+# 128 KiB): only larger ones are measured exactly before they are sent.
 _SURELY_FITS = 2048
 
 
