@@ -33,6 +33,7 @@ KEYLESS_ERROR = (
 # Ranges of the framework's numeric headers; a value outside is never trusted or copied.
 MAX_ATTEMPT = 2**31 - 1
 MAX_DEADLINE_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last datetime
+MAX_ID_LENGTH = 255  # fw-causation-id, traceparent: ids (a message_id is at most 255 bytes)
 
 
 @dataclass(slots=True)
@@ -176,6 +177,14 @@ def from_amqp(incoming: Incoming, *, keyless: Keyless = "reject",
                    f"in 1..{max_attempt}: counted as attempt 1",)
     deadline_ms, deadline_problem = _deadline(headers)
     invalid = invalid or deadline_problem
+    causation_id = _text(headers.get(names.CAUSATION_ID))
+    traceparent = _text(headers.get(names.TRACEPARENT))
+    if len(causation_id or "") > MAX_ID_LENGTH or len(traceparent or "") > MAX_ID_LENGTH:
+        # they are copied into everything this delivery leads to: never let them grow
+        ignored = (*ignored, f"{names.CAUSATION_ID} or {names.TRACEPARENT} longer than "
+                             f"{MAX_ID_LENGTH} characters: dropped")
+        causation_id = causation_id if len(causation_id or "") <= MAX_ID_LENGTH else None
+        traceparent = traceparent if len(traceparent or "") <= MAX_ID_LENGTH else None
     user_headers = (_NO_HEADERS if headers.keys() <= _OWN_HEADERS
                     else {k: v for k, v in headers.items() if k not in _OWN_HEADERS})
     message_id = incoming.message_id
@@ -189,12 +198,12 @@ def from_amqp(incoming: Incoming, *, keyless: Keyless = "reject",
         type=incoming.type or "",
         body=incoming.body,
         correlation_id=incoming.correlation_id or message_id,
-        causation_id=_text(headers.get(names.CAUSATION_ID)),
+        causation_id=causation_id,
         attempt=attempt,
         deadline_ms=deadline_ms,
         timestamp=timestamp,
         app_id=incoming.app_id,
-        traceparent=_text(headers.get(names.TRACEPARENT)),
+        traceparent=traceparent,
         reply_to=incoming.reply_to,
         headers=user_headers,
         invalid=invalid,

@@ -189,3 +189,13 @@ def test_encode_body_is_model_dump_json() -> None:
 
     message = Rich(when=datetime(2026, 11, 27, tzinfo=UTC), aliasedName=3, tags=["ü"])
     assert encode_body(message) == message.model_dump_json().encode()
+
+
+def test_overlong_causation_and_trace_ids_are_dropped() -> None:
+    """A 100 KB fw-causation-id or traceparent is dropped (noted), never propagated."""
+    raw = aio_pika.Message(b"{}", message_id="k",
+                           headers={names.CAUSATION_ID: "c" * 100_000,
+                                    names.TRACEPARENT: "00-" + "a" * 32 + "-" + "b" * 16 + "-01"})
+    env = from_amqp(_incoming(raw))
+    assert env.causation_id is None and env.traceparent is not None
+    assert len(env.ignored) == 1 and names.CAUSATION_ID in env.ignored[0]
