@@ -15,6 +15,7 @@ from tenacity import (
 from framework.errors import BrokerUnavailable
 from framework.robust import JitteredRobustConnection
 from framework.urls import mask_text, mask_url
+from framework.wire_guard import install as install_wire_guard
 
 _RETRYABLE = (*CONNECTION_EXCEPTIONS, TimeoutError)
 
@@ -29,8 +30,10 @@ async def open_connection(
 ) -> AbstractRobustConnection:
     """Connect to `url` (amqp:// or amqps://), retrying `attempts` times with jittered backoff.
 
-    Once connected, aio-pika's robust connection reconnects by itself.
+    Once connected, aio-pika's robust connection reconnects by itself. Header tables on
+    it are decoded depth-bounded (`wire_guard`): a poisoned frame cannot kill it.
     """
+    install_wire_guard()
     try:
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type(_RETRYABLE),

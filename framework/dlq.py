@@ -23,7 +23,7 @@ from aio_pika.abc import (
 )
 
 from framework import names
-from framework.dead_letters import DeadLetter, describe, replay_headers
+from framework.dead_letters import DeadLetter, dead_letter_key, describe, replay_headers
 from framework.errors import UnknownQueue
 from framework.publisher import Publisher
 
@@ -36,7 +36,7 @@ class Selection:
     key: str | None = None
 
     def wants(self, message: AbstractIncomingMessage) -> bool:
-        return self.key is None or message.message_id == self.key
+        return self.key is None or _key(message) == self.key
 
     def full(self, taken: int) -> bool:
         return self.limit is not None and taken >= self.limit
@@ -74,6 +74,10 @@ async def depth(connection: AbstractRobustConnection, queue: str) -> int:
         return _depth(dlq)
 
 
+def _key(message: AbstractIncomingMessage) -> str:
+    return dead_letter_key(message.message_id, message.type, message.body)
+
+
 def _describe(message: AbstractIncomingMessage) -> DeadLetter:
     return describe(message_id=message.message_id, type_=message.type,
                     correlation_id=message.correlation_id, headers=dict(message.headers or {}),
@@ -97,17 +101,23 @@ async def browse(connection: AbstractRobustConnection, queue: str,
 
 
 def replay_message(message: AbstractIncomingMessage) -> aio_pika.Message:
-    """The copy sent back to `Q`: same key, body, type and correlation; attempt reset to 1."""
+    """The copy sent back to `Q`: same key, body, type and correlation; attempt reset to 1.
+
+    A message without message_id (only the broker's own dead-lettering leaves one) is
+    replayed under its content key, marked `fw-key-origin: content`: handled once, however
+    often it is replayed, where replaying it keyless would only dead-letter it again."""
+    headers = replay_headers(dict(message.headers or {}))
+    if not message.message_id:
+        headers[names.KEY_ORIGIN] = "content"
     return aio_pika.Message(
         body=message.body,
-        # the publisher insists on a message_id; a keyless message gets the worker's fallback
-        message_id=message.message_id or f"no-id-{message.delivery_tag}",
+        message_id=_key(message),
         correlation_id=message.correlation_id,
         type=message.type,
         content_type=message.content_type or names.CONTENT_TYPE,
         timestamp=message.timestamp or datetime.now(UTC),
         app_id=message.app_id,
-        headers=replay_headers(dict(message.headers or {})),
+        headers=headers,
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
     )
 

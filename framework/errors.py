@@ -37,6 +37,12 @@ class Overloaded(PublishFailed):
         self.queue = queue
 
 
+class MessageRefused(PublishFailed):
+    """The broker cannot take this message as it is (its header frame is larger than the
+    connection's frame_max, or the broker closed the channel over it twice): resending the
+    same message cannot help, so it is not retried."""
+
+
 class PublishTimeout(PublishFailed):
     """The broker did not confirm in time (e.g. a memory alarm blocked publishing)."""
 

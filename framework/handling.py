@@ -47,6 +47,7 @@ class HandlingPolicy:
     lease: float
     retention: float
     clock_skew: float = 1.0
+    max_body_bytes: int = 1024 * 1024
 
 
 def now_ms() -> int:
@@ -65,13 +66,14 @@ async def process(
     Order: decode, claim the key (a duplicate is acked even past its deadline), check the
     deadline, run the handler, then mark the key done (success) or release it (failure).
     An unavailable store defers the message (no attempt burned) rather than guessing.
+    A delivery whose envelope is unusable (no key, forged deadline, poisoned headers) or
+    whose body is over `max_body_bytes` is invalid before anything is claimed or parsed.
     """
-    message_type = policy.message_types.get(envelope.type)
-    if message_type is None:
-        known = ", ".join(sorted(policy.message_types))
-        return Invalid(f"unknown message type {envelope.type!r} (this queue handles: {known})")
+    unusable = _unusable(envelope, policy)
+    if unusable is not None:
+        return unusable
     try:
-        message = decode_body(envelope, message_type)
+        message = decode_body(envelope, policy.message_types[envelope.type])
     except InvalidMessage as exc:
         return Invalid(str(exc))
 
@@ -102,6 +104,24 @@ async def process(
     else:
         await _release(store, policy.queue, envelope.message_id)
     return outcome
+
+
+def _unusable(envelope: Envelope, policy: HandlingPolicy) -> Invalid | None:
+    """Why a delivery is invalid before its key is claimed or its body parsed (None: fine)."""
+    if envelope.ignored:
+        _log.warning("delivery.header_ignored", problems=list(envelope.ignored))
+    if envelope.invalid is not None:
+        return Invalid(envelope.invalid)
+    if len(envelope.body) > policy.max_body_bytes:
+        return Invalid(
+            f"body is {len(envelope.body)} bytes, over this worker's max_body_bytes="
+            f"{policy.max_body_bytes}: send large payloads by reference (claim check: store "
+            "the blob elsewhere, send its location)"
+        )
+    if envelope.type not in policy.message_types:
+        known = ", ".join(sorted(policy.message_types))
+        return Invalid(f"unknown message type {envelope.type!r} (this queue handles: {known})")
+    return None
 
 
 async def _release(store: IdempotencyStore, queue: str, key: str) -> None:

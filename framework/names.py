@@ -17,6 +17,7 @@ ATTEMPTS = "fw-attempts"
 ORIGINAL_QUEUE = "fw-queue"
 FAILED_AT = "fw-failed-at"
 TRACEPARENT = "traceparent"
+KEY_ORIGIN = "fw-key-origin"  # "content": message_id derived from the body (none was sent)
 IN_REPLY_TO = "fw-in-reply-to"
 REPLY_STATUS = "fw-reply-status"
 DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"

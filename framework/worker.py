@@ -22,7 +22,7 @@ from framework.breaker_gate import BreakerGate
 from framework.consumer import Consumer
 from framework.context import Context
 from framework.delivery import Incoming
-from framework.envelope import Envelope, from_amqp
+from framework.envelope import Envelope, Keyless, from_amqp
 from framework.errors import ConfigurationError, FrameworkError
 from framework.handling import HandlingPolicy, process
 from framework.logs import bind_delivery, unbind_delivery
@@ -73,6 +73,8 @@ class Worker:
     service: ClassVar[str | None] = None
     breakers: tuple[CircuitBreaker, ...] = ()
     publishes: ClassVar[tuple[type[Message], ...]] = ()  # documentation only (asyncapi, check)
+    max_body_bytes: ClassVar[int] = 1024 * 1024  # larger bodies are dead-lettered unparsed
+    keyless: ClassVar[Keyless] = "reject"  # no message_id: "reject" (invalid) or "content"
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -92,6 +94,7 @@ class Worker:
             lease=self.spec.lease,
             retention=self.spec.retention,
             clock_skew=bus.settings.clock_skew_tolerance,
+            max_body_bytes=self.spec.max_body_bytes,
         )
         self._log = structlog.get_logger("framework.worker").bind(
             service=self._service, queue=self.spec.queue
@@ -234,7 +237,8 @@ class Worker:
         me = asyncio.current_task()
         if me is None:  # pragma: no cover - deliveries always arrive in a task
             return
-        envelope = from_amqp(incoming)
+        envelope = from_amqp(incoming, keyless=self.spec.keyless,
+                             max_attempt=self.spec.policy.max_attempts)
         bound = bind_delivery({
             "service": self._service,
             "queue": self.spec.queue,

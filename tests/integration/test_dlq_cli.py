@@ -175,3 +175,38 @@ def test_unknown_queue_is_one_error_line(amqp_url: str, command: tuple[str, ...]
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip().splitlines() == [
         f"error: unknown queue '{name}': it has no dead-letter queue '{name}.dlq'"]
+
+
+async def test_keyless_dlq_messages_are_listed_and_replayed_under_their_content_key(
+    amqp_url: str, bus: Bus, worker_factory: Any, broker_admin: BrokerAdmin, queue_name: str
+) -> None:
+    """Two DLQ messages without message_id (as the broker's own dead-lettering leaves them)
+    are listed under distinct content keys, replayed one by --key, then all: each body is
+    handled once, and a second copy of a replayed body is absorbed as a duplicate."""
+    from tests.integration.raw_publish import publish_keyless
+
+    handled: Counter[str] = Counter()
+
+    class Replayed(Worker):
+        queue = queue_name
+
+        async def handle(self, msg: Job, ctx: Context) -> None:
+            handled[msg.job_id] += 1
+
+    await bus.declare(Replayed)
+    dlq = names.dlq_name(queue_name)
+    for job in ("j1", "j2", "j1"):
+        body = json.dumps({"job_id": job}).encode()
+        await publish_keyless(amqp_url, dlq, body, type_name=Job.type_name)
+    rows = await cli_json(amqp_url, "dlq", "list", queue_name, "--json")
+    keys = [row["key"] for row in rows]
+    assert len(set(keys)) == 2 and keys[0] == keys[2]
+    assert all(key.startswith("fw-content-") for key in keys)
+    result = await cli(amqp_url, "dlq", "replay", queue_name, "--key", keys[1])
+    assert "replayed 1 message" in result.stdout, result.stderr
+    result = await cli(amqp_url, "dlq", "replay", queue_name)
+    assert "replayed 2 messages" in result.stdout, result.stderr
+    worker = await worker_factory(Replayed)
+    await wait_until(lambda: worker.stats.handled + worker.stats.duplicates == 3)
+    assert handled == Counter({"j1": 1, "j2": 1}) and worker.stats.duplicates == 1
+    assert await broker_admin.depth(dlq) == 0

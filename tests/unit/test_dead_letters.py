@@ -10,6 +10,7 @@ from framework import names
 from framework.dead_letters import (
     dead_letter_attempts,
     dead_letter_error,
+    dead_letter_key,
     dead_letter_reason,
     dead_lettered_at,
     describe,
@@ -96,3 +97,16 @@ def test_replay_headers_reset_attempt_and_drop_death_details() -> None:
                names.TRACEPARENT: "00-abc", names.CAUSATION_ID: "parent", "custom": "kept"}
     assert replay_headers(headers) == {names.ATTEMPT: 1, names.TRACEPARENT: "00-abc",
                                        names.CAUSATION_ID: "parent", "custom": "kept"}
+
+
+def test_keyless_dead_letter_is_known_by_its_content_key() -> None:
+    """A DLQ message without message_id is listed under a stable content key (never a
+    delivery tag); one with a message_id under that id."""
+    from framework.keys import content_key
+
+    letter = describe(message_id=None, type_="t", correlation_id=None, headers={},
+                      timestamp=None, body=b"{}")
+    assert letter.key == content_key("t", b"{}")
+    assert dead_letter_key(None, "t", b"{}") == dead_letter_key(None, "t", b"{}")
+    assert dead_letter_key(None, "t", b"{}") != dead_letter_key(None, "t", b"[]")
+    assert dead_letter_key("mine", "t", b"{}") == "mine"
