@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 
 from framework import Bus, Command, Context, Worker
@@ -51,3 +52,39 @@ def test_send_count_invalid_body_is_one_line(amqp_url: str) -> None:
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "error: tests.ops.Job: field 'job_id': Field required"]
+
+
+async def test_send_count_failure_names_each_unconfirmed_key(
+    amqp_url: str, bus: Bus, broker_admin: BrokerAdmin, queue_name: str
+) -> None:
+    """A full queue refuses most copies: one error line names exactly the keys not in the
+    queue, with their fate, and how to send them again under the same keys."""
+    load_type = Load.type_name
+
+    class Bounded(Worker):
+        queue = queue_name
+        max_queue_length = 2
+
+        async def handle(self, msg: Load, ctx: Context) -> None:  # pragma: no cover
+            pass
+
+    await bus.declare(Bounded)
+    try:
+        result = await asyncio.to_thread(
+            framework, amqp_url, "send", load_type, '{"job_id": "x"}', "--count", "30",
+            "--key", "full", "--module", "tests.integration.ops_service",
+            env={"OPS_TYPE": load_type})
+        assert result.returncode == 1, result.stderr
+        (line,) = [ln for ln in result.stderr.splitlines() if ln.startswith("error:")]
+        queued = {m.message_id for m in await broker_admin.drain(queue_name)}
+        reported: set[str] = set()
+        for first, last in re.findall(r"full-(\d+)(?: \.\. full-(\d+))?",
+                                      line.split("; first error:")[0]):
+            reported |= {f"full-{n}" for n in range(int(first), int(last or first) + 1)}
+        assert queued | reported == {f"full-{n}" for n in range(1, 31)}
+        # quorum queues admit a few pipelined publishes past x-max-length
+        assert not queued & reported and len(queued) >= 2 and reported
+        assert f"{len(reported)} of 30 x {load_type} not confirmed" in line
+        assert "Overloaded: " in line and "--key full" in line
+    finally:
+        await broker_admin.delete_worker_queues(queue_name, Bounded(bus).spec.policy.tiers_ms())
