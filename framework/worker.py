@@ -107,6 +107,7 @@ class Worker:
         self._stopped = asyncio.Event()
         self._started = False
         self._consumer: Consumer | None = None  # while running (tests and debugging look)
+        self._watchdog: asyncio.Task[None] | None = None  # keeps the subscription: `alive`
 
     async def handle(self, msg: Any, ctx: Context) -> Any:
         """Handle one message. Raise `PermanentError` to dead-letter it; anything else retries."""
@@ -136,7 +137,7 @@ class Worker:
                 gate = asyncio.create_task(
                     BreakerGate(self.breakers, consumer, self.spec.prefetch, self.spec.queue).run()
                 )
-            watchdog = asyncio.create_task(self._keep_subscribed(consumer))
+            watchdog = self._watchdog = asyncio.create_task(self._keep_subscribed(consumer))
             self._log.info("worker.consuming", prefetch=self.spec.prefetch)
             ready.set_result(None)
             await self._stop_requested.wait()
@@ -198,6 +199,22 @@ class Worker:
         if ready is None or not ready.done() or ready.cancelled() or ready.exception():
             return False
         return not self._stop_requested.is_set()
+
+    @property
+    def receiving(self) -> bool:
+        """`consuming` and subscribed: False while a lost subscription (reopened channel,
+        consumer cancelled by the broker) is not restored yet. The broker side of `/readyz`
+        (with the bus's connections being up)."""
+        consumer = self._consumer
+        return self.consuming and consumer is not None and not consumer.resubscribe_needed.is_set()
+
+    @property
+    def alive(self) -> bool:
+        """False once the run loop has ended or its subscription keeper died: the process is
+        stuck and a restart helps (`/healthz`). A broker that is away does not make it
+        False: the worker reconnects and resubscribes by itself."""
+        watchdog = self._watchdog
+        return not self._stopped.is_set() and (watchdog is None or not watchdog.done())
 
     def _ready_future(self) -> asyncio.Future[None]:
         if self._ready is None:
