@@ -61,14 +61,14 @@ async def test_readyz_follows_broker_reachability_and_healthz_stays_alive(
                     proxy.refusing = False
                     await within(30, lambda: _is(status("/readyz"), 200))
                     assert await status("/healthz") == 200
-                    await broker_admin.publish_raw(queue_name, b'{"job_id": "after"}',
-                                                   type=Job.type_name, message_id="after")
+                    await broker_admin.publish_raw(
+                        queue_name, b'{"job_id": "after"}', type=Job.type_name, message_id="after"
+                    )
                     await asyncio.wait_for(handled.wait(), 20)
             finally:
                 await worker.stop()
                 await run
-                await broker_admin.delete_worker_queues(queue_name,
-                                                        worker.spec.policy.tiers_ms())
+                await broker_admin.delete_worker_queues(queue_name, worker.spec.policy.tiers_ms())
 
 
 async def _is(status: Awaitable[int], expected: int) -> bool:

@@ -57,12 +57,15 @@ async def test_results_name_each_failed_key_and_resending_them_duplicates_nothin
     commands: list[Command] = [*fills[:3], Orphan(), *fills[3:], Orphan()]
     keys = [f"{queue_name}-{i}" for i in range(len(commands))]
     with pytest.raises(SendManyFailed) as caught:
-        await harness.bus.send_many(commands, idempotency_keys=keys, window=1,
-                                    stop_on_failure=False)
+        await harness.bus.send_many(
+            commands, idempotency_keys=keys, window=1, stop_on_failure=False
+        )
     results = caught.value.results
     assert [r.key for r in results] == keys
     assert [r.fate for r in results if isinstance(commands[r.index], Orphan)] == [
-        "Unroutable", "Unroutable"]
+        "Unroutable",
+        "Unroutable",
+    ]
     fill_fates = [r.fate for r in results if isinstance(commands[r.index], Fill)]
     confirmed = fill_fates.count("confirmed")
     assert confirmed in (3, 4)  # 3.10 quorum queues may admit one past x-max-length
@@ -71,8 +74,9 @@ async def test_results_name_each_failed_key_and_resending_them_duplicates_nothin
     worker = await harness.start(Bounded)
     await harness.settle(worker)
     again = [r for r in caught.value.unconfirmed if isinstance(commands[r.index], Fill)]
-    resent = await harness.bus.send_many([commands[r.index] for r in again],
-                                         idempotency_keys=[r.key for r in again])
+    resent = await harness.bus.send_many(
+        [commands[r.index] for r in again], idempotency_keys=[r.key for r in again]
+    )
     assert resent == [r.key for r in again]
     await harness.settle(worker)
     fill_keys = [k for k, c in zip(keys, commands, strict=True) if isinstance(c, Fill)]
@@ -87,6 +91,8 @@ async def test_stops_at_first_failure_and_marks_the_rest_not_sent(harness: Harne
         await harness.bus.send_many([Orphan() for _ in keys], idempotency_keys=keys, window=1)
     assert isinstance(caught.value, SendManyFailed)
     assert [(r.key, r.fate) for r in caught.value.results] == [
-        ("orphan-0", "Unroutable"), *((k, "not-sent") for k in keys[1:])]
+        ("orphan-0", "Unroutable"),
+        *((k, "not-sent") for k in keys[1:]),
+    ]
     assert [r.key for r in caught.value.unconfirmed] == keys
     assert not isinstance(caught.value, Overloaded)

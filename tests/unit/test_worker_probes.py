@@ -30,4 +30,3 @@ async def test_alive_and_receiving_while_running_neither_once_stopped() -> None:
         await worker.stop()
         await run
         assert (worker.alive, worker.receiving) == (False, False)
-
