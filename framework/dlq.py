@@ -75,8 +75,11 @@ async def depth(connection: AbstractRobustConnection, queue: str) -> int:
 
 
 def _describe(message: AbstractIncomingMessage) -> DeadLetter:
+    # x-delivery-count is the DLQ's own count of deliveries, i.e. of browses: not shown, so
+    # browsing does not change what `list` and `show` print
+    headers = {k: v for k, v in (message.headers or {}).items() if k != names.X_DELIVERY_COUNT}
     return describe(message_id=message.message_id, type_=message.type,
-                    correlation_id=message.correlation_id, headers=dict(message.headers or {}),
+                    correlation_id=message.correlation_id, headers=headers,
                     timestamp=message.timestamp, body=message.body)
 
 
