@@ -127,11 +127,13 @@ class AckCoalescer:
     async def close(self) -> None:
         """Flush what is left and stop the background flusher (call before closing the
         channel)."""
-        await self.flush()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        try:
+            await self.flush()
+        finally:  # also when a bounded shutdown cuts the flush short: no flusher left behind
+            if self._task is not None:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
 
 
 async def _send(channel: Any, plan: AckPlan) -> None:

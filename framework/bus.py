@@ -6,7 +6,6 @@ resource alarm cannot stall the consumers' acks.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from types import TracebackType
@@ -28,6 +27,7 @@ from framework.messages import Command, Event, Message, is_command, require_kind
 from framework.outgoing import outgoing_envelope
 from framework.publisher import Publisher
 from framework.request_reply import RequestClient
+from framework.send_batch import raise_for_failures, send_batch
 from framework.send_retry import RetryOnOverload
 from framework.settings import Settings
 from framework.topology import EXCHANGES, Topology
@@ -257,34 +257,27 @@ class Bus:
         idempotency_keys: Sequence[str] | None = None,
         window: int = 256,
         timeout: float | None = None,
+        stop_on_failure: bool = True,
     ) -> list[str]:
         """Send many commands with up to `window` unconfirmed at a time (pipelined confirms).
 
-        Returns the keys in order once every command is confirmed; the first failure is
-        raised after the in-flight sends finish (commands after it are not sent).
+        Returns the keys in order once every command is confirmed. Otherwise raises
+        `SendManyFailed` (also an `Unroutable`/`Overloaded`/`PublishTimeout` like its first
+        failure) after the in-flight sends finish; its `results` give each key and fate and
+        `unconfirmed` what to send again with the same keys. With `stop_on_failure` (the
+        default) no new send starts after a failure: those are `not-sent`.
         """
-        if idempotency_keys is not None and len(idempotency_keys) != len(commands):
-            raise ValueError("idempotency_keys must match commands one to one")
+        for command in commands:
+            require_kind(command, command=True, verb="send")
         keys = list(idempotency_keys) if idempotency_keys is not None else [
             new_key() for _ in commands]
-        failure: list[BaseException] = []
-        position = iter(range(len(commands)))
 
-        async def lane() -> None:
-            for index in position:
-                if failure:
-                    return
-                try:
-                    await self.send(commands[index], idempotency_key=keys[index],
-                                    timeout=timeout)
-                except Exception as exc:
-                    failure.append(exc)
-                    return
+        async def one(command: Command, key: str) -> str:
+            return await self.send(command, idempotency_key=key, timeout=timeout)
 
-        await asyncio.gather(*(lane() for _ in range(max(1, min(window, len(commands))))))
-        if failure:
-            raise failure[0]
-        return keys
+        results = await send_batch(one, commands, keys, window=window,
+                                   stop_on_failure=stop_on_failure)
+        return raise_for_failures(results)
 
     async def publish(
         self,

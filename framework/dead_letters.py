@@ -97,11 +97,16 @@ def _int(value: Any) -> int | None:
 
 
 def dead_letter_attempts(headers: Mapping[str, Any]) -> int | None:
-    """Attempts made: `fw-attempts`, else the quorum queue's delivery count, else `fw-attempt`."""
-    for key in (names.ATTEMPTS, "x-delivery-count", names.ATTEMPT):
+    """Attempts made: `fw-attempts` (the framework dead-lettered it), else `fw-attempt` (the
+    attempt a broker dead-lettered message was on), else None.
+
+    Never `x-delivery-count`: a message read from the DLQ carries the DLQ's own count, which
+    every browse (get, then returned on channel close) raises by one.
+    """
+    for key in (names.ATTEMPTS, names.ATTEMPT):
         value = _int(headers.get(key))
         if value is not None:
-            return value + 1 if key == "x-delivery-count" else value
+            return value
     return None
 
 

@@ -79,8 +79,11 @@ def _key(message: AbstractIncomingMessage) -> str:
 
 
 def _describe(message: AbstractIncomingMessage) -> DeadLetter:
+    # x-delivery-count is the DLQ's own count of deliveries, i.e. of browses: not shown, so
+    # browsing does not change what `list` and `show` print
+    headers = {k: v for k, v in (message.headers or {}).items() if k != names.X_DELIVERY_COUNT}
     return describe(message_id=message.message_id, type_=message.type,
-                    correlation_id=message.correlation_id, headers=dict(message.headers or {}),
+                    correlation_id=message.correlation_id, headers=headers,
                     timestamp=message.timestamp, body=message.body)
 
 
@@ -162,8 +165,32 @@ async def _require_queue(connection: AbstractRobustConnection, queue: str) -> No
         raise UnknownQueue(f"unknown queue {queue!r}: nothing to replay into") from exc
 
 
-async def purge(connection: AbstractRobustConnection, queue: str) -> int:
-    """Delete every message in `Q.dlq`; returns how many were removed."""
+PURGE_CHUNK = 500  # deliveries taken before one multiple ack deletes them
+
+
+async def purge(connection: AbstractRobustConnection, queue: str,
+                count: int | None = None) -> int:
+    """Delete the `count` oldest messages of `Q.dlq` (every one if None); returns how many.
+
+    With a count, exactly those are deleted (taken with basic.get, acked in chunks), so
+    messages dead-lettered after the operator counted them stay; fewer are deleted only if
+    someone else took some meanwhile.
+    """
     async with _open(connection, queue) as dlq:
-        result = await dlq.purge()
-        return int(result.message_count or 0)
+        if count is None:
+            result = await dlq.purge()
+            return int(result.message_count or 0)
+        removed = 0
+        dry = False
+        while removed < count and not dry:
+            last: AbstractIncomingMessage | None = None
+            for _ in range(min(PURGE_CHUNK, count - removed)):
+                message = await dlq.get(no_ack=False, fail=False)
+                if message is None:
+                    dry = True
+                    break
+                last = message
+                removed += 1
+            if last is not None:
+                await last.ack(multiple=True)
+        return removed

@@ -22,6 +22,7 @@ IN_REPLY_TO = "fw-in-reply-to"
 REPLY_STATUS = "fw-reply-status"
 DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
 X_DEATH = "x-death"
+X_DELIVERY_COUNT = "x-delivery-count"  # set by quorum queues on each delivery (not ours)
 
 
 def dlq_name(queue: str) -> str:

@@ -29,7 +29,13 @@ class Settings(BaseSettings):
     connect_timeout: float = Field(default=5.0, gt=0)
     publish_timeout: float = Field(default=10.0, gt=0)
     heartbeat: int = Field(default=15, ge=0)
-    shutdown_grace: float = Field(default=30.0, ge=0)
+    shutdown_grace: float | None = Field(
+        default=None,
+        ge=0,
+        description="Seconds a stopping worker gives in-flight work (FRAMEWORK_SHUTDOWN_GRACE); "
+        "overrides every Worker.shutdown_grace when set. Closing adds at most "
+        "framework.shutdown.CLOSE_MARGIN seconds.",
+    )
     clock_skew_tolerance: float = Field(
         default=1.0,
         ge=0,

@@ -39,6 +39,7 @@ from framework.settlement import (
     Settlement,
     decide,
 )
+from framework.shutdown import ShutdownBudget, within
 from framework.stats import WorkerStats
 from framework.worker_spec import WorkerSpec, build_spec, check_spelling
 
@@ -111,6 +112,8 @@ class Worker:
         self._stopped = asyncio.Event()
         self._started = False
         self._consumer: Consumer | None = None  # while running (tests and debugging look)
+        self._watchdog: asyncio.Task[None] | None = None  # keeps the subscription: `alive`
+        self.shutdown: ShutdownBudget | None = None  # from the stop request on
 
     async def handle(self, msg: Any, ctx: Context) -> Any:
         """Handle one message. Raise `PermanentError` to dead-letter it; anything else retries."""
@@ -140,24 +143,27 @@ class Worker:
                 gate = asyncio.create_task(
                     BreakerGate(self.breakers, consumer, self.spec.prefetch, self.spec.queue).run()
                 )
-            watchdog = asyncio.create_task(self._keep_subscribed(consumer))
+            watchdog = self._watchdog = asyncio.create_task(self._keep_subscribed(consumer))
             self._log.info("worker.consuming", prefetch=self.spec.prefetch)
             ready.set_result(None)
             await self._stop_requested.wait()
+            self.shutdown = ShutdownBudget.start(self.grace)
             await _cancel(gate)
             await _cancel(watchdog)
-            await self._drain(consumer)
+            await self._drain(consumer, self.shutdown)
         except BaseException as exc:
             if not ready.done():
                 failure = exc if isinstance(exc, Exception) else FrameworkError("run cancelled")
                 ready.set_exception(failure)
             raise
         finally:
+            budget = self.shutdown or ShutdownBudget.start(0.0)  # cancelled: no grace
             await _cancel(gate)
             await _cancel(watchdog)
-            await self._cancel_remaining()
-            await self._acks.close()
-            await _close_channel(channel, self._log)
+            await self._cancel_remaining(budget)
+            await within(self._acks.close(), budget.closing_remaining(), self._log,
+                         "worker.ack_flush_failed")
+            await _close_channel(channel, self._log, budget.closing_remaining())
             self._stopped.set()
             self._log.info("worker.stopped", **self.stats.as_dict())
 
@@ -203,30 +209,58 @@ class Worker:
             return False
         return not self._stop_requested.is_set()
 
+    @property
+    def receiving(self) -> bool:
+        """`consuming` and subscribed: False while a lost subscription (reopened channel,
+        consumer cancelled by the broker) is not restored yet. The broker side of `/readyz`
+        (with the bus's connections being up)."""
+        consumer = self._consumer
+        return self.consuming and consumer is not None and not consumer.resubscribe_needed.is_set()
+
+    @property
+    def alive(self) -> bool:
+        """False once the run loop has ended or its subscription keeper died: the process is
+        stuck and a restart helps (`/healthz`). A broker that is away does not make it
+        False: the worker reconnects and resubscribes by itself."""
+        watchdog = self._watchdog
+        return not self._stopped.is_set() and (watchdog is None or not watchdog.done())
+
     def _ready_future(self) -> asyncio.Future[None]:
         if self._ready is None:
             self._ready = asyncio.get_running_loop().create_future()
         return self._ready
 
-    async def _drain(self, consumer: Consumer) -> None:
-        self._log.info("worker.draining", in_flight=len(self._deliveries))
+    @property
+    def grace(self) -> float:
+        """Seconds a stop may spend on in-flight work: `FRAMEWORK_SHUTDOWN_GRACE` (settings)
+        if set, else the class's `shutdown_grace`. Closing adds at most `CLOSE_MARGIN`."""
+        configured = self.bus.settings.shutdown_grace
+        return self.spec.shutdown_grace if configured is None else configured
+
+    async def _drain(self, consumer: Consumer, budget: ShutdownBudget) -> None:
+        self._log.info("worker.draining", in_flight=len(self._deliveries),
+                       grace_s=budget.grace)
         try:
-            async with asyncio.timeout(CHANNEL_OP_BOUND):
+            async with asyncio.timeout(min(CHANNEL_OP_BOUND, budget.remaining())):
                 await consumer.pause()
         except Exception as exc:  # channel already gone: deliveries return to the queue anyway
             self._log.warning("worker.cancel_failed", error=repr(exc))
         if self._deliveries:
-            await asyncio.wait(set(self._deliveries), timeout=self.spec.shutdown_grace)
+            await asyncio.wait(set(self._deliveries), timeout=budget.remaining())
 
-    async def _cancel_remaining(self) -> None:
-        """Cancel handlers past the grace period (unacked: they return to the queue); let
-        deliveries already settling finish."""
-        pending = [t for t in self._handling_now if t is not None and not t.done()]
+    async def _cancel_remaining(self, budget: ShutdownBudget) -> None:
+        """Past the grace, cancel every delivery still running, handling or settling: it is
+        not acked and returns to the queue (a move confirmed but not acked is a duplicate
+        the idempotency store absorbs). Never acks what was not handled."""
+        pending = [t for t in self._deliveries if not t.done()]
+        handling = sum(1 for t in pending if t in self._handling_now)
         for task in pending:
             task.cancel()
         if pending:
-            self._log.warning("worker.cancelled_in_flight", count=len(pending))
-        await asyncio.gather(*self._deliveries, return_exceptions=True)
+            self._log.warning("worker.cancelled_in_flight", count=len(pending),
+                              handling=handling, settling=len(pending) - handling,
+                              hint="not acked: the broker delivers them again")
+            await asyncio.wait(pending, timeout=budget.closing_remaining())
 
     # ---- one delivery -----------------------------------------------------------------
 
@@ -326,12 +360,12 @@ class Worker:
             self._log.warning("request.reply_failed", error=repr(exc))
 
 
-async def _close_channel(channel: AbstractChannel | None, log: Any) -> None:
+async def _close_channel(channel: AbstractChannel | None, log: Any, bound: float) -> None:
     """Close the consuming channel, bounded: a closed bus must not hang `stop()`."""
     if channel is None or channel.is_closed:
         return
     try:
-        async with asyncio.timeout(CHANNEL_OP_BOUND):
+        async with asyncio.timeout(min(CHANNEL_OP_BOUND, bound)):
             await channel.close()
     except Exception as exc:
         log.warning("worker.channel_close_failed", error=repr(exc))

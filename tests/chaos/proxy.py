@@ -4,7 +4,9 @@
 - `stall()`: the links open now stop forwarding in both directions but keep their sockets
   open (a half-open connection: only heartbeats can detect it); bytes are read and dropped;
   new links flow normally;
-- `cut()`: close every open link at once (both sockets), like a network reset.
+- `cut()`: close every open link at once (both sockets), like a network reset;
+- `refusing = True`: new links are closed as soon as they are accepted (the broker is
+  unreachable until it is set back to False).
 
 With `fallbacks`, a new link goes to the first target that accepts the TCP connection
 (`target`, then each fallback in order): a client-side failover in front of a cluster.
@@ -49,6 +51,7 @@ class FaultProxy:
         self.links: set[Link] = set()
         self.accepted = 0
         self.cuts = 0
+        self.refusing = False
         self._server: asyncio.Server | None = None
 
     @property
@@ -112,6 +115,9 @@ class FaultProxy:
     # ---- forwarding ------------------------------------------------------------------------
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.refusing:
+            writer.transport.abort()
+            return
         for host, port in self.targets:
             try:
                 up_reader, up_writer = await asyncio.open_connection(host, port)

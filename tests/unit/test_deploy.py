@@ -21,6 +21,7 @@ import yaml
 from framework import names
 from framework.discovery import discover
 from framework.metrics import Metrics
+from framework.shutdown import CLOSE_MARGIN
 from framework.worker import Worker
 from framework.worker_spec import build_spec
 
@@ -100,6 +101,13 @@ def find(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
     found = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
     assert len(found) == 1, f"expected one {kind} {name}, found {len(found)}"
     return found[0]
+
+
+def shutdown_bound(worker: type[Worker], configured: str | None) -> float:
+    """The longest a stop of `worker` takes: its grace (FRAMEWORK_SHUTDOWN_GRACE if the
+    manifest sets it, else the class's shutdown_grace) plus the closing margin."""
+    grace = float(configured) if configured is not None else build_spec(worker).shutdown_grace
+    return grace + CLOSE_MARGIN
 
 
 def env_of(container: dict[str, Any]) -> dict[str, Any]:
@@ -281,7 +289,7 @@ def test_compose_service(worker: type[Worker]) -> None:
     assert f"http://127.0.0.1:{port}/healthz" in check
     assert svc["depends_on"]["rabbitmq"]["condition"] == "service_healthy"
     grace = int(svc["stop_grace_period"].rstrip("s"))
-    assert grace > build_spec(worker).shutdown_grace
+    assert grace > shutdown_bound(worker, svc["environment"].get("FRAMEWORK_SHUTDOWN_GRACE"))
 
 
 def test_metrics_ports_are_distinct() -> None:
@@ -388,10 +396,11 @@ def test_k8s_deployment(worker: type[Worker]) -> None:
     pod = deployment["spec"]["template"]
     assert deployment["spec"]["selector"]["matchLabels"].items() <= pod["metadata"][
         "labels"].items()
-    assert pod["spec"]["terminationGracePeriodSeconds"] > build_spec(worker).shutdown_grace
     (container,) = pod["spec"]["containers"]
     assert container["args"] == ["run", target(worker)]
     env = env_of(container)
+    configured = env.get("FRAMEWORK_SHUTDOWN_GRACE", {}).get("value")
+    assert pod["spec"]["terminationGracePeriodSeconds"] > shutdown_bound(worker, configured)
     ref = env["AMQP_URL"]["valueFrom"]["secretKeyRef"]
     secret = find(docs, "Secret", ref["name"])
     user, password = credentials(secret["stringData"][ref["key"]])
