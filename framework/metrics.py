@@ -68,6 +68,12 @@ class Metrics:
         self.replicas = Gauge("framework_queue_suggested_replicas",
                               "Replicas that would drain the backlog within the target time.",
                               ["queue"], registry=r)
+        self.replies_refused = Counter(
+            "framework_replies_refused",
+            "Replies not sent: the request's reply_to was not a direct reply-to name.",
+            ["queue"],
+            registry=r,
+        )
         self.breaker = Gauge("framework_breaker_state",
                              "Circuit breaker state: 0 closed, 1 half-open, 2 open.",
                              ["queue", "breaker"], registry=r)
@@ -110,6 +116,8 @@ class Metrics:
         of each of its breakers (set on every transition)."""
         queue = worker.spec.queue
         worker.stats.observers.append(self.observer(queue))
+        refused = self.replies_refused.labels(queue)
+        worker.stats.refusal_observers.append(lambda: refused.inc())
         self.in_flight.labels(queue).set_function(lambda: worker.stats.in_flight)
         for breaker in worker.breakers:
             self.set_breaker_state(queue, breaker.name, breaker.state)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import structlog
 from aio_pika.abc import AbstractChannel
 
+from framework import names
 from framework.acks import AckCoalescer
 from framework.breaker import CircuitBreaker
 from framework.breaker_gate import BreakerGate
@@ -27,7 +28,7 @@ from framework.errors import ConfigurationError, FrameworkError
 from framework.handling import HandlingPolicy, process
 from framework.logs import bind_delivery, unbind_delivery
 from framework.messages import Message
-from framework.reply import error_reply_message, reply_message
+from framework.reply import error_reply_message, may_reply_to, reply_message
 from framework.settle import settle_or_return
 from framework.settlement import (
     Ack,
@@ -345,7 +346,17 @@ class Worker:
         _log_settlement(settlement)
 
     async def _reply(self, settlement: Settlement, outcome: Outcome, envelope: Envelope) -> None:
-        """Answer a request: the handler's result, or why it failed for good."""
+        """Answer a request: the handler's result, or why it failed for good. Only to a
+        direct reply-to name: any other `reply_to` is refused (the request is settled)."""
+        reply_to = str(envelope.reply_to)
+        if not may_reply_to(reply_to):
+            self.stats.reply_refused()
+            self._log.warning(
+                "request.reply_refused",
+                reply_to=reply_to[:200],
+                hint=f"replies go only to {names.DIRECT_REPLY_TO} names",
+            )
+            return
         if isinstance(outcome, Handled):
             message = reply_message(envelope.message_id, envelope.correlation_id, outcome.result)
         elif isinstance(settlement, DeadLetter):
@@ -354,8 +365,7 @@ class Worker:
         else:
             return  # retried (or a duplicate): the requester keeps waiting within its timeout
         try:
-            await self.bus.publisher.publish(message, "", str(envelope.reply_to),
-                                             mandatory=False)
+            await self.bus.publisher.publish(message, "", reply_to, mandatory=False)
         except Exception as exc:  # the requester may be gone; the request itself is settled
             self._log.warning("request.reply_failed", error=repr(exc))
 

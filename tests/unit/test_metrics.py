@@ -47,6 +47,16 @@ def test_settlements_recorded_by_stats_reach_the_counters(metrics: Metrics) -> N
     assert value(metrics, "framework_messages_failed_total", queue="q", reason="expired") == 1
 
 
+def test_refused_replies_are_counted(metrics: Metrics) -> None:
+    """A reply refused for a forged reply_to shows in stats and in its counter."""
+    stats = WorkerStats()
+    counter = metrics.replies_refused.labels("q")
+    stats.refusal_observers.append(lambda: counter.inc())
+    stats.reply_refused()
+    assert stats.as_dict()["replies_refused"] == 1
+    assert value(metrics, "framework_replies_refused_total", queue="q") == 1
+
+
 def test_latency_only_where_the_handler_ran(metrics: Metrics) -> None:
     """Duplicates, invalid and expired messages are not timed."""
     metrics.record("q", Ack(), 0.2)
