@@ -115,7 +115,8 @@ class Bus:
     async def _open(self, name: str) -> AbstractRobustConnection:
         s = self.settings
         return await open_connection(self._url, name=name, attempts=s.connect_attempts,
-                                     timeout=s.connect_timeout, heartbeat=s.heartbeat)
+                                     timeout=s.connect_timeout, heartbeat=s.heartbeat,
+                                     allow_insecure_tls=s.allow_insecure_tls)
 
     async def close(self) -> None:
         """Close the publisher, both connections and the idempotency store."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import pytest
+from pydantic import SecretStr
 
 from framework.errors import ConfigurationError
 from framework.idempotency import MemoryStore, open_store
@@ -72,3 +73,10 @@ async def test_missing_driver_names_the_extra(
     with pytest.raises(ConfigurationError, match=rf"pip install 'framework\[{extra}\]'") as caught:
         await open_store(url)
     assert "hunter2" not in str(caught.value)
+
+
+async def test_settings_url_opens_as_secret() -> None:
+    """open_store takes the SecretStr of Settings.idempotency_url as well as a plain str."""
+    store = await open_store(SecretStr("memory://"))
+    assert isinstance(store, MemoryStore)
+    await store.close()
