@@ -6,6 +6,9 @@ resource alarm cannot stall the consumers' acks.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import random
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from types import TracebackType
@@ -67,6 +70,7 @@ class Bus:
         self._requests: RequestClient | None = None
         self._declared: list[Topology] = [EXCHANGES]
         self._reconnect_listeners: list[Callable[[], Awaitable[None]]] = []
+        self._topology_check: asyncio.Task[None] | None = None
         self._log = structlog.get_logger("framework.bus").bind(service=self.service)
 
     @classmethod
@@ -110,6 +114,10 @@ class Bus:
         except BaseException:
             await self.close()
             raise
+        if s.topology_check_interval > 0:
+            self._topology_check = asyncio.create_task(
+                self._check_topology(s.topology_check_interval)
+            )
         self._log.info("bus.connected", url=self.masked_url)
 
     async def _open(self, name: str) -> AbstractRobustConnection:
@@ -120,6 +128,11 @@ class Bus:
 
     async def close(self) -> None:
         """Close the publisher, both connections and the idempotency store."""
+        if self._topology_check is not None:
+            self._topology_check.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._topology_check
+            self._topology_check = None
         if self._requests is not None:
             await self._requests.close()
             self._requests = None
@@ -169,9 +182,7 @@ class Bus:
             self._declared.append(topology)
 
     async def _apply(self, topology: Topology) -> None:
-        conn = self._connection(self._publish_conn)
-        async with conn.channel(publisher_confirms=False) as channel:
-            await declare(channel, topology)
+        await declare(self._connection(self._publish_conn), topology)
 
     async def _on_reconnect(self, *_: Any) -> None:
         self._log.warning("bus.reconnected", url=self.masked_url)
@@ -179,6 +190,21 @@ class Bus:
             await self._apply(topology)
         for listener in list(self._reconnect_listeners):
             await listener()
+
+    async def _check_topology(self, interval: float) -> None:
+        """Re-declare everything declared, on a slow jittered timer. An exchange deleted and
+        re-created has lost its bindings, and nothing tells the consumers: without this,
+        its messages go nowhere until the next reconnect."""
+        while True:
+            await asyncio.sleep(interval * random.uniform(0.8, 1.2))
+            try:
+                async with asyncio.timeout(self.settings.publish_timeout):
+                    for topology in list(self._declared):
+                        await self._apply(topology)
+            except Exception as exc:
+                self._log.error("bus.topology_check_failed", error=str(exc) or repr(exc),
+                                hint="messages for the queues of this bus may be dropped "
+                                     "until the topology is whole again; retried next check")
 
     def add_reconnect_listener(self, listener: Callable[[], Awaitable[None]]) -> None:
         """Run `listener` after each reconnect, once topology is declared again."""

@@ -1,25 +1,99 @@
-"""Apply a `Topology` to the broker. Idempotent: run on start and after every reconnect."""
+"""Apply a `Topology` to the broker. Idempotent: run on start, after every reconnect and on
+the bus's slow topology check (bindings lost with a deleted exchange come back).
+
+The shared exchanges (fw.commands, fw.events) belong to an administrator: they are checked
+passively, which needs no permission, and created only when missing and the user may
+configure them (a development broker). A service user in production never needs configure
+permission on them, so it cannot delete them either.
+"""
 
 from __future__ import annotations
 
 import aio_pika
-from aio_pika.abc import AbstractChannel
+import structlog
+from aio_pika.abc import AbstractConnection
+from aiormq.exceptions import (
+    ChannelAccessRefused,
+    ChannelNotFoundEntity,
+    ChannelPreconditionFailed,
+)
 
-from framework.topology import Topology
+from framework.errors import ConfigurationError
+from framework.topology import ExchangeSpec, QueueSpec, Topology
+
+_log = structlog.get_logger("framework.declare")
 
 
-async def declare(channel: AbstractChannel, topology: Topology) -> None:
-    """Declare every exchange, queue and binding of `topology` (durable)."""
-    exchanges = {}
+async def declare(connection: AbstractConnection, topology: Topology) -> None:
+    """Check (or create) the shared exchanges, then declare the worker's own exchange,
+    queues and bindings (durable)."""
     for spec in topology.exchanges:
-        exchanges[spec.name] = await channel.declare_exchange(
-            spec.name, aio_pika.ExchangeType(spec.kind), durable=True
-        )
+        await ensure_shared_exchange(connection, spec)
+    async with connection.channel(publisher_confirms=False) as channel:
+        for name in topology.own_exchanges:
+            await channel.declare_exchange(name, aio_pika.ExchangeType.DIRECT, durable=True)
     for queue_spec in topology.queues:
-        await channel.declare_queue(
-            queue_spec.name, durable=True, arguments=dict(queue_spec.arguments)
-        )
-    for binding in topology.bindings:
-        exchange = exchanges.get(binding.exchange) or binding.exchange
-        queue = await channel.get_queue(binding.queue, ensure=False)
-        await queue.bind(exchange, binding.routing_key)
+        await declare_queue(connection, queue_spec)
+    async with connection.channel(publisher_confirms=False) as channel:
+        for binding in (*topology.bindings, *topology.moves):
+            queue = await channel.get_queue(binding.queue, ensure=False)
+            await queue.bind(binding.exchange, binding.routing_key)
+
+
+async def declare_queue(connection: AbstractConnection, spec: QueueSpec) -> None:
+    """Declare `spec` with its arguments. A queue an older framework declared (dead-lettering
+    through the default exchange) keeps working: declared again with those arguments, or,
+    if this user may not (no write on amq.default, which such a declare needs), only
+    checked to exist (passively), with a warning: its other arguments are then unchecked."""
+    try:
+        async with connection.channel(publisher_confirms=False) as channel:
+            await channel.declare_queue(spec.name, durable=True, arguments=dict(spec.arguments))
+        return
+    except ChannelPreconditionFailed as exc:
+        legacy = spec.legacy_arguments
+        if legacy is None or "x-dead-letter-exchange" not in str(exc):
+            raise
+    try:
+        async with connection.channel(publisher_confirms=False) as channel:
+            await channel.declare_queue(spec.name, durable=True, arguments=dict(legacy))
+        return
+    except ChannelAccessRefused:
+        pass
+    async with connection.channel(publisher_confirms=False) as channel:
+        await channel.declare_queue(spec.name, passive=True)
+    _log.warning(
+        "declare.legacy_queue_unchecked",
+        queue=spec.name,
+        hint="declared by an older framework (dead letters via the default exchange); it "
+        "works, but its arguments are not checked: drain and delete it to re-create it",
+    )
+
+
+async def ensure_shared_exchange(
+    connection: AbstractConnection, spec: ExchangeSpec, *, create: bool = True
+) -> bool:
+    """Make sure `spec` exists: passive check first; if missing and `create`, declare it
+    (needs configure permission). Returns True if it was created here."""
+    kind = aio_pika.ExchangeType(spec.kind)
+    try:
+        async with connection.channel(publisher_confirms=False) as channel:
+            await channel.declare_exchange(spec.name, kind, durable=True, passive=True)
+        return False
+    except ChannelNotFoundEntity:
+        if not create:
+            raise ConfigurationError(missing_exchange_text(spec.name)) from None
+    try:
+        async with connection.channel(publisher_confirms=False) as channel:
+            await channel.declare_exchange(spec.name, kind, durable=True)
+    except ChannelAccessRefused as exc:
+        raise ConfigurationError(missing_exchange_text(spec.name)) from exc
+    return True
+
+
+def missing_exchange_text(name: str) -> str:
+    """What the operator must do when a shared exchange is missing."""
+    return (
+        f"exchange {name!r} does not exist and this user may not create it: an administrator "
+        "creates the shared exchanges (import deploy/rabbitmq/definitions.json, or run "
+        "`framework declare-exchanges` with an administrator's --url)"
+    )

@@ -30,6 +30,13 @@ def dlq_name(queue: str) -> str:
     return f"{queue}.dlq"
 
 
+def moves_exchange(queue: str) -> str:
+    """The direct exchange of `queue`'s own moves: bound to its DLQ and delay queues, each by
+    its queue name. Moving a message there needs write access on this exchange only (the
+    service's own), not on the default exchange, which would reach every queue."""
+    return f"{queue}.moves"
+
+
 def retry_queue_name(queue: str, delay_ms: int) -> str:
     """The delay queue of `queue` whose messages wait at most `delay_ms`."""
     return f"{queue}.retry.{format_delay(delay_ms)}"

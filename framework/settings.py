@@ -44,6 +44,13 @@ class Settings(BaseSettings):
     )
     management_url: SecretStr | None = None
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    topology_check_interval: float = Field(
+        default=30.0,
+        ge=0,
+        description="Seconds between re-declares of the topology a bus declared (0: off): "
+        "bindings lost when an exchange was deleted and re-created come back without waiting "
+        "for a reconnect; a missing shared exchange is logged as an error.",
+    )
     allow_insecure_tls: bool = Field(
         default=False,
         description="Accept an amqps:// URL with no_verify_ssl (certificate checks off): "

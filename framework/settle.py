@@ -99,7 +99,8 @@ async def apply_settlement(
     publisher: MessagePublisher,
     ack: AckFn = _ack_now,
 ) -> None:
-    """Carry out `settlement` for `incoming`: the confirmed move, then `ack`.
+    """Carry out `settlement` for `incoming`: the confirmed move (through the queue's own
+    moves exchange, see `names.moves_exchange`), then `ack`.
 
     Raises if the move could not be confirmed (and then does not ack).
     """
@@ -107,11 +108,12 @@ async def apply_settlement(
         case Ack():
             pass
         case Retry(tier_ms=tier_ms):
-            await publisher.publish(retry_message(envelope, settlement), "",
+            await publisher.publish(retry_message(envelope, settlement),
+                                    names.moves_exchange(queue),
                                     names.retry_queue_name(queue, tier_ms))
         case DeadLetter():
-            await publisher.publish(dead_letter_message(envelope, settlement, queue), "",
-                                    names.dlq_name(queue))
+            await publisher.publish(dead_letter_message(envelope, settlement, queue),
+                                    names.moves_exchange(queue), names.dlq_name(queue))
     await ack(incoming)
 
 
