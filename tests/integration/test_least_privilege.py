@@ -26,6 +26,7 @@ from framework.settings import Settings
 from framework.testing import BrokerAdmin
 from framework.topology import EXCHANGES, QueueOptions, worker_topology
 from framework.worker_spec import build_spec
+from tests.integration.cli_runner import framework
 from tests.integration.vhost_admin import Permissions, VhostAdmin, url_for
 
 DEFINITIONS = json.loads(
@@ -304,3 +305,21 @@ async def _publish_until_routed(
                 return
             except PublishError:  # returned: nobody bound yet
                 await asyncio.sleep(0.1)
+
+
+async def test_declare_exchanges_is_the_admin_step(
+    vhost: Vhost, admin_conn: aio_pika.abc.AbstractRobustConnection
+) -> None:
+    """`framework declare-exchanges` as a service user: one error line saying who may; as
+    the admin: the missing exchange is created, the other left as it is."""
+    channel = await admin_conn.channel()
+    await channel.exchange_delete(names.COMMANDS_EXCHANGE)
+    service = SERVICES[0]
+    refused = await asyncio.to_thread(framework, vhost.url(service), "declare-exchanges")
+    assert refused.returncode == 2
+    [line] = refused.stderr.strip().splitlines()
+    assert line.startswith("error: exchange 'fw.commands' does not exist")
+    assert "framework declare-exchanges" in line
+    created = await asyncio.to_thread(framework, vhost.admin_url, "declare-exchanges")
+    assert created.returncode == 0, created.stderr
+    assert created.stdout.splitlines() == ["fw.commands: created", "fw.events: already there"]
