@@ -10,7 +10,6 @@ permission on them, so it cannot delete them either.
 from __future__ import annotations
 
 import aio_pika
-import structlog
 from aio_pika.abc import AbstractConnection
 from aiormq.exceptions import (
     ChannelAccessRefused,
@@ -20,8 +19,6 @@ from aiormq.exceptions import (
 
 from framework.errors import ConfigurationError
 from framework.topology import ExchangeSpec, QueueSpec, Topology
-
-_log = structlog.get_logger("framework.declare")
 
 
 async def declare(connection: AbstractConnection, topology: Topology) -> None:
@@ -42,9 +39,10 @@ async def declare(connection: AbstractConnection, topology: Topology) -> None:
 
 async def declare_queue(connection: AbstractConnection, spec: QueueSpec) -> None:
     """Declare `spec` with its arguments. A queue an older framework declared (dead-lettering
-    through the default exchange) keeps working: declared again with those arguments, or,
-    if this user may not (no write on amq.default, which such a declare needs), only
-    checked to exist (passively), with a warning: its other arguments are then unchecked."""
+    through the default exchange) keeps working: it is declared again with those arguments,
+    so every other argument is still checked. (RabbitMQ checks write permission on the
+    dead-letter exchange only when it creates a queue, so a user without write on
+    amq.default may do this.)"""
     try:
         async with connection.channel(publisher_confirms=False) as channel:
             await channel.declare_queue(spec.name, durable=True, arguments=dict(spec.arguments))
@@ -53,20 +51,8 @@ async def declare_queue(connection: AbstractConnection, spec: QueueSpec) -> None
         legacy = spec.legacy_arguments
         if legacy is None or "x-dead-letter-exchange" not in str(exc):
             raise
-    try:
-        async with connection.channel(publisher_confirms=False) as channel:
-            await channel.declare_queue(spec.name, durable=True, arguments=dict(legacy))
-        return
-    except ChannelAccessRefused:
-        pass
     async with connection.channel(publisher_confirms=False) as channel:
-        await channel.declare_queue(spec.name, passive=True)
-    _log.warning(
-        "declare.legacy_queue_unchecked",
-        queue=spec.name,
-        hint="declared by an older framework (dead letters via the default exchange); it "
-        "works, but its arguments are not checked: drain and delete it to re-create it",
-    )
+        await channel.declare_queue(spec.name, durable=True, arguments=dict(legacy))
 
 
 async def ensure_shared_exchange(

@@ -218,6 +218,8 @@ async def test_queues_of_an_older_framework_keep_working(
         for queue_spec in topology.queues:
             arguments = queue_spec.legacy_arguments or queue_spec.arguments
             await channel.declare_queue(queue_spec.name, durable=True, arguments=dict(arguments))
+    async with await aio_pika.connect(vhost.url(service)) as connection:
+        await declare(connection, topology)  # the old arguments are accepted as they are
     async with Bus.connect(vhost.url(service), service=service) as bus:
         worker = LegacyWorker(bus)
         task = asyncio.create_task(worker.run())
