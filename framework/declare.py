@@ -9,6 +9,8 @@ permission on them, so it cannot delete them either.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import aio_pika
 from aio_pika.abc import AbstractConnection
 from aiormq.exceptions import (
@@ -29,30 +31,35 @@ async def declare(connection: AbstractConnection, topology: Topology) -> None:
     async with connection.channel(publisher_confirms=False) as channel:
         for name in topology.own_exchanges:
             await channel.declare_exchange(name, aio_pika.ExchangeType.DIRECT, durable=True)
-    for queue_spec in topology.queues:
-        await declare_queue(connection, queue_spec)
+    await declare_queues(connection, topology.queues)
     async with connection.channel(publisher_confirms=False) as channel:
         for binding in (*topology.bindings, *topology.moves):
             queue = await channel.get_queue(binding.queue, ensure=False)
             await queue.bind(binding.exchange, binding.routing_key)
 
 
-async def declare_queue(connection: AbstractConnection, spec: QueueSpec) -> None:
-    """Declare `spec` with its arguments. A queue an older framework declared (dead-lettering
-    through the default exchange) keeps working: it is declared again with those arguments,
-    so every other argument is still checked. (RabbitMQ checks write permission on the
-    dead-letter exchange only when it creates a queue, so a user without write on
-    amq.default may do this.)"""
-    try:
-        async with connection.channel(publisher_confirms=False) as channel:
-            await channel.declare_queue(spec.name, durable=True, arguments=dict(spec.arguments))
-        return
-    except ChannelPreconditionFailed as exc:
-        legacy = spec.legacy_arguments
-        if legacy is None or "x-dead-letter-exchange" not in str(exc):
-            raise
-    async with connection.channel(publisher_confirms=False) as channel:
-        await channel.declare_queue(spec.name, durable=True, arguments=dict(legacy))
+async def declare_queues(connection: AbstractConnection, specs: Sequence[QueueSpec]) -> None:
+    """Declare each queue with its arguments, on one channel while nothing goes wrong.
+
+    A queue an older framework declared (dead-lettering through the default exchange) keeps
+    working: it is declared again with those arguments, so every other argument is still
+    checked. (RabbitMQ checks write permission on the dead-letter exchange only when it
+    creates a queue, so a user without write on amq.default may do this.)
+    """
+    todo = [(spec, spec.arguments) for spec in specs]
+    while todo:
+        try:
+            async with connection.channel(publisher_confirms=False) as channel:
+                while todo:
+                    spec, arguments = todo[0]
+                    await channel.declare_queue(spec.name, durable=True, arguments=dict(arguments))
+                    todo.pop(0)
+        except ChannelPreconditionFailed as exc:  # the channel is closed: retry on a new one
+            spec, arguments = todo[0]
+            legacy = spec.legacy_arguments
+            if legacy is None or arguments == legacy or "x-dead-letter-exchange" not in str(exc):
+                raise
+            todo[0] = (spec, legacy)
 
 
 async def ensure_shared_exchange(
