@@ -72,6 +72,13 @@ class Metrics:
         self.replicas = Gauge("framework_queue_suggested_replicas",
                               "Replicas that would drain the backlog within the target time.",
                               ["queue"], registry=r)
+        self.outbox_backlog = Gauge("framework_outbox_backlog",
+                                    "Outbox rows committed and not yet published (as last "
+                                    "counted by the worker's relay).", ["queue"], registry=r)
+        self.outbox_latency = Histogram("framework_outbox_publish_latency_seconds",
+                                        "Time from an outbox row's commit to its confirmed "
+                                        "publish.", ["queue"], buckets=LATENCY_BUCKETS,
+                                        registry=r)
         self.breaker = Gauge("framework_breaker_state",
                              "Circuit breaker state: 0 closed, 1 half-open, 2 open.",
                              ["queue", "breaker"], registry=r)
@@ -114,6 +121,10 @@ class Metrics:
         queue = worker.spec.queue
         worker.stats.observers.append(self.observer(queue))
         self.in_flight.labels(queue).set_function(lambda: worker.stats.in_flight)
+        if worker.database:
+            outbox = worker.outbox_stats
+            self.outbox_backlog.labels(queue).set_function(lambda: outbox.backlog)
+            outbox.latency_observers.append(self.outbox_latency.labels(queue).observe)
 
     def set_queue_stats(self, stats: QueueStats) -> None:
         """Update the depth gauges of one worker queue (unknown values are left as they were)."""

@@ -35,6 +35,7 @@ SETTINGS = (
     "service",
     "breakers",
     "publishes",
+    "database",
 )
 
 

@@ -42,6 +42,7 @@ from framework.errors import Unroutable
 from framework.idempotency import IdempotencyStore, MemoryStore
 from framework.keys import new_key
 from framework.messages import Command, Event, Message, is_command, require_kind
+from framework.outbox.unit_of_work import refuse_direct_publish
 from framework.outgoing import outgoing_envelope
 from framework.reply import PendingReplies, decode_reply, request_timeout, unroutable_request
 from framework.settings import Settings
@@ -184,6 +185,7 @@ class MemoryBus:
     ) -> str:
         """Send a command to the one queue that handles it (`Unroutable` if none)."""
         require_kind(command, command=True, verb="send")
+        refuse_direct_publish("send")
         return await self._emit(command, idempotency_key, correlation_id, causation_id,
                                 deadline, ttl, traceparent)
 
@@ -201,6 +203,7 @@ class MemoryBus:
     ) -> str:
         """Publish an event to every subscribed queue (none is fine)."""
         require_kind(event, command=False, verb="publish")
+        refuse_direct_publish("publish")
         return await self._emit(event, idempotency_key, correlation_id, causation_id,
                                 deadline, ttl, traceparent)
 
