@@ -43,6 +43,7 @@ from framework.idempotency import IdempotencyStore, MemoryStore
 from framework.keys import new_key
 from framework.messages import Command, Event, Message, is_command, require_kind
 from framework.outbox.unit_of_work import refuse_direct_publish
+from framework.outbox.writer import OutboxWriter
 from framework.outgoing import outgoing_envelope
 from framework.reply import PendingReplies, decode_reply, request_timeout, unroutable_request
 from framework.settings import Settings
@@ -300,6 +301,10 @@ class MemoryBus:
         return key
 
     # ---- test helpers -------------------------------------------------------------------
+
+    def outbox(self, connection: Any, *, stream: str | None = None) -> OutboxWriter:
+        """As `Bus.outbox`: messages written in a transaction you own, for a relay to send."""
+        return OutboxWriter(connection, app_id=self.service, stream=stream)
 
     async def start_worker(self, worker_cls: type[W]) -> W:
         """Run `worker_cls` on this bus until `close()`; returns once it consumes."""
