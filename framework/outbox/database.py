@@ -39,8 +39,9 @@ class TransactionDriver(Protocol):
         """Record `key` as handled on `queue`; False if it already was."""
         ...
 
-    async def insert_outbox(self, rows: Sequence[NewRow], owner: str | None, now: float,
-                            claimed_until: float | None) -> list[int]:
+    async def insert_outbox(
+        self, rows: Sequence[NewRow], owner: str | None, now: float, claimed_until: float | None
+    ) -> list[int]:
         """Insert rows (claimed by `owner` until `claimed_until` if given); their ids."""
         ...
 
@@ -69,8 +70,7 @@ class Database(Protocol):
 
     async def mark_sent(self, owner: str, ids: Sequence[int], now: float) -> None: ...
 
-    async def release(self, owner: str, ids: Sequence[int], retry_at: float,
-                      error: str) -> None:
+    async def release(self, owner: str, ids: Sequence[int], retry_at: float, error: str) -> None:
         """Give rows back after a failed publish: tried again from `retry_at`."""
         ...
 

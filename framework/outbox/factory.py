@@ -25,8 +25,10 @@ async def open_database(url: str, *, busy_timeout: float = 5.0) -> Database:
         except ImportError as exc:
             raise ConfigurationError(
                 f"database {mask_url(url)!r} needs the 'asyncpg' driver: "
-                "pip install 'framework[postgres]'") from exc
+                "pip install 'framework[postgres]'"
+            ) from exc
         return await PostgresDatabase.open(url, acquire_timeout=busy_timeout)
     raise ConfigurationError(
         f"unsupported database URL {mask_url(url)!r}: use sqlite:///path.db or "
-        "postgresql://user@host/db")
+        "postgresql://user@host/db"
+    )

@@ -80,15 +80,22 @@ _PURGE_SENT = """DELETE FROM fw_outbox WHERE id IN (
 _BACKLOG = "SELECT COUNT(*) FROM fw_outbox WHERE sent_at IS NULL"
 
 _UNAVAILABLE: tuple[type[BaseException], ...] = (
-    OSError, TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError, asyncpg.OperatorInterventionError,
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.OperatorInterventionError,
 )
 
 # what a statement inside a transaction raises when the server went away (not OSError in
 # general: a handler's own I/O inside the transaction is not the database's failure)
 _LOST: tuple[type[BaseException], ...] = (
-    ConnectionError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError, asyncpg.OperatorInterventionError,
+    ConnectionError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.OperatorInterventionError,
 )
 
 
@@ -116,14 +123,22 @@ class _Transaction:
     async def insert_inbox(self, queue: str, key: str, now: float, expires_at: float) -> bool:
         return await self.execute(_INBOX_INSERT, queue, key, now, expires_at) == 1
 
-    async def insert_outbox(self, rows: Sequence[NewRow], owner: str | None, now: float,
-                            claimed_until: float | None) -> list[int]:
+    async def insert_outbox(
+        self, rows: Sequence[NewRow], owner: str | None, now: float, claimed_until: float | None
+    ) -> list[int]:
         records = await self.connection.fetch(
-            _OUTBOX_INSERT, [r.stream for r in rows], [r.key for r in rows],
-            [r.exchange for r in rows], [r.routing_key for r in rows],
-            [r.mandatory for r in rows], [envelope_json(r.envelope) for r in rows],
-            [r.envelope.body for r in rows], [now] * len(rows), [owner] * len(rows),
-            [claimed_until] * len(rows))
+            _OUTBOX_INSERT,
+            [r.stream for r in rows],
+            [r.key for r in rows],
+            [r.exchange for r in rows],
+            [r.routing_key for r in rows],
+            [r.mandatory for r in rows],
+            [envelope_json(r.envelope) for r in rows],
+            [r.envelope.body for r in rows],
+            [now] * len(rows),
+            [owner] * len(rows),
+            [claimed_until] * len(rows),
+        )
         return [int(r[0]) for r in records]
 
 
@@ -136,12 +151,14 @@ class PostgresDatabase:
         self._acquire_timeout = acquire_timeout
 
     @classmethod
-    async def open(cls, url: str, *, max_size: int = 10,
-                   acquire_timeout: float = 5.0) -> PostgresDatabase:
+    async def open(
+        cls, url: str, *, max_size: int = 10, acquire_timeout: float = 5.0
+    ) -> PostgresDatabase:
         """Connect a pool to `url` and create the tables if missing."""
         try:
-            pool = await asyncpg.create_pool(url, min_size=1, max_size=max_size,
-                                             timeout=acquire_timeout, init=_init)
+            pool = await asyncpg.create_pool(
+                url, min_size=1, max_size=max_size, timeout=acquire_timeout, init=_init
+            )
         except Exception as exc:
             raise _unavailable(url, exc) from exc
         database = cls(url, pool, acquire_timeout=acquire_timeout)
@@ -210,8 +227,7 @@ class PostgresDatabase:
         async with self.begin() as tx:
             await tx.connection.execute(_SENT, owner, list(ids), now)
 
-    async def release(self, owner: str, ids: Sequence[int], retry_at: float,
-                      error: str) -> None:
+    async def release(self, owner: str, ids: Sequence[int], retry_at: float, error: str) -> None:
         async with self.begin() as tx:
             await tx.connection.execute(_RELEASE, owner, list(ids), retry_at, error[:500])
 
@@ -233,8 +249,7 @@ class PostgresDatabase:
 
 
 async def _init(connection: Any) -> None:
-    await connection.set_type_codec("jsonb", encoder=str, decoder=json.loads,
-                                    schema="pg_catalog")
+    await connection.set_type_codec("jsonb", encoder=str, decoder=json.loads, schema="pg_catalog")
 
 
 async def _quietly_rollback(transaction: Any) -> None:
@@ -246,11 +261,18 @@ async def _quietly_rollback(transaction: Any) -> None:
 
 def _unavailable(url: str, exc: BaseException) -> DatabaseUnavailable:
     return DatabaseUnavailable(
-        f"PostgreSQL {mask_url(url)} unavailable: {type(exc).__name__}: {mask_text(str(exc))}")
+        f"PostgreSQL {mask_url(url)} unavailable: {type(exc).__name__}: {mask_text(str(exc))}"
+    )
 
 
 def _claimed(record: Any) -> ClaimedRow:
-    return ClaimedRow(id=int(record[0]), stream=record[1], exchange=record[2],
-                      routing_key=record[3], mandatory=bool(record[4]),
-                      envelope=envelope_from_json(record[5], record[6]),
-                      created_at=float(record[7]), attempts=int(record[8]))
+    return ClaimedRow(
+        id=int(record[0]),
+        stream=record[1],
+        exchange=record[2],
+        routing_key=record[3],
+        mandatory=bool(record[4]),
+        envelope=envelope_from_json(record[5], record[6]),
+        created_at=float(record[7]),
+        attempts=int(record[8]),
+    )

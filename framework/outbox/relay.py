@@ -55,9 +55,12 @@ class RelayPolicy:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RelayPolicy:
-        return cls(lease=settings.outbox_lease, poll_interval=settings.outbox_poll_interval,
-                   retention=settings.outbox_retention,
-                   cleanup_interval=settings.outbox_cleanup_interval)
+        return cls(
+            lease=settings.outbox_lease,
+            poll_interval=settings.outbox_poll_interval,
+            retention=settings.outbox_retention,
+            cleanup_interval=settings.outbox_cleanup_interval,
+        )
 
 
 @dataclass
@@ -82,9 +85,15 @@ class Relay:
     published, so no two relays publish it at the same time.
     """
 
-    def __init__(self, bus: Transport, database: Database, policy: RelayPolicy | None = None,
-                 *, stats: RelayStats | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        bus: Transport,
+        database: Database,
+        policy: RelayPolicy | None = None,
+        *,
+        stats: RelayStats | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.bus = bus
         self.database = database
         self.policy = policy or RelayPolicy.from_settings(bus.settings)
@@ -100,8 +109,12 @@ class Relay:
         self.start()
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         await self.close()
 
     def start(self) -> None:
@@ -127,8 +140,7 @@ class Relay:
         self._sweep_requested = True
         self._wake.set()
 
-    def transaction(self, *, stream: str | None = None
-                    ) -> AbstractAsyncContextManager[Transaction]:
+    def transaction(self, *, stream: str | None = None) -> AbstractAsyncContextManager[Transaction]:
         """A transaction outside handlers; what it publishes goes out right after commit.
 
         Messages of one transaction are published in order; pass the same `stream` to
@@ -150,8 +162,12 @@ class Relay:
             except Exception as exc:
                 self.stats.failed += 1
                 error = f"{type(exc).__name__}: {exc}"
-                _log.warning("outbox.publish_deferred", message_id=item.key, error=error,
-                             hint="the relay retries it from the outbox")
+                _log.warning(
+                    "outbox.publish_deferred",
+                    message_id=item.key,
+                    error=error,
+                    hint="the relay retries it from the outbox",
+                )
                 await self._hand_back([p.row_id for p in pending[index:]], error)
                 return
             self._sent.append(item.row_id)
@@ -159,24 +175,34 @@ class Relay:
         self._wake.set()  # cancelled in between: the rest stays claimed until its lease ends
 
     async def _publish_pending(self, item: Pending) -> None:
-        deadline = (None if item.deadline_ms is None
-                    else datetime.fromtimestamp(item.deadline_ms / 1000, UTC))
+        deadline = (
+            None
+            if item.deadline_ms is None
+            else datetime.fromtimestamp(item.deadline_ms / 1000, UTC)
+        )
         message = item.message
         if isinstance(message, Command):
-            await self.bus.send(message, idempotency_key=item.key,
-                                correlation_id=item.correlation_id,
-                                causation_id=item.causation_id, deadline=deadline,
-                                traceparent=item.traceparent)
+            await self.bus.send(
+                message,
+                idempotency_key=item.key,
+                correlation_id=item.correlation_id,
+                causation_id=item.causation_id,
+                deadline=deadline,
+                traceparent=item.traceparent,
+            )
         elif isinstance(message, Event):
-            await self.bus.publish(message, idempotency_key=item.key,
-                                   correlation_id=item.correlation_id,
-                                   causation_id=item.causation_id, deadline=deadline,
-                                   traceparent=item.traceparent)
+            await self.bus.publish(
+                message,
+                idempotency_key=item.key,
+                correlation_id=item.correlation_id,
+                causation_id=item.causation_id,
+                deadline=deadline,
+                traceparent=item.traceparent,
+            )
 
     async def _hand_back(self, ids: list[int], error: str) -> None:
         try:
-            await self.database.release(self.owner, ids, self._clock() + retry_delay(1),
-                                        error)
+            await self.database.release(self.owner, ids, self._clock() + retry_delay(1), error)
         except Exception as exc:  # the claims then simply expire after their lease
             _log.warning("outbox.release_failed", error=repr(exc))
         self.notify()
@@ -205,9 +231,13 @@ class Relay:
             except Exception as exc:  # database down: keep trying, backing off up to 5 s
                 failures += 1
                 next_sweep = self._clock() + min(
-                    5.0, self.policy.poll_interval * 2 ** min(failures, 4))
-                _log.warning("outbox.relay_failed", error=f"{type(exc).__name__}: {exc}",
-                             database=self.database.masked_url)
+                    5.0, self.policy.poll_interval * 2 ** min(failures, 4)
+                )
+                _log.warning(
+                    "outbox.relay_failed",
+                    error=f"{type(exc).__name__}: {exc}",
+                    database=self.database.masked_url,
+                )
             if swept >= self.policy.batch:
                 continue
             with contextlib.suppress(TimeoutError):
@@ -227,8 +257,9 @@ class Relay:
 
     async def sweep(self) -> int:
         """Claim and publish one batch of rows nobody holds; how many were claimed."""
-        rows = await self.database.claim(self.owner, self.policy.batch, self._clock(),
-                                         self.policy.lease)
+        rows = await self.database.claim(
+            self.owner, self.policy.batch, self._clock(), self.policy.lease
+        )
         if rows:
             await asyncio.gather(*(self._publish_stream(s) for s in by_stream(rows)))
             await self._flush_sent()
@@ -237,21 +268,28 @@ class Relay:
     async def _publish_stream(self, rows: list[ClaimedRow]) -> None:
         for index, row in enumerate(rows):
             envelope = row.envelope
-            message = to_amqp(envelope, expiration_ms=expiration_ms(
-                envelope.deadline_ms, int(self._clock() * 1000)))
+            message = to_amqp(
+                envelope,
+                expiration_ms=expiration_ms(envelope.deadline_ms, int(self._clock() * 1000)),
+            )
             try:
-                await self.bus.publisher.publish(message, row.exchange, row.routing_key,
-                                                 mandatory=row.mandatory)
+                await self.bus.publisher.publish(
+                    message, row.exchange, row.routing_key, mandatory=row.mandatory
+                )
             except Exception as exc:
                 self.stats.failed += 1
                 error = f"{type(exc).__name__}: {exc}"
                 rest = rows[index:]
                 retry_at = self._clock() + retry_delay(row.attempts)
-                _log.warning("outbox.publish_failed", message_id=envelope.message_id,
-                             attempts=row.attempts, error=error, retry_at=retry_at)
+                _log.warning(
+                    "outbox.publish_failed",
+                    message_id=envelope.message_id,
+                    attempts=row.attempts,
+                    error=error,
+                    retry_at=retry_at,
+                )
                 with contextlib.suppress(Exception):  # else its lease expires later
-                    await self.database.release(self.owner, [r.id for r in rest], retry_at,
-                                                error)
+                    await self.database.release(self.owner, [r.id for r in rest], retry_at, error)
                 return
             self._sent.append(row.id)
             self.stats.observe(self._clock() - row.created_at)
@@ -261,8 +299,9 @@ class Relay:
         total = 0
         while True:
             now = self._clock()
-            deleted = await self.database.purge(now, now - self.policy.retention,
-                                                self.policy.cleanup_batch)
+            deleted = await self.database.purge(
+                now, now - self.policy.retention, self.policy.cleanup_batch
+            )
             total += deleted
             if deleted < self.policy.cleanup_batch:
                 return total

@@ -56,19 +56,22 @@ def routing_of(message: Message) -> tuple[str, str, bool]:
 
 def envelope_json(envelope: Envelope) -> str:
     """The envelope's fields except the body, as JSON (headers must be JSON values)."""
-    return json.dumps({
-        "message_id": envelope.message_id,
-        "type": envelope.type,
-        "correlation_id": envelope.correlation_id,
-        "causation_id": envelope.causation_id,
-        "attempt": envelope.attempt,
-        "deadline_ms": envelope.deadline_ms,
-        "timestamp": None if envelope.timestamp is None else envelope.timestamp.isoformat(),
-        "app_id": envelope.app_id,
-        "traceparent": envelope.traceparent,
-        "reply_to": envelope.reply_to,
-        "headers": dict(envelope.headers),
-    }, separators=(",", ":"))
+    return json.dumps(
+        {
+            "message_id": envelope.message_id,
+            "type": envelope.type,
+            "correlation_id": envelope.correlation_id,
+            "causation_id": envelope.causation_id,
+            "attempt": envelope.attempt,
+            "deadline_ms": envelope.deadline_ms,
+            "timestamp": None if envelope.timestamp is None else envelope.timestamp.isoformat(),
+            "app_id": envelope.app_id,
+            "traceparent": envelope.traceparent,
+            "reply_to": envelope.reply_to,
+            "headers": dict(envelope.headers),
+        },
+        separators=(",", ":"),
+    )
 
 
 def envelope_from_json(data: str | Mapping[str, Any], body: bytes) -> Envelope:

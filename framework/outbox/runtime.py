@@ -17,16 +17,16 @@ if TYPE_CHECKING:
 class WorkerDatabase:
     """The inbox lookup and the transactions a worker's handlers use, plus its relay."""
 
-    def __init__(self, database: Database, relay: Relay, *, app_id: str,
-                 retention: float) -> None:
+    def __init__(self, database: Database, relay: Relay, *, app_id: str, retention: float) -> None:
         self.database = database
         self.relay = relay
         self._app_id = app_id
         self._retention = retention
 
     @classmethod
-    async def open(cls, url: str, bus: Transport, *, app_id: str, retention: float,
-                   stats: RelayStats) -> WorkerDatabase:
+    async def open(
+        cls, url: str, bus: Transport, *, app_id: str, retention: float, stats: RelayStats
+    ) -> WorkerDatabase:
         """Open `url` and start its relay (raises `DatabaseUnavailable` if unreachable)."""
         database = await open_database(url)
         relay = Relay(bus, database, stats=stats)
@@ -39,8 +39,13 @@ class WorkerDatabase:
 
     def transaction(self, queue: str, key: str) -> AbstractAsyncContextManager[Transaction]:
         """The unit of work of one delivery: its inbox row first, its stream its key."""
-        return unit_of_work(self.database, self.relay, app_id=self._app_id,
-                            inbox=Inbox(queue, key, self._retention), stream=f"{queue}/{key}")
+        return unit_of_work(
+            self.database,
+            self.relay,
+            app_id=self._app_id,
+            inbox=Inbox(queue, key, self._retention),
+            stream=f"{queue}/{key}",
+        )
 
     async def close(self) -> None:
         """Stop the relay (recording what was published), then close the database."""

@@ -47,8 +47,10 @@ SCHEMA = (
     "CREATE INDEX IF NOT EXISTS fw_outbox_unsent ON fw_outbox (stream, id) WHERE sent_at IS NULL",
     "CREATE INDEX IF NOT EXISTS fw_outbox_sent ON fw_outbox (sent_at) WHERE sent_at IS NOT NULL",
 )
-_INBOX_INSERT = ("INSERT INTO fw_inbox (queue, key, handled_at, expires_at) VALUES (?, ?, ?, ?) "
-                 "ON CONFLICT (queue, key) DO NOTHING")
+_INBOX_INSERT = (
+    "INSERT INTO fw_inbox (queue, key, handled_at, expires_at) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (queue, key) DO NOTHING"
+)
 _SEEN = "SELECT 1 FROM fw_inbox WHERE queue = ? AND key = ?"
 _OUTBOX_INSERT = """INSERT INTO fw_outbox (stream, message_key, exchange, routing_key, mandatory,
     envelope, body, created_at, claimed_by, claimed_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
@@ -78,7 +80,8 @@ _UNAVAILABLE = ("locked", "busy", "disk i/o", "unable to open", "readonly", "ful
 def is_unavailable(exc: BaseException) -> bool:
     """True for SQLite errors that a later attempt may not hit (lock held, disk trouble)."""
     return isinstance(exc, sqlite3.OperationalError) and any(
-        word in str(exc).lower() for word in _UNAVAILABLE)
+        word in str(exc).lower() for word in _UNAVAILABLE
+    )
 
 
 class SqliteConnection:
@@ -114,11 +117,24 @@ class _Transaction:
     async def insert_inbox(self, queue: str, key: str, now: float, expires_at: float) -> bool:
         return await self.execute(_INBOX_INSERT, queue, key, now, expires_at) == 1
 
-    async def insert_outbox(self, rows: Sequence[NewRow], owner: str | None, now: float,
-                            claimed_until: float | None) -> list[int]:
-        values = [(r.stream, r.key, r.exchange, r.routing_key, int(r.mandatory),
-                   envelope_json(r.envelope), r.envelope.body, now, owner, claimed_until)
-                  for r in rows]
+    async def insert_outbox(
+        self, rows: Sequence[NewRow], owner: str | None, now: float, claimed_until: float | None
+    ) -> list[int]:
+        values = [
+            (
+                r.stream,
+                r.key,
+                r.exchange,
+                r.routing_key,
+                int(r.mandatory),
+                envelope_json(r.envelope),
+                r.envelope.body,
+                now,
+                owner,
+                claimed_until,
+            )
+            for r in rows
+        ]
 
         def insert(db: sqlite3.Connection) -> list[int]:
             ids = []
@@ -156,8 +172,9 @@ class SqliteDatabase:
         return f"sqlite:///{self._path}"
 
     def _connect(self) -> None:
-        db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False,
-                             timeout=self._busy_timeout)
+        db = sqlite3.connect(
+            self._path, isolation_level=None, check_same_thread=False, timeout=self._busy_timeout
+        )
         try:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
@@ -213,25 +230,22 @@ class SqliteDatabase:
 
     async def seen(self, queue: str, key: str) -> bool:
         async with self._lock:
-            return await self.run(lambda db: db.execute(_SEEN, (queue, key)).fetchone()
-                                  is not None)
+            return await self.run(lambda db: db.execute(_SEEN, (queue, key)).fetchone() is not None)
 
     async def claim(self, owner: str, limit: int, now: float, lease: float) -> list[ClaimedRow]:
         def claim(db: sqlite3.Connection) -> list[ClaimedRow]:
-            ids = [r[0] for r in db.execute(_CANDIDATES,
-                                            {"now": now, "limit": limit}).fetchall()]
-            return [_claimed(db.execute(_CLAIM, (owner, now + lease, i)).fetchone())
-                    for i in ids]
+            ids = [r[0] for r in db.execute(_CANDIDATES, {"now": now, "limit": limit}).fetchall()]
+            return [_claimed(db.execute(_CLAIM, (owner, now + lease, i)).fetchone()) for i in ids]
 
         return await self._write(claim)
 
     async def mark_sent(self, owner: str, ids: Sequence[int], now: float) -> None:
         await self._write(lambda db: db.executemany(_SENT, [(now, i, owner) for i in ids]))
 
-    async def release(self, owner: str, ids: Sequence[int], retry_at: float,
-                      error: str) -> None:
-        await self._write(lambda db: db.executemany(
-            _RELEASE, [(retry_at, error[:500], i, owner) for i in ids]))
+    async def release(self, owner: str, ids: Sequence[int], retry_at: float, error: str) -> None:
+        await self._write(
+            lambda db: db.executemany(_RELEASE, [(retry_at, error[:500], i, owner) for i in ids])
+        )
 
     async def purge(self, now: float, sent_before: float, batch: int) -> int:
         def purge(db: sqlite3.Connection) -> int:
@@ -254,6 +268,13 @@ class SqliteDatabase:
 
 def _claimed(row: tuple[Any, ...]) -> ClaimedRow:
     row_id, stream, exchange, routing_key, mandatory, envelope, body, created, attempts = row
-    return ClaimedRow(id=row_id, stream=stream, exchange=exchange, routing_key=routing_key,
-                      mandatory=bool(mandatory), envelope=envelope_from_json(envelope, body),
-                      created_at=created, attempts=attempts)
+    return ClaimedRow(
+        id=row_id,
+        stream=stream,
+        exchange=exchange,
+        routing_key=routing_key,
+        mandatory=bool(mandatory),
+        envelope=envelope_from_json(envelope, body),
+        created_at=created,
+        attempts=attempts,
+    )

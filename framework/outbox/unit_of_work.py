@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from framework.outbox.relay import Relay
 
 _OPEN: contextvars.ContextVar[Transaction | None] = contextvars.ContextVar(
-    "framework_outbox_transaction", default=None)
+    "framework_outbox_transaction", default=None
+)
 
 
 def refuse_direct_publish(verb: str) -> None:
@@ -30,7 +31,8 @@ def refuse_direct_publish(verb: str) -> None:
         raise OutboxMisuse(
             f"bus.{verb}() inside an open outbox transaction would publish before the commit "
             f"(and even if it rolls back): use ctx.{verb}() or tx.{verb}() inside "
-            "`async with ctx.transaction()`, so the message is committed with it")
+            "`async with ctx.transaction()`, so the message is committed with it"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,8 +67,15 @@ class Transaction:
     (`?` for SQLite, `$1` for PostgreSQL).
     """
 
-    def __init__(self, driver: TransactionDriver, *, app_id: str, stream: str,
-                 owner: str | None, lease: float) -> None:
+    def __init__(
+        self,
+        driver: TransactionDriver,
+        *,
+        app_id: str,
+        stream: str,
+        owner: str | None,
+        lease: float,
+    ) -> None:
         self._driver = driver
         self._app_id = app_id
         self._stream = stream
@@ -89,55 +98,100 @@ class Transaction:
         self._require_open("fetch")
         return await self._driver.fetch(sql, *params)
 
-    async def publish(self, event: Event, *, idempotency_key: str | None = None,
-                      correlation_id: str | None = None, causation_id: str | None = None,
-                      deadline: datetime | None = None, ttl: float | None = None,
-                      traceparent: str | None = None) -> str:
+    async def publish(
+        self,
+        event: Event,
+        *,
+        idempotency_key: str | None = None,
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
+        deadline: datetime | None = None,
+        ttl: float | None = None,
+        traceparent: str | None = None,
+    ) -> str:
         """Add an event to the outbox; it is published once the transaction commits."""
         require_kind(event, command=False, verb="publish")
-        return await self._add(event, idempotency_key, correlation_id, causation_id,
-                               deadline, ttl, traceparent)
+        return await self._add(
+            event, idempotency_key, correlation_id, causation_id, deadline, ttl, traceparent
+        )
 
-    async def send(self, command: Command, *, idempotency_key: str | None = None,
-                   correlation_id: str | None = None, causation_id: str | None = None,
-                   deadline: datetime | None = None, ttl: float | None = None,
-                   traceparent: str | None = None) -> str:
+    async def send(
+        self,
+        command: Command,
+        *,
+        idempotency_key: str | None = None,
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
+        deadline: datetime | None = None,
+        ttl: float | None = None,
+        traceparent: str | None = None,
+    ) -> str:
         """Add a command to the outbox; it is sent once the transaction commits."""
         require_kind(command, command=True, verb="send")
-        return await self._add(command, idempotency_key, correlation_id, causation_id,
-                               deadline, ttl, traceparent)
+        return await self._add(
+            command, idempotency_key, correlation_id, causation_id, deadline, ttl, traceparent
+        )
 
-    async def _add(self, message: Message, key: str | None, correlation_id: str | None,
-                   causation_id: str | None, deadline: datetime | None, ttl: float | None,
-                   traceparent: str | None) -> str:
+    async def _add(
+        self,
+        message: Message,
+        key: str | None,
+        correlation_id: str | None,
+        causation_id: str | None,
+        deadline: datetime | None,
+        ttl: float | None,
+        traceparent: str | None,
+    ) -> str:
         self._require_open("publish")
         key = key or new_key()
         envelope, _ = outgoing_envelope(
-            message, key, app_id=self._app_id, correlation_id=correlation_id,
-            causation_id=causation_id, deadline=deadline, ttl=ttl, traceparent=traceparent)
+            message,
+            key,
+            app_id=self._app_id,
+            correlation_id=correlation_id,
+            causation_id=causation_id,
+            deadline=deadline,
+            ttl=ttl,
+            traceparent=traceparent,
+        )
         exchange, routing_key, mandatory = routing_of(message)
         now = time.time()
         row = NewRow(self._stream, exchange, routing_key, mandatory, envelope)
         claimed_until = None if self._owner is None else now + self._lease
         [row_id] = await self._driver.insert_outbox([row], self._owner, now, claimed_until)
-        self.pending.append(Pending(row_id, message, key, envelope.correlation_id,
-                                    causation_id, envelope.deadline_ms, envelope.traceparent,
-                                    now))
+        self.pending.append(
+            Pending(
+                row_id,
+                message,
+                key,
+                envelope.correlation_id,
+                causation_id,
+                envelope.deadline_ms,
+                envelope.traceparent,
+                now,
+            )
+        )
         return key
 
     def _require_open(self, verb: str) -> None:
         if not self._open:
-            raise OutboxMisuse(f"tx.{verb}() after the transaction ended: "
-                               "do it inside the `async with` block")
+            raise OutboxMisuse(
+                f"tx.{verb}() after the transaction ended: do it inside the `async with` block"
+            )
 
     def _close(self) -> None:
         self._open = False
 
 
 @asynccontextmanager
-async def unit_of_work(database: Database, relay: Relay | None, *, app_id: str,
-                       inbox: Inbox | None = None,
-                       stream: str | None = None) -> AsyncIterator[Transaction]:
+async def unit_of_work(
+    database: Database,
+    relay: Relay | None,
+    *,
+    app_id: str,
+    inbox: Inbox | None = None,
+    stream: str | None = None,
+) -> AsyncIterator[Transaction]:
     """Open a transaction; on success commit, then let `relay` publish what it holds.
 
     With `inbox`, the transaction first inserts the delivery's key and raises
@@ -148,11 +202,11 @@ async def unit_of_work(database: Database, relay: Relay | None, *, app_id: str,
     async with database.begin() as driver:
         if inbox is not None:
             now = time.time()
-            if not await driver.insert_inbox(inbox.queue, inbox.key, now,
-                                             now + inbox.retention):
+            if not await driver.insert_inbox(inbox.queue, inbox.key, now, now + inbox.retention):
                 raise AlreadyHandled(f"{inbox.key} on {inbox.queue} was handled before")
-        tx = Transaction(driver, app_id=app_id, stream=stream or new_key(), owner=owner,
-                         lease=lease)
+        tx = Transaction(
+            driver, app_id=app_id, stream=stream or new_key(), owner=owner, lease=lease
+        )
         token = _OPEN.set(tx)
         try:
             yield tx

@@ -40,52 +40,91 @@ class OutboxWriter:
         self._app_id = app_id
         self._stream = stream or new_key()
 
-    async def publish(self, event: Event, *, idempotency_key: str | None = None,
-                      correlation_id: str | None = None, deadline: datetime | None = None,
-                      ttl: float | None = None) -> str:
+    async def publish(
+        self,
+        event: Event,
+        *,
+        idempotency_key: str | None = None,
+        correlation_id: str | None = None,
+        deadline: datetime | None = None,
+        ttl: float | None = None,
+    ) -> str:
         """Add an event; it is published once the caller's transaction has committed."""
         require_kind(event, command=False, verb="publish")
         return await self._add(event, idempotency_key, correlation_id, deadline, ttl)
 
-    async def send(self, command: Command, *, idempotency_key: str | None = None,
-                   correlation_id: str | None = None, deadline: datetime | None = None,
-                   ttl: float | None = None) -> str:
+    async def send(
+        self,
+        command: Command,
+        *,
+        idempotency_key: str | None = None,
+        correlation_id: str | None = None,
+        deadline: datetime | None = None,
+        ttl: float | None = None,
+    ) -> str:
         """Add a command; it is sent once the caller's transaction has committed."""
         require_kind(command, command=True, verb="send")
         return await self._add(command, idempotency_key, correlation_id, deadline, ttl)
 
-    async def _add(self, message: Message, key: str | None, correlation_id: str | None,
-                   deadline: datetime | None, ttl: float | None) -> str:
+    async def _add(
+        self,
+        message: Message,
+        key: str | None,
+        correlation_id: str | None,
+        deadline: datetime | None,
+        ttl: float | None,
+    ) -> str:
         key = key or new_key()
         conn = self._connection
         if isinstance(conn, Transaction):
             verb = conn.send if isinstance(message, Command) else conn.publish
-            return await verb(message, idempotency_key=key,  # type: ignore[arg-type]
-                              correlation_id=correlation_id, deadline=deadline, ttl=ttl)
-        envelope, _ = outgoing_envelope(message, key, app_id=self._app_id,
-                                        correlation_id=correlation_id, deadline=deadline,
-                                        ttl=ttl)
+            return await verb(
+                message,
+                idempotency_key=key,  # type: ignore[arg-type]
+                correlation_id=correlation_id,
+                deadline=deadline,
+                ttl=ttl,
+            )
+        envelope, _ = outgoing_envelope(
+            message,
+            key,
+            app_id=self._app_id,
+            correlation_id=correlation_id,
+            deadline=deadline,
+            ttl=ttl,
+        )
         exchange, routing_key, mandatory = routing_of(message)
         row = NewRow(self._stream, exchange, routing_key, mandatory, envelope)
-        values = (row.stream, row.key, row.exchange, row.routing_key, row.mandatory,
-                  envelope_json(envelope), envelope.body, time.time())
+        values = (
+            row.stream,
+            row.key,
+            row.exchange,
+            row.routing_key,
+            row.mandatory,
+            envelope_json(envelope),
+            envelope.body,
+            time.time(),
+        )
         if isinstance(conn, sqlite3.Connection):
             if not conn.in_transaction:
                 raise ConfigurationError(
                     "bus.outbox(conn): the SQLite connection has no open transaction; "
-                    "run BEGIN (or use `with conn:`) so the message commits with your rows")
+                    "run BEGIN (or use `with conn:`) so the message commits with your rows"
+                )
             conn.execute(_SQLITE_INSERT, values)
             return key
         if _is_asyncpg(conn):
             if not conn.is_in_transaction():
                 raise ConfigurationError(
                     "bus.outbox(conn): the asyncpg connection has no open transaction; "
-                    "use `async with conn.transaction():` so the message commits with it")
+                    "use `async with conn.transaction():` so the message commits with it"
+                )
             await conn.execute(_POSTGRES_INSERT, *values)
             return key
         raise ConfigurationError(
             f"bus.outbox() takes a sqlite3.Connection, an asyncpg connection or a "
-            f"framework.outbox.Transaction, not {type(conn).__name__}")
+            f"framework.outbox.Transaction, not {type(conn).__name__}"
+        )
 
 
 def _is_asyncpg(conn: Any) -> bool:

@@ -78,8 +78,7 @@ async def test_row_inbox_and_event_commit_together(test_bus: MemoryBus, db_path:
     assert rows(db_path, "SELECT COUNT(*) FROM fw_outbox WHERE sent_at IS NULL") == [(0,)]
 
 
-async def test_redelivery_after_commit_is_a_duplicate(test_bus: MemoryBus,
-                                                      db_path: Path) -> None:
+async def test_redelivery_after_commit_is_a_duplicate(test_bus: MemoryBus, db_path: Path) -> None:
     """The key store forgotten (a restart), the inbox still says done: handler not run."""
     worker = await start(test_bus, db_path)
     await test_bus.send(AddItem(item_id="a"), idempotency_key="add-a")
@@ -91,8 +90,9 @@ async def test_redelivery_after_commit_is_a_duplicate(test_bus: MemoryBus,
     assert len(test_bus.published_of(ItemAdded)) == 1
 
 
-async def test_a_failure_inside_the_transaction_leaves_nothing(test_bus: MemoryBus,
-                                                               db_path: Path) -> None:
+async def test_a_failure_inside_the_transaction_leaves_nothing(
+    test_bus: MemoryBus, db_path: Path
+) -> None:
     """Rolled back: no business row, no inbox row, no outbox row, nothing published."""
     worker = await start(test_bus, db_path)
     await test_bus.send(AddItem(item_id="a", fail=True), idempotency_key="add-a")
@@ -101,8 +101,10 @@ async def test_a_failure_inside_the_transaction_leaves_nothing(test_bus: MemoryB
     assert len(RUNS) == worker.spec.policy.max_attempts
     assert rows(db_path, "SELECT COUNT(*) FROM fw_inbox") == [(0,)]
     assert rows(db_path, "SELECT COUNT(*) FROM fw_outbox") == [(0,)]
-    assert rows(db_path, "SELECT name FROM sqlite_master WHERE name = 'items'") in ([], [
-        ("items",)])
+    assert rows(db_path, "SELECT name FROM sqlite_master WHERE name = 'items'") in (
+        [],
+        [("items",)],
+    )
     assert test_bus.published_of(ItemAdded) == []
 
 
@@ -125,12 +127,16 @@ class PublishesAroundTheOutbox(ItemWorker):
             await self.bus.publish(ItemAdded(item_id=msg.item_id))
 
 
-@pytest.mark.parametrize(("worker_cls", "error"), [
-    (PublishesAfterCommit, "after ctx.transaction() committed"),
-    (PublishesAroundTheOutbox, "inside an open outbox transaction"),
-])
+@pytest.mark.parametrize(
+    ("worker_cls", "error"),
+    [
+        (PublishesAfterCommit, "after ctx.transaction() committed"),
+        (PublishesAroundTheOutbox, "inside an open outbox transaction"),
+    ],
+)
 async def test_publishing_around_the_transaction_is_refused(
-        test_bus: MemoryBus, db_path: Path, worker_cls: type[ItemWorker], error: str) -> None:
+    test_bus: MemoryBus, db_path: Path, worker_cls: type[ItemWorker], error: str
+) -> None:
     """A publish that could be lost or escape a rollback: dead-lettered, saying how to fix."""
     await start(test_bus, db_path, worker_cls)
     await test_bus.send(AddItem(item_id="a"), idempotency_key="add-a")
@@ -142,14 +148,20 @@ async def test_publishing_around_the_transaction_is_refused(
 
 def test_a_transaction_needs_the_worker_database() -> None:
     """ctx.transaction() on a worker without `database` says which setting to add."""
-    ctx = Context(bus=None, queue="q", message_id="m", correlation_id="c",  # type: ignore[arg-type]
-                  attempt=1)
+    ctx = Context(
+        bus=None,
+        queue="q",
+        message_id="m",
+        correlation_id="c",  # type: ignore[arg-type]
+        attempt=1,
+    )
     with pytest.raises(ConfigurationError, match="database = "):
         ctx.transaction()
 
 
-async def test_rows_written_through_bus_outbox_are_swept(test_bus: MemoryBus,
-                                                        db_path: Path) -> None:
+async def test_rows_written_through_bus_outbox_are_swept(
+    test_bus: MemoryBus, db_path: Path
+) -> None:
     """A web endpoint's own sqlite3 transaction: committed rows reach the queue via a relay;
     rolled-back ones never do."""
     await test_bus.declare(ItemWorker)
@@ -197,8 +209,9 @@ async def test_two_relays_never_claim_the_same_row(test_bus: MemoryBus, db_path:
     await database.close()
 
 
-async def test_a_stream_is_not_published_past_a_row_someone_holds(test_bus: MemoryBus,
-                                                                  db_path: Path) -> None:
+async def test_a_stream_is_not_published_past_a_row_someone_holds(
+    test_bus: MemoryBus, db_path: Path
+) -> None:
     """Order per stream: while one relay holds a stream's first row, nobody takes the next."""
     database = await open_database(f"sqlite:///{db_path}")
     conn = sqlite3.connect(db_path, isolation_level=None)
@@ -218,8 +231,9 @@ async def test_a_stream_is_not_published_past_a_row_someone_holds(test_bus: Memo
     await database.close()
 
 
-async def test_cleanup_deletes_expired_inbox_and_old_sent_rows(test_bus: MemoryBus,
-                                                               db_path: Path) -> None:
+async def test_cleanup_deletes_expired_inbox_and_old_sent_rows(
+    test_bus: MemoryBus, db_path: Path
+) -> None:
     """Retention: done in small batches until nothing is left to delete; unsent rows stay."""
     database = await open_database(f"sqlite:///{db_path}")
     conn = sqlite3.connect(db_path, isolation_level=None)
@@ -231,8 +245,9 @@ async def test_cleanup_deletes_expired_inbox_and_old_sent_rows(test_bus: MemoryB
         await writer.send(AddItem(item_id=str(i)))
     conn.execute("UPDATE fw_outbox SET sent_at = 10 WHERE id <= 4")
     conn.execute("COMMIT")
-    relay = Relay(test_bus, database, RelayPolicy(retention=100, cleanup_batch=2),
-                  clock=lambda: 1000.0)
+    relay = Relay(
+        test_bus, database, RelayPolicy(retention=100, cleanup_batch=2), clock=lambda: 1000.0
+    )
     assert await relay.cleanup() == 7 + 4
     assert rows(db_path, "SELECT key FROM fw_inbox") == [("fresh",)]
     assert rows(db_path, "SELECT COUNT(*) FROM fw_outbox") == [(1,)]

@@ -18,10 +18,12 @@ class Pay(Command):
     cents: int
 
 
-POLICY = HandlingPolicy(queue="q", message_types={Pay.type_name: Pay}, timeout=0.5, lease=5,
-                        retention=60, clock_skew=0)
-ENVELOPE = Envelope(message_id="k1", type=Pay.type_name, body=encode_body(Pay(cents=1)),
-                    correlation_id="c")
+POLICY = HandlingPolicy(
+    queue="q", message_types={Pay.type_name: Pay}, timeout=0.5, lease=5, retention=60, clock_skew=0
+)
+ENVELOPE = Envelope(
+    message_id="k1", type=Pay.type_name, body=encode_body(Pay(cents=1)), correlation_id="c"
+)
 RAN: list[str] = []
 
 

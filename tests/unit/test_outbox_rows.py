@@ -28,16 +28,32 @@ class Pinged(Event):
 
 
 def envelope(key: str = "k1") -> Envelope:
-    return Envelope(message_id=key, type="Ping", body=b'{"n":1}', correlation_id="c1",
-                    causation_id="m0", attempt=1, deadline_ms=1_700_000_000_123,
-                    timestamp=datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC), app_id="svc",
-                    traceparent="00-" + "1" * 32 + "-" + "2" * 16 + "-01", reply_to=None,
-                    headers={"x-tenant": "t1"})
+    return Envelope(
+        message_id=key,
+        type="Ping",
+        body=b'{"n":1}',
+        correlation_id="c1",
+        causation_id="m0",
+        attempt=1,
+        deadline_ms=1_700_000_000_123,
+        timestamp=datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC),
+        app_id="svc",
+        traceparent="00-" + "1" * 32 + "-" + "2" * 16 + "-01",
+        reply_to=None,
+        headers={"x-tenant": "t1"},
+    )
 
 
 def row(row_id: int, stream: str) -> ClaimedRow:
-    return ClaimedRow(id=row_id, stream=stream, exchange="e", routing_key="r",
-                      mandatory=False, envelope=envelope(f"k{row_id}"), created_at=0.0)
+    return ClaimedRow(
+        id=row_id,
+        stream=stream,
+        exchange="e",
+        routing_key="r",
+        mandatory=False,
+        envelope=envelope(f"k{row_id}"),
+        created_at=0.0,
+    )
 
 
 def test_envelope_round_trips_through_json() -> None:
