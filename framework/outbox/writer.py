@@ -77,10 +77,18 @@ class OutboxWriter:
         key = key or new_key()
         conn = self._connection
         if isinstance(conn, Transaction):
-            verb = conn.send if isinstance(message, Command) else conn.publish
-            return await verb(
+            if isinstance(message, Command):
+                return await conn.send(
+                    message,
+                    idempotency_key=key,
+                    correlation_id=correlation_id,
+                    deadline=deadline,
+                    ttl=ttl,
+                )
+            assert isinstance(message, Event)
+            return await conn.publish(
                 message,
-                idempotency_key=key,  # type: ignore[arg-type]
+                idempotency_key=key,
                 correlation_id=correlation_id,
                 deadline=deadline,
                 ttl=ttl,
