@@ -128,8 +128,7 @@ async def _check_inbox(inbox: InboxCheck, queue: str, envelope: Envelope) -> Out
     cannot say; None: run the handler."""
     try:
         seen = await inbox(queue, envelope.message_id)
-    except Exception as exc:
-        _log.error("outbox.inbox_check_failed", error=repr(exc))
+    except Exception as exc:  # logged once, with the settlement (delivery.retry_scheduled)
         return Deferred(f"database unavailable: {_describe(exc)}")
     return Duplicate() if seen else None
 
