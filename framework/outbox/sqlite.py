@@ -205,7 +205,7 @@ class SqliteDatabase:
     @asynccontextmanager
     async def begin(self) -> AsyncIterator[_Transaction]:
         async with self._lock:
-            await self.run(lambda db: db.execute("BEGIN IMMEDIATE"))
+            await self.run(_begin)
             try:
                 yield _Transaction(self)
             except BaseException:
@@ -264,6 +264,14 @@ class SqliteDatabase:
             if db is not None:
                 await self._call(db.close)
         self._executor.shutdown(wait=True)
+
+
+def _begin(db: sqlite3.Connection) -> None:
+    # A transaction still open here was abandoned by a cancelled caller whose rollback has
+    # not run yet (it is queued behind us): undo it rather than fail "within a transaction".
+    if db.in_transaction:
+        db.execute("ROLLBACK")
+    db.execute("BEGIN IMMEDIATE")
 
 
 def _claimed(row: tuple[Any, ...]) -> ClaimedRow:
