@@ -39,10 +39,15 @@ class TransactionDriver(Protocol):
         """Record `key` as handled on `queue`; False if it already was."""
         ...
 
-    async def insert_outbox(
+    def stage_outbox(
         self, rows: Sequence[NewRow], owner: str | None, now: float, claimed_until: float | None
-    ) -> list[int]:
-        """Insert rows (claimed by `owner` until `claimed_until` if given); their ids."""
+    ) -> None:
+        """Insert rows (claimed by `owner` until `claimed_until` if given) with the commit."""
+        ...
+
+    @property
+    def staged_ids(self) -> list[int]:
+        """The ids of the staged rows, in order, once the transaction has committed."""
         ...
 
 

@@ -113,6 +113,8 @@ def affected(status: str) -> int:
 class _Transaction:
     def __init__(self, connection: Any) -> None:
         self.connection = connection
+        self._staged: list[tuple[Sequence[NewRow], str | None, float, float | None]] = []
+        self.staged_ids: list[int] = []
 
     async def execute(self, sql: str, *params: Any) -> int:
         return affected(await self.connection.execute(sql, *params))
@@ -123,23 +125,28 @@ class _Transaction:
     async def insert_inbox(self, queue: str, key: str, now: float, expires_at: float) -> bool:
         return await self.execute(_INBOX_INSERT, queue, key, now, expires_at) == 1
 
-    async def insert_outbox(
+    def stage_outbox(
         self, rows: Sequence[NewRow], owner: str | None, now: float, claimed_until: float | None
-    ) -> list[int]:
-        records = await self.connection.fetch(
-            _OUTBOX_INSERT,
-            [r.stream for r in rows],
-            [r.key for r in rows],
-            [r.exchange for r in rows],
-            [r.routing_key for r in rows],
-            [r.mandatory for r in rows],
-            [envelope_json(r.envelope) for r in rows],
-            [r.envelope.body for r in rows],
-            [now] * len(rows),
-            [owner] * len(rows),
-            [claimed_until] * len(rows),
-        )
-        return [int(r[0]) for r in records]
+    ) -> None:
+        self._staged.append((rows, owner, now, claimed_until))
+
+    async def flush_outbox(self) -> None:
+        """Insert the staged rows (one statement per stage), just before the commit."""
+        for rows, owner, now, claimed_until in self._staged:
+            records = await self.connection.fetch(
+                _OUTBOX_INSERT,
+                [r.stream for r in rows],
+                [r.key for r in rows],
+                [r.exchange for r in rows],
+                [r.routing_key for r in rows],
+                [r.mandatory for r in rows],
+                [envelope_json(r.envelope) for r in rows],
+                [r.envelope.body for r in rows],
+                [now] * len(rows),
+                [owner] * len(rows),
+                [claimed_until] * len(rows),
+            )
+            self.staged_ids.extend(int(r[0]) for r in records)
 
 
 class PostgresDatabase:
@@ -188,8 +195,10 @@ class PostgresDatabase:
                 await transaction.start()
             except Exception as exc:
                 raise _unavailable(self._url, exc) if is_unavailable(exc) else exc from exc
+            driver = _Transaction(connection)
             try:
-                yield _Transaction(connection)
+                yield driver
+                await driver.flush_outbox()
             except BaseException as exc:
                 await asyncio.shield(_quietly_rollback(transaction))
                 if isinstance(exc, _LOST):  # the connection broke under a statement

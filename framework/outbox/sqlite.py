@@ -87,26 +87,43 @@ def is_unavailable(exc: BaseException) -> bool:
 class SqliteConnection:
     """The transaction's connection: statements run on the database's thread."""
 
-    def __init__(self, database: SqliteDatabase) -> None:
-        self._database = database
+    def __init__(self, transaction: _Transaction) -> None:
+        self._transaction = transaction
 
     async def execute(self, sql: str, *params: Any) -> int:
         """Run one statement; how many rows it changed."""
-        return await self._database.run(lambda db: db.execute(sql, params).rowcount)
+        return await self._transaction.run(lambda db: db.execute(sql, params).rowcount)
 
     async def fetch(self, sql: str, *params: Any) -> list[Any]:
         """Run one query; all its rows (tuples)."""
-        return await self._database.run(lambda db: db.execute(sql, params).fetchall())
+        return await self._transaction.run(lambda db: db.execute(sql, params).fetchall())
 
     async def run(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
         """Run `work(connection)` on the database's thread, inside this transaction."""
-        return await self._database.run(work)
+        return await self._transaction.run(work)
 
 
 class _Transaction:
+    """One transaction. Each step is a trip to the database's thread, so `BEGIN` rides
+    along with the first statement and the outbox rows with the `COMMIT`."""
+
     def __init__(self, database: SqliteDatabase) -> None:
-        self.connection = SqliteConnection(database)
+        self.connection = SqliteConnection(self)
         self._database = database
+        self.begun = False
+        self._staged: list[tuple[Any, ...]] = []
+        self.staged_ids: list[int] = []
+
+    async def run(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
+        if self.begun:
+            return await self._database.run(work)
+        self.begun = True
+
+        def begin_then(db: sqlite3.Connection) -> _T:
+            _begin(db)
+            return work(db)
+
+        return await self._database.run(begin_then)
 
     async def execute(self, sql: str, *params: Any) -> int:
         return await self.connection.execute(sql, *params)
@@ -117,10 +134,10 @@ class _Transaction:
     async def insert_inbox(self, queue: str, key: str, now: float, expires_at: float) -> bool:
         return await self.execute(_INBOX_INSERT, queue, key, now, expires_at) == 1
 
-    async def insert_outbox(
+    def stage_outbox(
         self, rows: Sequence[NewRow], owner: str | None, now: float, claimed_until: float | None
-    ) -> list[int]:
-        values = [
+    ) -> None:
+        self._staged.extend(
             (
                 r.stream,
                 r.key,
@@ -134,16 +151,16 @@ class _Transaction:
                 claimed_until,
             )
             for r in rows
+        )
+
+    def commit(self, db: sqlite3.Connection) -> None:
+        """On the thread: (BEGIN,) the staged outbox rows, COMMIT -- one trip."""
+        if not self.begun:
+            _begin(db)
+        self.staged_ids = [
+            int(db.execute(_OUTBOX_INSERT, values).lastrowid or 0) for values in self._staged
         ]
-
-        def insert(db: sqlite3.Connection) -> list[int]:
-            ids = []
-            for value in values:
-                cursor = db.execute(_OUTBOX_INSERT, value)
-                ids.append(int(cursor.lastrowid or 0))
-            return ids
-
-        return await self._database.run(insert)
+        db.execute("COMMIT")
 
 
 class SqliteDatabase:
@@ -155,6 +172,14 @@ class SqliteDatabase:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fw-outbox-db")
         self._lock = asyncio.Lock()
         self._db: sqlite3.Connection | None = None
+        # Reads of committed rows (the inbox lookup before every handler, the backlog) go to
+        # a second connection on a thread of its own: WAL readers never wait for the writer.
+        # An in-memory database exists only on its one connection: reads use that one.
+        self._shared = path == ":memory:" or path.startswith("file::memory:")
+        self._reader_executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="fw-outbox-read"
+        )
+        self._reader: sqlite3.Connection | None = None
 
     @classmethod
     async def open(cls, path: str, *, busy_timeout: float = 5.0) -> SqliteDatabase:
@@ -162,8 +187,10 @@ class SqliteDatabase:
         database = cls(path, busy_timeout=busy_timeout)
         try:
             await database._call(database._connect)
+            if not database._shared:
+                await database._read(lambda db: None)
         except BaseException:
-            database._executor.shutdown(wait=False)
+            await database.close()
             raise
         return database
 
@@ -205,14 +232,15 @@ class SqliteDatabase:
     @asynccontextmanager
     async def begin(self) -> AsyncIterator[_Transaction]:
         async with self._lock:
-            await self.run(_begin)
+            transaction = _Transaction(self)
             try:
-                yield _Transaction(self)
+                yield transaction
             except BaseException:
-                await asyncio.shield(self._rollback())
+                if transaction.begun:
+                    await asyncio.shield(self._rollback())
                 raise
             try:
-                await asyncio.shield(self.run(lambda db: db.execute("COMMIT")))
+                await asyncio.shield(self.run(transaction.commit))
             except BaseException:
                 await asyncio.shield(self._rollback())
                 raise
@@ -228,9 +256,32 @@ class SqliteDatabase:
         async with self.begin() as tx:
             return await tx.connection.run(work)
 
+    async def _read(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run `work` on the reader connection (committed data only), or for an in-memory
+        database on the writer, between transactions."""
+        if self._shared:
+            async with self._lock:
+                return await self.run(work)
+
+        def read() -> _T:
+            if self._reader is None:
+                self._reader = sqlite3.connect(
+                    self._path,
+                    isolation_level=None,
+                    check_same_thread=False,
+                    timeout=self._busy_timeout,
+                )
+            return work(self._reader)
+
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._reader_executor, read)
+        except sqlite3.Error as exc:
+            if is_unavailable(exc):
+                raise DatabaseUnavailable(f"SQLite database {self._path!r}: {exc}") from exc
+            raise
+
     async def seen(self, queue: str, key: str) -> bool:
-        async with self._lock:
-            return await self.run(lambda db: db.execute(_SEEN, (queue, key)).fetchone() is not None)
+        return await self._read(lambda db: db.execute(_SEEN, (queue, key)).fetchone() is not None)
 
     async def claim(self, owner: str, limit: int, now: float, lease: float) -> list[ClaimedRow]:
         def claim(db: sqlite3.Connection) -> list[ClaimedRow]:
@@ -255,15 +306,18 @@ class SqliteDatabase:
         return await self._write(purge)
 
     async def backlog(self) -> int:
-        async with self._lock:
-            return int(await self.run(lambda db: db.execute(_BACKLOG).fetchone()[0]))
+        return int(await self._read(lambda db: db.execute(_BACKLOG).fetchone()[0]))
 
     async def close(self) -> None:
         async with self._lock:
             db, self._db = self._db, None
             if db is not None:
                 await self._call(db.close)
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            await asyncio.get_running_loop().run_in_executor(self._reader_executor, reader.close)
         self._executor.shutdown(wait=True)
+        self._reader_executor.shutdown(wait=True)
 
 
 def _begin(db: sqlite3.Connection) -> None:

@@ -81,7 +81,8 @@ class Transaction:
         self._stream = stream
         self._owner = owner
         self._lease = lease
-        self.pending: list[Pending] = []
+        self._rows: list[NewRow] = []
+        self._messages: list[tuple[Message, float]] = []
         self._open = True
 
     @property
@@ -155,23 +156,34 @@ class Transaction:
             traceparent=traceparent,
         )
         exchange, routing_key, mandatory = routing_of(message)
-        now = time.time()
-        row = NewRow(self._stream, exchange, routing_key, mandatory, envelope)
-        claimed_until = None if self._owner is None else now + self._lease
-        [row_id] = await self._driver.insert_outbox([row], self._owner, now, claimed_until)
-        self.pending.append(
+        self._rows.append(NewRow(self._stream, exchange, routing_key, mandatory, envelope))
+        self._messages.append((message, time.time()))
+        return key
+
+    def _stage(self) -> None:
+        """Hand the rows to the driver: they are inserted with the commit."""
+        if self._rows:
+            now = time.time()
+            claimed_until = None if self._owner is None else now + self._lease
+            self._driver.stage_outbox(self._rows, self._owner, now, claimed_until)
+
+    def _committed(self) -> list[Pending]:
+        """The messages with their row ids, once the transaction has committed."""
+        return [
             Pending(
                 row_id,
                 message,
-                key,
-                envelope.correlation_id,
-                causation_id,
-                envelope.deadline_ms,
-                envelope.traceparent,
-                now,
+                row.key,
+                row.envelope.correlation_id,
+                row.envelope.causation_id,
+                row.envelope.deadline_ms,
+                row.envelope.traceparent,
+                at,
             )
-        )
-        return key
+            for row_id, row, (message, at) in zip(
+                self._driver.staged_ids, self._rows, self._messages, strict=True
+            )
+        ]
 
     def _require_open(self, verb: str) -> None:
         if not self._open:
@@ -210,8 +222,9 @@ async def unit_of_work(
         token = _OPEN.set(tx)
         try:
             yield tx
+            tx._stage()
         finally:
             _OPEN.reset(token)
             tx._close()
-    if relay is not None and tx.pending:
-        await relay.deliver(tx.pending)
+    if relay is not None and tx._rows:
+        await relay.deliver(tx._committed())
