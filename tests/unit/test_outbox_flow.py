@@ -253,3 +253,24 @@ async def test_cleanup_deletes_expired_inbox_and_old_sent_rows(
     assert rows(db_path, "SELECT COUNT(*) FROM fw_outbox") == [(1,)]
     conn.close()
     await database.close()
+
+
+async def test_a_failed_publish_after_commit_is_retried_by_the_sweep(
+    test_bus: MemoryBus, db_path: Path
+) -> None:
+    """Unroutable right after the commit: the row stays unsent, handed back with a backoff,
+    and the sweep publishes it once a queue exists (nothing lost, nothing raised)."""
+    now = [1000.0]
+    database = await open_database(f"sqlite:///{db_path}")
+    relay = Relay(test_bus, database, RelayPolicy(lease=30), clock=lambda: now[0])
+    async with relay.transaction() as tx:
+        await tx.send(AddItem(item_id="early"), idempotency_key="early")
+    assert relay.stats.failed == 1 and await database.backlog() == 1
+    await test_bus.declare(ItemWorker)
+    assert await relay.sweep() == 0  # still backing off
+    now[0] += 1.0
+    assert await relay.sweep() == 1
+    [queued] = test_bus.messages("outbox-items")
+    assert queued.message_id == "early" and await database.backlog() == 0
+    await relay.close()
+    await database.close()
