@@ -41,6 +41,10 @@ class Settings(BaseSettings):
         description="Seconds an outbox row claimed by a relay is left alone (must outlast a "
         "publish); after a crash its rows are published again this long after the claim.")
     outbox_poll_interval: float = Field(default=1.0, gt=0)
+    database_pool_size: int = Field(
+        default=10, ge=1,
+        description="PostgreSQL connections of a worker's `database` (= handler transactions "
+        "at once); more than 10 helps a worker with a large prefetch.")
     outbox_retention: float = Field(default=86400.0, gt=0,
                                     description="Seconds sent outbox rows are kept.")
     outbox_cleanup_interval: float = Field(default=60.0, gt=0)

@@ -8,11 +8,12 @@ from framework.outbox.database import Database
 from framework.urls import mask_url
 
 
-async def open_database(url: str, *, busy_timeout: float = 5.0) -> Database:
+async def open_database(url: str, *, busy_timeout: float = 5.0, pool_size: int = 10) -> Database:
     """Open the database `url` names and create the inbox and outbox tables if missing.
 
-    Raises `DatabaseUnavailable` if it cannot be reached, `ConfigurationError` for a URL
-    that names no supported database.
+    `pool_size` bounds PostgreSQL connections (= concurrent transactions); `busy_timeout` is
+    how long a statement waits for a lock or a connection. Raises `DatabaseUnavailable` if
+    it cannot be reached, `ConfigurationError` for a URL naming no supported database.
     """
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme == "sqlite":
@@ -27,7 +28,7 @@ async def open_database(url: str, *, busy_timeout: float = 5.0) -> Database:
                 f"database {mask_url(url)!r} needs the 'asyncpg' driver: "
                 "pip install 'framework[postgres]'"
             ) from exc
-        return await PostgresDatabase.open(url, acquire_timeout=busy_timeout)
+        return await PostgresDatabase.open(url, max_size=pool_size, acquire_timeout=busy_timeout)
     raise ConfigurationError(
         f"unsupported database URL {mask_url(url)!r}: use sqlite:///path.db or "
         "postgresql://user@host/db"

@@ -28,7 +28,7 @@ class WorkerDatabase:
         cls, url: str, bus: Transport, *, app_id: str, retention: float, stats: RelayStats
     ) -> WorkerDatabase:
         """Open `url` and start its relay (raises `DatabaseUnavailable` if unreachable)."""
-        database = await open_database(url)
+        database = await open_database(url, pool_size=bus.settings.database_pool_size)
         relay = Relay(bus, database, stats=stats)
         relay.start()
         return cls(database, relay, app_id=app_id, retention=retention)
