@@ -117,13 +117,14 @@ async def consume(c: Contender, url: str, n: int, timeout: float = 600.0,
 
 async def store_overhead(c: Contender, url: str, n: int, store: str) -> dict[str, Any]:
     """(S) workload B for the framework, its Bus using idempotency store `store`."""
-    from bench.stores import server_version, store_for
+    from bench.stores import database_for, server_version, store_for
 
     if not isinstance(c, Framework):
         raise SystemExit(f"workload S measures the framework's stores, not {c.name}")
     queue = queue_name(c.name, f"S-{store}")
-    async with store_for(store, scope=queue) as idempotency:
+    async with store_for(store, scope=queue) as idempotency, database_for(store) as database:
         c.idempotency = idempotency
+        c.database = database
         result = await consume(c, url, n, queue=queue)
     return result | {"store": store, "server": await server_version(store)}
 

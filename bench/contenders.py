@@ -313,6 +313,29 @@ def _framework_types(queue: str) -> tuple[Any, Any]:
     return _framework_classes[queue]  # type: ignore[no-any-return]
 
 
+def _outbox_worker(queue: str, database: str) -> Any:
+    """The bench worker with a `database`: per message one transaction holding the inbox
+    row, one business row and one event (an outbox row), published after the commit."""
+    from framework import Context, Event
+
+    order, worker = _framework_types(queue)
+    insert = ("INSERT INTO bench_orders VALUES (?)" if database.startswith("sqlite")
+              else "INSERT INTO bench_orders VALUES ($1)")
+
+    class BenchOrderAccepted(Event):
+        type_name = f"{type_name(queue)}.accepted"
+        order_id: str
+
+    async def handle(self: Any, msg: Any, ctx: Any) -> None:
+        async with ctx.transaction() as tx:
+            await tx.execute(insert, msg.order_id)
+            await ctx.publish(BenchOrderAccepted(order_id=msg.order_id))
+        self.on_message(msg)
+
+    handle.__annotations__ = {"msg": order, "ctx": Context, "return": None}
+    return type("BenchOutboxWorker", (worker,), {"database": database, "handle": handle})
+
+
 class Framework(Contender):
     name = "framework"
     description = ("a real Worker subclass (validation, in-memory idempotency store, full "
@@ -323,6 +346,7 @@ class Framework(Contender):
     def __init__(self, idempotency: Any = None) -> None:
         # the Bus's `idempotency=`: a store or a URL; None is the default (memory://)
         self.idempotency = idempotency
+        self.database: str | None = None  # workload S outbox-*: the worker's `database`
 
     async def open(self, url: str) -> None:
         from framework import Bus
@@ -337,6 +361,8 @@ class Framework(Contender):
         self.task: asyncio.Task[None] | None = None
 
     def _worker_cls(self, queue: str) -> Any:
+        if self.database is not None:
+            return _outbox_worker(queue, self.database)
         return _framework_types(queue)[1]
 
     async def declare(self, queue: str) -> None:

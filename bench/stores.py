@@ -15,8 +15,12 @@ from collections.abc import AsyncIterator
 
 from framework.idempotency import ClaimResult, IdempotencyStore
 
-#: the order the stores run in (and are reported in); `noop` first, the baseline
-STORES = ["noop", "memory", "sqlite", "redis", "postgres"]
+#: the order the stores run in (and are reported in); `noop` first, the baseline. The
+#: `outbox-*` rows are the worker with a `database` (framework.outbox): memory:// keys, and a
+#: handler that commits its inbox row, one business row and one event (outbox row) per
+#: message, the event then published with a confirm and marked sent in batches.
+STORES = ["noop", "memory", "sqlite", "redis", "postgres", "outbox-sqlite", "outbox-postgres"]
+OUTBOX_STORES = {"outbox-sqlite", "outbox-postgres"}
 BASELINE_STORE = "noop"
 
 REDIS_URL = "redis://127.0.0.1:6379/15"
@@ -57,6 +61,11 @@ def describe(store: str) -> str:
         "sqlite": "`sqlite:///<temporary file>` (WAL, one thread)",
         "redis": f"`{mask_url(redis_url())}` (SET NX PX script per claim)",
         "postgres": f"`{mask_url(postgres_url())}` (INSERT ... ON CONFLICT per claim)",
+        "outbox-sqlite": "worker `database = sqlite:///<temporary file>`: per message an inbox "
+                         "lookup, one transaction (inbox + business row + outbox row), a "
+                         "confirmed event publish, a batched mark",
+        "outbox-postgres": "worker `database` = a fresh database on "
+                           f"`{mask_url(postgres_url())}`: the same per message as outbox-sqlite",
     }[store]
 
 
@@ -66,7 +75,7 @@ async def store_for(store: str, scope: str) -> AsyncIterator[IdempotencyStore | 
     wrote in `scope` (the worker's queue): Redis keys, PostgreSQL rows, the SQLite file."""
     if store == "noop":
         yield NoopStore()
-    elif store == "memory":
+    elif store == "memory" or store in OUTBOX_STORES:
         yield "memory://"
     elif store == "sqlite":
         with tempfile.TemporaryDirectory(prefix="bench-idem-") as tmp:
@@ -85,6 +94,44 @@ async def store_for(store: str, scope: str) -> AsyncIterator[IdempotencyStore | 
         raise ValueError(f"unknown store {store!r}; choose from {STORES}")
 
 
+@contextlib.asynccontextmanager
+async def database_for(store: str) -> AsyncIterator[str | None]:
+    """The worker `database` URL for an `outbox-*` store (None for the others), with its
+    business table; the SQLite file or PostgreSQL database is removed afterwards."""
+    if store == "outbox-sqlite":
+        import sqlite3
+
+        with tempfile.TemporaryDirectory(prefix="bench-outbox-") as tmp:
+            path = os.path.join(tmp, "service.db")
+            with sqlite3.connect(path) as db:
+                db.execute(BUSINESS_TABLE)
+            yield f"sqlite:///{path}"
+    elif store == "outbox-postgres":
+        import uuid
+
+        import asyncpg
+
+        name = f"bench_outbox_{uuid.uuid4().hex[:12]}"
+        admin = await asyncpg.connect(postgres_url())
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        await admin.close()
+        url = postgres_url().rsplit("/", 1)[0] + f"/{name}"
+        try:
+            conn = await asyncpg.connect(url)
+            await conn.execute(BUSINESS_TABLE)
+            await conn.close()
+            yield url
+        finally:
+            admin = await asyncpg.connect(postgres_url())
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await admin.close()
+    else:
+        yield None
+
+
+BUSINESS_TABLE = "CREATE TABLE IF NOT EXISTS bench_orders (order_id TEXT NOT NULL)"
+
+
 async def server_version(store: str) -> str:
     """The Redis or PostgreSQL server's version ("" for the in-process stores)."""
     if store == "redis":
@@ -95,7 +142,7 @@ async def server_version(store: str) -> str:
             return f"Redis {(await client.info('server'))['redis_version']}"
         finally:
             await client.aclose()
-    if store == "postgres":
+    if store in ("postgres", "outbox-postgres"):
         import asyncpg
 
         conn = await asyncpg.connect(postgres_url())

@@ -27,6 +27,8 @@ from framework.errors import FrameworkError
 from framework.idempotency import IdempotencyStore, open_store
 from framework.keys import new_key
 from framework.messages import Command, Event, Message, is_command, require_kind
+from framework.outbox.unit_of_work import refuse_direct_publish
+from framework.outbox.writer import OutboxWriter
 from framework.outgoing import outgoing_envelope
 from framework.publisher import Publisher
 from framework.request_reply import RequestClient
@@ -266,6 +268,7 @@ class Bus:
         backoff until `within` seconds have passed (same key: no duplicates downstream).
         """
         require_kind(command, command=True, verb="send")
+        refuse_direct_publish("send")
         key = idempotency_key or new_key()
         if retry is None:
             return await self._emit(command, key, correlation_id, causation_id, deadline, ttl,
@@ -320,6 +323,7 @@ class Bus:
     ) -> str:
         """Publish an event to every subscribed queue; returns its key once confirmed."""
         require_kind(event, command=False, verb="publish")
+        refuse_direct_publish("publish")
         return await self._emit(event, idempotency_key, correlation_id, causation_id,
                                 deadline, ttl, traceparent, timeout)
 
@@ -349,6 +353,15 @@ class Bus:
             timeout=timeout,
         )
         return key
+
+    def outbox(self, connection: Any, *, stream: str | None = None) -> OutboxWriter:
+        """Send and publish through the outbox inside a transaction you own (outside handlers).
+
+        `connection`: a `sqlite3.Connection` or asyncpg connection with a transaction open;
+        the messages commit or roll back with your own writes, and a relay on that database
+        (`framework.outbox.Relay`, or a worker's) publishes them after the commit.
+        """
+        return OutboxWriter(connection, app_id=self.service, stream=stream)
 
     def _outgoing(
         self,

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from framework.errors import ConfigurationError
 from framework.keys import derive_key
 from framework.messages import Command, Event, Message
+from framework.outbox.database import OutboxMisuse
 from framework.tracing import child_traceparent
 
 if TYPE_CHECKING:
+    from framework.outbox.runtime import WorkerDatabase
+    from framework.outbox.unit_of_work import Transaction
     from framework.transport import Transport
 
 
@@ -33,7 +38,10 @@ class Context:
     traceparent: str | None = None
     headers: Mapping[str, Any] = field(default_factory=dict)
     log: Any = None
+    database: WorkerDatabase | None = None  # the worker's `database`, if it has one
     _published: int = 0
+    _tx: Transaction | None = None
+    _committed: bool = False
 
     @property
     def deadline(self) -> datetime | None:
@@ -49,6 +57,12 @@ class Context:
     async def publish(self, event: Event, *, idempotency_key: str | None = None) -> str:
         """Publish an event caused by this delivery; returns its (derived) key once confirmed."""
         key = idempotency_key or self._next_key(event)
+        if self._through_outbox("publish"):
+            assert self._tx is not None
+            return await self._tx.publish(event, idempotency_key=key,
+                                          correlation_id=self.correlation_id,
+                                          causation_id=self.message_id,
+                                          traceparent=child_traceparent(self.traceparent))
         return await self.bus.publish(
             event,
             idempotency_key=key,
@@ -67,6 +81,13 @@ class Context:
     ) -> str:
         """Send a command caused by this delivery; returns its (derived) key once confirmed."""
         key = idempotency_key or self._next_key(command)
+        if self._through_outbox("send"):
+            assert self._tx is not None
+            return await self._tx.send(command, idempotency_key=key,
+                                       correlation_id=self.correlation_id,
+                                       causation_id=self.message_id,
+                                       traceparent=child_traceparent(self.traceparent),
+                                       deadline=deadline, ttl=ttl)
         return await self.bus.send(
             command,
             idempotency_key=key,
@@ -76,3 +97,40 @@ class Context:
             deadline=deadline,
             ttl=ttl,
         )
+
+    # ---- the unit of work (framework.outbox) --------------------------------------------
+
+    def transaction(self) -> AbstractAsyncContextManager[Transaction]:
+        """`async with ctx.transaction() as tx:` -- this delivery's inbox row, your writes
+        (`tx.execute`, `tx.connection`) and everything published through `ctx` inside the
+        block commit together; the messages go out right after the commit. A redelivery of
+        a committed delivery is acked as a duplicate without running the handler."""
+        if self.database is None:
+            raise ConfigurationError(
+                "ctx.transaction() needs the worker's database: set `database = "
+                "\"sqlite:///service.db\"` (or a postgresql:// URL) on the Worker")
+        if self._tx is not None or self._committed:
+            raise OutboxMisuse("one ctx.transaction() per delivery: put all its writes and "
+                               "messages in one `async with` block")
+        return self._transaction(self.database)
+
+    @asynccontextmanager
+    async def _transaction(self, database: WorkerDatabase) -> AsyncIterator[Transaction]:
+        async with database.transaction(self.queue, self.message_id) as tx:
+            self._tx = tx
+            try:
+                yield tx
+            finally:
+                self._tx = None
+        self._committed = True
+
+    def _through_outbox(self, verb: str) -> bool:
+        """True inside the transaction; after its commit a publish could be lost, so no."""
+        if self._tx is not None:
+            return True
+        if self._committed:
+            raise OutboxMisuse(
+                f"ctx.{verb}() after ctx.transaction() committed would be lost if the "
+                "process died before it (a redelivery is acked as a duplicate without "
+                f"running the handler): move the {verb} inside the `async with` block")
+        return False

@@ -21,6 +21,7 @@ from framework.envelope import Envelope, decode_body
 from framework.errors import InvalidMessage, PermanentError
 from framework.idempotency import ClaimResult, IdempotencyStore
 from framework.messages import Message
+from framework.outbox.database import AlreadyHandled, DatabaseUnavailable
 from framework.settlement import (
     Busy,
     Deferred,
@@ -33,6 +34,8 @@ from framework.settlement import (
 )
 
 Handler = Callable[[Message, Context], Awaitable[Any]]
+#: (queue, key) -> did a transaction for this delivery commit (framework.outbox inbox)
+InboxCheck = Callable[[str, str], Awaitable[bool]]
 
 _log = structlog.get_logger("framework.handling")
 
@@ -60,6 +63,7 @@ async def process(
     store: IdempotencyStore,
     handler: Handler,
     make_context: Callable[[Envelope], Context],
+    inbox: InboxCheck | None = None,
 ) -> Outcome:
     """Run the handler for one delivery, if it should run, and report what happened.
 
@@ -87,14 +91,12 @@ async def process(
     if claim is ClaimResult.BUSY:
         return Busy()
     try:
-        if is_expired(envelope.deadline_ms, now_ms(), policy.clock_skew):
-            outcome: Outcome = Expired("deadline passed before handling")
-        else:
-            outcome = await _run_handler(message, envelope, policy, handler, make_context)
+        outcome = await _unless_seen_or_expired(message, envelope, policy, handler,
+                                                make_context, inbox)
     except BaseException:
         await asyncio.shield(_release(store, policy.queue, envelope.message_id))
         raise
-    if isinstance(outcome, Handled):
+    if isinstance(outcome, Handled | Duplicate):
         try:
             await store.complete(policy.queue, envelope.message_id, policy.retention)
         except Exception as exc:
@@ -122,6 +124,31 @@ def _unusable(envelope: Envelope, policy: HandlingPolicy) -> Invalid | None:
         known = ", ".join(sorted(policy.message_types))
         return Invalid(f"unknown message type {envelope.type!r} (this queue handles: {known})")
     return None
+async def _unless_seen_or_expired(
+    message: Message,
+    envelope: Envelope,
+    policy: HandlingPolicy,
+    handler: Handler,
+    make_context: Callable[[Envelope], Context],
+    inbox: InboxCheck | None,
+) -> Outcome:
+    """Run the handler unless the inbox has the key (a duplicate, acked even past its
+    deadline) or the deadline has passed."""
+    if inbox is not None and (seen := await _check_inbox(inbox, policy.queue, envelope)):
+        return seen
+    if is_expired(envelope.deadline_ms, now_ms(), policy.clock_skew):
+        return Expired("deadline passed before handling")
+    return await _run_handler(message, envelope, policy, handler, make_context)
+
+
+async def _check_inbox(inbox: InboxCheck, queue: str, envelope: Envelope) -> Outcome | None:
+    """Duplicate if this delivery's transaction committed before; Deferred if the database
+    cannot say; None: run the handler."""
+    try:
+        seen = await inbox(queue, envelope.message_id)
+    except Exception as exc:  # logged once, with the settlement (delivery.retry_scheduled)
+        return Deferred(f"database unavailable: {_describe(exc)}")
+    return Duplicate() if seen else None
 
 
 async def _release(store: IdempotencyStore, queue: str, key: str) -> None:
@@ -152,6 +179,10 @@ async def _run_handler(
         return Failed(f"HandlerTimeout: handler ran past timeout={policy.timeout:g}s")
     except CircuitOpenError as exc:
         return Deferred(_describe(exc), not_before=exc.retry_in)
+    except AlreadyHandled:  # a concurrent delivery of this key committed first
+        return Duplicate()
+    except DatabaseUnavailable as exc:
+        return Deferred(_describe(exc))
     except (PermanentError, ValidationError) as exc:
         return Failed(_describe(exc), permanent=True)
     except Exception as exc:

@@ -74,6 +74,13 @@ class Metrics:
             ["queue"],
             registry=r,
         )
+        self.outbox_backlog = Gauge("framework_outbox_backlog",
+                                    "Outbox rows committed and not yet published (as last "
+                                    "counted by the worker's relay).", ["queue"], registry=r)
+        self.outbox_latency = Histogram("framework_outbox_publish_latency_seconds",
+                                        "Time from an outbox row's commit to its confirmed "
+                                        "publish.", ["queue"], buckets=LATENCY_BUCKETS,
+                                        registry=r)
         self.breaker = Gauge("framework_breaker_state",
                              "Circuit breaker state: 0 closed, 1 half-open, 2 open.",
                              ["queue", "breaker"], registry=r)
@@ -127,6 +134,10 @@ class Metrics:
                 self.set_breaker_state(queue, b.name, new)
 
             breaker.add_listener(on_transition)
+        if worker.database:
+            outbox = worker.outbox_stats
+            self.outbox_backlog.labels(queue).set_function(lambda: outbox.backlog)
+            outbox.latency_observers.append(self.outbox_latency.labels(queue).observe)
 
     @staticmethod
     def refresh_breakers(worker: Worker) -> None:

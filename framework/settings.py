@@ -42,6 +42,18 @@ class Settings(BaseSettings):
         description="Seconds producer and worker clocks may disagree; a message expires only "
         "this long after its deadline (see framework.deadlines).",
     )
+    outbox_lease: float = Field(
+        default=15.0, gt=0,
+        description="Seconds an outbox row claimed by a relay is left alone (must outlast a "
+        "publish); after a crash its rows are published again this long after the claim.")
+    outbox_poll_interval: float = Field(default=1.0, gt=0)
+    database_pool_size: int = Field(
+        default=10, ge=1,
+        description="PostgreSQL connections of a worker's `database` (= handler transactions "
+        "at once); more than 10 helps a worker with a large prefetch.")
+    outbox_retention: float = Field(default=86400.0, gt=0,
+                                    description="Seconds sent outbox rows are kept.")
+    outbox_cleanup_interval: float = Field(default=60.0, gt=0)
     management_url: SecretStr | None = None
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     topology_check_interval: float = Field(

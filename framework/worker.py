@@ -28,6 +28,8 @@ from framework.errors import ConfigurationError, FrameworkError
 from framework.handling import HandlingPolicy, process
 from framework.logs import bind_delivery, unbind_delivery
 from framework.messages import Message
+from framework.outbox.relay import RelayStats
+from framework.outbox.runtime import WorkerDatabase
 from framework.reply import error_reply_message, may_reply_to, reply_message
 from framework.settle import settle_or_return
 from framework.settlement import (
@@ -45,6 +47,7 @@ from framework.stats import WorkerStats
 from framework.worker_spec import WorkerSpec, build_spec, check_spelling
 
 if TYPE_CHECKING:
+    from framework.outbox.relay import Relay
     from framework.transport import Transport
 
 
@@ -77,6 +80,9 @@ class Worker:
     publishes: ClassVar[tuple[type[Message], ...]] = ()  # documentation only (asyncapi, check)
     max_body_bytes: ClassVar[int] = 1024 * 1024  # larger bodies are dead-lettered unparsed
     keyless: ClassVar[Keyless] = "reject"  # no message_id: "reject" (invalid) or "content"
+    # the service's own database (sqlite:///path.db, postgresql://...): ctx.transaction(),
+    # its inbox and outbox (framework.outbox); may also be set per instance in __init__
+    database: str | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -115,6 +121,8 @@ class Worker:
         self._consumer: Consumer | None = None  # while running (tests and debugging look)
         self._watchdog: asyncio.Task[None] | None = None  # keeps the subscription: `alive`
         self.shutdown: ShutdownBudget | None = None  # from the stop request on
+        self._database: WorkerDatabase | None = None  # while running, if `database` is set
+        self.outbox_stats = RelayStats()  # what its relay published (framework.metrics)
 
     async def handle(self, msg: Any, ctx: Context) -> Any:
         """Handle one message. Raise `PermanentError` to dead-letter it; anything else retries."""
@@ -135,6 +143,10 @@ class Worker:
         gate: asyncio.Task[None] | None = None
         watchdog: asyncio.Task[None] | None = None
         try:
+            if self.database:
+                self._database = await WorkerDatabase.open(
+                    self.database, self.bus, app_id=self._service,
+                    retention=self.spec.retention, stats=self.outbox_stats)
             channel = await self.bus.consume_channel(self.spec.prefetch)
             await self.bus.declare(type(self))
             consumer = Consumer(channel, self.spec.topology.queues[0], self._on_message)
@@ -164,6 +176,9 @@ class Worker:
             await self._cancel_remaining(budget)
             await within(self._acks.close(), budget.closing_remaining(), self._log,
                          "worker.ack_flush_failed")
+            if self._database is not None:
+                await within(self._database.close(), budget.closing_remaining(), self._log,
+                             "worker.database_close_failed")
             await _close_channel(channel, self._log, budget.closing_remaining())
             self._stopped.set()
             self._log.info("worker.stopped", **self.stats.as_dict())
@@ -201,6 +216,11 @@ class Worker:
         self._stop_requested.set()
         if self._started:
             await self._stopped.wait()
+
+    @property
+    def relay(self) -> Relay | None:
+        """The relay publishing this worker's outbox (while it runs with a `database`)."""
+        return None if self._database is None else self._database.relay
 
     @property
     def consuming(self) -> bool:
@@ -289,7 +309,7 @@ class Worker:
             try:
                 outcome = await process(
                     envelope, self._handling, self.bus.idempotency, self._call_handler,
-                    self._context,
+                    self._context, None if self._database is None else self._database.seen,
                 )
             except Exception as exc:  # a framework bug must not strand the delivery unacked
                 self._log.exception("delivery.processing_error")
@@ -319,6 +339,7 @@ class Worker:
             traceparent=envelope.traceparent,
             headers=envelope.headers,
             log=self._handler_log,
+            database=self._database,
         )
 
     async def _settle(

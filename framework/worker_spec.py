@@ -38,6 +38,7 @@ SETTINGS = (
     "publishes",
     "max_body_bytes",
     "keyless",
+    "database",
 )
 
 

@@ -42,6 +42,8 @@ from framework.errors import Unroutable
 from framework.idempotency import IdempotencyStore, MemoryStore
 from framework.keys import new_key
 from framework.messages import Command, Event, Message, is_command, require_kind
+from framework.outbox.unit_of_work import refuse_direct_publish
+from framework.outbox.writer import OutboxWriter
 from framework.outgoing import outgoing_envelope
 from framework.reply import PendingReplies, decode_reply, request_timeout, unroutable_request
 from framework.send_batch import raise_for_failures, send_batch
@@ -185,6 +187,7 @@ class MemoryBus:
     ) -> str:
         """Send a command to the one queue that handles it (`Unroutable` if none)."""
         require_kind(command, command=True, verb="send")
+        refuse_direct_publish("send")
         return await self._emit(command, idempotency_key, correlation_id, causation_id,
                                 deadline, ttl, traceparent)
 
@@ -202,6 +205,7 @@ class MemoryBus:
     ) -> str:
         """Publish an event to every subscribed queue (none is fine)."""
         require_kind(event, command=False, verb="publish")
+        refuse_direct_publish("publish")
         return await self._emit(event, idempotency_key, correlation_id, causation_id,
                                 deadline, ttl, traceparent)
 
@@ -321,6 +325,10 @@ class MemoryBus:
         return key
 
     # ---- test helpers -------------------------------------------------------------------
+
+    def outbox(self, connection: Any, *, stream: str | None = None) -> OutboxWriter:
+        """As `Bus.outbox`: messages written in a transaction you own, for a relay to send."""
+        return OutboxWriter(connection, app_id=self.service, stream=stream)
 
     async def start_worker(self, worker_cls: type[W]) -> W:
         """Run `worker_cls` on this bus until `close()`; returns once it consumes."""

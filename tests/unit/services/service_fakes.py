@@ -6,9 +6,13 @@ It implements the part of the Bus's public interface that handlers reach through
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
 from framework import Command, Context, Event, Message, Settings, Worker
+from framework.outbox.relay import RelayStats
+from framework.outbox.runtime import WorkerDatabase
 
 W = TypeVar("W", bound=Worker)
 
@@ -40,10 +44,25 @@ class RecordingBus:
         return [*self.published, *self.sent]
 
 
-def context(bus: RecordingBus, message_id: str = "m-1", attempt: int = 1) -> Context:
-    """A Context for one delivery, publishing into `bus`."""
+def context(bus: RecordingBus, message_id: str = "m-1", attempt: int = 1,
+            database: WorkerDatabase | None = None) -> Context:
+    """A Context for one delivery, publishing into `bus` (through `database`'s outbox if
+    given, as a worker with a `database` does)."""
     import structlog
 
     return Context(bus=bus, queue="unit", message_id=message_id,  # type: ignore[arg-type]
                    correlation_id="corr-1", attempt=attempt,
-                   log=structlog.get_logger("unit"))
+                   log=structlog.get_logger("unit"), database=database)
+
+
+@contextlib.asynccontextmanager
+async def worker_database(worker: Worker, bus: RecordingBus) -> AsyncIterator[WorkerDatabase]:
+    """The database a running `worker` would have (its `database`), relaying into `bus`."""
+    assert worker.database, f"{type(worker).__name__} has no database"
+    database = await WorkerDatabase.open(worker.database, bus,  # type: ignore[arg-type]
+                                         app_id=bus.service, retention=60.0,
+                                         stats=RelayStats())
+    try:
+        yield database
+    finally:
+        await database.close()

@@ -41,15 +41,31 @@ async def test_place_order_announces_order_placed(test_bus: MemoryBus) -> None:
 
 async def test_retried_order_republishes_the_same_key(test_bus: MemoryBus) -> None:
     """A redelivered PlaceOrder (same key, new queue) derives the same OrderPlaced key."""
-    await test_bus.start_worker(OrderWorker)
+    first = await test_bus.start_worker(OrderWorker)
     order = PlaceOrder(order_id="7", customer_id="c", amount_cents=1)
     await test_bus.send(order, idempotency_key="order-7")
     await test_bus.drain()
+    await first.stop()  # another replica (its own in-memory database) gets the redelivery
     await test_bus.idempotency.close()  # forget handled keys: as if another replica got it
+    await test_bus.start_worker(OrderWorker)
     await test_bus.send(order, idempotency_key="order-7")
     await test_bus.drain()
     keys = [p.key for p in test_bus.published if isinstance(p.message, OrderPlaced)]
     assert len(keys) == 2 and keys[0] == keys[1]
+
+
+async def test_a_redelivered_order_is_not_handled_twice_by_one_replica(
+        test_bus: MemoryBus) -> None:
+    """Its transaction committed: the redelivery is acked as a duplicate, nothing re-sent."""
+    worker = await test_bus.start_worker(OrderWorker)
+    order = PlaceOrder(order_id="8", customer_id="c", amount_cents=1)
+    await test_bus.send(order, idempotency_key="order-8")
+    await test_bus.drain()
+    await test_bus.idempotency.close()  # a fresh key store: only the inbox remembers
+    await test_bus.send(order, idempotency_key="order-8")
+    await test_bus.drain()
+    assert len(test_bus.published_of(OrderPlaced)) == 1
+    assert (worker.stats.handled, worker.stats.duplicates) == (1, 1)
 
 
 async def test_invalid_order_goes_to_dlq(test_bus: MemoryBus) -> None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from service_fakes import RecordingBus, context
+from service_fakes import RecordingBus, context, worker_database
 
 from framework import PermanentError
+from framework.outbox import AlreadyHandled
 from schemas.orders import OrderPlaced, PlaceOrder
 from schemas.payments import ChargePayment
 from services.orders.store import OrderStore
@@ -18,12 +19,13 @@ def worker(bus: RecordingBus, **settings: object) -> OrderWorker:
     return OrderWorker(bus, OrdersSettings(**settings))  # type: ignore[arg-type]
 
 
-async def test_place_order_stores_announces_and_requests_the_charge() -> None:
+async def test_place_order_stores_announces_and_requests_the_charge(tmp_path: Path) -> None:
     """One PlaceOrder: a stored order, OrderPlaced published, ChargePayment sent."""
     bus = RecordingBus()
-    orders = worker(bus)
-    await orders.handle(PlaceOrder(order_id="o1", customer_id="c1", amount_cents=500),
-                        context(bus))
+    orders = worker(bus, db=str(tmp_path / "orders.db"))
+    async with worker_database(orders, bus) as database:
+        await orders.handle(PlaceOrder(order_id="o1", customer_id="c1", amount_cents=500),
+                            context(bus, database=database))
     assert orders.orders.status("o1") == "placed"
     assert bus.published == [OrderPlaced(order_id="o1", customer_id="c1", amount_cents=500)]
     assert bus.sent == [ChargePayment(order_id="o1", customer_id="c1", amount_cents=500)]
@@ -33,9 +35,23 @@ async def test_a_retried_delivery_republishes_the_same_keys() -> None:
     """Keys derive from the incoming key, so a retry's messages are deduplicated downstream."""
     first, second = RecordingBus(), RecordingBus()
     msg = PlaceOrder(order_id="o1", customer_id="c1", amount_cents=500)
-    await worker(first).handle(msg, context(first, "key-1", attempt=1))
-    await worker(second).handle(msg, context(second, "key-1", attempt=2))
+    for bus, attempt in ((first, 1), (second, 2)):  # two replicas, each its own database
+        orders = worker(bus)
+        async with worker_database(orders, bus) as database:
+            await orders.handle(msg, context(bus, "key-1", attempt=attempt, database=database))
     assert first.keys == second.keys and len(set(first.keys)) == 2
+
+
+async def test_a_redelivery_to_the_same_database_is_refused_as_handled(tmp_path: Path) -> None:
+    """The inbox row committed with the order: the same key cannot commit twice."""
+    bus = RecordingBus()
+    orders = worker(bus, db=str(tmp_path / "orders.db"))
+    msg = PlaceOrder(order_id="o1", customer_id="c1", amount_cents=500)
+    async with worker_database(orders, bus) as database:
+        await orders.handle(msg, context(bus, "key-1", database=database))
+        with pytest.raises(AlreadyHandled):
+            await orders.handle(msg, context(bus, "key-1", attempt=2, database=database))
+    assert len(bus.messages()) == 2 and orders.orders.count() == 1
 
 
 async def test_an_order_over_the_limit_is_refused_for_good() -> None:
