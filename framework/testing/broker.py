@@ -106,7 +106,7 @@ def configured_container(image: str = RABBITMQ_IMAGE,
     into an error; only that one warning is ignored, and only while importing.
     """
     try:
-        with warnings.catch_warnings():  # 4.13 and 4.14 still use that decorator themselves
+        with warnings.catch_warnings():  # releases before 4.15 use that decorator on import
             warnings.filterwarnings("ignore", DEPRECATED_DECORATOR, DeprecationWarning)
             from testcontainers.core.container import DockerContainer
             from testcontainers.core.wait_strategies import LogMessageWaitStrategy
