@@ -9,10 +9,11 @@ from typing import TypeVar
 from framework.errors import ConfigurationError
 from framework.loading import import_package_tree
 from framework.messages import Command, Event, Message
+from framework.project import LAYOUT_PACKAGES, project_modules
 from framework.worker import Worker
 from framework.worker_spec import handled_types
 
-DEFAULT_MODULES = ("services", "schemas")
+DEFAULT_MODULES = LAYOUT_PACKAGES  # kept for importers; the default is `project_modules()`
 T = TypeVar("T")
 
 
@@ -26,24 +27,25 @@ class Catalog:
 
 
 def discover(modules: Sequence[str] = (), *, skip_missing: bool = False) -> Catalog:
-    """Import `modules` (packages with all submodules; default: services and schemas).
+    """Import `modules` (packages with all submodules; default: the project's packages in
+    the current directory, see `framework.project`).
 
     Workers and messages count when defined under those modules; messages a worker handles
     or `publishes` count wherever they are defined.
     """
-    names = tuple(modules) or DEFAULT_MODULES
+    names = tuple(modules) or project_modules()
     imported = []
     for name in names:
         try:
             import_package_tree(name)
         except ConfigurationError:
-            if skip_missing or not modules:
+            if skip_missing:
                 continue
             raise
         imported.append(name)
     if not imported:
         raise ConfigurationError(
-            f"none of {', '.join(names)} could be imported: pass --module PACKAGE"
+            f"none of {', '.join(names)} could be imported: pass -m PACKAGE"
         )
     workers = sorted(
         (cls for cls in _subclasses(Worker)

@@ -11,10 +11,11 @@ import yaml
 
 from framework.asyncapi import build_document
 from framework.cli.context import state
+from framework.cli.options import PROJECT_DEFAULT, module_option
 from framework.contracts import find_problems
-from framework.discovery import DEFAULT_MODULES, discover
+from framework.discovery import discover
 
-_MODULE_HELP = f"Package to import (repeatable; default: {' and '.join(DEFAULT_MODULES)})."
+_MODULE_HELP = f"Package to import (repeatable; {PROJECT_DEFAULT})."
 
 
 class _NoAliases(yaml.SafeDumper):
@@ -23,7 +24,7 @@ class _NoAliases(yaml.SafeDumper):
 
 
 @click.command("asyncapi")
-@click.option("--module", "-m", "modules", multiple=True, metavar="M", help=_MODULE_HELP)
+@module_option(_MODULE_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of YAML.")
 @click.option("--title", default="framework services", show_default=True,
               help="info.title of the document.")
@@ -41,7 +42,7 @@ def asyncapi_command(ctx: click.Context, modules: tuple[str, ...], as_json: bool
 
 
 @click.command("check")
-@click.option("--module", "-m", "modules", multiple=True, metavar="M", help=_MODULE_HELP)
+@module_option(_MODULE_HELP)
 def check_command(modules: tuple[str, ...]) -> int:
     """Report contract problems: duplicate or missing handlers, unannotated handlers."""
     catalog = discover(modules)

@@ -1,4 +1,8 @@
-"""Entry point: a click group whose user mistakes print one `error: ...` line, no traceback."""
+"""Entry point: a click group whose user mistakes print one `error: ...` line, no traceback.
+
+Shell completion is click's: `eval "$(_FRAMEWORK_COMPLETE=bash_source framework)"` (zsh_source,
+fish_source for those shells).
+"""
 
 from __future__ import annotations
 
@@ -24,6 +28,8 @@ LONG_RUNNING = frozenset({"run", "demo"})
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="framework", prog_name="framework",
+                      message="%(prog)s %(version)s")
 @click.option("--url", envvar="AMQP_URL", default=None, metavar="URL",
               help="Broker URL (default: $AMQP_URL or amqp://guest:guest@localhost:5672/).")
 @click.option("--log-format", type=click.Choice(["auto", "json", "console"]), default=None,
@@ -56,6 +62,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except click.exceptions.Exit as exc:
         return exc.exit_code
+    except click.exceptions.NoArgsIsHelpError as exc:  # bare `framework`, `framework dlq`
+        click.echo(exc.ctx.get_help() if exc.ctx is not None else exc.format_message())
+        return 0
     except click.ClickException as exc:
         _error(exc.format_message())
         return exc.exit_code if exc.exit_code else 2

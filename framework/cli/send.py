@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,23 +13,31 @@ from pydantic import ValidationError
 
 from framework.bus import Bus
 from framework.cli.context import state
+from framework.cli.options import PROJECT_DEFAULT, module_option
 from framework.cli.send_many import emit, send_many
+from framework.errors import ConfigurationError
 from framework.loading import import_module, import_package_tree
 from framework.messages import Message, message_types
+from framework.project import project_modules
 from framework.settings import Settings
 
 
 def resolve_type(name: str, modules: tuple[str, ...]) -> type[Message]:
-    """Find the message class called `name` among `schemas` and the given modules."""
+    """Find the message class called `name` among the project's packages and `modules`."""
     try:
-        import_package_tree("schemas")
-    except Exception as exc:  # pragma: no cover - a broken schemas package
-        raise click.UsageError(f"cannot import schemas: {exc}") from exc
+        project = project_modules()
+    except ConfigurationError:
+        project = ()  # nothing found by default: the modules given must have it
+    for package in project:
+        try:
+            import_package_tree(package)
+        except Exception as exc:  # pragma: no cover - a broken package of the user's
+            raise click.UsageError(f"cannot import {package}: {exc}") from exc
     for module in modules:
         import_module(module)
     known = message_types()
     if name not in known:
-        listing = ", ".join(sorted(known)) or "none found"
+        listing = ", ".join(sorted(known)) or "none found (pass -m MODULE to import yours)"
         raise click.UsageError(f"unknown message type {name!r}; known types: {listing}")
     return known[name]
 
@@ -52,20 +61,29 @@ def parse_body(cls: type[Message], text: str) -> Message:
 @click.argument("type_name", metavar="TYPE")
 @click.argument("body", metavar="JSON", required=False)
 @click.option("--file", "file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Read the JSON body from a file instead.")
+              help="Read the JSON body from a file instead (JSON `-`: from stdin).")
 @click.option("--key", default=None,
               help="Idempotency key (default: a fresh one); with --count N: KEY-1 .. KEY-N.")
 @click.option("--count", type=click.IntRange(1), default=1, show_default=True,
               help="Send the message N times (load tests), with a progress bar.")
-@click.option("--module", "modules", multiple=True,
-              help="Extra module to import message types from (repeatable).")
+@module_option("Extra module to import message types from (repeatable), besides the "
+               f"project's ({PROJECT_DEFAULT}).")
 @click.pass_context
 def send_command(ctx: click.Context, type_name: str, body: str | None, file: Path | None,
                  key: str | None, count: int, modules: tuple[str, ...]) -> None:
-    """Validate JSON against TYPE's schema and publish it; prints the idempotency key."""
+    """Validate JSON against TYPE's schema and publish it; prints the idempotency key.
+
+    JSON `-` reads the body from standard input.
+    """
     if (body is None) == (file is None):
-        raise click.UsageError("give the JSON body as an argument or with --file, not both")
-    text = file.read_text() if file is not None else str(body)
+        raise click.UsageError("give the JSON body as an argument (- for stdin) or with --file, "
+                               "not both")
+    if file is not None:
+        text = file.read_text()
+    elif body == "-":
+        text = sys.stdin.read()
+    else:
+        text = str(body)
     cls = resolve_type(type_name, modules)
     message = parse_body(cls, text)
     settings = state(ctx).settings

@@ -1,15 +1,19 @@
 """The one place that decides which RabbitMQ tests talk to, plus small admin helpers.
 
-`AMQP_URL` wins when set (CI, developer machines); otherwise a throwaway RabbitMQ is
-started with testcontainers (needs Docker).
+The same order as `framework demo`: `AMQP_URL` when set (CI, developer machines), else a
+RabbitMQ answering on localhost, else a throwaway one started with testcontainers (Docker),
+else one error naming those three options.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import astuple, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -17,32 +21,137 @@ import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
 from framework import names
-from framework.errors import ConfigurationError
+from framework.errors import BrokerUnavailable
+from framework.settings import DEFAULT_AMQP_URL
 
 if TYPE_CHECKING:
     from framework.worker import Worker
 
 RABBITMQ_IMAGE = "rabbitmq:3.13-management"
+AMQP_PORT = 5672
+READY_LOG_LINE = "Server startup complete"  # RabbitMQ logs this once it accepts connections
+DEPRECATED_DECORATOR = r"The @wait_container_is_ready decorator is deprecated"
+NO_BROKER = (
+    "no RabbitMQ for the tests: {tried}. Either set AMQP_URL=amqp://user:password@host:5672/, "
+    f"or start RabbitMQ on localhost ({DEFAULT_AMQP_URL}), or install Docker and "
+    "`pip install 'framework[testcontainers]'` so the tests start a throwaway one"
+)
+
+
+def localhost_answers(url: str = DEFAULT_AMQP_URL, timeout: float = 3.0) -> bool:
+    """Can an AMQP connection to `url` be opened (and closed) right now? (blocking)"""
+
+    async def attempt() -> bool:
+        try:
+            connection = await aio_pika.connect(url, timeout=timeout)
+        except (OSError, TimeoutError, aio_pika.exceptions.AMQPError):
+            return False
+        await connection.close()
+        return True
+
+    # a thread of its own, so this works whether or not the caller runs an event loop
+    with ThreadPoolExecutor(1, thread_name_prefix="amqp-probe") as pool:
+        return pool.submit(asyncio.run, attempt()).result()
 
 
 @contextlib.contextmanager
-def amqp_url_from_env_or_container() -> Iterator[str]:
-    """Yield a broker URL: `AMQP_URL` if set, else a testcontainers RabbitMQ for the duration."""
-    url = os.environ.get("AMQP_URL")
+def amqp_url_from_env_or_container(
+    env: Mapping[str, str] | None = None,
+    probe: Callable[[str], bool] = localhost_answers,
+    container: Callable[[], contextlib.AbstractContextManager[str]] | None = None,
+) -> Iterator[str]:
+    """Yield a broker URL: `AMQP_URL` if set, else RabbitMQ on localhost if it answers, else
+    a testcontainers RabbitMQ for the duration; `BrokerUnavailable` if none of them works.
+
+    (`env`, `probe` and `container` replace the environment, the localhost check and the
+    container for tests of this choice.)
+    """
+    url = (os.environ if env is None else env).get("AMQP_URL")
     if url:
         yield url
         return
+    if probe(DEFAULT_AMQP_URL):
+        yield DEFAULT_AMQP_URL
+        return
+    with (container or rabbitmq_container)() as started:
+        yield started
+
+
+@contextlib.contextmanager
+def rabbitmq_container(
+    image: str = RABBITMQ_IMAGE, docker_client_kw: dict[str, Any] | None = None
+) -> Iterator[str]:
+    """Start a throwaway RabbitMQ with testcontainers, yield its URL, remove it afterwards."""
+    tried = f"AMQP_URL is not set and nothing answered at {DEFAULT_AMQP_URL}"
+    container = configured_container(image, docker_client_kw, tried=tried)
+    failure = _start(container)
+    if failure is not None:
+        raise BrokerUnavailable(NO_BROKER.format(
+            tried=f"{tried}, and Docker could not start {image} ({failure})"))
     try:
-        from testcontainers.rabbitmq import RabbitMqContainer
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ConfigurationError(
-            "AMQP_URL is not set and testcontainers is not installed: "
-            "set AMQP_URL or `pip install 'framework[testcontainers]'`"
-        ) from exc
-    with RabbitMqContainer(RABBITMQ_IMAGE) as container:  # pragma: no cover - needs Docker
         host = container.get_container_host_ip()
-        port = container.get_exposed_port(container.port)
-        yield f"amqp://{container.username}:{container.password}@{host}:{port}/"
+        port = container.get_exposed_port(AMQP_PORT)
+        yield f"amqp://guest:guest@{host}:{port}/"
+    finally:
+        container.stop()
+
+
+def configured_container(image: str = RABBITMQ_IMAGE,
+                         docker_client_kw: dict[str, Any] | None = None, *,
+                         tried: str = "AMQP_URL is not set") -> Any:
+    """The testcontainers container for `image`, configured but not started.
+
+    Uses testcontainers' structured wait strategy: its RabbitMqContainer is built on a
+    decorator that warns as deprecated when imported, which `filterwarnings = error` turns
+    into an error; only that one warning is ignored, and only while importing.
+    """
+    try:
+        with warnings.catch_warnings():  # releases before 4.15 use that decorator on import
+            warnings.filterwarnings("ignore", DEPRECATED_DECORATOR, DeprecationWarning)
+            from testcontainers.core.container import DockerContainer
+            from testcontainers.core.wait_strategies import LogMessageWaitStrategy
+    except ImportError:
+        raise BrokerUnavailable(NO_BROKER.format(
+            tried=f"{tried}, and testcontainers (>= 4.13) is not installed")) from None
+    failure = None
+    try:
+        container = DockerContainer(image, docker_client_kw=docker_client_kw)
+    except Exception as exc:  # docker.errors.DockerException: no daemon to ask for its API
+        failure = _short(exc)
+    if failure is not None:
+        _collect_quietly()
+        raise BrokerUnavailable(NO_BROKER.format(
+            tried=f"{tried}, and Docker is not available ({failure})"))
+    return (container.with_exposed_ports(AMQP_PORT)
+            .with_env("RABBITMQ_DEFAULT_USER", "guest")
+            .with_env("RABBITMQ_DEFAULT_PASS", "guest")
+            .waiting_for(LogMessageWaitStrategy(READY_LOG_LINE)))
+
+
+def _start(container: Any) -> str | None:
+    """Start `container`; a short description of why it failed, or None."""
+    failure = None
+    try:
+        container.start()
+    except Exception as exc:  # Docker's errors have no common base worth naming here
+        failure = _short(exc)
+        with contextlib.suppress(Exception):
+            container.stop()
+    if failure is not None:
+        _collect_quietly()
+    return failure
+
+
+def _short(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+
+
+def _collect_quietly() -> None:
+    # docker-py leaves its unix socket to the garbage collector after a failed request; its
+    # ResourceWarning would surface later, in whichever test happens to run then
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
 
 
 @dataclass

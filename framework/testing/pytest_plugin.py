@@ -1,7 +1,9 @@
 """pytest plugin (entry point `framework`): broker URL, bus, admin and worker fixtures.
 
 `test_bus` is the in-memory bus (no broker needed); `bus`, `broker_admin`, `worker_factory`
-and `wait_drained` talk to the RabbitMQ at `amqp_url`.
+and `wait_drained` talk to the RabbitMQ at `amqp_url`. The async fixtures are declared with
+`pytest_asyncio.fixture`, so they work in pytest-asyncio's default strict mode as well as in
+auto mode (in strict mode, mark the tests `@pytest.mark.asyncio`).
 """
 
 from __future__ import annotations
@@ -20,24 +22,30 @@ from framework.testing.broker import BrokerAdmin, amqp_url_from_env_or_container
 from framework.testing.memory_bus import MemoryBus
 from framework.worker import Worker
 
+try:
+    from pytest_asyncio import fixture as async_fixture
+except ImportError:  # pragma: no cover - without pytest-asyncio no async fixture runs anyway
+    async_fixture = pytest.fixture  # type: ignore[assignment]  # pytest names what is missing
+
 W = TypeVar("W", bound=Worker)
 
 
 @pytest.fixture(scope="session")
 def amqp_url() -> Iterator[str]:
-    """The broker for this test session: `AMQP_URL`, else a testcontainers RabbitMQ."""
+    """The broker for this test session: `AMQP_URL`, else RabbitMQ on localhost, else a
+    testcontainers RabbitMQ (Docker), else an error naming those three options."""
     with amqp_url_from_env_or_container() as url:
         yield url
 
 
-@pytest.fixture
+@async_fixture
 async def bus(amqp_url: str) -> AsyncIterator[Bus]:
     """A connected Bus with an in-memory idempotency store, closed after the test."""
     async with Bus.connect(amqp_url, service="tests") as connected:
         yield connected
 
 
-@pytest.fixture
+@async_fixture
 async def broker_admin(amqp_url: str) -> AsyncIterator[BrokerAdmin]:
     """Raw broker helpers (depth, raw publish, drain, delete)."""
     async with BrokerAdmin.connect(amqp_url) as admin:
@@ -55,7 +63,7 @@ def queue_name(request: pytest.FixtureRequest) -> str:
 WorkerFactory = Callable[..., Awaitable[Any]]
 
 
-@pytest.fixture
+@async_fixture
 async def worker_factory(
     bus: Bus, broker_admin: BrokerAdmin
 ) -> AsyncIterator[WorkerFactory]:
@@ -78,7 +86,7 @@ async def worker_factory(
         await broker_admin.delete_worker_queues(worker.spec.queue, worker.spec.policy.tiers_ms())
 
 
-@pytest.fixture(name="test_bus")
+@async_fixture(name="test_bus")
 async def memory_bus() -> AsyncIterator[MemoryBus]:
     """An in-memory bus (same API and semantics as `bus`, no broker); closed after the test.
 

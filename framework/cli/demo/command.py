@@ -1,5 +1,9 @@
-"""`framework demo`: run every example service, push orders through a flaky gateway, account
-for each order, and exit 0 only if every one is paid, declined, or in a DLQ with a reason."""
+"""The demo's run: every example service, orders pushed through a flaky gateway, each order
+accounted for; exit 0 only if every one is paid, declined, or in a DLQ with a reason.
+
+Imports the example packages `services` and `schemas`: import it only after
+`framework.cli.demo.examples.use_examples()`.
+"""
 
 from __future__ import annotations
 
@@ -12,14 +16,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import click
 from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from framework import eventloop
 from framework.bus import Bus
-from framework.cli.context import state
 from framework.cli.demo.broker import demo_broker
 from framework.cli.demo.fleet import WORKERS, Fleet, as_processes, in_process
 from framework.cli.demo.tally import Tally
@@ -48,36 +50,9 @@ class Plan:
         return 0 if share <= 0 else max(round(1 / share), 1)
 
 
-@click.command("demo")
-@click.option("--orders", "count", default=1000, show_default=True, type=click.IntRange(1),
-              help="How many orders to place.")
-@click.option("--timeout", "wait", default=120.0, show_default=True, type=click.FloatRange(1),
-              help="Seconds to wait for every order to be accounted for.")
-@click.option("--processes", is_flag=True, help="Run each service as its own process.")
-@click.option("--failure-rate", default=0.2, show_default=True, type=click.FloatRange(0, 1),
-              help="Share of gateway calls that fail transiently.")
-@click.option("--decline-rate", default=0.05, show_default=True, type=click.FloatRange(0, 1),
-              help="Share of charges the gateway declines (PaymentFailed).")
-@click.option("--outage-start", default=2.0, show_default=True, type=click.FloatRange(0),
-              help="Seconds after start when the gateway stops answering.")
-@click.option("--outage", "outage", default=3.0, show_default=True, type=click.FloatRange(0),
-              help="Seconds the gateway outage lasts (0: none).")
-@click.option("--latency", default=0.02, show_default=True, type=click.FloatRange(0),
-              help="Gateway latency in seconds.")
-@click.option("--poison", default=0.005, show_default=True, type=click.FloatRange(0, 1),
-              help="Share of orders over the amount limit (dead-lettered as permanent).")
-@click.option("--duplicates", default=0.02, show_default=True, type=click.FloatRange(0, 1),
-              help="Share of orders sent twice with the same idempotency key.")
-@click.pass_context
-def demo_command(ctx: click.Context, count: int, wait: float, processes: bool,
-                 failure_rate: float, decline_rate: float, outage_start: float, outage: float,
-                 latency: float, poison: float, duplicates: float) -> int:
-    """Run orders, payments, customers and notifications; place orders; show what happens."""
-    gateway = GatewaySettings(latency=latency, failure_rate=failure_rate,
-                              decline_rate=decline_rate, outage_start=outage_start,
-                              outage_duration=outage)
-    plan = Plan(count, wait, processes, poison, duplicates, gateway)
-    return eventloop.run(_demo(state(ctx).settings, plan))
+def run_demo(settings: Settings, plan: Plan) -> int:
+    """Run the demo on `settings`' broker (or a fallback); the exit code."""
+    return eventloop.run(_demo(settings, plan))
 
 
 async def _demo(settings: Settings, plan: Plan) -> int:

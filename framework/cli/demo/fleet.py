@@ -15,6 +15,7 @@ from pathlib import Path
 
 from framework.breaker import BreakerState, CircuitBreaker
 from framework.bus import Bus
+from framework.cli.demo.examples import examples_root
 from framework.worker import Worker
 from services.customers.worker import CustomerWorker
 from services.notifications.worker import NotificationWorker, ReceiptWorker
@@ -92,7 +93,7 @@ async def as_processes(url: str, gateway: GatewaySettings, log_dir: Path,
             target = f"{cls.__module__}:{cls.__name__}"
             with (log_dir / f"{cls.queue}.log").open("wb") as log:
                 procs.append(subprocess.Popen(  # noqa: ASYNC220 - starting, not waiting
-                    [sys.executable, "-m", "framework", "run", target],
+                    [sys.executable, "-m", "framework", "run", target], cwd=examples_root(),
                     env=env, stdout=log, stderr=subprocess.STDOUT))
         deadline = time.monotonic() + 60
         while not await ready():
