@@ -103,7 +103,7 @@ class Bus:
                 conn.reconnect_callbacks.add(self._on_reconnect)
             arg = self._idempotency_arg
             self._store = (
-                await open_store(arg if isinstance(arg, str) else s.idempotency_url)
+                await open_store(self._store_url(), timeout=s.idempotency_timeout)
                 if arg is None or isinstance(arg, str)
                 else arg
             )
@@ -146,6 +146,30 @@ class Bus:
         if self._store is None:
             raise FrameworkError("the bus is not connected: use `async with Bus.connect(url)`")
         return self._store
+
+    @property
+    def idempotency_url(self) -> str | None:
+        """The URL of the shared store this bus opened (None: in-process, or given as an
+        object); workers open a second connection to it to renew their leases."""
+        arg = self._idempotency_arg
+        if arg is not None and not isinstance(arg, str):
+            return None
+        url = self._store_url()
+        return None if url.split("://", 1)[0].lower() == "memory" else url
+
+    def _store_url(self) -> str:
+        arg = self._idempotency_arg
+        return arg if isinstance(arg, str) else self.settings.idempotency_url
+
+    async def consumer_count(self, queue: str) -> int | None:
+        """How many consumers `queue` has (a passive declare on a short-lived channel)."""
+        channel = await self._connection(self._consume_conn).channel()
+        try:
+            declared = await channel.declare_queue(queue, passive=True)
+            result = declared.declaration_result
+            return int(result.consumer_count or 0)
+        finally:
+            await channel.close()
 
     def _connection(self, conn: AbstractRobustConnection | None) -> AbstractRobustConnection:
         if conn is None:

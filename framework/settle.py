@@ -87,6 +87,8 @@ async def apply_settlement(
             pass
         case Retry(delay_ms=delay_ms, tier_ms=tier_ms, next_attempt=next_attempt, error=error):
             headers = {**envelope.headers, names.ERROR: error}
+            if settlement.deferrals is not None:
+                headers[names.DEFERRALS] = settlement.deferrals
             retried = replace(envelope, attempt=next_attempt, headers=headers)
             await publisher.publish(
                 to_amqp(retried, expiration_ms=delay_ms),

@@ -25,7 +25,12 @@ from framework.delivery import Incoming
 from framework.envelope import Envelope, from_amqp
 from framework.errors import ConfigurationError, FrameworkError
 from framework.handling import HandlingPolicy, process
+from framework.idempotency import IdempotencyStore, open_store
+from framework.idempotency.health import StoreHealth
+from framework.idempotency.leases import LeaseKeeper, install_tracking_executor
+from framework.idempotency.sharing import warn_if_unshared
 from framework.logs import bind_delivery, unbind_delivery
+from framework.loop_lag import LoopLagWatchdog
 from framework.messages import Message
 from framework.reply import error_reply_message, reply_message
 from framework.settle import settle_or_return
@@ -92,7 +97,11 @@ class Worker:
             lease=self.spec.lease,
             retention=self.spec.retention,
             clock_skew=bus.settings.clock_skew_tolerance,
+            store_timeout=bus.settings.idempotency_timeout,
         )
+        self.store_health = StoreHealth()  # `/readyz` is 503 while store calls fail
+        self.loop_lag = LoopLagWatchdog()
+        self._leases: LeaseKeeper | None = None
         self._log = structlog.get_logger("framework.worker").bind(
             service=self._service, queue=self.spec.queue
         )
@@ -126,7 +135,9 @@ class Worker:
         channel: AbstractChannel | None = None
         gate: asyncio.Task[None] | None = None
         watchdog: asyncio.Task[None] | None = None
+        guards: list[asyncio.Task[None]] = []
         try:
+            guards = self._start_guards()
             channel = await self.bus.consume_channel(self.spec.prefetch)
             await self.bus.declare(type(self))
             consumer = Consumer(channel, self.spec.topology.queues[0], self._on_message)
@@ -138,6 +149,7 @@ class Worker:
                 )
             watchdog = asyncio.create_task(self._keep_subscribed(consumer))
             self._log.info("worker.consuming", prefetch=self.spec.prefetch)
+            await warn_if_unshared(self.bus, self.spec.queue, self._log)
             ready.set_result(None)
             await self._stop_requested.wait()
             await _cancel(gate)
@@ -152,10 +164,27 @@ class Worker:
             await _cancel(gate)
             await _cancel(watchdog)
             await self._cancel_remaining()
+            for guard in guards:  # after the handlers: leases are renewed until they end
+                await _cancel(guard)
             await self._acks.close()
             await _close_channel(channel, self._log)
             self._stopped.set()
             self._log.info("worker.stopped", **self.stats.as_dict())
+
+    def _start_guards(self) -> list[asyncio.Task[None]]:
+        """The loop-lag watchdog and the renewal of held leases (owned, cancelled by run)."""
+        install_tracking_executor(asyncio.get_running_loop())
+        url = self.bus.idempotency_url
+        timeout = self._handling.store_timeout
+
+        async def opener() -> IdempotencyStore:
+            return await open_store(str(url), timeout=timeout)
+
+        self._leases = LeaseKeeper(self.bus.idempotency, self.spec.lease / 3,
+                                   opener=None if url is None else opener,
+                                   call_timeout=timeout)
+        return [asyncio.create_task(self.loop_lag.run()),
+                asyncio.create_task(self._leases.run())]
 
     async def _keep_subscribed(self, consumer: Consumer) -> None:
         """Subscribe again when the subscription is lost: the broker cancels a consumer
@@ -249,7 +278,7 @@ class Worker:
             try:
                 outcome = await process(
                     envelope, self._handling, self.bus.idempotency, self._call_handler,
-                    self._context,
+                    self._context, leases=self._leases, health=self.store_health,
                 )
             except Exception as exc:  # a framework bug must not strand the delivery unacked
                 self._log.exception("delivery.processing_error")

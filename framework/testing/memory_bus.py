@@ -154,6 +154,15 @@ class MemoryBus:
     def idempotency(self) -> IdempotencyStore:
         return self._store
 
+    @property
+    def idempotency_url(self) -> str | None:
+        """No shared store: every worker of an in-memory broker is in this process."""
+        return None
+
+    async def consumer_count(self, queue: str) -> int | None:
+        """Not counted: in one process the in-memory store is shared by construction."""
+        return None
+
     async def consume_channel(self, prefetch: int) -> AbstractChannel:
         """A consuming channel; it has the part of aio-pika's channel API the Worker uses."""
         return cast(AbstractChannel, self.broker.channel(prefetch))

@@ -132,20 +132,22 @@ class BrokenStore(MemoryStore):
         super().__init__()
         self.broken = broken
 
-    async def claim(self, scope: str, key: str, lease: float) -> ClaimResult:
+    async def claim(self, scope: str, key: str, lease: float,
+                    token: str | None = None) -> ClaimResult:
         if "claim" in self.broken:
             raise ConnectionError("redis down")
-        return await super().claim(scope, key, lease)
+        return await super().claim(scope, key, lease, token)
 
-    async def complete(self, scope: str, key: str, retention: float) -> None:
+    async def complete(self, scope: str, key: str, retention: float,
+                       token: str | None = None) -> bool | None:
         if "complete" in self.broken:
             raise ConnectionError("redis down")
-        await super().complete(scope, key, retention)
+        return await super().complete(scope, key, retention, token)
 
-    async def release(self, scope: str, key: str) -> None:
+    async def release(self, scope: str, key: str, token: str | None = None) -> None:
         if "release" in self.broken:
             raise ConnectionError("redis down")
-        await super().release(scope, key)
+        await super().release(scope, key, token)
 
 
 async def test_store_down_at_claim_defers() -> None:
