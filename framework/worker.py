@@ -29,6 +29,7 @@ from framework.idempotency import IdempotencyStore, open_store
 from framework.idempotency.health import StoreHealth
 from framework.idempotency.leases import LeaseKeeper, install_tracking_executor
 from framework.idempotency.sharing import warn_if_unshared
+from framework.log_throttle import LogThrottle
 from framework.logs import bind_delivery, unbind_delivery
 from framework.loop_lag import LoopLagWatchdog
 from framework.messages import Message
@@ -101,6 +102,7 @@ class Worker:
         )
         self.store_health = StoreHealth()  # `/readyz` is 503 while store calls fail
         self.loop_lag = LoopLagWatchdog()
+        self._deferral_log = LogThrottle()  # deferrals: one line per error per interval
         self._leases: LeaseKeeper | None = None
         self._log = structlog.get_logger("framework.worker").bind(
             service=self._service, queue=self.spec.queue
@@ -332,7 +334,7 @@ class Worker:
                             error=repr(exc), hint="returned to the queue for redelivery")
             return
         self.stats.record(settlement, duration)
-        _log_settlement(settlement)
+        _log_settlement(settlement, self._deferral_log)
 
     async def _reply(self, settlement: Settlement, outcome: Outcome, envelope: Envelope) -> None:
         """Answer a request: the handler's result, or why it failed for good."""
@@ -373,16 +375,22 @@ async def _cancel(task: asyncio.Task[None] | None) -> None:
 _settlement_log = structlog.get_logger("framework.worker")
 
 
-def _log_settlement(settlement: Settlement) -> None:
+def _log_settlement(settlement: Settlement, deferrals: LogThrottle) -> None:
     log = _settlement_log
     match settlement:
         case Ack(duplicate=True):
             log.info("delivery.duplicate_skipped")
         case Ack():
             pass  # the normal case: nothing to say at any level (keeps the hot path cheap)
-        case Retry():
+        case Retry(deferrals=None):
             log.warning("delivery.retry_scheduled", delay_ms=settlement.delay_ms,
                         next_attempt=settlement.next_attempt, error=settlement.error)
+        case Retry():  # a deferral: the same error comes from every delivery while it lasts
+            repeated = deferrals.admit(settlement.error)
+            if repeated is not None:
+                log.warning("delivery.retry_scheduled", delay_ms=settlement.delay_ms,
+                            next_attempt=settlement.next_attempt, error=settlement.error,
+                            deferrals=settlement.deferrals, repeated=repeated)
         case DeadLetter():
             log.error("delivery.dead_lettered", reason=settlement.reason.value,
                       error=settlement.error, attempts=settlement.attempts)

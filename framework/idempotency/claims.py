@@ -15,10 +15,8 @@ import structlog
 from framework.idempotency.health import StoreHealth
 from framework.idempotency.leases import HeldLease, LeaseKeeper, new_token
 from framework.idempotency.store import ClaimResult, IdempotencyStore
-from framework.log_throttle import LogThrottle
 
 _log = structlog.get_logger("framework.handling")
-_failure_log = LogThrottle(interval=10.0)
 
 
 class DeliveryClaim:
@@ -98,9 +96,10 @@ class DeliveryClaim:
             text = str(exc)
             detail = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
             error = f"idempotency store unavailable: {detail}"
+        repeated: int | None = 0
         if self._health is not None:
             self._health.failed(error)
-        repeated = _failure_log.admit(f"{call}:{error}")
+            repeated = self._health.log_throttle.admit(f"{call}:{error}")
         if repeated is not None:
             _log.error(f"idempotency.{call}_failed", error=error, repeated=repeated)
         return error

@@ -6,7 +6,9 @@ deliveries are only deferred), and is ready again after the next call that succe
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from framework.log_throttle import LogThrottle
 
 
 @dataclass
@@ -17,6 +19,8 @@ class StoreHealth:
     last_error: str | None = None
     failures: int = 0  # in total (a counter for metrics)
     fenced: int = 0  # completions refused because another worker had taken the key over
+    # failed calls are logged once per interval per error, with how many were not
+    log_throttle: LogThrottle = field(default_factory=LogThrottle, repr=False, compare=False)
 
     @property
     def healthy(self) -> bool:
