@@ -86,8 +86,16 @@ async def process(
     except InvalidMessage as exc:
         return Invalid(str(exc))
 
-    claims = DeliveryClaim(store, policy.queue, envelope.message_id, policy.lease,
-                           policy.retention, policy.store_timeout, leases, health)
+    claims = DeliveryClaim(
+        store,
+        policy.queue,
+        envelope.message_id,
+        policy.lease,
+        policy.retention,
+        policy.store_timeout,
+        leases,
+        health,
+    )
     try:
         claim = await claims.claim()
     except Exception as exc:
@@ -98,8 +106,7 @@ async def process(
         return Busy(deferrals_of(envelope.headers))
     held = claims.hold()
     try:
-        outcome, keep = await _run_holding(held, message, envelope, policy, handler,
-                                           make_context)
+        outcome, keep = await _run_holding(held, message, envelope, policy, handler, make_context)
     except BaseException:
         # cancelled (shutdown): threads still running keep the key until the lease expires
         if not held.threads_running():
@@ -134,22 +141,29 @@ async def _run_holding(
     try:
         if is_expired(envelope.deadline_ms, now_ms(), policy.clock_skew):
             return Expired("deadline passed before handling"), False
-        outcome, timed_out = await _run_handler(message, envelope, policy, handler,
-                                                make_context)
+        outcome, timed_out = await _run_handler(message, envelope, policy, handler, make_context)
     finally:
         current_lease.reset(reset)
     if not held.threads_running():
         return outcome, False
-    _log.warning("handler.thread_outlived_handler", outcome=type(outcome).__name__,
-                 hint="a timeout cannot stop a thread: the key stays leased until it ends")
+    _log.warning(
+        "handler.thread_outlived_handler",
+        outcome=type(outcome).__name__,
+        hint="a timeout cannot stop a thread: the key stays leased until it ends",
+    )
     threads_ok = await held.threads_finished()
     if timed_out and threads_ok:
-        _log.error("handler.thread_finished_after_timeout",
-                   hint="the key is marked done so the effect is not repeated; the rest of "
-                        "the handler did not run: dead-lettered as permanent")
+        _log.error(
+            "handler.thread_finished_after_timeout",
+            hint="the key is marked done so the effect is not repeated; the rest of "
+            "the handler did not run: dead-lettered as permanent",
+        )
         error = outcome.error if isinstance(outcome, Failed | Expired) else "timed out"
-        return Failed(f"{error}; its thread finished afterwards, so its effect stands and "
-                      "the handler was not run again", permanent=True), True
+        return Failed(
+            f"{error}; its thread finished afterwards, so its effect stands and "
+            "the handler was not run again",
+            permanent=True,
+        ), True
     return outcome, False
 
 

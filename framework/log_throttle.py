@@ -16,8 +16,9 @@ class LogThrottle:
     """`admit(key)` says whether to log now: None (suppressed) or how many were suppressed
     since the last admitted line of `key` (0 for the first)."""
 
-    def __init__(self, interval: float = 10.0, clock: Clock = time.monotonic,
-                 max_keys: int = 1024) -> None:
+    def __init__(
+        self, interval: float = 10.0, clock: Clock = time.monotonic, max_keys: int = 1024
+    ) -> None:
         self._interval = interval
         self._clock = clock
         self._max_keys = max_keys

@@ -41,10 +41,14 @@ class LoopLagWatchdog:
         self.max_lag = max(self.max_lag, lag)
         if lag >= self.threshold:
             self.stalls += 1
-            self._log.warning("eventloop.stalled", lag_s=round(lag, 3), stalls=self.stalls,
-                              hint="something blocked the event loop (sync I/O or CPU work in "
-                                   "a handler?): run it with asyncio.to_thread; a stall "
-                                   "longer than the idempotency lease lets another worker "
-                                   "claim a key it holds")
+            self._log.warning(
+                "eventloop.stalled",
+                lag_s=round(lag, 3),
+                stalls=self.stalls,
+                hint="something blocked the event loop (sync I/O or CPU work in "
+                "a handler?): run it with asyncio.to_thread; a stall "
+                "longer than the idempotency lease lets another worker "
+                "claim a key it holds",
+            )
         for observer in self.observers:
             observer(lag)

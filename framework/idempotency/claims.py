@@ -22,12 +22,30 @@ _log = structlog.get_logger("framework.handling")
 class DeliveryClaim:
     """The claim of one delivery's key, made with a token of its own."""
 
-    __slots__ = ("_health", "_held", "_key", "_lease", "_leases", "_retention", "_scope",
-                 "_store", "_timeout", "token")
+    __slots__ = (
+        "_health",
+        "_held",
+        "_key",
+        "_lease",
+        "_leases",
+        "_retention",
+        "_scope",
+        "_store",
+        "_timeout",
+        "token",
+    )
 
-    def __init__(self, store: IdempotencyStore, scope: str, key: str, lease: float,
-                 retention: float, timeout: float, leases: LeaseKeeper | None = None,
-                 health: StoreHealth | None = None) -> None:
+    def __init__(
+        self,
+        store: IdempotencyStore,
+        scope: str,
+        key: str,
+        lease: float,
+        retention: float,
+        timeout: float,
+        leases: LeaseKeeper | None = None,
+        health: StoreHealth | None = None,
+    ) -> None:
         self._store = store
         self._scope = scope
         self._key = key
@@ -62,8 +80,9 @@ class DeliveryClaim:
         raised: the effect happened, so the delivery is acked anyway)."""
         try:
             async with asyncio.timeout(self._timeout):
-                recorded = await self._store.complete(self._scope, self._key, self._retention,
-                                                      self.token)
+                recorded = await self._store.complete(
+                    self._scope, self._key, self._retention, self.token
+                )
         except Exception as exc:
             # A later duplicate may run again once the lease expires; logged to be traced.
             self.failure("complete", exc)
@@ -72,10 +91,12 @@ class DeliveryClaim:
         if not recorded:
             if self._health is not None:
                 self._health.fenced += 1
-            _log.error("idempotency.fenced",
-                       hint="this delivery's lease was taken over by another worker (it "
-                            "expired: event loop blocked or store unreachable past the "
-                            "lease?); its completion was refused, the other's state kept")
+            _log.error(
+                "idempotency.fenced",
+                hint="this delivery's lease was taken over by another worker (it "
+                "expired: event loop blocked or store unreachable past the "
+                "lease?); its completion was refused, the other's state kept",
+            )
         return bool(recorded)
 
     async def release(self) -> None:

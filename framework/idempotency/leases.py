@@ -80,8 +80,9 @@ current_lease: ContextVar[HeldLease | None] = ContextVar("fw_current_lease", def
 class TrackingExecutor(concurrent.futures.ThreadPoolExecutor):
     """The default executor of a worker's loop: records threads per delivery (see module)."""
 
-    def submit(self, fn: Callable[..., Any], /, *args: Any,
-               **kwargs: Any) -> concurrent.futures.Future[Any]:
+    def submit(
+        self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
+    ) -> concurrent.futures.Future[Any]:
         future = super().submit(fn, *args, **kwargs)
         held = current_lease.get()
         if held is not None:
@@ -108,8 +109,14 @@ class LeaseKeeper:
     on a thread of their own; without one (the in-process store) on the caller's loop.
     """
 
-    def __init__(self, store: IdempotencyStore, interval: float, *,
-                 opener: Opener | None = None, call_timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        store: IdempotencyStore,
+        interval: float,
+        *,
+        opener: Opener | None = None,
+        call_timeout: float = 5.0,
+    ) -> None:
         self._store = store
         self._interval = interval
         self._opener = opener
@@ -132,8 +139,9 @@ class LeaseKeeper:
             return
         loop = asyncio.new_event_loop()
         stop = asyncio.Event()
-        thread = threading.Thread(target=self._serve, args=(loop, self._opener, stop),
-                                  name="fw-leases", daemon=True)
+        thread = threading.Thread(
+            target=self._serve, args=(loop, self._opener, stop), name="fw-leases", daemon=True
+        )
         thread.start()
         try:
             await asyncio.Event().wait()
@@ -141,8 +149,7 @@ class LeaseKeeper:
             loop.call_soon_threadsafe(stop.set)
             await asyncio.to_thread(thread.join)
 
-    def _serve(self, loop: asyncio.AbstractEventLoop, opener: Opener,
-               stop: asyncio.Event) -> None:
+    def _serve(self, loop: asyncio.AbstractEventLoop, opener: Opener, stop: asyncio.Event) -> None:
         """The renewing thread: its own loop and store until `stop` is set."""
         try:
             loop.run_until_complete(self._renew_in_thread(opener, stop))
@@ -182,11 +189,16 @@ class LeaseKeeper:
             async with asyncio.timeout(self._call_timeout):
                 renewed = await store.renew(lease.scope, lease.key, lease.lease, lease.token)
         except Exception as exc:  # the store is away: try again next interval
-            _log.warning("idempotency.renew_failed", queue=lease.scope, message_id=lease.key,
-                         error=repr(exc))
+            _log.warning(
+                "idempotency.renew_failed", queue=lease.scope, message_id=lease.key, error=repr(exc)
+            )
             return
         if not renewed and lease.token in self._held:
             lease.lost = True
-            _log.error("idempotency.lease_lost", queue=lease.scope, message_id=lease.key,
-                       hint="another worker claimed the key after this lease expired "
-                            "(event loop blocked or store unreachable past the lease?)")
+            _log.error(
+                "idempotency.lease_lost",
+                queue=lease.scope,
+                message_id=lease.key,
+                hint="another worker claimed the key after this lease expired "
+                "(event loop blocked or store unreachable past the lease?)",
+            )

@@ -57,15 +57,17 @@ class RedisStore:
         self._tokens: dict[tuple[str, str], str] = {}
 
     @classmethod
-    async def open(cls, url: str, *, prefix: str = KEY_PREFIX,
-                   timeout: float | None = None) -> RedisStore:
+    async def open(
+        cls, url: str, *, prefix: str = KEY_PREFIX, timeout: float | None = None
+    ) -> RedisStore:
         """Connect to `url` and check the server answers (raises the driver's error if not).
 
         `timeout` bounds connecting and every command (socket timeouts), so a server that
         stops answering fails calls instead of hanging them.
         """
-        client = aioredis.Redis.from_url(url, decode_responses=True, socket_timeout=timeout,
-                                         socket_connect_timeout=timeout)
+        client = aioredis.Redis.from_url(
+            url, decode_responses=True, socket_timeout=timeout, socket_connect_timeout=timeout
+        )
         try:
             await client.ping()
         except BaseException:
@@ -73,8 +75,9 @@ class RedisStore:
             raise
         return cls(client, prefix=prefix)
 
-    async def claim(self, scope: str, key: str, lease: float,
-                    token: str | None = None) -> ClaimResult:
+    async def claim(
+        self, scope: str, key: str, lease: float, token: str | None = None
+    ) -> ClaimResult:
         mine = token or uuid.uuid4().hex
         found = await self._claim(keys=[self._key(scope, key)], args=[mine, _ms(lease)])
         result = ClaimResult(found)
@@ -85,8 +88,9 @@ class RedisStore:
     async def renew(self, scope: str, key: str, lease: float, token: str) -> bool:
         return bool(await self._renew(keys=[self._key(scope, key)], args=[token, _ms(lease)]))
 
-    async def complete(self, scope: str, key: str, retention: float,
-                       token: str | None = None) -> bool | None:
+    async def complete(
+        self, scope: str, key: str, retention: float, token: str | None = None
+    ) -> bool | None:
         if token is None:
             self._tokens.pop((scope, key), None)
             await self._client.set(self._key(scope, key), DONE, px=_ms(retention))

@@ -37,8 +37,11 @@ async def warn_if_unshared(bus: Transport, queue: str, log: Any) -> None:
         log.debug("idempotency.consumer_count_failed", error=repr(exc))
         return
     if unshared_warning(consumers, in_process):
-        log.warning("idempotency.store_not_shared", consumers=consumers,
-                    hint="this worker keeps idempotency keys in memory (memory://) but the "
-                         "queue has other consumers: a redelivery or duplicate that reaches "
-                         "another replica runs again. Set FRAMEWORK_IDEMPOTENCY_URL to a "
-                         "shared store (redis://..., postgresql://...) on every replica")
+        log.warning(
+            "idempotency.store_not_shared",
+            consumers=consumers,
+            hint="this worker keeps idempotency keys in memory (memory://) but the "
+            "queue has other consumers: a redelivery or duplicate that reaches "
+            "another replica runs again. Set FRAMEWORK_IDEMPOTENCY_URL to a "
+            "shared store (redis://..., postgresql://...) on every replica",
+        )

@@ -27,13 +27,15 @@ class IdempotencyStore(Protocol):
     returns None, and `release` drops what this store instance claimed last for the key.
     """
 
-    async def claim(self, scope: str, key: str, lease: float,
-                    token: str | None = None) -> ClaimResult: ...
+    async def claim(
+        self, scope: str, key: str, lease: float, token: str | None = None
+    ) -> ClaimResult: ...
 
     async def renew(self, scope: str, key: str, lease: float, token: str) -> bool: ...
 
-    async def complete(self, scope: str, key: str, retention: float,
-                       token: str | None = None) -> bool | None: ...
+    async def complete(
+        self, scope: str, key: str, retention: float, token: str | None = None
+    ) -> bool | None: ...
 
     async def release(self, scope: str, key: str, token: str | None = None) -> None: ...
 

@@ -205,9 +205,7 @@ async def test_completion_after_another_finished_is_fenced(
     assert await store.claim(scope, "k", LEASE, "third") is ClaimResult.DONE
 
 
-async def test_completion_after_own_expiry_is_recorded(
-    store: IdempotencyStore, scope: str
-) -> None:
+async def test_completion_after_own_expiry_is_recorded(store: IdempotencyStore, scope: str) -> None:
     """A lease that lapsed without anyone taking it over still completes: nobody else ran."""
     await store.claim(scope, "k", 0.2, "slow")
     await asyncio.sleep(0.4)
@@ -215,9 +213,7 @@ async def test_completion_after_own_expiry_is_recorded(
     assert await store.claim(scope, "k", LEASE, "t2") is ClaimResult.DONE
 
 
-async def test_release_by_token_spares_another_holder(
-    store: IdempotencyStore, scope: str
-) -> None:
+async def test_release_by_token_spares_another_holder(store: IdempotencyStore, scope: str) -> None:
     """Releasing with an outdated token leaves the current holder's lease in place."""
     await store.claim(scope, "k", 0.2, "old")
     await asyncio.sleep(0.4)

@@ -71,8 +71,10 @@ async def test_thread_past_timeout_takes_effect_once(
             await asyncio.to_thread(slow_effect, msg.n)
 
     first, second = bus_pair
-    workers = [await worker_factory(ThreadWorker, first),
-               await worker_factory(ThreadWorker, second)]
+    workers = [
+        await worker_factory(ThreadWorker, first),
+        await worker_factory(ThreadWorker, second),
+    ]
     for n in range(3):
         await first.send(Work(n=n))
     await eventually(lambda: settled(*workers) == 3, timeout=30)
@@ -126,7 +128,11 @@ class LoopThread:
 
 @pytest.mark.parametrize("store_kind", SHARED)
 async def test_blocked_loop_past_lease_takes_effect_once(
-    amqp_url: str, store_kind: str, store_url: StoreUrl, bus: Bus, broker_admin: Any,
+    amqp_url: str,
+    store_kind: str,
+    store_url: StoreUrl,
+    bus: Bus,
+    broker_admin: Any,
     queue_name: str,
 ) -> None:
     """Two replicas get copies of the same keys; the one that claims a key blocks its event
@@ -147,8 +153,9 @@ async def test_blocked_loop_past_lease_takes_effect_once(
             effects.record(msg.n)
 
     await bus.declare(BlockingWorker)
-    replicas = [LoopThread(amqp_url, store_url(store_kind), BlockingWorker, f"tests.r{i}")
-                for i in (1, 2)]
+    replicas = [
+        LoopThread(amqp_url, store_url(store_kind), BlockingWorker, f"tests.r{i}") for i in (1, 2)
+    ]
     try:
         for replica in replicas:
             replica.start()
@@ -182,8 +189,10 @@ async def test_memory_store_with_two_consumers_warns(
         async def handle(self, msg: Work, ctx: Context) -> None:
             return None
 
-    async with (Bus.connect(amqp_url, service="tests.a") as one,
-                Bus.connect(amqp_url, service="tests.b") as two):
+    async with (
+        Bus.connect(amqp_url, service="tests.a") as one,
+        Bus.connect(amqp_url, service="tests.b") as two,
+    ):
         with capture_logs() as quiet:
             await worker_factory(PlainWorker, one)
         with capture_logs() as logs:

@@ -62,8 +62,9 @@ async def test_stalled_store_defers_reports_not_ready_and_recovers(
     settings = Settings(idempotency_timeout=STORE_TIMEOUT)
     async with FaultProxy(host, int(port)) as proxy:
         url = proxy.url(store_url(store_kind))
-        async with Bus.connect(amqp_url, service="tests.stall", settings=settings,
-                               idempotency=url) as bus:
+        async with Bus.connect(
+            amqp_url, service="tests.stall", settings=settings, idempotency=url
+        ) as bus:
             with capture_logs() as logs:
                 worker = await worker_factory(StoreWorker, bus)
                 async with serve_worker_probes(worker, 0, host="127.0.0.1") as probes:
@@ -115,8 +116,9 @@ async def test_deferrals_back_off_while_the_store_is_down(
     async with FaultProxy(host, int(port)) as proxy:
         url = proxy.url(store_url(store_kind))
         settings = Settings(idempotency_timeout=STORE_TIMEOUT)
-        async with Bus.connect(amqp_url, service="tests.down", settings=settings,
-                               idempotency=url) as bus:
+        async with Bus.connect(
+            amqp_url, service="tests.down", settings=settings, idempotency=url
+        ) as bus:
             with capture_logs() as logs:
                 worker = await worker_factory(StoreWorker, bus)
                 proxy.refuse()
