@@ -89,6 +89,8 @@ async def apply_settlement(
             headers = {**envelope.headers, names.ERROR: error}
             if settlement.deferrals is not None:
                 headers[names.DEFERRALS] = settlement.deferrals
+            else:  # a failed attempt ends a run of deferrals
+                headers.pop(names.DEFERRALS, None)
             retried = replace(envelope, attempt=next_attempt, headers=headers)
             await publisher.publish(
                 to_amqp(retried, expiration_ms=delay_ms),

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from framework import names
 from framework.backoff import RetryPolicy
 from framework.deferrals import MAX_DEFERRALS, deferrals_of, next_deferrals
+from framework.envelope import Envelope
+from framework.settle import apply_settlement
 from framework.settlement import Busy, Deferred, Retry, decide
 
 POLICY = RetryPolicy(max_attempts=5, base_delay=1.0, max_delay=300.0, jitter=0.0)
@@ -65,3 +69,41 @@ def test_failed_attempt_does_not_set_a_deferral_count() -> None:
 
     settlement = decide(Failed("x"), 1, POLICY, low)
     assert isinstance(settlement, Retry) and settlement.deferrals is None
+
+
+class Capture:
+    """A publisher that keeps what it was given."""
+
+    def __init__(self) -> None:
+        self.headers: list[dict[str, object]] = []
+
+    async def publish(
+        self,
+        message: Any,
+        exchange: str,
+        routing_key: str,
+        *,
+        mandatory: bool = True,
+        timeout: float | None = None,
+    ) -> None:
+        self.headers.append(dict(message.headers))
+
+
+async def no_ack(incoming: Any) -> None:
+    return None
+
+
+@pytest.mark.parametrize(("deferrals", "written"), [(4, 4), (None, None)])
+async def test_retry_copy_carries_the_count_of_a_deferral_only(
+    deferrals: int | None, written: int | None
+) -> None:
+    """A deferral's copy carries its new count; a failed attempt's copy drops the header
+    (the count is of deferrals in a row)."""
+    publisher = Capture()
+    envelope = Envelope(
+        message_id="k", type="t", body=b"{}", correlation_id="c", headers={names.DEFERRALS: 3}
+    )
+    retry = Retry(delay_ms=1000, tier_ms=1000, next_attempt=1, error="x", deferrals=deferrals)
+    await apply_settlement(retry, None, envelope, "q", publisher, no_ack)  # type: ignore[arg-type]
+    (headers,) = publisher.headers
+    assert headers.get(names.DEFERRALS) == written
