@@ -58,9 +58,19 @@ class DeliveryClaim:
         self._held: HeldLease | None = None
 
     async def claim(self) -> ClaimResult:
-        """Claim the key (raises if the store fails or does not answer in time)."""
-        async with asyncio.timeout(self._timeout):
-            result = await self._store.claim(self._scope, self._key, self._lease, self.token)
+        """Claim the key (raises if the store fails or does not answer in time).
+
+        If the answer is lost, the store may have taken the claim anyway: it is handed to
+        `leases` to be released (with this token) once the store answers, so the key is not
+        blocked until the lease expires.
+        """
+        try:
+            async with asyncio.timeout(self._timeout):
+                result = await self._store.claim(self._scope, self._key, self._lease, self.token)
+        except Exception:
+            if self._leases is not None:
+                self._leases.orphan(self._scope, self._key, self.token)
+            raise
         self._succeeded()
         return result
 

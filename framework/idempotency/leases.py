@@ -36,6 +36,7 @@ _serial = itertools.count(1)
 _log = structlog.get_logger("framework.idempotency")
 
 Opener = Callable[[], Awaitable[IdempotencyStore]]
+MAX_ORPHANS = 10_000  # claims with a lost answer kept for release, at most
 
 
 def new_token() -> str:
@@ -122,6 +123,15 @@ class LeaseKeeper:
         self._opener = opener
         self._call_timeout = call_timeout
         self._held: dict[str, HeldLease] = {}
+        # claims whose answer was lost (timeout, connection reset): the store may have taken
+        # them, so they are released with their token (never anyone else's) once it answers
+        self._orphans: dict[str, tuple[str, str]] = {}
+
+    def orphan(self, scope: str, key: str, token: str) -> None:
+        """Release a claim whose outcome is unknown, on the next round (bounded: oldest go)."""
+        if len(self._orphans) >= MAX_ORPHANS:
+            self._orphans.pop(next(iter(self._orphans)))
+        self._orphans[token] = (scope, key)
 
     def hold(self, lease: HeldLease) -> None:
         self._held[lease.token] = lease
@@ -181,8 +191,20 @@ class LeaseKeeper:
 
     async def _renew_all(self, store: IdempotencyStore) -> None:
         held = [lease for lease in self._held.copy().values() if not lease.lost]
-        if held:
-            await asyncio.gather(*(self._renew(store, lease) for lease in held))
+        orphans = list(self._orphans.copy().items())
+        if held or orphans:
+            await asyncio.gather(
+                *(self._renew(store, lease) for lease in held),
+                *(self._release(store, token, *at) for token, at in orphans),
+            )
+
+    async def _release(self, store: IdempotencyStore, token: str, scope: str, key: str) -> None:
+        try:
+            async with asyncio.timeout(self._call_timeout):
+                await store.release(scope, key, token)
+        except Exception:  # still unavailable: next round
+            return
+        self._orphans.pop(token, None)
 
     async def _renew(self, store: IdempotencyStore, lease: HeldLease) -> None:
         try:

@@ -106,3 +106,22 @@ async def test_to_thread_is_tracked_for_the_current_delivery() -> None:
     release.set()
     assert await held.threads_finished() is True
     assert not held.threads_running()
+
+
+async def test_claim_with_a_lost_answer_is_released_later() -> None:
+    """A claim the store took although its answer was lost is released with its own token
+    on the keeper's next round (not left to block the key until the lease expires)."""
+    store = MemoryStore()
+    keeper = LeaseKeeper(store, interval=0.05)
+    token = new_token()
+    await store.claim("q", "k", 30, token)  # taken by the store; the worker saw a timeout
+    keeper.orphan("q", "k", token)
+    await store.claim("q", "other", 30, "someone-else")
+    keeper.orphan("q", "other", "a-token-that-never-held-it")
+    task = asyncio.create_task(keeper.run())
+    try:
+        await asyncio.sleep(0.2)
+    finally:
+        task.cancel()
+    assert await store.claim("q", "k", 30, new_token()) is ClaimResult.CLAIMED
+    assert await store.claim("q", "other", 30, new_token()) is ClaimResult.BUSY
