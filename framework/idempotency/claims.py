@@ -9,6 +9,8 @@ interval with a count, and the claim's token fences the completion (see `store.p
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine, Generator
+from typing import Any, TypeVar
 
 import structlog
 
@@ -17,6 +19,50 @@ from framework.idempotency.leases import HeldLease, LeaseKeeper, new_token
 from framework.idempotency.store import ClaimResult, IdempotencyStore
 
 _log = structlog.get_logger("framework.handling")
+_T = TypeVar("_T")
+
+
+async def within(timeout: float, call: Coroutine[Any, Any, _T]) -> _T:
+    """Await `call` bounded by `timeout` s. A call that finishes without suspending (the
+    in-process store always does) sets no timer: a timer per call was most of that store's
+    cost per message."""
+    try:
+        pending = call.send(None)
+    except StopIteration as done:
+        result: _T = done.value
+        return result
+    try:
+        async with asyncio.timeout(timeout):
+            finished: _T = await _Resumed(call, pending)
+            return finished
+    finally:
+        call.close()  # no-op once it has finished; stops it if the timeout setup failed
+
+
+class _Resumed:
+    """Awaits the rest of a coroutine already started (by `within`) up to its first wait."""
+
+    __slots__ = ("_call", "_pending")
+
+    def __init__(self, call: Coroutine[Any, Any, Any], pending: Any) -> None:
+        self._call = call
+        self._pending = pending
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        call, pending = self._call, self._pending
+        while True:
+            try:
+                sent = yield pending
+            except BaseException as exc:  # cancellation (the timeout) goes on into the call
+                try:
+                    pending = call.throw(exc)
+                except StopIteration as done:
+                    return done.value
+            else:
+                try:
+                    pending = call.send(sent)
+                except StopIteration as done:
+                    return done.value
 
 
 class DeliveryClaim:
@@ -65,8 +111,9 @@ class DeliveryClaim:
         blocked until the lease expires.
         """
         try:
-            async with asyncio.timeout(self._timeout):
-                result = await self._store.claim(self._scope, self._key, self._lease, self.token)
+            result = await within(
+                self._timeout, self._store.claim(self._scope, self._key, self._lease, self.token)
+            )
         except Exception:
             if self._leases is not None:
                 self._leases.orphan(self._scope, self._key, self.token)
@@ -89,10 +136,10 @@ class DeliveryClaim:
         """Mark the key done; False if refused (fenced) or the store failed (logged, not
         raised: the effect happened, so the delivery is acked anyway)."""
         try:
-            async with asyncio.timeout(self._timeout):
-                recorded = await self._store.complete(
-                    self._scope, self._key, self._retention, self.token
-                )
+            recorded = await within(
+                self._timeout,
+                self._store.complete(self._scope, self._key, self._retention, self.token),
+            )
         except Exception as exc:
             # A later duplicate may run again once the lease expires; logged to be traced.
             self.failure("complete", exc)
@@ -112,8 +159,7 @@ class DeliveryClaim:
     async def release(self) -> None:
         """Release the claim; if the store is down the lease simply expires later."""
         try:
-            async with asyncio.timeout(self._timeout):
-                await self._store.release(self._scope, self._key, self.token)
+            await within(self._timeout, self._store.release(self._scope, self._key, self.token))
         except Exception as exc:
             self.failure("release", exc)
             return
