@@ -23,6 +23,7 @@ from framework.declare import declare
 from framework.envelope import amqp_properties, to_amqp
 from framework.errors import FrameworkError
 from framework.idempotency import IdempotencyStore, open_store
+from framework.idempotency.factory import is_shared
 from framework.keys import new_key
 from framework.messages import Command, Event, Message, is_command, require_kind
 from framework.outgoing import outgoing_envelope
@@ -155,7 +156,7 @@ class Bus:
         if arg is not None and not isinstance(arg, str):
             return None
         url = self._store_url()
-        return None if url.split("://", 1)[0].lower() == "memory" else url
+        return url if is_shared(url) else None
 
     def _store_url(self) -> str:
         arg = self._idempotency_arg

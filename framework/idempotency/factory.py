@@ -80,6 +80,17 @@ _OPENERS: dict[str, Callable[[str, float | None], Awaitable[IdempotencyStore]]] 
 _EXTRAS = {"redis": "redis", "asyncpg": "postgres"}
 
 
+def is_shared(url: str) -> bool:
+    """Whether another process (or connection) opening `url` sees the same keys: not for
+    `memory://` nor an in-memory SQLite database."""
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme == "memory":
+        return False
+    if scheme == "sqlite":
+        return sqlite_path(url) != ":memory:"
+    return scheme in _OPENERS
+
+
 def sqlite_path(url: str) -> str:
     """The file a `sqlite://` URL names: `sqlite:///a.db` is relative, `sqlite:////a.db` not."""
     parts = urlsplit(url)
