@@ -181,8 +181,9 @@ class LeaseKeeper:
                         continue
                 await self._renew_all(store)
         finally:
-            if store is not None:
-                await store.close()
+            if store is not None:  # bounded: a stalled server must not hold up the shutdown
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(store.close(), self._call_timeout)
 
     async def _renew_forever(self, store: IdempotencyStore) -> None:
         while True:
