@@ -110,6 +110,8 @@ async def consume(c: Contender, url: str, n: int, timeout: float = 600.0,
         "n": n,
         "cpu_us": cpu / n * 1e6,  # this process's CPU (all threads) per message
         "broker_cpu_us": broker_cpu / n * 1e6 if broker_cpu is not None else None,
+        # ack frames the contender sent, where it counts them (the tuned reference does)
+        "ack_frames": getattr(c, "ack_frames", None),
     }
 
 

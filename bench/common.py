@@ -16,9 +16,13 @@ from pydantic import BaseModel
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/"
 
 #: unacked deliveries per consumer, the same for every contender
-PREFETCH = 512
-#: publishes in flight: the batch size of "confirms in windows", the tuned sliding window
+PREFETCH = 1000
+#: publishes in flight: the batch size of "confirms in windows"
 PUBLISH_WINDOW = 500
+#: the tuned reference's sliding window of unconfirmed publishes
+REFERENCE_WINDOW = 1000
+#: the tuned reference acks at the latest once this many handled tags are pending
+ACK_EVERY = 500
 #: the quorum queue arguments every contender consumes from (as the framework declares them)
 QUEUE_ARGS = {"x-queue-type": "quorum", "x-delivery-limit": 10}
 

@@ -119,6 +119,17 @@ def _throughput_table(plan: Plan, key: str) -> list[str]:
     return lines
 
 
+def _ack_frames_line(plan: Plan) -> list[str]:
+    """How many ack frames the tuned reference sent per 1000 consumed messages in B."""
+    runs = plan.results.get("B", {}).get(TUNED, [])
+    frames = [r["ack_frames"] * 1000 / r["n"] for r in runs if r.get("ack_frames")]
+    if not frames:
+        return []
+    return [f"The {TUNED} reference sent {summarize(frames)['median']:.1f} ack frames per 1000 "
+            "messages (median): each `basic.ack(multiple=True)` is one Raft command on the "
+            "quorum queue, so the fewer, the less the broker works per message.", ""]
+
+
 def _latency_table(plan: Plan) -> list[str]:
     lines = [
         "| contender | p50 ms | p99 ms | max ms | achieved msg/s | p99 × aio-pika |",
@@ -347,6 +358,7 @@ def render(plan: Plan, elapsed: float) -> str:
         "",
         *_throughput_table(plan, "B"),
         "",
+        *_ack_frames_line(plan),
         f"## C: end-to-end latency at {plan.rate} msg/s for {plan.seconds:g} s",
         "",
         "From the publish call to the handler, publisher and consumer in one process "

@@ -10,17 +10,20 @@ from framework.errors import (
     FrameworkError,
     HandlerTimeout,
     InvalidMessage,
+    MessageRefused,
     Overloaded,
     PermanentError,
     PublishFailed,
     PublishTimeout,
     RemoteError,
     RequestTimeout,
+    SendManyFailed,
     Unroutable,
 )
 from framework.messages import Command, Event, Message
 from framework.replica import Replica
 from framework.replica_store import ApplyResult
+from framework.send_batch import SendResult
 from framework.send_retry import RetryOnOverload
 from framework.settings import Settings
 from framework.worker import Worker
@@ -40,6 +43,7 @@ __all__ = [
     "HandlerTimeout",
     "InvalidMessage",
     "Message",
+    "MessageRefused",
     "Overloaded",
     "PermanentError",
     "PublishFailed",
@@ -49,6 +53,8 @@ __all__ = [
     "RequestTimeout",
     "RetryOnOverload",
     "RetryPolicy",
+    "SendManyFailed",
+    "SendResult",
     "Settings",
     "Unroutable",
     "Worker",

@@ -52,10 +52,18 @@ def plan_acks(in_flight: set[int], settled: set[int]) -> AckPlan:
 
 
 class AckCoalescer:
-    """Collects settled deliveries and acks them in batches (see module docstring)."""
+    """Collects settled deliveries and acks them in batches (see module docstring).
 
-    def __init__(self, *, max_batch: int = 256, max_delay: float = 0.005) -> None:
-        self._max_batch = max_batch
+    A batch is flushed once `max_batch` settled deliveries are pending, capped at half the
+    prefetch window (the broker sends no more deliveries while the window is full of
+    settled-but-unacked ones), or `max_delay` seconds after the flusher started. `frames`
+    counts the ack frames sent: on a quorum queue each is a consensus command.
+    """
+
+    def __init__(self, *, max_batch: int = 512, max_delay: float = 0.025,
+                 prefetch: int | None = None) -> None:
+        self._max_batch = max(1, min(max_batch, prefetch // 2)) if prefetch else max_batch
+        self.frames = 0
         self._max_delay = max_delay
         self._states: dict[Any, _ChannelState] = {}
         self._pending = 0
@@ -101,6 +109,7 @@ class AckCoalescer:
                 if plan.multiple_up_to is not None:
                     state.settled = {t for t in state.settled if t > plan.multiple_up_to}
                 self._pending = sum(len(s.settled) for s in self._states.values())
+                self.frames += len(plan.singles) + (plan.multiple_up_to is not None)
                 # planned acks are sent even if the flusher is cancelled meanwhile
                 await asyncio.shield(_send(channel, plan))
                 if not state.in_flight and not state.settled:
@@ -118,11 +127,13 @@ class AckCoalescer:
     async def close(self) -> None:
         """Flush what is left and stop the background flusher (call before closing the
         channel)."""
-        await self.flush()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        try:
+            await self.flush()
+        finally:  # also when a bounded shutdown cuts the flush short: no flusher left behind
+            if self._task is not None:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
 
 
 async def _send(channel: Any, plan: AckPlan) -> None:

@@ -7,6 +7,8 @@ resource alarm cannot stall the consumers' acks.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import random
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from types import TracebackType
@@ -15,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import aio_pika
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 
 from framework import names
 from framework.connection import open_connection
@@ -29,6 +31,7 @@ from framework.messages import Command, Event, Message, is_command, require_kind
 from framework.outgoing import outgoing_envelope
 from framework.publisher import Publisher
 from framework.request_reply import RequestClient
+from framework.send_batch import raise_for_failures, send_batch
 from framework.send_retry import RetryOnOverload
 from framework.settings import Settings
 from framework.topology import EXCHANGES, Topology
@@ -68,6 +71,7 @@ class Bus:
         self._requests: RequestClient | None = None
         self._declared: list[Topology] = [EXCHANGES]
         self._reconnect_listeners: list[Callable[[], Awaitable[None]]] = []
+        self._topology_check: asyncio.Task[None] | None = None
         self._log = structlog.get_logger("framework.bus").bind(service=self.service)
 
     @classmethod
@@ -111,15 +115,25 @@ class Bus:
         except BaseException:
             await self.close()
             raise
+        if s.topology_check_interval > 0:
+            self._topology_check = asyncio.create_task(
+                self._check_topology(s.topology_check_interval)
+            )
         self._log.info("bus.connected", url=self.masked_url)
 
     async def _open(self, name: str) -> AbstractRobustConnection:
         s = self.settings
         return await open_connection(self._url, name=name, attempts=s.connect_attempts,
-                                     timeout=s.connect_timeout, heartbeat=s.heartbeat)
+                                     timeout=s.connect_timeout, heartbeat=s.heartbeat,
+                                     allow_insecure_tls=s.allow_insecure_tls)
 
     async def close(self) -> None:
         """Close the publisher, both connections and the idempotency store."""
+        if self._topology_check is not None:
+            self._topology_check.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._topology_check
+            self._topology_check = None
         if self._requests is not None:
             await self._requests.close()
             self._requests = None
@@ -149,18 +163,18 @@ class Bus:
         return self._store
 
     @property
-    def idempotency_url(self) -> str | None:
+    def idempotency_url(self) -> SecretStr | None:
         """The URL of the shared store this bus opened (None: in-process, or given as an
         object); workers open a second connection to it to renew their leases."""
         arg = self._idempotency_arg
         if arg is not None and not isinstance(arg, str):
             return None
         url = self._store_url()
-        return url if is_shared(url) else None
+        return SecretStr(url) if is_shared(url) else None
 
     def _store_url(self) -> str:
         arg = self._idempotency_arg
-        return arg if isinstance(arg, str) else self.settings.idempotency_url
+        return arg if isinstance(arg, str) else self.settings.idempotency_url.get_secret_value()
 
     async def consumer_count(self, queue: str) -> int | None:
         """How many consumers `queue` has (a passive declare on a short-lived channel)."""
@@ -193,9 +207,7 @@ class Bus:
             self._declared.append(topology)
 
     async def _apply(self, topology: Topology) -> None:
-        conn = self._connection(self._publish_conn)
-        async with conn.channel(publisher_confirms=False) as channel:
-            await declare(channel, topology)
+        await declare(self._connection(self._publish_conn), topology)
 
     async def _on_reconnect(self, *_: Any) -> None:
         self._log.warning("bus.reconnected", url=self.masked_url)
@@ -203,6 +215,21 @@ class Bus:
             await self._apply(topology)
         for listener in list(self._reconnect_listeners):
             await listener()
+
+    async def _check_topology(self, interval: float) -> None:
+        """Re-declare everything declared, on a slow jittered timer. An exchange deleted and
+        re-created has lost its bindings, and nothing tells the consumers: without this,
+        its messages go nowhere until the next reconnect."""
+        while True:
+            await asyncio.sleep(interval * random.uniform(0.8, 1.2))
+            try:
+                async with asyncio.timeout(self.settings.publish_timeout):
+                    for topology in list(self._declared):
+                        await self._apply(topology)
+            except Exception as exc:
+                self._log.error("bus.topology_check_failed", error=str(exc) or repr(exc),
+                                hint="messages for the queues of this bus may be dropped "
+                                     "until the topology is whole again; retried next check")
 
     def add_reconnect_listener(self, listener: Callable[[], Awaitable[None]]) -> None:
         """Run `listener` after each reconnect, once topology is declared again."""
@@ -282,34 +309,27 @@ class Bus:
         idempotency_keys: Sequence[str] | None = None,
         window: int = 256,
         timeout: float | None = None,
+        stop_on_failure: bool = True,
     ) -> list[str]:
         """Send many commands with up to `window` unconfirmed at a time (pipelined confirms).
 
-        Returns the keys in order once every command is confirmed; the first failure is
-        raised after the in-flight sends finish (commands after it are not sent).
+        Returns the keys in order once every command is confirmed. Otherwise raises
+        `SendManyFailed` (also an `Unroutable`/`Overloaded`/`PublishTimeout` like its first
+        failure) after the in-flight sends finish; its `results` give each key and fate and
+        `unconfirmed` what to send again with the same keys. With `stop_on_failure` (the
+        default) no new send starts after a failure: those are `not-sent`.
         """
-        if idempotency_keys is not None and len(idempotency_keys) != len(commands):
-            raise ValueError("idempotency_keys must match commands one to one")
+        for command in commands:
+            require_kind(command, command=True, verb="send")
         keys = list(idempotency_keys) if idempotency_keys is not None else [
             new_key() for _ in commands]
-        failure: list[BaseException] = []
-        position = iter(range(len(commands)))
 
-        async def lane() -> None:
-            for index in position:
-                if failure:
-                    return
-                try:
-                    await self.send(commands[index], idempotency_key=keys[index],
-                                    timeout=timeout)
-                except Exception as exc:
-                    failure.append(exc)
-                    return
+        async def one(command: Command, key: str) -> str:
+            return await self.send(command, idempotency_key=key, timeout=timeout)
 
-        await asyncio.gather(*(lane() for _ in range(max(1, min(window, len(commands))))))
-        if failure:
-            raise failure[0]
-        return keys
+        results = await send_batch(one, commands, keys, window=window,
+                                   stop_on_failure=stop_on_failure)
+        return raise_for_failures(results)
 
     async def publish(
         self,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import aio_pika
+import structlog
 from aio_pika.abc import AbstractRobustConnection
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS, ProbableAuthenticationError
 from tenacity import (
@@ -12,9 +13,12 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from framework.errors import BrokerUnavailable
+from framework.errors import BrokerUnavailable, ConfigurationError
 from framework.robust import JitteredRobustConnection
-from framework.urls import mask_text, mask_url
+from framework.urls import broker_url_problem, disables_tls_verification, mask_text, mask_url
+from framework.wire_guard import install as install_wire_guard
+
+_log = structlog.get_logger("framework.connection")
 
 _RETRYABLE = (*CONNECTION_EXCEPTIONS, TimeoutError)
 
@@ -26,11 +30,17 @@ async def open_connection(
     attempts: int = 5,
     timeout: float = 5.0,
     heartbeat: int = 15,
+    allow_insecure_tls: bool = False,
 ) -> AbstractRobustConnection:
     """Connect to `url` (amqp:// or amqps://), retrying `attempts` times with jittered backoff.
 
-    Once connected, aio-pika's robust connection reconnects by itself.
+    Once connected, aio-pika's robust connection reconnects by itself. Header tables on
+    it are decoded depth-bounded (`wire_guard`): a poisoned frame cannot kill it. A URL
+    that cannot be parsed, or an amqps URL with `no_verify_ssl` without
+    `allow_insecure_tls`, is a `ConfigurationError` before anything is sent.
     """
+    check_url(url, allow_insecure_tls=allow_insecure_tls)
+    install_wire_guard()
     try:
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type(_RETRYABLE),
@@ -57,6 +67,29 @@ async def open_connection(
             "is RabbitMQ running and is the URL right (--url or AMQP_URL)?"
         ) from exc
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def check_url(url: str, *, allow_insecure_tls: bool = False) -> None:
+    """Refuse a broken broker URL, and one that turns TLS verification off unless allowed
+    (then warn: anyone between this process and the broker can read and change traffic)."""
+    problem = broker_url_problem(url)
+    if problem is not None:
+        raise ConfigurationError(problem)
+    if not disables_tls_verification(url):
+        return
+    if not allow_insecure_tls:
+        raise ConfigurationError(
+            f"{mask_url(url)} turns TLS certificate verification off (no_verify_ssl): remove "
+            "it and name the broker's CA with ?cafile=/path/ca.pem, or set "
+            "FRAMEWORK_ALLOW_INSECURE_TLS=true to accept a man-in-the-middle risk "
+            "(development only)"
+        )
+    _log.warning(
+        "broker.tls_verification_off",
+        url=mask_url(url),
+        hint="no_verify_ssl: the broker's certificate is not checked; anyone on the path can "
+        "impersonate it. Use ?cafile=... in production",
+    )
 
 
 def _cause(exc: BaseException) -> str:

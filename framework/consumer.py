@@ -56,16 +56,18 @@ class Consumer:
         self._wanted = True
         self.prefetch = prefetch
         await self._channel.set_qos(prefetch_count=prefetch)
-        if self._queue is None:
-            self._queue = await self._channel.declare_queue(
-                self._spec.name, durable=True, arguments=dict(self._spec.arguments)
-            )
         if self._raw_capable:
+            # the bus declared the queue (with the arguments it accepted, which for a queue
+            # of an older framework differ from the spec's): subscribe by name only
             raw = await self._channel.get_underlay_channel()
             ok = await raw.basic_consume(self._spec.name, self._on_delivered, no_ack=False)
             self._raw, self._tag = raw, ok.consumer_tag
             self._watch_cancellation(raw)
         else:
+            if self._queue is None:
+                self._queue = await self._channel.declare_queue(
+                    self._spec.name, durable=True, arguments=dict(self._spec.arguments)
+                )
             self._tag = await self._queue.consume(self._on_message)
 
     async def restart(self) -> None:

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from framework import names
+from framework.keys import content_key
 
 # x-death reasons the broker writes -> the one word we report
 _BROKER_REASONS = {
@@ -96,11 +97,16 @@ def _int(value: Any) -> int | None:
 
 
 def dead_letter_attempts(headers: Mapping[str, Any]) -> int | None:
-    """Attempts made: `fw-attempts`, else the quorum queue's delivery count, else `fw-attempt`."""
-    for key in (names.ATTEMPTS, "x-delivery-count", names.ATTEMPT):
+    """Attempts made: `fw-attempts` (the framework dead-lettered it), else `fw-attempt` (the
+    attempt a broker dead-lettered message was on), else None.
+
+    Never `x-delivery-count`: a message read from the DLQ carries the DLQ's own count, which
+    every browse (get, then returned on channel close) raises by one.
+    """
+    for key in (names.ATTEMPTS, names.ATTEMPT):
         value = _int(headers.get(key))
         if value is not None:
-            return value + 1 if key == "x-delivery-count" else value
+            return value
     return None
 
 
@@ -156,9 +162,10 @@ class DeadLetter:
 
 def describe(*, message_id: str | None, type_: str | None, correlation_id: str | None,
              headers: Mapping[str, Any], timestamp: datetime | None, body: bytes) -> DeadLetter:
-    """Everything worth knowing about one dead-lettered message."""
+    """Everything worth knowing about one dead-lettered message (one without message_id,
+    which only the broker's own dead-lettering leaves, is known by `dead_letter_key`)."""
     return DeadLetter(
-        key=message_id or "(no message_id)",
+        key=dead_letter_key(message_id, type_, body),
         type=type_ or "(no type)",
         reason=dead_letter_reason(headers),
         error=dead_letter_error(headers),
@@ -168,6 +175,14 @@ def describe(*, message_id: str | None, type_: str | None, correlation_id: str |
         headers=headers,
         body=body,
     )
+
+
+def dead_letter_key(message_id: str | None, type_: str | None, body: bytes) -> str:
+    """The key a DLQ message is listed, selected and replayed under: its message_id, or for
+    a message without one the content key a `keyless = "content"` worker would give it
+    (stable: listing, selecting and replaying it again always agree, and a replay cut by a
+    crash and repeated is absorbed as a duplicate)."""
+    return message_id or content_key(type_ or "", body)
 
 
 def replay_headers(headers: Mapping[str, Any]) -> dict[str, Any]:

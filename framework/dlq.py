@@ -23,7 +23,7 @@ from aio_pika.abc import (
 )
 
 from framework import names
-from framework.dead_letters import DeadLetter, describe, replay_headers
+from framework.dead_letters import DeadLetter, dead_letter_key, describe, replay_headers
 from framework.errors import UnknownQueue
 from framework.publisher import Publisher
 
@@ -36,7 +36,7 @@ class Selection:
     key: str | None = None
 
     def wants(self, message: AbstractIncomingMessage) -> bool:
-        return self.key is None or message.message_id == self.key
+        return self.key is None or _key(message) == self.key
 
     def full(self, taken: int) -> bool:
         return self.limit is not None and taken >= self.limit
@@ -74,9 +74,16 @@ async def depth(connection: AbstractRobustConnection, queue: str) -> int:
         return _depth(dlq)
 
 
+def _key(message: AbstractIncomingMessage) -> str:
+    return dead_letter_key(message.message_id, message.type, message.body)
+
+
 def _describe(message: AbstractIncomingMessage) -> DeadLetter:
+    # x-delivery-count is the DLQ's own count of deliveries, i.e. of browses: not shown, so
+    # browsing does not change what `list` and `show` print
+    headers = {k: v for k, v in (message.headers or {}).items() if k != names.X_DELIVERY_COUNT}
     return describe(message_id=message.message_id, type_=message.type,
-                    correlation_id=message.correlation_id, headers=dict(message.headers or {}),
+                    correlation_id=message.correlation_id, headers=headers,
                     timestamp=message.timestamp, body=message.body)
 
 
@@ -97,17 +104,23 @@ async def browse(connection: AbstractRobustConnection, queue: str,
 
 
 def replay_message(message: AbstractIncomingMessage) -> aio_pika.Message:
-    """The copy sent back to `Q`: same key, body, type and correlation; attempt reset to 1."""
+    """The copy sent back to `Q`: same key, body, type and correlation; attempt reset to 1.
+
+    A message without message_id (only the broker's own dead-lettering leaves one) is
+    replayed under its content key, marked `fw-key-origin: content`: handled once, however
+    often it is replayed, where replaying it keyless would only dead-letter it again."""
+    headers = replay_headers(dict(message.headers or {}))
+    if not message.message_id:
+        headers[names.KEY_ORIGIN] = "content"
     return aio_pika.Message(
         body=message.body,
-        # the publisher insists on a message_id; a keyless message gets the worker's fallback
-        message_id=message.message_id or f"no-id-{message.delivery_tag}",
+        message_id=_key(message),
         correlation_id=message.correlation_id,
         type=message.type,
         content_type=message.content_type or names.CONTENT_TYPE,
         timestamp=message.timestamp or datetime.now(UTC),
         app_id=message.app_id,
-        headers=replay_headers(dict(message.headers or {})),
+        headers=headers,
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
     )
 
@@ -152,8 +165,32 @@ async def _require_queue(connection: AbstractRobustConnection, queue: str) -> No
         raise UnknownQueue(f"unknown queue {queue!r}: nothing to replay into") from exc
 
 
-async def purge(connection: AbstractRobustConnection, queue: str) -> int:
-    """Delete every message in `Q.dlq`; returns how many were removed."""
+PURGE_CHUNK = 500  # deliveries taken before one multiple ack deletes them
+
+
+async def purge(connection: AbstractRobustConnection, queue: str,
+                count: int | None = None) -> int:
+    """Delete the `count` oldest messages of `Q.dlq` (every one if None); returns how many.
+
+    With a count, exactly those are deleted (taken with basic.get, acked in chunks), so
+    messages dead-lettered after the operator counted them stay; fewer are deleted only if
+    someone else took some meanwhile.
+    """
     async with _open(connection, queue) as dlq:
-        result = await dlq.purge()
-        return int(result.message_count or 0)
+        if count is None:
+            result = await dlq.purge()
+            return int(result.message_count or 0)
+        removed = 0
+        dry = False
+        while removed < count and not dry:
+            last: AbstractIncomingMessage | None = None
+            for _ in range(min(PURGE_CHUNK, count - removed)):
+                message = await dlq.get(no_ack=False, fail=False)
+                if message is None:
+                    dry = True
+                    break
+                last = message
+                removed += 1
+            if last is not None:
+                await last.ack(multiple=True)
+        return removed

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal
 
 import aio_pika
 from pydantic import ValidationError
@@ -16,9 +15,25 @@ from framework import names
 from framework.amqp_properties import FastProperties
 from framework.delivery import Incoming
 from framework.errors import InvalidMessage
+from framework.keys import content_key
 from framework.messages import Message
+from framework.wire_guard import truncated_headers
 
 PERSISTENT = int(aio_pika.DeliveryMode.PERSISTENT)
+
+# What a worker does with a delivery that has no message_id (its `keyless` setting).
+Keyless = Literal["reject", "content"]
+KEYLESS_MODES: tuple[Keyless, ...] = ("reject", "content")
+KEYLESS_ERROR = (
+    "message has no message_id: the sender must set the AMQP message_id property to the "
+    "message's idempotency key (unique per message, the same on every resend); without it "
+    "a duplicate cannot be told from a new message. A worker may opt in to keying such "
+    "messages by their content instead: keyless = \"content\""
+)
+# Ranges of the framework's numeric headers; a value outside is never trusted or copied.
+MAX_ATTEMPT = 2**31 - 1
+MAX_DEADLINE_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last datetime
+MAX_ID_LENGTH = 255  # fw-causation-id, traceparent: ids (a message_id is at most 255 bytes)
 
 
 @dataclass(slots=True)
@@ -42,6 +57,10 @@ class Envelope:
     traceparent: str | None = None
     reply_to: str | None = None
     headers: Mapping[str, Any] = field(default_factory=dict)
+    # found while reading a delivery: why it cannot be handled (dead-lettered as invalid),
+    # and headers that were ignored (logged as warnings)
+    invalid: str | None = None
+    ignored: tuple[str, ...] = ()
 
 
 def encode_body(message: Message) -> bytes:
@@ -58,17 +77,22 @@ def decode_body(envelope: Envelope, cls: type[Message]) -> Message:
     try:
         return cls.model_validate_json(envelope.body)
     except ValidationError as exc:
-        if _is_json(envelope.body):
+        if not _is_json_error(exc):
             raise InvalidMessage(f"schema invalid for {cls.type_name}: {_summary(exc)}") from exc
+        if "recursion limit" in str(exc):
+            raise InvalidMessage(
+                "body is JSON nested too deeply to decode (pydantic's JSON parser stops at "
+                f"about 200 levels): {_summary(exc)}; flatten the message"
+            ) from exc
         raise InvalidMessage(f"body is not valid JSON: {_summary(exc)}") from exc
+    except RecursionError as exc:  # a validator of the model recursed: retrying cannot help
+        raise InvalidMessage(f"body is nested too deeply to validate as {cls.type_name}") from exc
 
 
-def _is_json(body: bytes) -> bool:
-    try:
-        json.loads(body)
-    except ValueError:
-        return False
-    return True
+def _is_json_error(exc: ValidationError) -> bool:
+    """True if pydantic failed at parsing the JSON, not at validating it (never re-parses:
+    the stdlib parser would raise RecursionError on a deeply nested body)."""
+    return any(error["type"] == "json_invalid" for error in exc.errors(include_url=False))
 
 
 def _summary(exc: ValidationError) -> str:
@@ -128,31 +152,91 @@ def _headers(envelope: Envelope) -> dict[str, Any]:
 _OWN_HEADERS = frozenset({names.ATTEMPT, names.CAUSATION_ID, names.DEADLINE, names.TRACEPARENT})
 
 
-def from_amqp(incoming: Incoming) -> Envelope:
-    """Read an incoming message without ever failing: bad headers fall back to defaults."""
+def from_amqp(incoming: Incoming, *, keyless: Keyless = "reject",
+              max_attempt: int = MAX_ATTEMPT) -> Envelope:
+    """Read an incoming message without ever failing.
+
+    What cannot be trusted is never used: a delivery without `message_id` gets a content
+    key (`keys.content_key`) and, unless `keyless="content"`, is marked `invalid` (so it is
+    dead-lettered under that key without claiming it); an `fw-deadline` that is not an
+    epoch-ms time in 1970..9999 marks it `invalid` (the sender's deadline cannot be
+    honoured); an `fw-attempt` that is not an integer in 1..`max_attempt` is ignored
+    (attempt 1) and listed in `ignored`; a header table nested too deeply to decode
+    (`wire_guard`) marks it `invalid`.
+    """
     headers = incoming.headers or _NO_HEADERS
     timestamp = incoming.timestamp
     if timestamp is not None and timestamp.tzinfo is None:
         timestamp = timestamp.replace(tzinfo=UTC)
-    message_id = incoming.message_id or f"no-id-{incoming.delivery_tag}"
+    invalid = truncated_headers(headers)
+    ignored: tuple[str, ...] = ()
+    attempt = _attempt(headers.get(names.ATTEMPT), max_attempt)
+    if attempt is None:
+        attempt = 1
+        ignored = (f"{names.ATTEMPT}={_shown(headers.get(names.ATTEMPT))} is not an integer "
+                   f"in 1..{max_attempt}: counted as attempt 1",)
+    deadline_ms, deadline_problem = _deadline(headers)
+    invalid = invalid or deadline_problem
+    causation_id = _text(headers.get(names.CAUSATION_ID))
+    traceparent = _text(headers.get(names.TRACEPARENT))
+    if len(causation_id or "") > MAX_ID_LENGTH or len(traceparent or "") > MAX_ID_LENGTH:
+        # they are copied into everything this delivery leads to: never let them grow
+        ignored = (*ignored, f"{names.CAUSATION_ID} or {names.TRACEPARENT} longer than "
+                             f"{MAX_ID_LENGTH} characters: dropped")
+        causation_id = causation_id if len(causation_id or "") <= MAX_ID_LENGTH else None
+        traceparent = traceparent if len(traceparent or "") <= MAX_ID_LENGTH else None
+    user_headers = (_NO_HEADERS if headers.keys() <= _OWN_HEADERS
+                    else {k: v for k, v in headers.items() if k not in _OWN_HEADERS})
+    message_id = incoming.message_id
+    if not message_id:
+        message_id = content_key(incoming.type or "", incoming.body)
+        user_headers = {**user_headers, names.KEY_ORIGIN: "content"}
+        if keyless != "content":
+            invalid = invalid or KEYLESS_ERROR
     return Envelope(
         message_id=message_id,
         type=incoming.type or "",
         body=incoming.body,
         correlation_id=incoming.correlation_id or message_id,
-        causation_id=_text(headers.get(names.CAUSATION_ID)),
-        attempt=max(_int(headers.get(names.ATTEMPT)) or 1, 1),
-        deadline_ms=_int(headers.get(names.DEADLINE)),
+        causation_id=causation_id,
+        attempt=attempt,
+        deadline_ms=deadline_ms,
         timestamp=timestamp,
         app_id=incoming.app_id,
-        traceparent=_text(headers.get(names.TRACEPARENT)),
+        traceparent=traceparent,
         reply_to=incoming.reply_to,
-        headers=(_NO_HEADERS if headers.keys() <= _OWN_HEADERS
-                 else {k: v for k, v in headers.items() if k not in _OWN_HEADERS}),
+        headers=user_headers,
+        invalid=invalid,
+        ignored=ignored,
     )
 
 
 _NO_HEADERS: Mapping[str, Any] = MappingProxyType({})
+
+
+def _attempt(value: Any, max_attempt: int) -> int | None:
+    """The attempt number, or None when the header says something no worker wrote."""
+    if value is None:
+        return 1
+    number = _int(value)
+    return number if number is not None and 1 <= number <= max_attempt else None
+
+
+def _deadline(headers: Mapping[str, Any]) -> tuple[int | None, str | None]:
+    """The deadline (epoch ms) and, when the header is unusable, why."""
+    value = headers.get(names.DEADLINE)
+    if value is None:
+        return None, None
+    number = _int(value)
+    if number is not None and 0 <= number <= MAX_DEADLINE_MS:
+        return number, None
+    return None, (f"{names.DEADLINE}={_shown(value)} is not a deadline (epoch milliseconds "
+                  "between 1970 and 9999): the sender's deadline cannot be honoured")
+
+
+def _shown(value: Any, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} chars)"
 
 
 def _int(value: Any) -> int | None:

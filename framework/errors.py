@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from framework.send_batch import SendResult
+
 
 class FrameworkError(Exception):
     """Root of every error the framework raises."""
@@ -37,8 +42,51 @@ class Overloaded(PublishFailed):
         self.queue = queue
 
 
+class MessageRefused(PublishFailed):
+    """The broker cannot take this message as it is (its header frame is larger than the
+    connection's frame_max, or the broker closed the channel over it twice): resending the
+    same message cannot help, so it is not retried."""
+
+
 class PublishTimeout(PublishFailed):
     """The broker did not confirm in time (e.g. a memory alarm blocked publishing)."""
+
+
+class SendManyFailed(PublishFailed):
+    """`send_many` could not confirm every message. `results` has one `SendResult` per
+    message (key and fate, in order); send `unconfirmed` again with the same keys.
+
+    The raised type also matches the first failure: `SendManyUnroutable` is an
+    `Unroutable`, `SendManyOverloaded` an `Overloaded`, `SendManyTimeout` a `PublishTimeout`.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        results: list[SendResult],
+        routing_key: str = "",
+        message_id: str = "",
+    ) -> None:
+        super().__init__(message, routing_key=routing_key, message_id=message_id)
+        self.results = results
+
+    @property
+    def unconfirmed(self) -> list[SendResult]:
+        """The messages that failed or were not sent: retry exactly these, same keys."""
+        return [r for r in self.results if not r.confirmed]
+
+
+class SendManyUnroutable(SendManyFailed, Unroutable):
+    """`send_many` stopped because a command had no queue bound for it."""
+
+
+class SendManyOverloaded(SendManyFailed, Overloaded):
+    """`send_many` stopped because a destination queue was full."""
+
+
+class SendManyTimeout(SendManyFailed, PublishTimeout):
+    """`send_many` stopped because the broker did not confirm in time."""
 
 
 class StoreUnavailable(FrameworkError):
@@ -55,7 +103,6 @@ class InvalidMessage(PermanentError):
 
 class HandlerTimeout(FrameworkError):
     """A handler ran past its worker's `timeout` (or the message deadline) and was cancelled."""
-
 
 
 class RequestTimeout(FrameworkError):

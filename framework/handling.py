@@ -51,6 +51,7 @@ class HandlingPolicy:
     lease: float
     retention: float
     clock_skew: float = 1.0
+    max_body_bytes: int = 1024 * 1024
     store_timeout: float = 5.0  # seconds any one idempotency store call may take
 
 
@@ -76,13 +77,14 @@ async def process(
     (no attempt burned) rather than guessing. The claim carries a token unique to this
     delivery: `leases` renews it while the handler runs and the store refuses a completion
     once another worker took the key over (fencing); `health` notes every store call.
+    A delivery whose envelope is unusable (no key, forged deadline, poisoned headers) or
+    whose body is over `max_body_bytes` is invalid before anything is claimed or parsed.
     """
-    message_type = policy.message_types.get(envelope.type)
-    if message_type is None:
-        known = ", ".join(sorted(policy.message_types))
-        return Invalid(f"unknown message type {envelope.type!r} (this queue handles: {known})")
+    unusable = _unusable(envelope, policy)
+    if unusable is not None:
+        return unusable
     try:
-        message = decode_body(envelope, message_type)
+        message = decode_body(envelope, policy.message_types[envelope.type])
     except InvalidMessage as exc:
         return Invalid(str(exc))
 
@@ -121,6 +123,24 @@ async def process(
     finally:
         claims.unhold()
     return outcome
+
+
+def _unusable(envelope: Envelope, policy: HandlingPolicy) -> Invalid | None:
+    """Why a delivery is invalid before its key is claimed or its body parsed (None: fine)."""
+    if envelope.ignored:
+        _log.warning("delivery.header_ignored", problems=list(envelope.ignored))
+    if envelope.invalid is not None:
+        return Invalid(envelope.invalid)
+    if len(envelope.body) > policy.max_body_bytes:
+        return Invalid(
+            f"body is {len(envelope.body)} bytes, over this worker's max_body_bytes="
+            f"{policy.max_body_bytes}: send large payloads by reference (claim check: store "
+            "the blob elsewhere, send its location)"
+        )
+    if envelope.type not in policy.message_types:
+        known = ", ".join(sorted(policy.message_types))
+        return Invalid(f"unknown message type {envelope.type!r} (this queue handles: {known})")
+    return None
 
 
 async def _run_holding(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import uuid
 
@@ -28,3 +29,20 @@ def derive_key(parent_key: str, index: int, type_name: str) -> str:
     deduplicate them.
     """
     return str(uuid.uuid5(_NAMESPACE, f"{parent_key}\x1f{index}\x1f{type_name}"))
+
+
+# Prefix of keys the framework derives from a message's content (never a sender's own key:
+# senders' keys are opaque, but this prefix marks the derived ones in the DLQ and in logs).
+CONTENT_KEY_PREFIX = "fw-content-"
+
+
+def content_key(type_name: str, body: bytes) -> str:
+    """A stable key for a message that came without one: a hash of its type and body.
+
+    Two messages with the same type and body get the same key (one effect for both);
+    a message's retries, redeliveries and DLQ copy keep it.
+    """
+    digest = hashlib.blake2b(type_name.encode(), digest_size=20)
+    digest.update(b"\x00")
+    digest.update(body)
+    return CONTENT_KEY_PREFIX + digest.hexdigest()

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import http.client
 import json
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 from urllib.parse import quote, unquote, urlsplit
 
 from pydantic import SecretStr
@@ -88,7 +89,7 @@ class ManagementApi:
             self.base_url + path, headers={"Authorization": f"Basic {token}"}
         )
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
+            with _OPENER.open(request, timeout=self.timeout) as response:
                 return json.load(response)
         except urllib.error.HTTPError as exc:
             hint = " (check user and password)" if exc.code == 401 else ""
@@ -100,6 +101,41 @@ class ManagementApi:
             raise ManagementUnavailable(
                 f"management API {self.masked_url} unreachable: {mask_text(str(reason))}"
             ) from exc
+
+
+class _CredentialsStayHome(urllib.request.HTTPRedirectHandler):
+    """Follows redirects, but never sends the credentials to another origin.
+
+    urllib copies every header, `Authorization` included, onto the redirected request; a
+    redirect to another scheme, host or port (a compromised or misconfigured proxy, an
+    `https` to `http` downgrade) would hand the management password to whoever answers there.
+    """
+
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: IO[bytes],
+        code: int,
+        msg: str,
+        headers: http.client.HTTPMessage,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        redirected = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if redirected is not None and origin(redirected.full_url) != origin(req.full_url):
+            redirected.remove_header("Authorization")
+        return redirected
+
+
+def origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) of `url`, the default port filled in: what credentials belong to."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    port = parts.port if parts.port is not None else _DEFAULT_PORTS.get(scheme)
+    return scheme, (parts.hostname or "").lower(), port
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_OPENER = urllib.request.build_opener(_CredentialsStayHome)
 
 
 def _host(hostname: str, port: int | None) -> str:

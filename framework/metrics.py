@@ -8,11 +8,11 @@ one place settlements are counted.
 from __future__ import annotations
 
 from collections.abc import Callable
-from enum import IntEnum
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from framework.breaker import BreakerState, CircuitBreaker
 from framework.settlement import Ack, DeadLetter, Reason, Retry, Settlement
 from framework.stats import SettlementObserver
 
@@ -27,12 +27,8 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 _UNTIMED = frozenset({Reason.INVALID, Reason.EXPIRED, Reason.DELIVERY_LIMIT})
 
 
-class BreakerState(IntEnum):
-    """Gauge values of `framework_breaker_state`."""
-
-    CLOSED = 0
-    HALF_OPEN = 1
-    OPEN = 2
+#: the value of `framework_breaker_state` for each breaker state
+BREAKER_GAUGE = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}
 
 
 class Metrics:
@@ -75,6 +71,12 @@ class Metrics:
         self.replicas = Gauge("framework_queue_suggested_replicas",
                               "Replicas that would drain the backlog within the target time.",
                               ["queue"], registry=r)
+        self.replies_refused = Counter(
+            "framework_replies_refused",
+            "Replies not sent: the request's reply_to was not a direct reply-to name.",
+            ["queue"],
+            registry=r,
+        )
         self.loop_lag = Histogram("framework_event_loop_lag_seconds",
                                   "How late the worker's event loop woke a sleeping task.",
                                   ["queue"], buckets=LAG_BUCKETS, registry=r)
@@ -130,10 +132,22 @@ class Metrics:
             self.latency.labels(queue).observe(duration)
 
     def watch(self, worker: Worker) -> None:
-        """Count `worker`'s settlements and report its in-flight deliveries."""
+        """Count `worker`'s settlements, report its in-flight deliveries and follow the state
+        of each of its breakers (set on every transition)."""
         queue = worker.spec.queue
         worker.stats.observers.append(self.observer(queue))
+        refused = self.replies_refused.labels(queue)
+        worker.stats.refusal_observers.append(lambda: refused.inc())
         self.in_flight.labels(queue).set_function(lambda: worker.stats.in_flight)
+        for breaker in worker.breakers:
+            self.set_breaker_state(queue, breaker.name, breaker.state)
+
+            def on_transition(b: CircuitBreaker, _old: BreakerState, new: BreakerState,
+                              queue: str = queue) -> None:
+                self.set_breaker_state(queue, b.name, new)
+
+            breaker.add_listener(on_transition)
+
         lag, stalls = self.loop_lag.labels(queue), self.loop_stalls.labels(queue)
         threshold = worker.loop_lag.threshold
 
@@ -155,6 +169,13 @@ class Metrics:
 
         self._before_render.append(catch_up)
 
+    @staticmethod
+    def refresh_breakers(worker: Worker) -> None:
+        """Read each breaker's state: an open breaker whose reset timeout passed becomes
+        half-open only when read, and the transition then reaches the gauge."""
+        for breaker in worker.breakers:
+            _ = breaker.state
+
     def set_queue_stats(self, stats: QueueStats) -> None:
         """Update the depth gauges of one worker queue (unknown values are left as they were)."""
         q = stats.name
@@ -167,5 +188,5 @@ class Metrics:
             self.replicas.labels(q).set(stats.suggested_replicas)
 
     def set_breaker_state(self, queue: str, breaker: str, state: BreakerState) -> None:
-        """Report a circuit breaker's state (called by the breakers when they transition)."""
-        self.breaker.labels(queue, breaker).set(int(state))
+        """Report a circuit breaker's state (`watch` calls it on every transition)."""
+        self.breaker.labels(queue, breaker).set(BREAKER_GAUGE[state])

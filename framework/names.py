@@ -18,15 +18,24 @@ ORIGINAL_QUEUE = "fw-queue"
 FAILED_AT = "fw-failed-at"
 DEFERRALS = "fw-deferrals"  # deferrals in a row (store down, key busy): drives their backoff
 TRACEPARENT = "traceparent"
+KEY_ORIGIN = "fw-key-origin"  # "content": message_id derived from the body (none was sent)
 IN_REPLY_TO = "fw-in-reply-to"
 REPLY_STATUS = "fw-reply-status"
 DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
 X_DEATH = "x-death"
+X_DELIVERY_COUNT = "x-delivery-count"  # set by quorum queues on each delivery (not ours)
 
 
 def dlq_name(queue: str) -> str:
     """The dead-letter queue that belongs to `queue`."""
     return f"{queue}.dlq"
+
+
+def moves_exchange(queue: str) -> str:
+    """The direct exchange of `queue`'s own moves: bound to its DLQ and delay queues, each by
+    its queue name. Moving a message there needs write access on this exchange only (the
+    service's own), not on the default exchange, which would reach every queue."""
+    return f"{queue}.moves"
 
 
 def retry_queue_name(queue: str, delay_ms: int) -> str:

@@ -23,6 +23,10 @@ async def serve_worker_probes(
 ) -> AsyncIterator[ProbeServer]:
     """Expose `worker`'s metrics, liveness and readiness on `port` while the block runs.
 
+    `/healthz` (liveness) is 200 while the worker's run loop is alive, also while the broker
+    is unreachable; `/readyz` is 200 only while the worker is subscribed and both broker
+    connections are up.
+
     Queue depth gauges are refreshed on each scrape (`bus.queue_stats`); if the broker does
     not answer in time the last values stay and the scrape still succeeds.
     """
@@ -34,14 +38,18 @@ async def serve_worker_probes(
     log = structlog.get_logger("framework.probes")
 
     async def refresh_depths() -> None:
+        metrics.refresh_breakers(worker)
         try:
             async with asyncio.timeout(DEPTH_REFRESH_TIMEOUT):
                 metrics.set_queue_stats(await bus.queue_stats(worker.spec.queue))
         except (TimeoutError, FrameworkError, OSError) as exc:
             log.warning("probes.depth_refresh_failed", queue=worker.spec.queue, error=repr(exc))
 
-    probes = Probes(metrics=metrics.render, healthy=lambda: bus.is_connected,
-                    ready=lambda: worker.consuming, before_scrape=refresh_depths,
+    # liveness: the process is not stuck (this loop answers, the worker's run loop is
+    # alive); a broker outage is not a reason to restart. Readiness: it can receive now.
+    probes = Probes(metrics=metrics.render, healthy=lambda: worker.alive,
+                    ready=lambda: worker.receiving and bus.is_connected,
+                    before_scrape=refresh_depths,
                     store_ready=lambda: worker.store_health.healthy)
     async with ProbeServer(probes, port=port, host=host) as server:
         yield server

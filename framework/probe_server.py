@@ -1,8 +1,8 @@
 """A tiny HTTP server for Prometheus scrapes and Kubernetes probes, owned by `async with`.
 
-GET /metrics (Prometheus text), /healthz (process alive and broker connection open),
-/readyz (consuming, and the idempotency store answering). Plain asyncio streams, one
-request per connection: no web framework for three fixed routes.
+GET /metrics (Prometheus text), /healthz (liveness: the process is not stuck), /readyz
+(readiness: it can receive deliveries now, and its idempotency store answers). Plain asyncio
+streams, one request per connection: no web framework for three fixed routes.
 """
 
 from __future__ import annotations
@@ -90,11 +90,12 @@ class ProbeServer:
                 await self._probes.before_scrape()
             return 200, CONTENT_TYPE_LATEST, self._probes.metrics()
         if route == "/healthz":
-            return _status(self._probes.healthy(), "alive", "broker connection down")
+            return _status(self._probes.healthy(), "alive", "not alive: worker stopped or stuck")
         if route == "/readyz" and not self._probes.store_ready():
             return _status(False, "", "idempotency store failing")
         if route == "/readyz":
-            return _status(self._probes.ready(), "consuming", "not consuming")
+            return _status(self._probes.ready(), "consuming",
+                           "not consuming (starting, stopping or broker unreachable)")
         return 404, _TEXT, b"try /metrics, /healthz or /readyz\n"
 
 

@@ -8,18 +8,23 @@ Every publish waits for the broker's confirm. A broker nack means a full queue
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import cast
 
 import aio_pika
 import aiormq
+import pamqp.frame
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from aio_pika.exceptions import (
     CONNECTION_EXCEPTIONS,
     ChannelNotFoundEntity,
+    ChannelPreconditionFailed,
     DeliveryError,
     PublishError,
 )
+from aiormq.exceptions import ConnectionFrameError
 from pamqp.commands import Basic
+from pamqp.header import ContentHeader
 from tenacity import (
     AsyncRetrying,
     retry_if_exception_type,
@@ -27,11 +32,22 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from framework.errors import Overloaded, PublishTimeout, Unroutable
+from framework.errors import MessageRefused, Overloaded, PublishTimeout, Unroutable
+
+# Headers whose rough size (an upper bound) stays below this fit in the header frame of any
+# connection with frame_max >= 8 KiB, whatever the other properties (RabbitMQ's default is
+# 128 KiB): only larger ones are measured exactly before they are sent.
+_SURELY_FITS = 2048
 
 
 class _ConnectionInterrupted(Exception):
     """A publish failed because the connection or channel went away; safe to retry."""
+
+
+class _ClosedOverMessage(_ConnectionInterrupted):
+    """The broker closed the channel (406) or connection (501) while this publish was in
+    flight: maybe over this message, maybe over a neighbour's. Retried once; a second time
+    it is this message's fault (`MessageRefused`)."""
 
 
 class Publisher:
@@ -91,16 +107,19 @@ class Publisher:
         """`publish` for a body and its AMQP properties (the hot path of `Bus.send`)."""
         if not properties.message_id:
             raise ValueError("every published message needs a message_id")
+        if properties.headers and _rough_size(properties.headers) > _SURELY_FITS:
+            await self._refuse_oversized(body, properties, routing_key)
         bound = self._timeout if timeout is None else timeout
         raw = self._raw
+        refusals = 0
         try:
             if raw is not None and not raw.is_closed:
                 try:  # the common case: an open channel, one try, aiormq's own time bound
                     await self._publish_once(raw, body, properties, exchange, routing_key,
                                              mandatory, bound)
                     return
-                except _ConnectionInterrupted:
-                    pass
+                except _ConnectionInterrupted as exc:
+                    refusals = int(isinstance(exc, _ClosedOverMessage))
             async with asyncio.timeout(bound):
                 async for attempt in AsyncRetrying(
                     retry=retry_if_exception_type(_ConnectionInterrupted),
@@ -109,8 +128,14 @@ class Publisher:
                     reraise=True,
                 ):
                     with attempt:
-                        await self._publish_once(None, body, properties, exchange,
-                                                 routing_key, mandatory, None)
+                        try:
+                            await self._publish_once(None, body, properties, exchange,
+                                                     routing_key, mandatory, None)
+                        except _ClosedOverMessage as exc:
+                            refusals += 1
+                            if refusals >= 2:
+                                raise _refused(properties, routing_key, str(exc)) from exc
+                            raise
         except TimeoutError as exc:
             raise PublishTimeout(
                 f"broker did not confirm {properties.message_type or 'message'} "
@@ -169,6 +194,8 @@ class Publisher:
                 message_id=message_id,
                 queue=queue,
             ) from exc
+        except (ChannelPreconditionFailed, ConnectionFrameError) as exc:
+            raise _ClosedOverMessage(f"{type(exc).__name__}: {exc}") from exc
         except TimeoutError:
             raise  # aiormq's time bound ran out (and TimeoutError is an OSError: not a cut)
         except asyncio.CancelledError as exc:
@@ -180,6 +207,43 @@ class Publisher:
         except CONNECTION_EXCEPTIONS as exc:
             raise _ConnectionInterrupted(f"{type(exc).__name__}: {exc}") from exc
 
+    async def _refuse_oversized(self, body: bytes, properties: Basic.Properties,
+                                routing_key: str) -> None:
+        """Raise `MessageRefused` if the header frame would exceed the connection's
+        frame_max: the broker would close the whole connection over it (501), and a resend
+        after the reconnect would close it again, forever."""
+        raw = await self._raw_channel()
+        frame_max = int(raw.connection.connection_tune.frame_max or 0)
+        if not frame_max:
+            return
+        size = len(pamqp.frame.marshal(ContentHeader(0, len(body), properties), 1))
+        if size > frame_max:
+            raise _refused(properties, routing_key,
+                           f"its header frame is {size} bytes, over the connection's "
+                           f"frame_max of {frame_max}: make the headers smaller")
+
     async def close(self) -> None:
         if self._channel is not None and not self._channel.is_closed:
             await self._channel.close()
+
+
+def _rough_size(headers: Mapping[str, object]) -> int:
+    """An upper bound of the encoded size of flat headers (nested ones: measure exactly)."""
+    size = 0
+    for key, value in headers.items():
+        if isinstance(value, str):
+            size += len(key) + 6 + 4 * len(value)
+        elif isinstance(value, int | float) or value is None:
+            size += len(key) + 10
+        else:
+            return _SURELY_FITS + 1
+    return size
+
+
+def _refused(properties: Basic.Properties, routing_key: str, why: str) -> MessageRefused:
+    return MessageRefused(
+        f"broker cannot take {properties.message_type or 'message'} {properties.message_id} "
+        f"for {routing_key!r}: {why}; resending it cannot help",
+        routing_key=routing_key,
+        message_id=properties.message_id or "",
+    )

@@ -27,6 +27,18 @@ OK = "ok"
 ERROR = "error"
 
 
+def may_reply_to(reply_to: str) -> bool:
+    """Whether a worker may answer to `reply_to`: only a direct reply-to name.
+
+    The broker gives each requester's channel a name `amq.rabbitmq.reply-to.<token>` that
+    only that channel consumes; any other name (an ordinary queue) would let whoever may
+    publish to a worker's queue make the worker write into another queue with its own
+    credentials, so it is refused.
+    """
+    prefix = f"{names.DIRECT_REPLY_TO}."
+    return reply_to.startswith(prefix) and len(reply_to) > len(prefix)
+
+
 def reply_message(request_id: str, correlation_id: str, result: Any) -> aio_pika.Message:
     """The reply carrying `result` (a pydantic model or any JSON-serialisable value)."""
     if isinstance(result, BaseModel):

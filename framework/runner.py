@@ -14,6 +14,7 @@ from framework.gc_tuning import freeze_startup_heap
 from framework.loading import load_object
 from framework.observability import serve_worker_probes
 from framework.settings import Settings
+from framework.shutdown import CLOSE_MARGIN, within
 from framework.worker import Worker
 
 
@@ -52,22 +53,35 @@ async def run_worker(worker_cls: type[Worker], settings: Settings) -> None:
 async def _serve(worker_cls: type[Worker], settings: Settings,
                  stop_requested: asyncio.Event) -> None:
     service = worker_cls.service or worker_cls.queue
-    async with Bus.connect(settings=settings, service=service) as bus:
+    bus = Bus.connect(settings=settings, service=service)
+    await bus.start()
+    worker: Worker | None = None
+    try:
         if stop_requested.is_set():
             return
         worker = worker_cls(bus)
-        async with contextlib.AsyncExitStack() as stack:
-            if settings.metrics_port is not None:
-                await stack.enter_async_context(serve_worker_probes(worker, settings.metrics_port))
-            stopper = asyncio.create_task(_stop_when(stop_requested, worker))
-            freezer = asyncio.create_task(_freeze_when_consuming(worker))
-            try:
-                await worker.run()
-            finally:
-                for task in (stopper, freezer):
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+        await _run(worker, settings, stop_requested)
+    finally:
+        # the rest of the shutdown budget: a stalled broker must not hold the exit
+        budget = worker.shutdown if worker is not None else None
+        bound = budget.closing_remaining() if budget is not None else CLOSE_MARGIN
+        await within(bus.close(), bound, structlog.get_logger("framework.runner"),
+                     "runner.bus_close_failed")
+
+
+async def _run(worker: Worker, settings: Settings, stop_requested: asyncio.Event) -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        if settings.metrics_port is not None:
+            await stack.enter_async_context(serve_worker_probes(worker, settings.metrics_port))
+        stopper = asyncio.create_task(_stop_when(stop_requested, worker))
+        freezer = asyncio.create_task(_freeze_when_consuming(worker))
+        try:
+            await worker.run()
+        finally:
+            for task in (stopper, freezer):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
 
 async def _freeze_when_consuming(worker: Worker) -> None:

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from framework.urls import mask_url
+from framework.urls import broker_url_problem, mask_url
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@localhost:5672/"
 
@@ -24,7 +24,7 @@ class Settings(BaseSettings):
     service_name: str = "framework"
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    idempotency_url: str = "memory://"
+    idempotency_url: SecretStr = SecretStr("memory://")  # Redis/PostgreSQL URLs hold passwords
     idempotency_timeout: float = Field(
         default=5.0,
         gt=0,
@@ -35,7 +35,13 @@ class Settings(BaseSettings):
     connect_timeout: float = Field(default=5.0, gt=0)
     publish_timeout: float = Field(default=10.0, gt=0)
     heartbeat: int = Field(default=15, ge=0)
-    shutdown_grace: float = Field(default=30.0, ge=0)
+    shutdown_grace: float | None = Field(
+        default=None,
+        ge=0,
+        description="Seconds a stopping worker gives in-flight work (FRAMEWORK_SHUTDOWN_GRACE); "
+        "overrides every Worker.shutdown_grace when set. Closing adds at most "
+        "framework.shutdown.CLOSE_MARGIN seconds.",
+    )
     clock_skew_tolerance: float = Field(
         default=1.0,
         ge=0,
@@ -44,6 +50,18 @@ class Settings(BaseSettings):
     )
     management_url: SecretStr | None = None
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    topology_check_interval: float = Field(
+        default=30.0,
+        ge=0,
+        description="Seconds between re-declares of the topology a bus declared (0: off): "
+        "bindings lost when an exchange was deleted and re-created come back without waiting "
+        "for a reconnect; a missing shared exchange is logged as an error.",
+    )
+    allow_insecure_tls: bool = Field(
+        default=False,
+        description="Accept an amqps:// URL with no_verify_ssl (certificate checks off): "
+        "for development only; without it such a URL is refused.",
+    )
 
     @field_validator("amqp_url")
     @classmethod
@@ -53,9 +71,17 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"must start with amqp:// or amqps://, got {mask_url(url)!r}"
             )
+        problem = broker_url_problem(url)
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
     @property
     def masked_amqp_url(self) -> str:
         """The broker URL with its password hidden, for logs and terminals."""
         return mask_url(self.amqp_url.get_secret_value())
+
+    @property
+    def masked_idempotency_url(self) -> str:
+        """The idempotency store URL with its password hidden, for logs and terminals."""
+        return mask_url(self.idempotency_url.get_secret_value())

@@ -15,6 +15,7 @@ import aio_pika
 from tenacity import (
     AsyncRetrying,
     retry_if_exception_type,
+    retry_if_not_exception_type,
     stop_after_attempt,
     wait_random_exponential,
 )
@@ -22,8 +23,9 @@ from tenacity import (
 from framework import names
 from framework.delivery import Incoming
 from framework.envelope import Envelope, to_amqp
-from framework.errors import PublishFailed
-from framework.settlement import Ack, DeadLetter, Retry, Settlement
+from framework.errors import MessageRefused, PublishFailed
+from framework.header_limits import bound_text, copyable
+from framework.settlement import Ack, DeadLetter, Reason, Retry, Settlement
 from framework.transport import MessagePublisher
 
 AckFn = Callable[[Incoming], Awaitable[None]]
@@ -51,11 +53,17 @@ async def settle_or_return(
         try:  # the common case: it works the first time, no retry machinery
             await apply_settlement(settlement, incoming, envelope, queue, publisher, ack)
             return
+        except MessageRefused as exc:  # resending the same copy cannot help: a smaller one
+            settlement = _refused(settlement, envelope, exc)
+            await apply_settlement(settlement, incoming, replace(envelope, headers={}), queue,
+                                   publisher, ack)
+            return
         except PublishFailed:
             if attempts <= 1:
                 raise
         async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type(PublishFailed),
+            retry=retry_if_exception_type(PublishFailed)
+            & retry_if_not_exception_type(MessageRefused),
             stop=stop_after_attempt(attempts - 1),
             wait=wait_random_exponential(multiplier=0.5, max=5.0),
             reraise=True,
@@ -70,6 +78,19 @@ async def settle_or_return(
         raise
 
 
+def _refused(settlement: Settlement, envelope: Envelope, exc: MessageRefused) -> DeadLetter:
+    """The broker cannot take the copy as it is: dead-letter it without the sender's headers
+    (the only part of a copy that can make it too large), saying why, rather than have it
+    redelivered until the delivery limit."""
+    if isinstance(settlement, DeadLetter):
+        reason, last = settlement.reason, settlement.error
+    else:
+        reason, last = Reason.INVALID, settlement.error if isinstance(settlement, Retry) else ""
+    note = f"copy refused by the broker, sent without the sender's headers: {exc}"
+    return DeadLetter(reason, bound_text(f"{note}; error: {last}" if last else note),
+                      envelope.attempt)
+
+
 async def apply_settlement(
     settlement: Settlement,
     incoming: Incoming,
@@ -78,37 +99,41 @@ async def apply_settlement(
     publisher: MessagePublisher,
     ack: AckFn = _ack_now,
 ) -> None:
-    """Carry out `settlement` for `incoming`: the confirmed move, then `ack`.
+    """Carry out `settlement` for `incoming`: the confirmed move (through the queue's own
+    moves exchange, see `names.moves_exchange`), then `ack`.
 
     Raises if the move could not be confirmed (and then does not ack).
     """
     match settlement:
         case Ack():
             pass
-        case Retry(delay_ms=delay_ms, tier_ms=tier_ms, next_attempt=next_attempt, error=error):
-            headers = {**envelope.headers, names.ERROR: error}
-            if settlement.deferrals is not None:
-                headers[names.DEFERRALS] = settlement.deferrals
-            else:  # a failed attempt ends a run of deferrals
-                headers.pop(names.DEFERRALS, None)
-            retried = replace(envelope, attempt=next_attempt, headers=headers)
-            await publisher.publish(
-                to_amqp(retried, expiration_ms=delay_ms),
-                "",
-                names.retry_queue_name(queue, tier_ms),
-            )
+        case Retry(tier_ms=tier_ms):
+            await publisher.publish(retry_message(envelope, settlement),
+                                    names.moves_exchange(queue),
+                                    names.retry_queue_name(queue, tier_ms))
         case DeadLetter():
-            await publisher.publish(dead_letter_message(envelope, settlement, queue), "",
-                                    names.dlq_name(queue))
+            await publisher.publish(dead_letter_message(envelope, settlement, queue),
+                                    names.moves_exchange(queue), names.dlq_name(queue))
     await ack(incoming)
+
+
+def retry_message(envelope: Envelope, settlement: Retry) -> aio_pika.Message:
+    """The retry copy: the next attempt, the last error in `fw-error`, expiring after the delay."""
+    headers = {**copyable(envelope.headers), names.ERROR: bound_text(settlement.error)}
+    if settlement.deferrals is not None:
+        headers[names.DEFERRALS] = settlement.deferrals
+    else:  # a failed attempt ends a run of deferrals
+        headers.pop(names.DEFERRALS, None)
+    retried = replace(envelope, attempt=settlement.next_attempt, headers=headers)
+    return to_amqp(retried, expiration_ms=settlement.delay_ms)
 
 
 def dead_letter_message(envelope: Envelope, settlement: DeadLetter, queue: str) -> aio_pika.Message:
     """The DLQ copy of a message: body and identity intact, the reason in `fw-` headers."""
     headers = {
-        **envelope.headers,
+        **copyable(envelope.headers),
         names.REASON: settlement.reason.value,
-        names.ERROR: settlement.error[:1000],
+        names.ERROR: bound_text(settlement.error),
         names.ATTEMPTS: settlement.attempts,
         names.ORIGINAL_QUEUE: queue,
         names.FAILED_AT: datetime.now(UTC).isoformat(timespec="milliseconds"),

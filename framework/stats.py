@@ -20,7 +20,11 @@ class WorkerStats:
     expired: int = 0
     settle_failures: int = 0
     in_flight: int = 0
+    replies_refused: int = 0
     observers: list[SettlementObserver] = field(default_factory=list, repr=False, compare=False)
+    refusal_observers: list[Callable[[], None]] = field(
+        default_factory=list, repr=False, compare=False
+    )
 
     def record(self, settlement: Settlement, duration: float = 0.0) -> None:
         match settlement:
@@ -37,5 +41,11 @@ class WorkerStats:
         for observer in self.observers:
             observer(settlement, duration)
 
+    def reply_refused(self) -> None:
+        """A request's `reply_to` was not a direct reply-to name: no reply was sent."""
+        self.replies_refused += 1
+        for observer in self.refusal_observers:
+            observer()
+
     def as_dict(self) -> dict[str, int]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "observers"}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.repr}

@@ -23,6 +23,15 @@ class QueueSpec:
     name: str
     arguments: Mapping[str, Any] = field(default_factory=dict)
 
+    @property
+    def legacy_arguments(self) -> Mapping[str, Any] | None:
+        """The arguments an older framework declared this queue with: dead-lettering through
+        the default exchange instead of the queue's moves exchange (same routing key).
+        None if the queue does not dead-letter."""
+        if "x-dead-letter-exchange" not in self.arguments:
+            return None
+        return {**self.arguments, "x-dead-letter-exchange": ""}
+
 
 @dataclass(frozen=True, slots=True)
 class BindingSpec:
@@ -33,16 +42,28 @@ class BindingSpec:
 
 @dataclass(frozen=True, slots=True)
 class Topology:
+    """`exchanges` are the shared ones (created by an administrator, declared passively);
+    `moves` bind a worker's own direct exchange (`Q.moves`) to its queue, retry and
+    dead-letter queues, each with the queue's name as routing key (declared by the worker
+    itself; the framework's moves and the broker's dead-lettering both go through it)."""
+
     exchanges: tuple[ExchangeSpec, ...] = ()
     queues: tuple[QueueSpec, ...] = ()
     bindings: tuple[BindingSpec, ...] = ()
+    moves: tuple[BindingSpec, ...] = ()
 
     def __add__(self, other: Topology) -> Topology:
         return Topology(
             _unique(self.exchanges + other.exchanges),
             _unique(self.queues + other.queues),
             _unique(self.bindings + other.bindings),
+            _unique(self.moves + other.moves),
         )
+
+    @property
+    def own_exchanges(self) -> tuple[str, ...]:
+        """The moves exchanges (direct, durable) this topology declares for itself."""
+        return tuple(dict.fromkeys(b.exchange for b in self.moves))
 
 
 _T = TypeVar("_T")
@@ -83,10 +104,14 @@ def worker_topology(
     `bindings` maps a message type name to the exchange it arrives on.
     """
     dlq = names.dlq_name(queue)
+    # Dead letters go through the queue's own moves exchange, not the default one: declaring
+    # a queue whose dead-letter exchange is "" needs write permission on amq.default, which
+    # would let the service publish into every queue of the vhost.
+    moves = names.moves_exchange(queue)
     main_args: dict[str, Any] = {
         "x-queue-type": "quorum",
         "x-delivery-limit": options.delivery_limit,
-        "x-dead-letter-exchange": "",
+        "x-dead-letter-exchange": moves,
         "x-dead-letter-routing-key": dlq,
     }
     if options.max_length is not None:
@@ -100,7 +125,7 @@ def worker_topology(
             {
                 "x-queue-type": "quorum",
                 "x-message-ttl": tier_cap_ms(tier, tiers),
-                "x-dead-letter-exchange": "",
+                "x-dead-letter-exchange": moves,
                 "x-dead-letter-routing-key": queue,
                 "x-overflow": "reject-publish",
                 "x-dead-letter-strategy": "at-least-once",
@@ -114,5 +139,9 @@ def worker_topology(
         bindings=tuple(
             BindingSpec(queue, exchange, type_name)
             for type_name, exchange in sorted(bindings.items())
+        ),
+        moves=tuple(
+            BindingSpec(q.name, moves, q.name)
+            for q in (QueueSpec(queue), QueueSpec(dlq), *retry_queues)
         ),
     )

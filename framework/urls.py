@@ -1,31 +1,101 @@
-"""Masking secrets in URLs, so a password never reaches a log line or the terminal."""
+"""Masking secrets in URLs, so a password never reaches a log line or the terminal; and the
+checks of a broker URL that must fail before connecting (pure, no I/O)."""
 
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
-_CREDENTIALS_IN_TEXT = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<password>[^@/\s]*)@")
+_CREDENTIALS_IN_TEXT = re.compile(
+    r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<password>[^@/\s]*)@"
+)
+_PASSWORD_IN_QUERY = re.compile(r"(?P<key>(?:^|&)[^=&]*pass[^=&]*=)[^&]*", re.IGNORECASE)
+
+ENCODING_HINT = (
+    "percent-encode reserved characters in the user name and password "
+    "(@ as %40, : as %3A, / as %2F, ? as %3F, # as %23)"
+)
 
 
 def mask_url(url: str) -> str:
-    """Return `url` with its password replaced by `***` (user and host stay readable)."""
+    """Return `url` with its password replaced by `***` (user and host stay readable).
+
+    A URL that does not parse, or whose password seems to hold an unencoded `@`, `/`, `?`
+    or `#` (an `@` after the host part), shows nothing before its last `@`. A password given
+    as a query parameter (PostgreSQL's `?password=`) is masked as well.
+    """
     try:
         parts = urlsplit(url)
+        port = parts.port
     except ValueError:
-        return mask_text(url)
+        return _mask_all_credentials(url)
+    if "@" in parts.path + parts.query + parts.fragment:
+        return _mask_all_credentials(url)
+    query = _PASSWORD_IN_QUERY.sub(r"\g<key>***", parts.query)
     if parts.password is None:
-        return url
+        if query == parts.query:
+            return url
+        return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
     user = parts.username or ""
     host = parts.hostname or ""
     if ":" in host:
         host = f"[{host}]"
     netloc = f"{user}:***@{host}"
-    if parts.port is not None:
-        netloc += f":{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    if port is not None:
+        netloc += f":{port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _mask_all_credentials(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return mask_text(url)
+    return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
 
 
 def mask_text(text: str) -> str:
     """Mask every `scheme://user:password@` found anywhere in free text."""
     return _CREDENTIALS_IN_TEXT.sub(r"\g<scheme>\g<user>:***@", text)
+
+
+def broker_url_problem(url: str) -> str | None:
+    """What is wrong with an amqp(s) URL before any connection is tried, or None.
+
+    Catches what otherwise surfaces as a traceback from deep inside the URL parser (a
+    non-numeric port, a broken IPv6 host) or silently connects somewhere else (an unencoded
+    `@`, `/`, `?` or `#` in the password moves the host part).
+    """
+    shown = mask_url(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        return f"cannot parse the broker URL {shown!r} ({exc}): {ENCODING_HINT}"
+    try:
+        parts.port  # noqa: B018 - raises for a non-numeric or out-of-range port
+    except ValueError:
+        return (
+            f"the port of the broker URL {shown!r} is not a number from 0 to 65535 "
+            f"(a password with a reserved character also looks like this): {ENCODING_HINT}"
+        )
+    if "@" in parts.path + parts.query + parts.fragment:
+        return (
+            f"the broker URL {shown!r} has an '@' after its host part, so its host is "
+            f"unclear: {ENCODING_HINT}"
+        )
+    return None
+
+
+def disables_tls_verification(url: str) -> bool:
+    """True for an amqps URL whose `no_verify_ssl` turns certificate checks off.
+
+    aiormq verifies only when the parameter is absent or exactly "0"; any other value
+    (1, true, yes, empty) switches verification off.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    if parts.scheme.lower() != "amqps":
+        return False
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    return "no_verify_ssl" in query and query["no_verify_ssl"] != "0"

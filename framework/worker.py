@@ -16,13 +16,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import structlog
 from aio_pika.abc import AbstractChannel
 
+from framework import names
 from framework.acks import AckCoalescer
 from framework.breaker import CircuitBreaker
 from framework.breaker_gate import BreakerGate
 from framework.consumer import Consumer
 from framework.context import Context
 from framework.delivery import Incoming
-from framework.envelope import Envelope, from_amqp
+from framework.envelope import Envelope, Keyless, from_amqp
 from framework.errors import ConfigurationError, FrameworkError
 from framework.handling import HandlingPolicy, process
 from framework.idempotency import IdempotencyStore, open_store
@@ -33,7 +34,7 @@ from framework.log_throttle import LogThrottle
 from framework.logs import bind_delivery, unbind_delivery
 from framework.loop_lag import LoopLagWatchdog
 from framework.messages import Message
-from framework.reply import error_reply_message, reply_message
+from framework.reply import error_reply_message, may_reply_to, reply_message
 from framework.settle import settle_or_return
 from framework.settlement import (
     Ack,
@@ -45,6 +46,7 @@ from framework.settlement import (
     Settlement,
     decide,
 )
+from framework.shutdown import ShutdownBudget, within
 from framework.stats import WorkerStats
 from framework.worker_spec import WorkerSpec, build_spec, check_spelling
 
@@ -74,11 +76,13 @@ class Worker:
     idempotency_retention: ClassVar[float] = 7 * 24 * 3600.0
     shutdown_grace: ClassVar[float] = 30.0
     idempotency_lease: ClassVar[float | None] = None  # default: timeout + 30 s
-    ack_batch_size: ClassVar[int] = 256  # handled deliveries acked with one frame, at most
-    ack_max_delay: ClassVar[float] = 0.005  # seconds a handled delivery waits for its ack
+    ack_batch_size: ClassVar[int] = 512  # handled deliveries acked with one frame, at most
+    ack_max_delay: ClassVar[float] = 0.025  # seconds a handled delivery waits for its ack
     service: ClassVar[str | None] = None
     breakers: tuple[CircuitBreaker, ...] = ()
     publishes: ClassVar[tuple[type[Message], ...]] = ()  # documentation only (asyncapi, check)
+    max_body_bytes: ClassVar[int] = 1024 * 1024  # larger bodies are dead-lettered unparsed
+    keyless: ClassVar[Keyless] = "reject"  # no message_id: "reject" (invalid) or "content"
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -98,6 +102,7 @@ class Worker:
             lease=self.spec.lease,
             retention=self.spec.retention,
             clock_skew=bus.settings.clock_skew_tolerance,
+            max_body_bytes=self.spec.max_body_bytes,
             store_timeout=bus.settings.idempotency_timeout,
         )
         self.store_health = StoreHealth()  # `/readyz` is 503 while store calls fail
@@ -107,7 +112,8 @@ class Worker:
         self._log = structlog.get_logger("framework.worker").bind(
             service=self._service, queue=self.spec.queue
         )
-        self._acks = AckCoalescer(max_batch=self.ack_batch_size, max_delay=self.ack_max_delay)
+        self._acks = AckCoalescer(max_batch=self.ack_batch_size, max_delay=self.ack_max_delay,
+                                  prefetch=self.spec.prefetch)
         self._deliveries: set[asyncio.Task[None]] = set()
         # deliveries whose handler is still running: the only ones shutdown may cancel
         # (settlement - confirmed move, then ack - is never interrupted)
@@ -118,6 +124,8 @@ class Worker:
         self._stopped = asyncio.Event()
         self._started = False
         self._consumer: Consumer | None = None  # while running (tests and debugging look)
+        self._watchdog: asyncio.Task[None] | None = None  # keeps the subscription: `alive`
+        self.shutdown: ShutdownBudget | None = None  # from the stop request on
 
     async def handle(self, msg: Any, ctx: Context) -> Any:
         """Handle one message. Raise `PermanentError` to dead-letter it; anything else retries."""
@@ -149,27 +157,30 @@ class Worker:
                 gate = asyncio.create_task(
                     BreakerGate(self.breakers, consumer, self.spec.prefetch, self.spec.queue).run()
                 )
-            watchdog = asyncio.create_task(self._keep_subscribed(consumer))
+            watchdog = self._watchdog = asyncio.create_task(self._keep_subscribed(consumer))
             self._log.info("worker.consuming", prefetch=self.spec.prefetch)
             await warn_if_unshared(self.bus, self.spec.queue, self._log)
             ready.set_result(None)
             await self._stop_requested.wait()
+            self.shutdown = ShutdownBudget.start(self.grace)
             await _cancel(gate)
             await _cancel(watchdog)
-            await self._drain(consumer)
+            await self._drain(consumer, self.shutdown)
         except BaseException as exc:
             if not ready.done():
                 failure = exc if isinstance(exc, Exception) else FrameworkError("run cancelled")
                 ready.set_exception(failure)
             raise
         finally:
+            budget = self.shutdown or ShutdownBudget.start(0.0)  # cancelled: no grace
             await _cancel(gate)
             await _cancel(watchdog)
-            await self._cancel_remaining()
+            await self._cancel_remaining(budget)
             for guard in guards:  # after the handlers: leases are renewed until they end
                 await _cancel(guard)
-            await self._acks.close()
-            await _close_channel(channel, self._log)
+            await within(self._acks.close(), budget.closing_remaining(), self._log,
+                         "worker.ack_flush_failed")
+            await _close_channel(channel, self._log, budget.closing_remaining())
             self._stopped.set()
             self._log.info("worker.stopped", **self.stats.as_dict())
 
@@ -180,7 +191,7 @@ class Worker:
         timeout = self._handling.store_timeout
 
         async def opener() -> IdempotencyStore:
-            return await open_store(str(url), timeout=timeout)
+            return await open_store(url or "memory://", timeout=timeout)
 
         self._leases = LeaseKeeper(self.bus.idempotency, self.spec.lease / 3,
                                    opener=None if url is None else opener,
@@ -230,30 +241,58 @@ class Worker:
             return False
         return not self._stop_requested.is_set()
 
+    @property
+    def receiving(self) -> bool:
+        """`consuming` and subscribed: False while a lost subscription (reopened channel,
+        consumer cancelled by the broker) is not restored yet. The broker side of `/readyz`
+        (with the bus's connections being up)."""
+        consumer = self._consumer
+        return self.consuming and consumer is not None and not consumer.resubscribe_needed.is_set()
+
+    @property
+    def alive(self) -> bool:
+        """False once the run loop has ended or its subscription keeper died: the process is
+        stuck and a restart helps (`/healthz`). A broker that is away does not make it
+        False: the worker reconnects and resubscribes by itself."""
+        watchdog = self._watchdog
+        return not self._stopped.is_set() and (watchdog is None or not watchdog.done())
+
     def _ready_future(self) -> asyncio.Future[None]:
         if self._ready is None:
             self._ready = asyncio.get_running_loop().create_future()
         return self._ready
 
-    async def _drain(self, consumer: Consumer) -> None:
-        self._log.info("worker.draining", in_flight=len(self._deliveries))
+    @property
+    def grace(self) -> float:
+        """Seconds a stop may spend on in-flight work: `FRAMEWORK_SHUTDOWN_GRACE` (settings)
+        if set, else the class's `shutdown_grace`. Closing adds at most `CLOSE_MARGIN`."""
+        configured = self.bus.settings.shutdown_grace
+        return self.spec.shutdown_grace if configured is None else configured
+
+    async def _drain(self, consumer: Consumer, budget: ShutdownBudget) -> None:
+        self._log.info("worker.draining", in_flight=len(self._deliveries),
+                       grace_s=budget.grace)
         try:
-            async with asyncio.timeout(CHANNEL_OP_BOUND):
+            async with asyncio.timeout(min(CHANNEL_OP_BOUND, budget.remaining())):
                 await consumer.pause()
         except Exception as exc:  # channel already gone: deliveries return to the queue anyway
             self._log.warning("worker.cancel_failed", error=repr(exc))
         if self._deliveries:
-            await asyncio.wait(set(self._deliveries), timeout=self.spec.shutdown_grace)
+            await asyncio.wait(set(self._deliveries), timeout=budget.remaining())
 
-    async def _cancel_remaining(self) -> None:
-        """Cancel handlers past the grace period (unacked: they return to the queue); let
-        deliveries already settling finish."""
-        pending = [t for t in self._handling_now if t is not None and not t.done()]
+    async def _cancel_remaining(self, budget: ShutdownBudget) -> None:
+        """Past the grace, cancel every delivery still running, handling or settling: it is
+        not acked and returns to the queue (a move confirmed but not acked is a duplicate
+        the idempotency store absorbs). Never acks what was not handled."""
+        pending = [t for t in self._deliveries if not t.done()]
+        handling = sum(1 for t in pending if t in self._handling_now)
         for task in pending:
             task.cancel()
         if pending:
-            self._log.warning("worker.cancelled_in_flight", count=len(pending))
-        await asyncio.gather(*self._deliveries, return_exceptions=True)
+            self._log.warning("worker.cancelled_in_flight", count=len(pending),
+                              handling=handling, settling=len(pending) - handling,
+                              hint="not acked: the broker delivers them again")
+            await asyncio.wait(pending, timeout=budget.closing_remaining())
 
     # ---- one delivery -----------------------------------------------------------------
 
@@ -264,7 +303,8 @@ class Worker:
         me = asyncio.current_task()
         if me is None:  # pragma: no cover - deliveries always arrive in a task
             return
-        envelope = from_amqp(incoming)
+        envelope = from_amqp(incoming, keyless=self.spec.keyless,
+                             max_attempt=self.spec.policy.max_attempts)
         bound = bind_delivery({
             "service": self._service,
             "queue": self.spec.queue,
@@ -337,7 +377,17 @@ class Worker:
         _log_settlement(settlement, self._deferral_log)
 
     async def _reply(self, settlement: Settlement, outcome: Outcome, envelope: Envelope) -> None:
-        """Answer a request: the handler's result, or why it failed for good."""
+        """Answer a request: the handler's result, or why it failed for good. Only to a
+        direct reply-to name: any other `reply_to` is refused (the request is settled)."""
+        reply_to = str(envelope.reply_to)
+        if not may_reply_to(reply_to):
+            self.stats.reply_refused()
+            self._log.warning(
+                "request.reply_refused",
+                reply_to=reply_to[:200],
+                hint=f"replies go only to {names.DIRECT_REPLY_TO} names",
+            )
+            return
         if isinstance(outcome, Handled):
             message = reply_message(envelope.message_id, envelope.correlation_id, outcome.result)
         elif isinstance(settlement, DeadLetter):
@@ -346,18 +396,17 @@ class Worker:
         else:
             return  # retried (or a duplicate): the requester keeps waiting within its timeout
         try:
-            await self.bus.publisher.publish(message, "", str(envelope.reply_to),
-                                             mandatory=False)
+            await self.bus.publisher.publish(message, "", reply_to, mandatory=False)
         except Exception as exc:  # the requester may be gone; the request itself is settled
             self._log.warning("request.reply_failed", error=repr(exc))
 
 
-async def _close_channel(channel: AbstractChannel | None, log: Any) -> None:
+async def _close_channel(channel: AbstractChannel | None, log: Any, bound: float) -> None:
     """Close the consuming channel, bounded: a closed bus must not hang `stop()`."""
     if channel is None or channel.is_closed:
         return
     try:
-        async with asyncio.timeout(CHANNEL_OP_BOUND):
+        async with asyncio.timeout(min(CHANNEL_OP_BOUND, bound)):
             await channel.close()
     except Exception as exc:
         log.warning("worker.channel_close_failed", error=repr(exc))

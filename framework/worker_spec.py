@@ -10,6 +10,7 @@ from typing import Any
 
 from framework import names
 from framework.backoff import RetryPolicy
+from framework.envelope import KEYLESS_MODES, Keyless
 from framework.errors import ConfigurationError
 from framework.messages import Message, is_command
 from framework.topology import QueueOptions, Topology, worker_topology
@@ -35,6 +36,8 @@ SETTINGS = (
     "service",
     "breakers",
     "publishes",
+    "max_body_bytes",
+    "keyless",
 )
 
 
@@ -51,6 +54,8 @@ class WorkerSpec:
     policy: RetryPolicy
     message_types: dict[str, type[Message]]
     topology: Topology
+    max_body_bytes: int = 1024 * 1024
+    keyless: Keyless = "reject"
 
 
 def check_spelling(namespace: dict[str, Any], owner: str) -> None:
@@ -138,6 +143,19 @@ def build_spec(cls: type) -> WorkerSpec:
         policy=policy,
         message_types=message_types,
         topology=worker_topology(queue, bindings, policy, options),
+        max_body_bytes=_positive_int(cls, "max_body_bytes"),
+        keyless=_keyless(cls),
+    )
+
+
+def _keyless(cls: type) -> Keyless:
+    value = getattr(cls, "keyless", "reject")
+    for mode in KEYLESS_MODES:
+        if value == mode:
+            return mode
+    raise ConfigurationError(
+        f"{cls.__name__}.keyless must be one of {', '.join(map(repr, KEYLESS_MODES))}, "
+        f"got {value!r} (\"content\" keys a message without message_id by its type and body)"
     )
 
 

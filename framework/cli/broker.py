@@ -33,6 +33,7 @@ class BrokerSession:
             self._connection = await open_connection(
                 s.amqp_url.get_secret_value(), name="framework-cli", attempts=s.connect_attempts,
                 timeout=s.connect_timeout, heartbeat=s.heartbeat,
+                allow_insecure_tls=s.allow_insecure_tls,
             )
         return self._connection
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -21,6 +22,8 @@ from framework.scaling import format_duration
 from framework.settings import Settings
 
 T = TypeVar("T")
+
+PIPED_WIDTH = 1000  # columns a piped table may use (errors are cut to 80 characters)
 
 
 def _run(ctx: click.Context, action: Callable[[BrokerSession], Awaitable[T]]) -> T:
@@ -43,7 +46,11 @@ def dlq_group() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
 @click.pass_context
 def list_command(ctx: click.Context, queue: str, limit: int, as_json: bool) -> None:
-    """Type, key, reason, error, attempts and age of dead-lettered messages (nothing removed)."""
+    """Type, key, reason, error, attempts and age of dead-lettered messages (nothing removed).
+
+    Oldest first. Browsing takes the messages without acking them and closes its channel,
+    which puts them back in their place: the same messages in the same order on every call.
+    """
     queue = dlq.worker_queue(queue)
 
     async def browse(session: BrokerSession) -> list[DeadLetter]:
@@ -55,13 +62,22 @@ def list_command(ctx: click.Context, queue: str, limit: int, as_json: bool) -> N
         click.echo(json.dumps([d.summary(now) for d in found], indent=2))
         return
     table = Table(title=f"{names.dlq_name(queue)}: {len(found)} shown")
-    for column in ("key", "type", "reason", "error", "attempts", "age"):
-        table.add_column(column, justify="right" if column in ("attempts", "age") else "left")
+    # keys stay whole (`dlq show` needs them), also when piped: the error text gives way
+    key_width = max((len(d.key) for d in found), default=3)
+    table.add_column("key", no_wrap=True, min_width=key_width)
+    table.add_column("type", no_wrap=True)
+    table.add_column("reason", no_wrap=True)
+    table.add_column("error", overflow="ellipsis", no_wrap=True)
+    table.add_column("attempts", justify="right", no_wrap=True)
+    table.add_column("age", justify="right", no_wrap=True)
     for d in found:
         attempts = "?" if d.attempts is None else str(d.attempts)
         table.add_row(d.key, d.type, d.reason, d.error[:80], attempts,
                       format_duration(d.age_seconds(now)))
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal:  # piped: the table's natural width, not an assumed 80
+        console = Console(width=PIPED_WIDTH)
+    console.print(table)
 
 
 @dlq_group.command("show")
@@ -119,21 +135,36 @@ async def _replay(session: BrokerSession, settings: Settings, queue: str,
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.pass_context
 def purge_command(ctx: click.Context, queue: str, yes: bool) -> None:
-    """Delete every message in QUEUE's dead-letter queue (asks first unless --yes)."""
+    """Delete the messages in QUEUE's dead-letter queue (asks first unless --yes).
+
+    Exactly the messages counted are deleted (the oldest ones): any dead-lettered after
+    the count stay, and the output says how many are left.
+    """
     queue = dlq.worker_queue(queue)
+    dead = names.dlq_name(queue)
 
     async def waiting(session: BrokerSession) -> int:
         return await dlq.depth(await session.connection(), queue)
 
-    async def purge(session: BrokerSession) -> int:
-        return await dlq.purge(await session.connection(), queue)
-
     count = _run(ctx, waiting)
     if count and not yes:  # asked with no connection open: a slow answer cannot time it out
-        click.confirm(f"delete {count} message{'s' * (count != 1)} from "
-                      f"{names.dlq_name(queue)}?", abort=True, err=True)
-    removed = _run(ctx, purge)
-    click.echo(f"purged {removed} message{'s' * (removed != 1)} from {names.dlq_name(queue)}")
+        if not sys.stdin.isatty():
+            raise click.UsageError(
+                f"refusing to delete {_messages(count)} from {dead} without confirmation "
+                "(stdin is not a terminal): pass --yes")
+        click.confirm(f"delete {_messages(count)} from {dead}?", abort=True, err=True)
+
+    async def purge(session: BrokerSession) -> tuple[int, int]:
+        connection = await session.connection()
+        removed = await dlq.purge(connection, queue, count)
+        return removed, await dlq.depth(connection, queue)
+
+    removed, left = _run(ctx, purge)
+    click.echo(f"purged {_messages(removed)} from {dead}; {left} left")
+
+
+def _messages(n: int) -> str:
+    return f"{n} message{'s' * (n != 1)}"
 
 
 def _plain(value: Any) -> Any:

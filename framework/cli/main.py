@@ -12,6 +12,7 @@ from framework.cli.context import CliState
 from framework.cli.contracts import asyncapi_command, check_command
 from framework.cli.demo import demo_command
 from framework.cli.dlq import dlq_group
+from framework.cli.exchanges import declare_exchanges_command
 from framework.cli.queues import queues_command
 from framework.cli.run import run_command
 from framework.cli.schema import schema_command
@@ -42,6 +43,7 @@ cli.add_command(check_command)
 cli.add_command(queues_command)
 cli.add_command(dlq_group)
 cli.add_command(schema_command)
+cli.add_command(declare_exchanges_command)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -13,6 +13,8 @@ from collections.abc import Awaitable, Callable
 from typing import NoReturn
 from urllib.parse import unquote, urlsplit
 
+from pydantic import SecretStr
+
 from framework.errors import ConfigurationError, StoreUnavailable
 from framework.idempotency.memory import MemoryStore
 from framework.idempotency.store import IdempotencyStore
@@ -21,11 +23,13 @@ from framework.urls import mask_text, mask_url
 SCHEMES = "memory://, sqlite:///path, redis://, postgresql://"
 
 
-async def open_store(url: str, *, timeout: float | None = None) -> IdempotencyStore:
+async def open_store(url: str | SecretStr, *, timeout: float | None = None) -> IdempotencyStore:
     """Open the store `url` names; errors name the URL with its password masked.
 
     `timeout` bounds the network stores' connects and calls (driver-level timeouts).
     """
+    if isinstance(url, SecretStr):
+        url = url.get_secret_value()
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     opener = _OPENERS.get(scheme)
     if opener is None:

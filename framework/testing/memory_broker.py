@@ -209,7 +209,9 @@ class MemoryBroker:
             self._exchanges[exchange.name] = exchange.kind
         for queue in topology.queues:
             self.ensure_queue(queue.name, dict(queue.arguments))
-        for binding in topology.bindings:
+        for name in topology.own_exchanges:
+            self._exchanges[name] = "direct"
+        for binding in (*topology.bindings, *topology.moves):
             self._bindings.add((binding.exchange, binding.routing_key, binding.queue))
 
     def ensure_queue(self, name: str, arguments: dict[str, Any]) -> None:

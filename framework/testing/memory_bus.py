@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -34,7 +34,7 @@ from typing import Any, TypeVar, cast
 
 import aio_pika
 from aio_pika.abc import AbstractChannel
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 
 from framework import names
 from framework.envelope import to_amqp
@@ -44,6 +44,7 @@ from framework.keys import new_key
 from framework.messages import Command, Event, Message, is_command, require_kind
 from framework.outgoing import outgoing_envelope
 from framework.reply import PendingReplies, decode_reply, request_timeout, unroutable_request
+from framework.send_batch import raise_for_failures, send_batch
 from framework.settings import Settings
 from framework.testing.memory_broker import (
     MemoryBroker,
@@ -155,7 +156,7 @@ class MemoryBus:
         return self._store
 
     @property
-    def idempotency_url(self) -> str | None:
+    def idempotency_url(self) -> SecretStr | None:
         """No shared store: every worker of an in-memory broker is in this process."""
         return None
 
@@ -212,6 +213,29 @@ class MemoryBus:
         require_kind(event, command=False, verb="publish")
         return await self._emit(event, idempotency_key, correlation_id, causation_id,
                                 deadline, ttl, traceparent)
+
+    async def send_many(
+        self,
+        commands: Sequence[Command],
+        *,
+        idempotency_keys: Sequence[str] | None = None,
+        window: int = 256,
+        timeout: float | None = None,
+        stop_on_failure: bool = True,
+    ) -> list[str]:
+        """Send many commands, like `Bus.send_many`: the keys in order, or `SendManyFailed`
+        with each key's fate (`results`) and what to send again (`unconfirmed`)."""
+        for command in commands:
+            require_kind(command, command=True, verb="send")
+        keys = list(idempotency_keys) if idempotency_keys is not None else [
+            new_key() for _ in commands]
+
+        async def one(command: Command, key: str) -> str:
+            return await self.send(command, idempotency_key=key, timeout=timeout)
+
+        results = await send_batch(one, commands, keys, window=window,
+                                   stop_on_failure=stop_on_failure)
+        return raise_for_failures(results)
 
     async def request(
         self,

@@ -5,6 +5,8 @@
   open (a half-open connection: only heartbeats can detect it); bytes are read and dropped;
   new links flow normally;
 - `cut()`: close every open link at once (both sockets), like a network reset;
+- `refusing = True`: new links are closed as soon as they are accepted (the broker is
+  unreachable until it is set back to False).
 - `hang()`: a server that stops answering: open links stall and new links are accepted but
   stalled from the start; `unhang()` ends it (the stalled links are reset, as their dropped
   bytes broke their streams; new links flow);
@@ -105,7 +107,6 @@ class FaultProxy:
     def unhang(self) -> int:
         """Answer again: reset the stalled links (returns how many), let new links flow."""
         self.hanging = False
-        self.refusing = False
         stalled = [link for link in self.links if link.stalled.is_set()]
         for link in stalled:
             link.close()

@@ -18,6 +18,7 @@ class Record(Command):
 
 class HoldingAcksWorker(Worker):
     queue = os.environ.get("ACKWINDOW_QUEUE", "tests.ackwindow.unset")
+    prefetch = 64  # the held window is at most half the prefetch: room for all 20 messages
     ack_batch_size = 100_000
     ack_max_delay = 60.0
 

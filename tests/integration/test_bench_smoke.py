@@ -81,3 +81,24 @@ def test_bench_quick_profiles_say_where_the_time_goes(amqp_url: str, tmp_path: P
     report = (tmp_path / "RESULTS.md").read_text()
     assert "| package | framework, workload B |" in report
     assert "### tuned raw, workload A" in report
+
+
+def test_tuned_reference_acks_with_far_fewer_frames_than_messages(
+    amqp_url: str, tmp_path: Path
+) -> None:
+    """The tuned raw reference is the strongest raw consumer: it coalesces acks into far
+    fewer `basic.ack(multiple=True)` frames than messages (each frame is a Raft command on a
+    quorum queue), so a reference that acks per tick or per message fails here."""
+    raw = tmp_path / "results.json"
+    n = 3000
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--workloads", "B",
+         "--contenders", "tuned raw", "-n", str(n), "--no-profile",
+         "--output", str(tmp_path / "RESULTS.md"), "--json", str(raw)],
+        cwd=ROOT, env={**os.environ, "AMQP_URL": amqp_url},
+        capture_output=True, text=True, timeout=100, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    (run,) = json.loads(raw.read_text())["results"]["B"]["tuned raw"]
+    assert run["n"] == n
+    assert 1 <= run["ack_frames"] <= n // 25, run

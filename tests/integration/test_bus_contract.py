@@ -331,6 +331,29 @@ async def test_concurrent_requests_are_correlated(harness: Harness, queue_name: 
     assert [(r.sku, r.price_cents) for r in replies] == [(s, len(s) * 100) for s in skus]
 
 
+async def test_forged_reply_to_gets_no_reply(harness: Harness, queue_name: str) -> None:
+    """A message whose reply_to names an ordinary queue is handled, but nothing is written
+    there: replies go only to direct reply-to names."""
+    handled: list[int] = []
+
+    class PingWorker(Worker):
+        queue = queue_name
+
+        async def handle(self, msg: Ping, ctx: Context) -> int:
+            handled.append(msg.n)
+            return msg.n
+
+    worker = await harness.start(PingWorker)
+    victim = names.dlq_name(queue_name)  # an existing queue nobody consumes
+    await harness.inject(
+        queue_name, b'{"n": 5}', type=Ping.type_name, message_id="forged", reply_to=victim
+    )
+    await harness.settle(worker)
+    assert handled == [5] and worker.stats.handled == 1
+    assert await harness.dead_letters(queue_name, 0) == []
+    assert worker.stats.replies_refused == 1
+
+
 async def test_request_nobody_handles_is_unroutable(harness: Harness) -> None:
     """A request for a command no worker handles fails at once."""
     with pytest.raises(Unroutable, match="no queue handles"):

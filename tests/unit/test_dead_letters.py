@@ -10,6 +10,7 @@ from framework import names
 from framework.dead_letters import (
     dead_letter_attempts,
     dead_letter_error,
+    dead_letter_key,
     dead_letter_reason,
     dead_lettered_at,
     describe,
@@ -61,10 +62,12 @@ def test_no_reason_at_all_is_unknown() -> None:
     assert dead_letter_error({}) == ""
 
 
-def test_attempts_from_fw_attempts_then_delivery_count() -> None:
-    """fw-attempts when the framework dead-lettered it, else the quorum delivery count + 1."""
+def test_attempts_from_fw_attempts_then_fw_attempt_never_delivery_count() -> None:
+    """fw-attempts when the framework dead-lettered it, else the attempt it was on; the
+    DLQ's own x-delivery-count (raised by each browse) is never reported."""
     assert dead_letter_attempts({names.ATTEMPTS: 5, "x-delivery-count": 9}) == 5
-    assert dead_letter_attempts({"x-delivery-count": 2}) == 3
+    assert dead_letter_attempts({names.ATTEMPT: 2, "x-delivery-count": 7}) == 2
+    assert dead_letter_attempts({"x-delivery-count": 2}) is None
     assert dead_letter_attempts({}) is None
 
 
@@ -96,3 +99,16 @@ def test_replay_headers_reset_attempt_and_drop_death_details() -> None:
                names.TRACEPARENT: "00-abc", names.CAUSATION_ID: "parent", "custom": "kept"}
     assert replay_headers(headers) == {names.ATTEMPT: 1, names.TRACEPARENT: "00-abc",
                                        names.CAUSATION_ID: "parent", "custom": "kept"}
+
+
+def test_keyless_dead_letter_is_known_by_its_content_key() -> None:
+    """A DLQ message without message_id is listed under a stable content key (never a
+    delivery tag); one with a message_id under that id."""
+    from framework.keys import content_key
+
+    letter = describe(message_id=None, type_="t", correlation_id=None, headers={},
+                      timestamp=None, body=b"{}")
+    assert letter.key == content_key("t", b"{}")
+    assert dead_letter_key(None, "t", b"{}") == dead_letter_key(None, "t", b"{}")
+    assert dead_letter_key(None, "t", b"{}") != dead_letter_key(None, "t", b"[]")
+    assert dead_letter_key("mine", "t", b"{}") == "mine"

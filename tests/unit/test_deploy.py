@@ -21,6 +21,7 @@ import yaml
 from framework import names
 from framework.discovery import discover
 from framework.metrics import Metrics
+from framework.shutdown import CLOSE_MARGIN
 from framework.worker import Worker
 from framework.worker_spec import build_spec
 
@@ -104,6 +105,13 @@ def find(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
     return found[0]
 
 
+def shutdown_bound(worker: type[Worker], configured: str | None) -> float:
+    """The longest a stop of `worker` takes: its grace (FRAMEWORK_SHUTDOWN_GRACE if the
+    manifest sets it, else the class's shutdown_grace) plus the closing margin."""
+    grace = float(configured) if configured is not None else build_spec(worker).shutdown_grace
+    return grace + CLOSE_MARGIN
+
+
 def env_of(container: dict[str, Any]) -> dict[str, Any]:
     return {e["name"]: e for e in container.get("env", [])}
 
@@ -156,28 +164,44 @@ def test_k8s_documents_are_objects(path: Path) -> None:
 # ---- RabbitMQ users and permissions -----------------------------------------------------
 
 
+def moves_of(service: str) -> list[str]:
+    return [names.moves_exchange(w.queue) for w in WORKERS if w.service == service]
+
+
 @pytest.mark.parametrize("service", SERVICES)
 def test_service_user_reaches_its_own_queues_and_the_exchanges(service: str) -> None:
-    """Declare, publish to and consume its queues; declare and use fw.commands/fw.events."""
+    """Declare, publish to and consume its queues and its own moves exchanges (retry and
+    DLQ moves); publish to and bind from fw.commands/fw.events."""
     assert service in USERS and USERS[service]["tags"] == []
-    for queue in queues_of(service):
+    for resource in (*queues_of(service), *moves_of(service)):
         for kind in ("configure", "write", "read"):
-            assert allows(service, kind, queue), (service, kind, queue)
+            assert allows(service, kind, resource), (service, kind, resource)
     for exchange in (names.COMMANDS_EXCHANGE, names.EVENTS_EXCHANGE):
-        for kind in ("configure", "write", "read"):
+        for kind in ("write", "read"):
             assert allows(service, kind, exchange), (service, kind, exchange)
-    assert allows(service, "write", "amq.default"), "retry and DLQ moves publish via ''"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_service_user_cannot_delete_shared_exchanges_or_use_the_default_one(
+    service: str,
+) -> None:
+    """No configure on fw.commands/fw.events (configure is what deleting needs; an admin
+    creates them); no write on amq.default, which would reach every queue of the vhost."""
+    for exchange in (names.COMMANDS_EXCHANGE, names.EVENTS_EXCHANGE):
+        assert not allows(service, "configure", exchange), (service, exchange)
+    assert not allows(service, "write", "amq.default"), service
 
 
 @pytest.mark.parametrize("service", SERVICES)
 def test_service_user_cannot_touch_other_services_queues(service: str) -> None:
-    """Least privilege: no configure, write or read on any queue of another service."""
+    """Least privilege: no configure, write or read on any queue or moves exchange of
+    another service."""
     for other in SERVICES:
         if other == service:
             continue
-        for queue in queues_of(other):
+        for resource in (*queues_of(other), *moves_of(other)):
             for kind in ("configure", "write", "read"):
-                assert not allows(service, kind, queue), (service, kind, queue)
+                assert not allows(service, kind, resource), (service, kind, resource)
 
 
 def test_keda_user_only_monitors() -> None:
@@ -287,7 +311,7 @@ def test_compose_service(worker: type[Worker]) -> None:
     assert store.hostname in COMPOSE["services"]
     assert svc["depends_on"][store.hostname]["condition"] == "service_healthy"
     grace = int(svc["stop_grace_period"].rstrip("s"))
-    assert grace > build_spec(worker).shutdown_grace
+    assert grace > shutdown_bound(worker, svc["environment"].get("FRAMEWORK_SHUTDOWN_GRACE"))
 
 
 def test_metrics_ports_are_distinct() -> None:
@@ -394,10 +418,11 @@ def test_k8s_deployment(worker: type[Worker]) -> None:
     pod = deployment["spec"]["template"]
     assert deployment["spec"]["selector"]["matchLabels"].items() <= pod["metadata"][
         "labels"].items()
-    assert pod["spec"]["terminationGracePeriodSeconds"] > build_spec(worker).shutdown_grace
     (container,) = pod["spec"]["containers"]
     assert container["args"] == ["run", target(worker)]
     env = env_of(container)
+    configured = env.get("FRAMEWORK_SHUTDOWN_GRACE", {}).get("value")
+    assert pod["spec"]["terminationGracePeriodSeconds"] > shutdown_bound(worker, configured)
     ref = env["AMQP_URL"]["valueFrom"]["secretKeyRef"]
     secret = find(docs, "Secret", ref["name"])
     user, password = credentials(secret["stringData"][ref["key"]])

@@ -12,7 +12,17 @@ from pamqp import commands as spec
 from pamqp.header import ContentHeader
 
 from framework import Command, InvalidMessage, names
-from framework.envelope import Envelope, decode_body, encode_body, from_amqp, to_amqp
+from framework.envelope import (
+    MAX_DEADLINE_MS,
+    Envelope,
+    decode_body,
+    encode_body,
+    from_amqp,
+    to_amqp,
+)
+from framework.keys import CONTENT_KEY_PREFIX, content_key
+from framework.settle import dead_letter_message, retry_message
+from framework.settlement import DeadLetter, Reason, Retry
 
 
 class PlaceOrder(Command):
@@ -58,8 +68,82 @@ def test_garbage_headers_fall_back_to_defaults() -> None:
     """A raw message with no id, no type and nonsense headers is still readable."""
     raw = aio_pika.Message(b"x", headers={names.ATTEMPT: "many", names.DEADLINE: True})
     env = from_amqp(_incoming(raw))
-    assert env.message_id == "no-id-7" and env.attempt == 1 and env.deadline_ms is None
+    assert env.message_id.startswith(CONTENT_KEY_PREFIX)
+    assert env.attempt == 1 and env.deadline_ms is None
     assert env.correlation_id == env.message_id
+
+
+def test_keyless_delivery_is_invalid_under_a_content_key() -> None:
+    """No message_id: invalid (sender told to set it), keyed by content, never by delivery tag."""
+    env = from_amqp(_incoming(aio_pika.Message(b'{"a": 1}', type="t")))
+    assert env.invalid is not None and "message_id" in env.invalid
+    assert env.message_id == content_key("t", b'{"a": 1}')
+    assert env.headers[names.KEY_ORIGIN] == "content"
+
+
+def test_keyless_keys_do_not_depend_on_the_delivery_tag() -> None:
+    """Different bodies get different keys, the same body the same key, on any channel."""
+    first = from_amqp(_incoming(aio_pika.Message(b'{"n": 1}', type="t")))
+    second = from_amqp(_incoming(aio_pika.Message(b'{"n": 2}', type="t")))
+    again = from_amqp(_incoming(aio_pika.Message(b'{"n": 1}', type="t")))
+    assert first.message_id != second.message_id
+    assert first.message_id == again.message_id
+    assert content_key("a", b"bc") != content_key("ab", b"c")
+
+
+def test_keyless_content_opt_in_is_valid() -> None:
+    """With keyless="content" a delivery without message_id is handled under its content key."""
+    env = from_amqp(_incoming(aio_pika.Message(b"{}", type="t")), keyless="content")
+    assert env.invalid is None and env.message_id == content_key("t", b"{}")
+
+
+def test_sender_key_is_kept() -> None:
+    """A delivery with a message_id keeps it and gets no key-origin header."""
+    env = from_amqp(_incoming(aio_pika.Message(b"{}", message_id="mine")))
+    assert env.message_id == "mine" and env.invalid is None
+    assert names.KEY_ORIGIN not in env.headers
+
+
+@pytest.mark.parametrize("attempt", [2**62, 2**63, 2**64, "18446744073709551616", 0, -3, True,
+                                     "many", 6])
+def test_out_of_range_attempt_counts_as_first(attempt: Any) -> None:
+    """An fw-attempt that is not an integer in 1..max_attempt is ignored (attempt 1, noted)."""
+    raw = aio_pika.Message(b"{}", message_id="k", headers={names.ATTEMPT: "x"})
+    raw.headers[names.ATTEMPT] = attempt  # bypass aio-pika's own header checks
+    env = from_amqp(_incoming(raw), max_attempt=5)
+    assert env.attempt == 1 and env.invalid is None
+    assert len(env.ignored) == 1 and names.ATTEMPT in env.ignored[0]
+
+
+def test_in_range_attempt_is_kept() -> None:
+    """An fw-attempt within 1..max_attempt is the attempt number."""
+    raw = aio_pika.Message(b"{}", message_id="k", headers={names.ATTEMPT: 5})
+    env = from_amqp(_incoming(raw), max_attempt=5)
+    assert env.attempt == 5 and env.ignored == ()
+
+
+@pytest.mark.parametrize("deadline", [2**63, 2**64, "18446744073709551616", -1,
+                                      MAX_DEADLINE_MS + 1, "soon"])
+def test_unusable_deadline_is_invalid(deadline: Any) -> None:
+    """An fw-deadline that is no epoch-ms time in 1970..9999 makes the delivery invalid."""
+    raw = aio_pika.Message(b"{}", message_id="k", headers={names.DEADLINE: 1})
+    raw.headers[names.DEADLINE] = deadline
+    env = from_amqp(_incoming(raw))
+    assert env.deadline_ms is None
+    assert env.invalid is not None and names.DEADLINE in env.invalid
+
+
+def test_copies_of_forged_headers_encode() -> None:
+    """Retry and DLQ copies of a delivery with forged headers encode (no TypeError)."""
+    raw = aio_pika.Message(b"{}", message_id="k", headers={})
+    raw.headers.update({names.ATTEMPT: 2**64, names.DEADLINE: 2**64, "big": 2**70,
+                        "raw": b"\xff\xfe", "deep": {"a": [{"b": b"\xff"}]}})
+    env = from_amqp(_incoming(raw))
+    retry = Retry(delay_ms=10, tier_ms=10, next_attempt=env.attempt + 1, error="e" * 200_000)
+    dead = DeadLetter(Reason.INVALID, env.invalid or "", env.attempt)
+    for message in (dead_letter_message(env, dead, "q"), retry_message(env, retry)):
+        encoded = message.properties.marshal()
+        assert len(encoded) < 4096
 
 
 def _env(body: bytes, type_name: str = PlaceOrder.type_name) -> Envelope:
@@ -75,6 +159,14 @@ def test_decode_rejects_with_reason(body: bytes, type_name: str, fragment: str) 
     """Decoding problems are InvalidMessage errors saying what is wrong."""
     with pytest.raises(InvalidMessage, match=fragment):
         decode_body(_env(body, type_name), PlaceOrder)
+
+
+@pytest.mark.parametrize("body", [b"[" * 100_000 + b"]" * 100_000,
+                                  b'{"order_id": ' + b"[" * 5000 + b"]" * 5000 + b"}"])
+def test_deeply_nested_json_is_invalid(body: bytes) -> None:
+    """A deeply nested JSON body is InvalidMessage (never a RecursionError, never retried)."""
+    with pytest.raises(InvalidMessage, match="nested too deeply"):
+        decode_body(_env(body), PlaceOrder)
 
 
 def test_decode_valid_body() -> None:
@@ -97,3 +189,13 @@ def test_encode_body_is_model_dump_json() -> None:
 
     message = Rich(when=datetime(2026, 11, 27, tzinfo=UTC), aliasedName=3, tags=["ü"])
     assert encode_body(message) == message.model_dump_json().encode()
+
+
+def test_overlong_causation_and_trace_ids_are_dropped() -> None:
+    """A 100 KB fw-causation-id or traceparent is dropped (noted), never propagated."""
+    raw = aio_pika.Message(b"{}", message_id="k",
+                           headers={names.CAUSATION_ID: "c" * 100_000,
+                                    names.TRACEPARENT: "00-" + "a" * 32 + "-" + "b" * 16 + "-01"})
+    env = from_amqp(_incoming(raw))
+    assert env.causation_id is None and env.traceparent is not None
+    assert len(env.ignored) == 1 and names.CAUSATION_ID in env.ignored[0]

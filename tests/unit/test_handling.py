@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -271,3 +272,30 @@ async def test_fenced_completion_is_counted() -> None:
     assert result == Handled(None)
     assert health.fenced == 1
     assert await store.claim("q", "k1", 5) is ClaimResult.BUSY  # still the other's lease
+
+
+async def test_unusable_envelope_is_invalid_without_claiming() -> None:
+    """An envelope marked invalid (e.g. keyless) is Invalid and its key is never claimed."""
+    store = MemoryStore()
+    env = replace(envelope(), invalid="message has no message_id")
+    assert await process(env, POLICY, store, ok, no_context) == Invalid(
+        "message has no message_id")
+    assert await store.claim("q", "k1", 5) is ClaimResult.CLAIMED
+
+
+async def test_oversized_body_is_invalid_without_parsing() -> None:
+    """A body over max_body_bytes is Invalid (saying how big, what the limit is) unparsed."""
+    store = MemoryStore()
+    policy = replace(POLICY, max_body_bytes=100)
+    outcome = await process(envelope(b"{" * 101), policy, store, ok, no_context)
+    assert isinstance(outcome, Invalid)
+    assert "101 bytes" in outcome.error and "max_body_bytes=100" in outcome.error
+    assert await store.claim("q", "k1", 5) is ClaimResult.CLAIMED
+
+
+async def test_deeply_nested_body_is_invalid_at_once() -> None:
+    """A 100k-level nested JSON body is Invalid, not a transient failure."""
+    body = b'{"cents": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    outcome = await process(envelope(body), replace(POLICY, max_body_bytes=10**6), MemoryStore(),
+                            ok, no_context)
+    assert isinstance(outcome, Invalid) and "nested too deeply" in outcome.error

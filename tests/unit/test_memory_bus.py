@@ -215,3 +215,34 @@ async def test_requests_from_two_buses_get_their_own_replies() -> None:
 async def test_request_takes_only_commands(test_bus: MemoryBus) -> None:
     with pytest.raises(TypeError, match="takes a Command"):
         await test_bus.request(Happened())  # type: ignore[arg-type]
+
+
+async def test_keyless_messages_behave_as_on_rabbitmq(test_bus: MemoryBus) -> None:
+    """Without message_id: dead-lettered as invalid by default, handled once per body by a
+    `keyless = "content"` worker (the same code as on the real broker)."""
+    handled: list[int] = []
+
+    class Strict(Worker):
+        queue = "mem.keyless.strict"
+
+        async def handle(self, msg: Job, ctx: Context) -> None:
+            handled.append(msg.n)
+
+    class ByContent(Worker):
+        queue = "mem.keyless.content"
+        keyless = "content"
+
+        async def handle(self, msg: Job, ctx: Context) -> None:
+            handled.append(msg.n * 10)
+
+    await test_bus.start_worker(Strict)
+    await test_bus.start_worker(ByContent)
+    for queue in ("mem.keyless.strict", "mem.keyless.content"):
+        for n in (1, 2, 1):
+            await test_bus.publish_raw(queue, b'{"n": %d}' % n, type=Job.type_name,
+                                       message_id=None)
+    await asyncio.wait_for(test_bus.drain(), 2)
+    assert sorted(handled) == [10, 20]
+    dead = test_bus.dead_letters("mem.keyless.strict")
+    assert len(dead) == 3 and all(m.headers[names.REASON] == "invalid" for m in dead)
+    assert test_bus.dead_letters("mem.keyless.content") == []

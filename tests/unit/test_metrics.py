@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from framework import Command, Context, Worker
-from framework.metrics import BreakerState, Metrics
+from framework import CircuitBreaker, Command, Context, Worker
+from framework.breaker import BreakerState
+from framework.metrics import Metrics
 from framework.queue_stats import QueueSample, group
 from framework.settlement import Ack, DeadLetter, Reason, Retry
 from framework.stats import WorkerStats
 from framework.testing import MemoryBus
+
+
+class Job(Command):
+    type_name = "tests.metrics.Job"
 
 
 def value(metrics: Metrics, name: str, **labels: str) -> float | None:
@@ -42,6 +47,16 @@ def test_settlements_recorded_by_stats_reach_the_counters(metrics: Metrics) -> N
     assert value(metrics, "framework_messages_failed_total", queue="q", reason="expired") == 1
 
 
+def test_refused_replies_are_counted(metrics: Metrics) -> None:
+    """A reply refused for a forged reply_to shows in stats and in its counter."""
+    stats = WorkerStats()
+    counter = metrics.replies_refused.labels("q")
+    stats.refusal_observers.append(lambda: counter.inc())
+    stats.reply_refused()
+    assert stats.as_dict()["replies_refused"] == 1
+    assert value(metrics, "framework_replies_refused_total", queue="q") == 1
+
+
 def test_latency_only_where_the_handler_ran(metrics: Metrics) -> None:
     """Duplicates, invalid and expired messages are not timed."""
     metrics.record("q", Ack(), 0.2)
@@ -66,10 +81,55 @@ def test_queue_depth_gauges(metrics: Metrics) -> None:
     assert value(metrics, "framework_queue_suggested_replicas", queue="q") == 1  # (1+7/60)/2
 
 
-def test_breaker_state_placeholder(metrics: Metrics) -> None:
-    """Breakers report their state through one function."""
+def test_breaker_state_is_reported_through_one_function(metrics: Metrics) -> None:
+    """The gauge takes the breaker's own state: 0 closed, 1 half-open, 2 open."""
     metrics.set_breaker_state("q", "payments", BreakerState.OPEN)
     assert value(metrics, "framework_breaker_state", queue="q", breaker="payments") == 2
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_watched_worker_breaker_transitions_reach_the_gauge(
+    metrics: Metrics, test_bus: MemoryBus
+) -> None:
+    """A watched worker's breaker sets `framework_breaker_state` on every transition:
+    closed, open after the failures, half-open once its reset timeout passed (read at
+    scrape time), closed again after a successful probe."""
+    clock = FakeClock()
+    gateway = CircuitBreaker("gateway", failure_threshold=2, reset_timeout=10.0, clock=clock)
+
+    class Guarded(Worker):
+        queue = "metrics.guarded"
+        breakers = (gateway,)
+
+        async def handle(self, msg: Job, ctx: Context) -> None:
+            return None
+
+    worker = Guarded(test_bus)
+    metrics.watch(worker)
+
+    def gauge() -> float | None:
+        return value(metrics, "framework_breaker_state", queue="metrics.guarded",
+                     breaker="gateway")
+
+    assert gauge() == 0
+    for _ in range(2):
+        with pytest.raises(RuntimeError):
+            async with gateway:
+                raise RuntimeError("gateway down")
+    assert gauge() == 2
+    clock.now = 11.0
+    metrics.refresh_breakers(worker)
+    assert gauge() == 1
+    async with gateway:
+        pass
+    assert gauge() == 0
 
 
 def test_registries_are_independent() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import pytest
+from pydantic import SecretStr
 
 from framework.errors import ConfigurationError
 from framework.idempotency import MemoryStore, open_store
@@ -74,15 +75,25 @@ async def test_missing_driver_names_the_extra(
     assert "hunter2" not in str(caught.value)
 
 
-@pytest.mark.parametrize(("url", "shared"), [
-    ("memory://", False),
-    ("sqlite:///:memory:", False),
-    ("sqlite:///keys.db", True),
-    ("redis://localhost:6379/0", True),
-    ("postgresql://u@h/db", True),
-    ("nosuch://x", False),
-])
+@pytest.mark.parametrize(
+    ("url", "shared"),
+    [
+        ("memory://", False),
+        ("sqlite:///:memory:", False),
+        ("sqlite:///keys.db", True),
+        ("redis://localhost:6379/0", True),
+        ("postgresql://u@h/db", True),
+        ("nosuch://x", False),
+    ],
+)
 def test_shared_stores_are_told_apart(url: str, shared: bool) -> None:
     """Only a store another connection sees the same way gets lease renewal from a second
     connection (and silences the memory:// warning)."""
     assert is_shared(url) is shared
+
+
+async def test_settings_url_opens_as_secret() -> None:
+    """open_store takes the SecretStr of Settings.idempotency_url as well as a plain str."""
+    store = await open_store(SecretStr("memory://"))
+    assert isinstance(store, MemoryStore)
+    await store.close()

@@ -6,7 +6,7 @@ import pytest
 
 from framework import Event, names
 from framework.errors import RemoteError
-from framework.reply import decode_reply, error_reply_message, reply_message
+from framework.reply import decode_reply, error_reply_message, may_reply_to, reply_message
 from framework.settlement import DeadLetter, Reason
 
 
@@ -35,3 +35,21 @@ def test_error_reply_raises_remote_error() -> None:
     with pytest.raises(RemoteError, match="exhausted") as caught:
         decode_reply(message.body, message.headers[names.REPLY_STATUS], None)  # type: ignore[arg-type]
     assert caught.value.error == "boom"
+
+
+@pytest.mark.parametrize(
+    ("reply_to", "allowed"),
+    [
+        ("amq.rabbitmq.reply-to.g1h2AA==.abc", True),
+        ("amq.rabbitmq.reply-to.memory.0a1b", True),
+        ("amq.rabbitmq.reply-to", False),
+        ("amq.rabbitmq.reply-to.", False),
+        ("payments", False),
+        ("orders.dlq", False),
+        ("amq.rabbitmq.reply-tox", False),
+        ("", False),
+    ],
+)
+def test_replies_only_to_direct_reply_to_names(reply_to: str, allowed: bool) -> None:
+    """A worker answers only `amq.rabbitmq.reply-to.*`, never an ordinary queue."""
+    assert may_reply_to(reply_to) is allowed

@@ -15,14 +15,20 @@ def _queues(max_length: int | None = None) -> dict[str, dict[str, object]]:
     return {q.name: dict(q.arguments) for q in topology.queues}
 
 
+def _moves() -> set[tuple[str, str, str]]:
+    topology = worker_topology("orders", {}, POLICY, QueueOptions())
+    return {(b.queue, b.exchange, b.routing_key) for b in topology.moves}
+
+
 def test_main_queue_is_quorum_with_delivery_limit_and_dlq() -> None:
     """The worker queue is quorum, has a delivery limit and dead-letters into Q.dlq."""
     args = _queues()["orders"]
     assert args["x-queue-type"] == "quorum"
     assert args["x-delivery-limit"] == 7
-    assert args["x-dead-letter-exchange"] == ""
+    assert args["x-dead-letter-exchange"] == "orders.moves"
     assert args["x-dead-letter-routing-key"] == "orders.dlq"
     assert "x-max-length" not in args
+    assert ("orders.dlq", "orders.moves", "orders.dlq") in _moves()
 
 
 def test_max_length_sheds_with_reject_publish() -> None:
@@ -41,7 +47,9 @@ def test_retry_tiers_dead_letter_back_to_queue() -> None:
     for tier, cap in (("1s", 2000), ("2s", 4000), ("4s", 8000)):
         args = queues[f"orders.retry.{tier}"]
         assert args["x-message-ttl"] == cap
+        assert args["x-dead-letter-exchange"] == "orders.moves"
         assert args["x-dead-letter-routing-key"] == "orders"
+    assert ("orders", "orders.moves", "orders") in _moves()
 
 
 def test_bindings_route_by_type_name() -> None:
@@ -60,3 +68,21 @@ def test_names_of_companions() -> None:
     assert names.owner_queue("orders.dlq") == "orders"
     assert names.is_companion_queue("orders.dlq") and not names.is_companion_queue("orders")
     assert names.format_delay(1500) == "1500ms"
+
+
+def test_moves_exchange_reaches_only_the_workers_own_queues() -> None:
+    """orders.moves binds the queue, its DLQ and every tier, each by its own name, and is
+    the only exchange besides the shared ones (declared by the worker, not an admin)."""
+    topology = worker_topology("orders", {}, POLICY, QueueOptions())
+    assert _moves() == {(q, "orders.moves", q) for q in _queues()}
+    assert topology.own_exchanges == ("orders.moves",)
+
+
+def test_legacy_arguments_are_those_of_the_default_exchange() -> None:
+    """A queue declared before the moves exchange dead-lettered through "" (same key)."""
+    topology = worker_topology("orders", {}, POLICY, QueueOptions())
+    by_name = {q.name: q for q in topology.queues}
+    legacy = by_name["orders"].legacy_arguments
+    assert legacy is not None and legacy["x-dead-letter-exchange"] == ""
+    assert legacy["x-dead-letter-routing-key"] == "orders.dlq"
+    assert by_name["orders.dlq"].legacy_arguments is None

@@ -74,6 +74,8 @@ def test_missing_annotation_is_an_error() -> None:
     ("queue", "", "must set `queue"),
     ("queue", "x.dlq", "clashes"),
     ("max_queue_length", 0, "max_queue_length"),
+    ("max_body_bytes", 0, "max_body_bytes must be a positive integer"),
+    ("keyless", "hash", "keyless must be one of 'reject', 'content'"),
 ])
 def test_bad_settings_are_rejected(name: str, value: object, fragment: str) -> None:
     """Out-of-range settings fail with a message naming the setting."""
@@ -87,3 +89,22 @@ def test_bad_settings_are_rejected(name: str, value: object, fragment: str) -> N
     setattr(Bad, name, value)
     with pytest.raises(ConfigurationError, match=fragment):
         build_spec(Bad)
+
+
+def test_keyless_and_body_limit_settings() -> None:
+    """`keyless = "content"` and `max_body_bytes` reach the spec; a misspelling is caught."""
+
+    class ContentKeyed(Worker):
+        queue = "q"
+        keyless = "content"
+        max_body_bytes = 4096
+
+        async def handle(self, msg: Charge, ctx: Context) -> None:
+            return None
+
+    spec = build_spec(ContentKeyed)
+    assert spec.keyless == "content" and spec.max_body_bytes == 4096
+    with pytest.raises(ConfigurationError, match="did you mean 'keyless'"):
+        class Typo(Worker):
+            queue = "q"
+            keyles = "content"
