@@ -38,13 +38,18 @@ def postgres_url() -> str:
 class NoopStore:
     """The IdempotencyStore protocol doing nothing: every key is claimed, nothing is kept."""
 
-    async def claim(self, scope: str, key: str, lease: float) -> ClaimResult:
+    async def claim(self, scope: str, key: str, lease: float,
+                    token: str | None = None) -> ClaimResult:
         return ClaimResult.CLAIMED
 
-    async def complete(self, scope: str, key: str, retention: float) -> None:
-        return None
+    async def renew(self, scope: str, key: str, lease: float, token: str) -> bool:
+        return True
 
-    async def release(self, scope: str, key: str) -> None:
+    async def complete(self, scope: str, key: str, retention: float,
+                       token: str | None = None) -> bool | None:
+        return True
+
+    async def release(self, scope: str, key: str, token: str | None = None) -> None:
         return None
 
     async def close(self) -> None:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import aio_pika
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 
 from framework import names
 from framework.connection import open_connection
@@ -25,6 +25,7 @@ from framework.declare import declare
 from framework.envelope import amqp_properties, to_amqp
 from framework.errors import FrameworkError
 from framework.idempotency import IdempotencyStore, open_store
+from framework.idempotency.factory import is_shared
 from framework.keys import new_key
 from framework.messages import Command, Event, Message, is_command, require_kind
 from framework.outbox.unit_of_work import refuse_direct_publish
@@ -109,7 +110,7 @@ class Bus:
                 conn.reconnect_callbacks.add(self._on_reconnect)
             arg = self._idempotency_arg
             self._store = (
-                await open_store(arg if isinstance(arg, str) else s.idempotency_url)
+                await open_store(self._store_url(), timeout=s.idempotency_timeout)
                 if arg is None or isinstance(arg, str)
                 else arg
             )
@@ -162,6 +163,30 @@ class Bus:
         if self._store is None:
             raise FrameworkError("the bus is not connected: use `async with Bus.connect(url)`")
         return self._store
+
+    @property
+    def idempotency_url(self) -> SecretStr | None:
+        """The URL of the shared store this bus opened (None: in-process, or given as an
+        object); workers open a second connection to it to renew their leases."""
+        arg = self._idempotency_arg
+        if arg is not None and not isinstance(arg, str):
+            return None
+        url = self._store_url()
+        return SecretStr(url) if is_shared(url) else None
+
+    def _store_url(self) -> str:
+        arg = self._idempotency_arg
+        return arg if isinstance(arg, str) else self.settings.idempotency_url.get_secret_value()
+
+    async def consumer_count(self, queue: str) -> int | None:
+        """How many consumers `queue` has (a passive declare on a short-lived channel)."""
+        channel = await self._connection(self._consume_conn).channel()
+        try:
+            declared = await channel.declare_queue(queue, passive=True)
+            result = declared.declaration_result
+            return int(result.consumer_count or 0)
+        finally:
+            await channel.close()
 
     def _connection(self, conn: AbstractRobustConnection | None) -> AbstractRobustConnection:
         if conn is None:

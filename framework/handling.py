@@ -17,9 +17,13 @@ from pydantic import ValidationError
 from framework.breaker import CircuitOpenError
 from framework.context import Context
 from framework.deadlines import handler_budget, is_expired
+from framework.deferrals import deferrals_of
 from framework.envelope import Envelope, decode_body
 from framework.errors import InvalidMessage, PermanentError
 from framework.idempotency import ClaimResult, IdempotencyStore
+from framework.idempotency.claims import DeliveryClaim
+from framework.idempotency.health import StoreHealth
+from framework.idempotency.leases import HeldLease, LeaseKeeper, current_lease
 from framework.messages import Message
 from framework.outbox.database import AlreadyHandled, DatabaseUnavailable
 from framework.settlement import (
@@ -51,6 +55,7 @@ class HandlingPolicy:
     retention: float
     clock_skew: float = 1.0
     max_body_bytes: int = 1024 * 1024
+    store_timeout: float = 5.0  # seconds any one idempotency store call may take
 
 
 def now_ms() -> int:
@@ -64,12 +69,18 @@ async def process(
     handler: Handler,
     make_context: Callable[[Envelope], Context],
     inbox: InboxCheck | None = None,
+    *,
+    leases: LeaseKeeper | None = None,
+    health: StoreHealth | None = None,
 ) -> Outcome:
     """Run the handler for one delivery, if it should run, and report what happened.
 
     Order: decode, claim the key (a duplicate is acked even past its deadline), check the
     deadline, run the handler, then mark the key done (success) or release it (failure).
-    An unavailable store defers the message (no attempt burned) rather than guessing.
+    An unavailable store (an error, or no answer within `store_timeout`) defers the message
+    (no attempt burned) rather than guessing. The claim carries a token unique to this
+    delivery: `leases` renews it while the handler runs and the store refuses a completion
+    once another worker took the key over (fencing); `health` notes every store call.
     A delivery whose envelope is unusable (no key, forged deadline, poisoned headers) or
     whose body is over `max_body_bytes` is invalid before anything is claimed or parsed.
     """
@@ -81,30 +92,42 @@ async def process(
     except InvalidMessage as exc:
         return Invalid(str(exc))
 
+    claims = DeliveryClaim(
+        store,
+        policy.queue,
+        envelope.message_id,
+        policy.lease,
+        policy.retention,
+        policy.store_timeout,
+        leases,
+        health,
+    )
     try:
-        claim = await store.claim(policy.queue, envelope.message_id, policy.lease)
+        claim = await claims.claim()
     except Exception as exc:
-        _log.error("idempotency.claim_failed", error=repr(exc))
-        return Deferred(f"idempotency store unavailable: {_describe(exc)}")
+        return Deferred(claims.failure("claim", exc), deferrals=deferrals_of(envelope.headers))
     if claim is ClaimResult.DONE:
         return Duplicate()
     if claim is ClaimResult.BUSY:
-        return Busy()
+        return Busy(deferrals_of(envelope.headers))
+    held = claims.hold()
     try:
-        outcome = await _unless_seen_or_expired(message, envelope, policy, handler,
-                                                make_context, inbox)
+        outcome, keep = await _run_holding(held, message, envelope, policy, handler,
+                                           make_context, inbox)
     except BaseException:
-        await asyncio.shield(_release(store, policy.queue, envelope.message_id))
+        # cancelled (shutdown): threads still running keep the key until the lease expires
+        if not held.threads_running():
+            await asyncio.shield(claims.release())
+        claims.unhold()
         raise
-    if isinstance(outcome, Handled | Duplicate):
-        try:
-            await store.complete(policy.queue, envelope.message_id, policy.retention)
-        except Exception as exc:
-            # The effect happened: ack anyway. A later duplicate may run again once the
-            # lease expires; that is logged here so it can be traced.
-            _log.error("idempotency.complete_failed", error=repr(exc))
-    else:
-        await _release(store, policy.queue, envelope.message_id)
+    try:
+        # a Duplicate here is the inbox's (the database committed this key before)
+        if isinstance(outcome, Handled | Duplicate) or keep:
+            await claims.complete()
+        else:
+            await claims.release()
+    finally:
+        claims.unhold()
     return outcome
 
 
@@ -124,23 +147,6 @@ def _unusable(envelope: Envelope, policy: HandlingPolicy) -> Invalid | None:
         known = ", ".join(sorted(policy.message_types))
         return Invalid(f"unknown message type {envelope.type!r} (this queue handles: {known})")
     return None
-async def _unless_seen_or_expired(
-    message: Message,
-    envelope: Envelope,
-    policy: HandlingPolicy,
-    handler: Handler,
-    make_context: Callable[[Envelope], Context],
-    inbox: InboxCheck | None,
-) -> Outcome:
-    """Run the handler unless the inbox has the key (a duplicate, acked even past its
-    deadline) or the deadline has passed."""
-    if inbox is not None and (seen := await _check_inbox(inbox, policy.queue, envelope)):
-        return seen
-    if is_expired(envelope.deadline_ms, now_ms(), policy.clock_skew):
-        return Expired("deadline passed before handling")
-    return await _run_handler(message, envelope, policy, handler, make_context)
-
-
 async def _check_inbox(inbox: InboxCheck, queue: str, envelope: Envelope) -> Outcome | None:
     """Duplicate if this delivery's transaction committed before; Deferred if the database
     cannot say; None: run the handler."""
@@ -151,12 +157,53 @@ async def _check_inbox(inbox: InboxCheck, queue: str, envelope: Envelope) -> Out
     return Duplicate() if seen else None
 
 
-async def _release(store: IdempotencyStore, queue: str, key: str) -> None:
-    """Release a claim; if the store is down the lease simply expires later."""
+async def _run_holding(
+    held: HeldLease,
+    message: Message,
+    envelope: Envelope,
+    policy: HandlingPolicy,
+    handler: Handler,
+    make_context: Callable[[Envelope], Context],
+    inbox: InboxCheck | None = None,
+) -> tuple[Outcome, bool]:
+    """Run the handler with its lease held, unless the inbox has the key (a duplicate,
+    acked even past its deadline) or the deadline has passed; wait for threads it started
+    that outlive it.
+
+    Returns the outcome and whether to mark the key done although the handler did not
+    finish: it timed out, but its threads ended without error later, so their effect stands
+    and running the handler again would repeat it.
+    """
+    reset = current_lease.set(held)  # threads started from here on are tracked (leases.py)
     try:
-        await store.release(queue, key)
-    except Exception as exc:
-        _log.warning("idempotency.release_failed", error=repr(exc))
+        if inbox is not None and (seen := await _check_inbox(inbox, policy.queue, envelope)):
+            return seen, False
+        if is_expired(envelope.deadline_ms, now_ms(), policy.clock_skew):
+            return Expired("deadline passed before handling"), False
+        outcome, timed_out = await _run_handler(message, envelope, policy, handler, make_context)
+    finally:
+        current_lease.reset(reset)
+    if not held.threads_running():
+        return outcome, False
+    _log.warning(
+        "handler.thread_outlived_handler",
+        outcome=type(outcome).__name__,
+        hint="a timeout cannot stop a thread: the key stays leased until it ends",
+    )
+    threads_ok = await held.threads_finished()
+    if timed_out and threads_ok:
+        _log.error(
+            "handler.thread_finished_after_timeout",
+            hint="the key is marked done so the effect is not repeated; the rest of "
+            "the handler did not run: dead-lettered as permanent",
+        )
+        error = outcome.error if isinstance(outcome, Failed | Expired) else "timed out"
+        return Failed(
+            f"{error}; its thread finished afterwards, so its effect stands and "
+            "the handler was not run again",
+            permanent=True,
+        ), True
+    return outcome, False
 
 
 async def _run_handler(
@@ -165,7 +212,8 @@ async def _run_handler(
     policy: HandlingPolicy,
     handler: Handler,
     make_context: Callable[[Envelope], Context],
-) -> Outcome:
+) -> tuple[Outcome, bool]:
+    """The handler's outcome, and whether it ran past its time (timeout or deadline)."""
     budget = handler_budget(policy.timeout, envelope.deadline_ms, now_ms(), policy.clock_skew)
     bounded_by_deadline = budget < policy.timeout
     try:
@@ -173,21 +221,21 @@ async def _run_handler(
             result = await handler(message, make_context(envelope))
     except TimeoutError as exc:
         if not scope.expired():
-            return Failed(_describe(exc))
+            return Failed(_describe(exc)), False
         if bounded_by_deadline:
-            return Expired(f"deadline passed while handling (after {budget:.3g}s)")
-        return Failed(f"HandlerTimeout: handler ran past timeout={policy.timeout:g}s")
+            return Expired(f"deadline passed while handling (after {budget:.3g}s)"), True
+        return Failed(f"HandlerTimeout: handler ran past timeout={policy.timeout:g}s"), True
     except CircuitOpenError as exc:
-        return Deferred(_describe(exc), not_before=exc.retry_in)
+        return Deferred(_describe(exc), not_before=exc.retry_in), False
     except AlreadyHandled:  # a concurrent delivery of this key committed first
-        return Duplicate()
+        return Duplicate(), False
     except DatabaseUnavailable as exc:
-        return Deferred(_describe(exc))
+        return Deferred(_describe(exc)), False
     except (PermanentError, ValidationError) as exc:
-        return Failed(_describe(exc), permanent=True)
+        return Failed(_describe(exc), permanent=True), False
     except Exception as exc:
-        return Failed(_describe(exc))
-    return Handled(result)
+        return Failed(_describe(exc)), False
+    return Handled(result), False
 
 
 def _describe(exc: BaseException) -> str:

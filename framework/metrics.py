@@ -7,6 +7,7 @@ one place settlements are counted.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from framework.queue_stats import QueueStats
     from framework.worker import Worker
 
+LAG_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 # dead-letter reasons where the handler did not run (nothing to time)
@@ -34,6 +36,7 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
+        self._before_render: list[Callable[[], None]] = []
         r = self.registry
         self.handled = Counter("framework_messages_handled", "Deliveries handled successfully.",
                                ["queue"], registry=r)
@@ -81,12 +84,29 @@ class Metrics:
                                         "Time from an outbox row's commit to its confirmed "
                                         "publish.", ["queue"], buckets=LATENCY_BUCKETS,
                                         registry=r)
+        self.loop_lag = Histogram("framework_event_loop_lag_seconds",
+                                  "How late the worker's event loop woke a sleeping task.",
+                                  ["queue"], buckets=LAG_BUCKETS, registry=r)
+        self.loop_stalls = Counter("framework_event_loop_stalls",
+                                   "Event loop lags at or above the stall threshold (1 s).",
+                                   ["queue"], registry=r)
+        self.store_failures = Counter("framework_idempotency_store_failures",
+                                      "Idempotency store calls that failed or timed out.",
+                                      ["queue"], registry=r)
+        self.fenced = Counter("framework_idempotency_fenced",
+                              "Completions refused because another worker had taken the key "
+                              "over (its lease had expired).", ["queue"], registry=r)
+        self.store_healthy = Gauge("framework_idempotency_store_healthy",
+                                   "1 while the idempotency store answers, 0 after a failed "
+                                   "call until the next success.", ["queue"], registry=r)
         self.breaker = Gauge("framework_breaker_state",
                              "Circuit breaker state: 0 closed, 1 half-open, 2 open.",
                              ["queue", "breaker"], registry=r)
 
     def render(self) -> bytes:
         """The Prometheus text exposition of everything on this registry."""
+        for update in self._before_render:
+            update()
         return generate_latest(self.registry)
 
     def observer(self, queue: str) -> SettlementObserver:
@@ -138,6 +158,27 @@ class Metrics:
             outbox = worker.outbox_stats
             self.outbox_backlog.labels(queue).set_function(lambda: outbox.backlog)
             outbox.latency_observers.append(self.outbox_latency.labels(queue).observe)
+
+        lag, stalls = self.loop_lag.labels(queue), self.loop_stalls.labels(queue)
+        threshold = worker.loop_lag.threshold
+
+        def observe_lag(seconds: float) -> None:
+            lag.observe(seconds)
+            if seconds >= threshold:
+                stalls.inc()
+
+        worker.loop_lag.observers.append(observe_lag)
+        health = worker.store_health
+        self.store_healthy.labels(queue).set_function(lambda: int(health.healthy))
+        failures, fenced = self.store_failures.labels(queue), self.fenced.labels(queue)
+        seen = [health.failures, health.fenced]
+
+        def catch_up() -> None:  # counters follow the health record at each scrape
+            failures.inc(health.failures - seen[0])
+            fenced.inc(health.fenced - seen[1])
+            seen[:] = [health.failures, health.fenced]
+
+        self._before_render.append(catch_up)
 
     @staticmethod
     def refresh_breakers(worker: Worker) -> None:

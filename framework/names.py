@@ -16,6 +16,7 @@ ERROR = "fw-error"
 ATTEMPTS = "fw-attempts"
 ORIGINAL_QUEUE = "fw-queue"
 FAILED_AT = "fw-failed-at"
+DEFERRALS = "fw-deferrals"  # deferrals in a row (store down, key busy): drives their backoff
 TRACEPARENT = "traceparent"
 KEY_ORIGIN = "fw-key-origin"  # "content": message_id derived from the body (none was sent)
 IN_REPLY_TO = "fw-in-reply-to"

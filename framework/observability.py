@@ -49,6 +49,7 @@ async def serve_worker_probes(
     # alive); a broker outage is not a reason to restart. Readiness: it can receive now.
     probes = Probes(metrics=metrics.render, healthy=lambda: worker.alive,
                     ready=lambda: worker.receiving and bus.is_connected,
-                    before_scrape=refresh_depths)
+                    before_scrape=refresh_depths,
+                    store_ready=lambda: worker.store_health.healthy)
     async with ProbeServer(probes, port=port, host=host) as server:
         yield server

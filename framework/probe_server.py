@@ -1,8 +1,8 @@
 """A tiny HTTP server for Prometheus scrapes and Kubernetes probes, owned by `async with`.
 
 GET /metrics (Prometheus text), /healthz (liveness: the process is not stuck), /readyz
-(readiness: it can receive deliveries now). Plain asyncio streams, one request per
-connection: no web framework for three fixed routes.
+(readiness: it can receive deliveries now, and its idempotency store answers). Plain asyncio
+streams, one request per connection: no web framework for three fixed routes.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ class Probes:
     healthy: Callable[[], bool]
     ready: Callable[[], bool]
     before_scrape: Callable[[], Awaitable[None]] | None = None
+    # a second readiness input: the idempotency store answers (False while its calls fail)
+    store_ready: Callable[[], bool] = lambda: True
 
 
 class ProbeServer:
@@ -89,6 +91,8 @@ class ProbeServer:
             return 200, CONTENT_TYPE_LATEST, self._probes.metrics()
         if route == "/healthz":
             return _status(self._probes.healthy(), "alive", "not alive: worker stopped or stuck")
+        if route == "/readyz" and not self._probes.store_ready():
+            return _status(False, "", "idempotency store failing")
         if route == "/readyz":
             return _status(self._probes.ready(), "consuming",
                            "not consuming (starting, stopping or broker unreachable)")

@@ -25,6 +25,12 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     idempotency_url: SecretStr = SecretStr("memory://")  # Redis/PostgreSQL URLs hold passwords
+    idempotency_timeout: float = Field(
+        default=5.0,
+        gt=0,
+        description="Seconds any one idempotency store call may take; a call past it defers "
+        "the delivery (no attempt burned) as an unavailable store does.",
+    )
     connect_attempts: int = Field(default=5, ge=1)
     connect_timeout: float = Field(default=5.0, gt=0)
     publish_timeout: float = Field(default=10.0, gt=0)

@@ -120,6 +120,10 @@ async def apply_settlement(
 def retry_message(envelope: Envelope, settlement: Retry) -> aio_pika.Message:
     """The retry copy: the next attempt, the last error in `fw-error`, expiring after the delay."""
     headers = {**copyable(envelope.headers), names.ERROR: bound_text(settlement.error)}
+    if settlement.deferrals is not None:
+        headers[names.DEFERRALS] = settlement.deferrals
+    else:  # a failed attempt ends a run of deferrals
+        headers.pop(names.DEFERRALS, None)
     retried = replace(envelope, attempt=settlement.next_attempt, headers=headers)
     return to_amqp(retried, expiration_ms=settlement.delay_ms)
 

@@ -11,6 +11,7 @@ from enum import StrEnum
 from typing import Any
 
 from framework.backoff import RandomSource, RetryPolicy, tier_for
+from framework.deferrals import next_deferrals
 
 
 class Reason(StrEnum):
@@ -62,15 +63,19 @@ class Failed:
 
 @dataclass(frozen=True, slots=True)
 class Deferred:
-    """A dependency's circuit is open: retry after `not_before` s without burning an attempt."""
+    """A dependency's circuit is open (or the idempotency store is unavailable): retry after
+    `not_before` s without burning an attempt; `deferrals` in a row so far (backoff)."""
 
     error: str
     not_before: float = 0.0
+    deferrals: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class Busy:
     """Another live worker holds the key: try again later without burning an attempt."""
+
+    deferrals: int = 0  # in a row so far: the delay doubles with each
 
 
 Outcome = Handled | Duplicate | Invalid | Expired | Failed | Deferred | Busy
@@ -94,6 +99,7 @@ class Retry:
     tier_ms: int
     next_attempt: int
     error: str
+    deferrals: int | None = None  # for a deferral: the `fw-deferrals` count the copy carries
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,14 +131,21 @@ def decide(outcome: Outcome, attempt: int, policy: RetryPolicy, rand: RandomSour
             return DeadLetter(Reason.EXHAUSTED, error, attempt)
         case Failed(error=error):
             return _retry(policy, attempt, attempt + 1, error, rand)
-        case Deferred(error=error, not_before=not_before):
-            return _retry(policy, 1, attempt, error, rand, not_before)
-        case Busy():
-            return _retry(policy, 1, attempt, "key held by another worker", rand)
+        case Deferred(error=error, not_before=not_before, deferrals=deferrals):
+            return _defer(policy, deferrals, attempt, error, rand, not_before)
+        case Busy(deferrals=deferrals):
+            return _defer(policy, deferrals, attempt, "key held by another worker", rand)
     raise AssertionError(f"unhandled outcome {outcome!r}")  # pragma: no cover
 
 
+def _defer(policy: RetryPolicy, deferrals: int, attempt: int, error: str, rand: RandomSource,
+           not_before: float = 0.0) -> Retry:
+    """A deferral: same attempt, a delay that doubles with each deferral in a row."""
+    return _retry(policy, 1 + deferrals, attempt, error, rand, not_before,
+                  next_deferrals(deferrals))
+
+
 def _retry(policy: RetryPolicy, failed: int, next_attempt: int, error: str,
-           rand: RandomSource, not_before: float = 0.0) -> Retry:
+           rand: RandomSource, not_before: float = 0.0, deferrals: int | None = None) -> Retry:
     delay_ms = max(int(max(policy.delay(failed, rand), not_before) * 1000), 1)
-    return Retry(delay_ms, tier_for(delay_ms, policy.tiers_ms()), next_attempt, error)
+    return Retry(delay_ms, tier_for(delay_ms, policy.tiers_ms()), next_attempt, error, deferrals)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import aio_pika
 from aio_pika.abc import AbstractChannel
+from pydantic import SecretStr
 
 from framework.idempotency import IdempotencyStore
 from framework.messages import Command, Event
@@ -46,6 +47,11 @@ class Transport(Protocol):
 
     @property
     def idempotency(self) -> IdempotencyStore: ...
+
+    @property
+    def idempotency_url(self) -> SecretStr | None: ...
+
+    async def consumer_count(self, queue: str) -> int | None: ...
 
     async def consume_channel(self, prefetch: int) -> AbstractChannel: ...
 

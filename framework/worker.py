@@ -26,7 +26,13 @@ from framework.delivery import Incoming
 from framework.envelope import Envelope, Keyless, from_amqp
 from framework.errors import ConfigurationError, FrameworkError
 from framework.handling import HandlingPolicy, process
+from framework.idempotency import IdempotencyStore, open_store
+from framework.idempotency.health import StoreHealth
+from framework.idempotency.leases import LeaseKeeper, install_tracking_executor
+from framework.idempotency.sharing import warn_if_unshared
+from framework.log_throttle import LogThrottle
 from framework.logs import bind_delivery, unbind_delivery
+from framework.loop_lag import LoopLagWatchdog
 from framework.messages import Message
 from framework.outbox.relay import RelayStats
 from framework.outbox.runtime import WorkerDatabase
@@ -103,7 +109,12 @@ class Worker:
             retention=self.spec.retention,
             clock_skew=bus.settings.clock_skew_tolerance,
             max_body_bytes=self.spec.max_body_bytes,
+            store_timeout=bus.settings.idempotency_timeout,
         )
+        self.store_health = StoreHealth()  # `/readyz` is 503 while store calls fail
+        self.loop_lag = LoopLagWatchdog()
+        self._deferral_log = LogThrottle()  # deferrals: one line per error per interval
+        self._leases: LeaseKeeper | None = None
         self._log = structlog.get_logger("framework.worker").bind(
             service=self._service, queue=self.spec.queue
         )
@@ -142,11 +153,13 @@ class Worker:
         channel: AbstractChannel | None = None
         gate: asyncio.Task[None] | None = None
         watchdog: asyncio.Task[None] | None = None
+        guards: list[asyncio.Task[None]] = []
         try:
             if self.database:
                 self._database = await WorkerDatabase.open(
                     self.database, self.bus, app_id=self._service,
                     retention=self.spec.retention, stats=self.outbox_stats)
+            guards = self._start_guards()
             channel = await self.bus.consume_channel(self.spec.prefetch)
             await self.bus.declare(type(self))
             consumer = Consumer(channel, self.spec.topology.queues[0], self._on_message)
@@ -158,6 +171,7 @@ class Worker:
                 )
             watchdog = self._watchdog = asyncio.create_task(self._keep_subscribed(consumer))
             self._log.info("worker.consuming", prefetch=self.spec.prefetch)
+            await warn_if_unshared(self.bus, self.spec.queue, self._log)
             ready.set_result(None)
             await self._stop_requested.wait()
             self.shutdown = ShutdownBudget.start(self.grace)
@@ -174,6 +188,8 @@ class Worker:
             await _cancel(gate)
             await _cancel(watchdog)
             await self._cancel_remaining(budget)
+            for guard in guards:  # after the handlers: leases are renewed until they end
+                await _cancel(guard)
             await within(self._acks.close(), budget.closing_remaining(), self._log,
                          "worker.ack_flush_failed")
             if self._database is not None:
@@ -182,6 +198,21 @@ class Worker:
             await _close_channel(channel, self._log, budget.closing_remaining())
             self._stopped.set()
             self._log.info("worker.stopped", **self.stats.as_dict())
+
+    def _start_guards(self) -> list[asyncio.Task[None]]:
+        """The loop-lag watchdog and the renewal of held leases (owned, cancelled by run)."""
+        install_tracking_executor(asyncio.get_running_loop())
+        url = self.bus.idempotency_url
+        timeout = self._handling.store_timeout
+
+        async def opener() -> IdempotencyStore:
+            return await open_store(url or "memory://", timeout=timeout)
+
+        self._leases = LeaseKeeper(self.bus.idempotency, self.spec.lease / 3,
+                                   opener=None if url is None else opener,
+                                   call_timeout=timeout)
+        return [asyncio.create_task(self.loop_lag.run()),
+                asyncio.create_task(self._leases.run())]
 
     async def _keep_subscribed(self, consumer: Consumer) -> None:
         """Subscribe again when the subscription is lost: the broker cancels a consumer
@@ -310,6 +341,7 @@ class Worker:
                 outcome = await process(
                     envelope, self._handling, self.bus.idempotency, self._call_handler,
                     self._context, None if self._database is None else self._database.seen,
+                    leases=self._leases, health=self.store_health,
                 )
             except Exception as exc:  # a framework bug must not strand the delivery unacked
                 self._log.exception("delivery.processing_error")
@@ -364,7 +396,7 @@ class Worker:
                             error=repr(exc), hint="returned to the queue for redelivery")
             return
         self.stats.record(settlement, duration)
-        _log_settlement(settlement)
+        _log_settlement(settlement, self._deferral_log)
 
     async def _reply(self, settlement: Settlement, outcome: Outcome, envelope: Envelope) -> None:
         """Answer a request: the handler's result, or why it failed for good. Only to a
@@ -414,16 +446,22 @@ async def _cancel(task: asyncio.Task[None] | None) -> None:
 _settlement_log = structlog.get_logger("framework.worker")
 
 
-def _log_settlement(settlement: Settlement) -> None:
+def _log_settlement(settlement: Settlement, deferrals: LogThrottle) -> None:
     log = _settlement_log
     match settlement:
         case Ack(duplicate=True):
             log.info("delivery.duplicate_skipped")
         case Ack():
             pass  # the normal case: nothing to say at any level (keeps the hot path cheap)
-        case Retry():
+        case Retry(deferrals=None):
             log.warning("delivery.retry_scheduled", delay_ms=settlement.delay_ms,
                         next_attempt=settlement.next_attempt, error=settlement.error)
+        case Retry():  # a deferral: the same error comes from every delivery while it lasts
+            repeated = deferrals.admit(settlement.error)
+            if repeated is not None:
+                log.warning("delivery.retry_scheduled", delay_ms=settlement.delay_ms,
+                            next_attempt=settlement.next_attempt, error=settlement.error,
+                            deferrals=settlement.deferrals, repeated=repeated)
         case DeadLetter():
             log.error("delivery.dead_lettered", reason=settlement.reason.value,
                       error=settlement.error, attempts=settlement.attempts)

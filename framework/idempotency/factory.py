@@ -23,8 +23,11 @@ from framework.urls import mask_text, mask_url
 SCHEMES = "memory://, sqlite:///path, redis://, postgresql://"
 
 
-async def open_store(url: str | SecretStr) -> IdempotencyStore:
-    """Open the store `url` names; errors name the URL with its password masked."""
+async def open_store(url: str | SecretStr, *, timeout: float | None = None) -> IdempotencyStore:
+    """Open the store `url` names; errors name the URL with its password masked.
+
+    `timeout` bounds the network stores' connects and calls (driver-level timeouts).
+    """
     if isinstance(url, SecretStr):
         url = url.get_secret_value()
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
@@ -34,7 +37,7 @@ async def open_store(url: str | SecretStr) -> IdempotencyStore:
             f"unsupported idempotency store URL {mask_url(url)!r}: use one of {SCHEMES}"
         )
     try:
-        return await opener(url)
+        return await opener(url, timeout)
     except (ConfigurationError, StoreUnavailable):
         raise
     except Exception as exc:
@@ -44,33 +47,33 @@ async def open_store(url: str | SecretStr) -> IdempotencyStore:
         ) from exc
 
 
-async def _memory(url: str) -> IdempotencyStore:
+async def _memory(url: str, timeout: float | None) -> IdempotencyStore:
     return MemoryStore()
 
 
-async def _sqlite(url: str) -> IdempotencyStore:
+async def _sqlite(url: str, timeout: float | None) -> IdempotencyStore:
     from framework.idempotency.sqlite import SqliteStore
 
     return await SqliteStore.open(sqlite_path(url))
 
 
-async def _redis(url: str) -> IdempotencyStore:
+async def _redis(url: str, timeout: float | None) -> IdempotencyStore:
     try:
         from framework.idempotency.redis import RedisStore
     except ImportError as exc:
         _raise_missing_driver(exc, "redis", url)
-    return await RedisStore.open(url)
+    return await RedisStore.open(url, timeout=timeout)
 
 
-async def _postgres(url: str) -> IdempotencyStore:
+async def _postgres(url: str, timeout: float | None) -> IdempotencyStore:
     try:
         from framework.idempotency.postgres import PostgresStore
     except ImportError as exc:
         _raise_missing_driver(exc, "asyncpg", url)
-    return await PostgresStore.open(url)
+    return await PostgresStore.open(url, timeout=timeout)
 
 
-_OPENERS: dict[str, Callable[[str], Awaitable[IdempotencyStore]]] = {
+_OPENERS: dict[str, Callable[[str, float | None], Awaitable[IdempotencyStore]]] = {
     "memory": _memory,
     "sqlite": _sqlite,
     "redis": _redis,
@@ -79,6 +82,17 @@ _OPENERS: dict[str, Callable[[str], Awaitable[IdempotencyStore]]] = {
     "postgres": _postgres,
 }
 _EXTRAS = {"redis": "redis", "asyncpg": "postgres"}
+
+
+def is_shared(url: str) -> bool:
+    """Whether another process (or connection) opening `url` sees the same keys: not for
+    `memory://` nor an in-memory SQLite database."""
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme == "memory":
+        return False
+    if scheme == "sqlite":
+        return sqlite_path(url) != ":memory:"
+    return scheme in _OPENERS
 
 
 def sqlite_path(url: str) -> str:

@@ -3,14 +3,14 @@
 Why it is built from arrays: a worker remembers up to `max_keys` (100,000) keys. As Python
 objects (an OrderedDict of `(scope, key) -> (done, expires_at)`) a key cost ~350 bytes, so
 the worker's RSS grew by ~35 MiB while a 100,000-message backlog drained. Here all memory is
-allocated once, in `__init__`, in stdlib arrays: 41 to 49 bytes per key of `max_keys`
-(4.1 MiB for 100,000), part of the worker's RSS from the start; it does not grow while
+allocated once, in `__init__`, in stdlib arrays: 45 to 53 bytes per key of `max_keys`
+(4.5 MiB for 100,000), part of the worker's RSS from the start; it does not grow while
 messages flow.
 
 - A key is a 128-bit fingerprint of `(scope, key)` (blake2b), never the strings. 128 bits,
   not 64: a false match would make a new message look like a duplicate and drop it silently;
   with 128 bits the chance that a claim matches any of 100,000 stored keys is ~3e-34.
-- Entries (fingerprint halves, expiry, done flag: 25 bytes) sit in fixed arrays of
+- Entries (fingerprint halves, expiry, done flag, lease token: 29 bytes) sit in fixed arrays of
   `max_keys + 2` and never move; index 0 is the age list's sentinel, free entries are
   chained through `next`.
 - The hash table holds only int32 entry indices (0: empty), a power of two of at least twice
@@ -22,6 +22,9 @@ messages flow.
   Every step is O(1), not amortised, and nothing stale piles up (as it would in an
   insertion-order ring that every refresh appends to).
 - Expired keys count as absent but stay until refreshed, released or evicted, as before.
+- A claim's token (see `IdempotencyStore`) is kept as 32 bits of its hash (0: claimed
+  without a token). Tokens are only compared within this process, between the claims of one
+  key, so a false match (2**-32 per takeover) is what fencing risks here, not a lost key.
 """
 
 from __future__ import annotations
@@ -39,6 +42,14 @@ Clock = Callable[[], float]
 Fingerprint = Callable[[str, str], tuple[int, int]]
 
 _two_u64 = struct.Struct("<QQ").unpack
+_U32 = (1 << 32) - 1
+
+
+def _token_bits(token: str | None) -> int:
+    """A token as the 32 bits the store keeps; 0 stands for "claimed without a token"."""
+    if token is None:
+        return 0
+    return (hash(token) & _U32) or 1
 
 
 def blake2b_fingerprint(scope: str, key: str) -> tuple[int, int]:
@@ -70,10 +81,12 @@ class MemoryStore:
         self._lo = array("Q", [0]) * entries
         self._expires = array("d", [0.0]) * entries
         self._done = array("B", [0]) * entries
+        self._token = array("I", [0]) * entries
         self._prev = array("i", [0]) * entries
         self._forget_all()  # allocates `_table` (slot -> entry, 0 = empty) and `_next`
 
-    async def claim(self, scope: str, key: str, lease: float) -> ClaimResult:
+    async def claim(self, scope: str, key: str, lease: float,
+                    token: str | None = None) -> ClaimResult:
         now = self._clock()
         hi, lo = self._fingerprint(scope, key)
         slot = self._find(hi, lo)
@@ -81,16 +94,40 @@ class MemoryStore:
             entry = self._table[slot]
             if self._expires[entry] > now:
                 return ClaimResult.DONE if self._done[entry] else ClaimResult.BUSY
-        self._put(hi, lo, slot, False, now + lease)
+        self._put(hi, lo, slot, False, now + lease, _token_bits(token))
         return ClaimResult.CLAIMED
 
-    async def complete(self, scope: str, key: str, retention: float) -> None:
+    async def renew(self, scope: str, key: str, lease: float, token: str) -> bool:
         hi, lo = self._fingerprint(scope, key)
-        self._put(hi, lo, self._find(hi, lo), True, self._clock() + retention)
+        slot = self._find(hi, lo)
+        if slot < 0:
+            return False
+        entry = self._table[slot]
+        if self._done[entry] or self._token[entry] != _token_bits(token):
+            return False
+        self._put(hi, lo, slot, False, self._clock() + lease, self._token[entry])
+        return True
 
-    async def release(self, scope: str, key: str) -> None:
+    async def complete(self, scope: str, key: str, retention: float,
+                       token: str | None = None) -> bool | None:
+        now = self._clock()
+        hi, lo = self._fingerprint(scope, key)
+        slot = self._find(hi, lo)
+        if token is not None and slot >= 0:
+            entry = self._table[slot]
+            held_by_other = self._done[entry] or self._token[entry] != _token_bits(token)
+            if held_by_other and self._expires[entry] > now:
+                return False  # fenced: another claim took over (or finished) meanwhile
+        self._put(hi, lo, slot, True, now + retention, 0)
+        return None if token is None else True
+
+    async def release(self, scope: str, key: str, token: str | None = None) -> None:
         slot = self._find(*self._fingerprint(scope, key))
-        if slot >= 0 and not self._done[self._table[slot]]:
+        if slot < 0:
+            return
+        entry = self._table[slot]
+        if not self._done[entry] and (token is None or
+                                      self._token[entry] == _token_bits(token)):
             self._delete(slot)
 
     async def close(self) -> None:
@@ -116,7 +153,8 @@ class MemoryStore:
             slot = (slot + 1) & mask
         return ~slot
 
-    def _put(self, hi: int, lo: int, slot: int, done: bool, expires_at: float) -> None:
+    def _put(self, hi: int, lo: int, slot: int, done: bool, expires_at: float,
+             token: int) -> None:
         """Store the key as the newest, at `slot` (a `_find` result); evict beyond max_keys."""
         prev, next_ = self._prev, self._next
         if slot >= 0:  # known: unlink it from its place in the age order
@@ -132,6 +170,7 @@ class MemoryStore:
             self._count += 1
         self._done[entry] = done
         self._expires[entry] = expires_at
+        self._token[entry] = token
         newest = prev[0]
         next_[newest] = entry
         prev[entry] = newest

@@ -26,6 +26,17 @@ _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+# fenced: only while the claim still holds it, or once nobody does (the lease expired)
+_COMPLETE = """
+local held = redis.call('GET', KEYS[1])
+if held and held ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], 'done', 'PX', ARGV[2])
+return 1
+"""
 
 
 def redis_key(scope: str, key: str, prefix: str = KEY_PREFIX) -> str:
@@ -41,12 +52,22 @@ class RedisStore:
         self._prefix = prefix
         self._claim = client.register_script(_CLAIM)
         self._release = client.register_script(_RELEASE)
+        self._renew = client.register_script(_RENEW)
+        self._complete = client.register_script(_COMPLETE)
         self._tokens: dict[tuple[str, str], str] = {}
 
     @classmethod
-    async def open(cls, url: str, *, prefix: str = KEY_PREFIX) -> RedisStore:
-        """Connect to `url` and check the server answers (raises the driver's error if not)."""
-        client = aioredis.Redis.from_url(url, decode_responses=True)
+    async def open(
+        cls, url: str, *, prefix: str = KEY_PREFIX, timeout: float | None = None
+    ) -> RedisStore:
+        """Connect to `url` and check the server answers (raises the driver's error if not).
+
+        `timeout` bounds connecting and every command (socket timeouts), so a server that
+        stops answering fails calls instead of hanging them.
+        """
+        client = aioredis.Redis.from_url(
+            url, decode_responses=True, socket_timeout=timeout, socket_connect_timeout=timeout
+        )
         try:
             await client.ping()
         except BaseException:
@@ -54,22 +75,33 @@ class RedisStore:
             raise
         return cls(client, prefix=prefix)
 
-    async def claim(self, scope: str, key: str, lease: float) -> ClaimResult:
-        token = uuid.uuid4().hex
-        found = await self._claim(keys=[self._key(scope, key)], args=[token, _ms(lease)])
+    async def claim(
+        self, scope: str, key: str, lease: float, token: str | None = None
+    ) -> ClaimResult:
+        mine = token or uuid.uuid4().hex
+        found = await self._claim(keys=[self._key(scope, key)], args=[mine, _ms(lease)])
         result = ClaimResult(found)
-        if result is ClaimResult.CLAIMED:
-            self._tokens[(scope, key)] = token
+        if result is ClaimResult.CLAIMED and token is None:
+            self._tokens[(scope, key)] = mine
         return result
 
-    async def complete(self, scope: str, key: str, retention: float) -> None:
-        self._tokens.pop((scope, key), None)
-        await self._client.set(self._key(scope, key), DONE, px=_ms(retention))
+    async def renew(self, scope: str, key: str, lease: float, token: str) -> bool:
+        return bool(await self._renew(keys=[self._key(scope, key)], args=[token, _ms(lease)]))
 
-    async def release(self, scope: str, key: str) -> None:
-        token = self._tokens.pop((scope, key), None)
-        if token is not None:
-            await self._release(keys=[self._key(scope, key)], args=[token])
+    async def complete(
+        self, scope: str, key: str, retention: float, token: str | None = None
+    ) -> bool | None:
+        if token is None:
+            self._tokens.pop((scope, key), None)
+            await self._client.set(self._key(scope, key), DONE, px=_ms(retention))
+            return None
+        done = await self._complete(keys=[self._key(scope, key)], args=[token, _ms(retention)])
+        return bool(done)
+
+    async def release(self, scope: str, key: str, token: str | None = None) -> None:
+        mine = token or self._tokens.pop((scope, key), None)
+        if mine is not None:
+            await self._release(keys=[self._key(scope, key)], args=[mine])
 
     async def close(self) -> None:
         await self._client.aclose()

@@ -64,6 +64,16 @@ _COMPLETE = """
 INSERT INTO fw_idempotency (scope, key, done, token, expires_at) VALUES (?, ?, 1, NULL, ?)
 ON CONFLICT (scope, key) DO UPDATE SET done = 1, token = NULL, expires_at = excluded.expires_at
 """
+# fenced: only if the claim still holds it, or nobody holds it any more (expired, purged)
+_COMPLETE_FENCED = """
+INSERT INTO fw_idempotency (scope, key, done, token, expires_at) VALUES (?, ?, 1, NULL, ?)
+ON CONFLICT (scope, key) DO UPDATE SET done = 1, token = NULL, expires_at = excluded.expires_at
+    WHERE (fw_idempotency.done = 0 AND fw_idempotency.token = ?)
+        OR fw_idempotency.expires_at <= ?
+"""
+_RENEW = """
+UPDATE fw_idempotency SET expires_at = ? WHERE scope = ? AND key = ? AND done = 0 AND token = ?
+"""
 _RELEASE = "DELETE FROM fw_idempotency WHERE scope = ? AND key = ? AND done = 0 AND token = ?"
 _PURGE = "DELETE FROM fw_idempotency WHERE expires_at <= ?"
 
@@ -92,23 +102,38 @@ class SqliteStore:
         await store._start()
         return store
 
-    async def claim(self, scope: str, key: str, lease: float) -> ClaimResult:
-        token = uuid.uuid4().hex
+    async def claim(self, scope: str, key: str, lease: float,
+                    token: str | None = None) -> ClaimResult:
+        mine = token or uuid.uuid4().hex
         result: ClaimResult = await self._call(
-            lambda db: self._claim(db, scope, key, token, lease))
-        if result is ClaimResult.CLAIMED:
-            self._tokens[(scope, key)] = token
+            lambda db: self._claim(db, scope, key, mine, lease))
+        if result is ClaimResult.CLAIMED and token is None:
+            self._tokens[(scope, key)] = mine
         return result
 
-    async def complete(self, scope: str, key: str, retention: float) -> None:
-        self._tokens.pop((scope, key), None)
-        await self._call(
-            lambda db: _execute(db, _COMPLETE, (scope, key, self._clock() + retention)))
+    async def renew(self, scope: str, key: str, lease: float, token: str) -> bool:
+        changed: int = await self._call(
+            lambda db: _execute(db, _RENEW, (self._clock() + lease, scope, key, token)))
+        return changed == 1
 
-    async def release(self, scope: str, key: str) -> None:
-        token = self._tokens.pop((scope, key), None)
-        if token is not None:
-            await self._call(lambda db: _execute(db, _RELEASE, (scope, key, token)))
+    async def complete(self, scope: str, key: str, retention: float,
+                       token: str | None = None) -> bool | None:
+        if token is None:
+            self._tokens.pop((scope, key), None)
+            await self._call(
+                lambda db: _execute(db, _COMPLETE, (scope, key, self._clock() + retention)))
+            return None
+
+        def fenced(db: sqlite3.Connection) -> int:
+            now = self._clock()
+            return _execute(db, _COMPLETE_FENCED, (scope, key, now + retention, token, now))
+
+        return bool(await self._call(fenced) == 1)
+
+    async def release(self, scope: str, key: str, token: str | None = None) -> None:
+        mine = token or self._tokens.pop((scope, key), None)
+        if mine is not None:
+            await self._call(lambda db: _execute(db, _RELEASE, (scope, key, mine)))
 
     async def close(self) -> None:
         """Run what is already queued, then close the connection and join the thread."""

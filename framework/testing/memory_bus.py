@@ -34,7 +34,7 @@ from typing import Any, TypeVar, cast
 
 import aio_pika
 from aio_pika.abc import AbstractChannel
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 
 from framework import names
 from framework.envelope import to_amqp
@@ -156,6 +156,15 @@ class MemoryBus:
     @property
     def idempotency(self) -> IdempotencyStore:
         return self._store
+
+    @property
+    def idempotency_url(self) -> SecretStr | None:
+        """No shared store: every worker of an in-memory broker is in this process."""
+        return None
+
+    async def consumer_count(self, queue: str) -> int | None:
+        """Not counted: in one process the in-memory store is shared by construction."""
+        return None
 
     async def consume_channel(self, prefetch: int) -> AbstractChannel:
         """A consuming channel; it has the part of aio-pika's channel API the Worker uses."""

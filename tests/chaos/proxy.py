@@ -7,6 +7,11 @@
 - `cut()`: close every open link at once (both sockets), like a network reset;
 - `refusing = True`: new links are closed as soon as they are accepted (the broker is
   unreachable until it is set back to False).
+- `hang()`: a server that stops answering: open links stall and new links are accepted but
+  stalled from the start; `unhang()` ends it (the stalled links are reset, as their dropped
+  bytes broke their streams; new links flow);
+- `refuse()`: a server that is down: every link is cut and new ones are reset at once, until
+  `accept()`.
 
 With `fallbacks`, a new link goes to the first target that accepts the TCP connection
 (`target`, then each fallback in order): a client-side failover in front of a cluster.
@@ -51,6 +56,7 @@ class FaultProxy:
         self.links: set[Link] = set()
         self.accepted = 0
         self.cuts = 0
+        self.hanging = False
         self.refusing = False
         self._server: asyncio.Server | None = None
 
@@ -93,6 +99,28 @@ class FaultProxy:
             link.stalled.set()
         return stalled
 
+    def hang(self) -> None:
+        """Stop answering: stall every open link and every link opened until `unhang()`."""
+        self.hanging = True
+        self.stall()
+
+    def unhang(self) -> int:
+        """Answer again: reset the stalled links (returns how many), let new links flow."""
+        self.hanging = False
+        stalled = [link for link in self.links if link.stalled.is_set()]
+        for link in stalled:
+            link.close()
+        return len(stalled)
+
+    def refuse(self) -> int:
+        """Reset every link, and every new one until `accept()`; returns how many were cut."""
+        self.refusing = True
+        return self.cut()
+
+    def accept(self) -> None:
+        """Forward new links again (after `refuse()`)."""
+        self.refusing = False
+
     async def wait_closed(self, links: set[Link], timeout: float) -> float:
         """Wait until every link in `links` was closed by a peer; returns the seconds taken."""
         started = asyncio.get_running_loop().time()
@@ -130,6 +158,8 @@ class FaultProxy:
             return
         self.accepted += 1
         link = Link(writer, up_writer)
+        if self.hanging:
+            link.stalled.set()
         self.links.add(link)
         link.tasks = [
             asyncio.create_task(self._pump(link, reader, up_writer)),

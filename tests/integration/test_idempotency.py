@@ -146,13 +146,19 @@ class DeadHolder:
         self._store = store
         self._lease = lease
 
-    async def claim(self, scope: str, key: str, lease: float) -> ClaimResult:
-        return await self._store.claim(scope, key, self._lease)
+    async def claim(self, scope: str, key: str, lease: float,
+                    token: str | None = None) -> ClaimResult:
+        return await self._store.claim(scope, key, self._lease, token)
 
-    async def complete(self, scope: str, key: str, retention: float) -> None:
-        await self._store.complete(scope, key, retention)
+    async def renew(self, scope: str, key: str, lease: float, token: str) -> bool:
+        """A killed process renews nothing (its lease runs out)."""
+        return True
 
-    async def release(self, scope: str, key: str) -> None:
+    async def complete(self, scope: str, key: str, retention: float,
+                       token: str | None = None) -> bool | None:
+        return await self._store.complete(scope, key, retention, token)
+
+    async def release(self, scope: str, key: str, token: str | None = None) -> None:
         """A killed process releases nothing."""
 
     async def close(self) -> None:

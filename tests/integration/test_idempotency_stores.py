@@ -149,3 +149,94 @@ async def test_unreachable_store_error_masks_password(url: str) -> None:
     with pytest.raises(StoreUnavailable, match=r"user:\*\*\*@127\.0\.0\.1:1") as caught:
         await open_store(url)
     assert "s3cret" not in str(caught.value)
+
+
+# ---- lease tokens: renewal and fencing ---------------------------------------------------
+
+
+async def test_renewal_extends_the_lease(store: IdempotencyStore, scope: str) -> None:
+    """A lease renewed by its token outlives its first expiry: the key stays busy."""
+    assert await store.claim(scope, "k", 0.3, "t1") is ClaimResult.CLAIMED
+    assert await store.renew(scope, "k", LEASE, "t1") is True
+    await asyncio.sleep(0.5)
+    assert await store.claim(scope, "k", LEASE, "t2") is ClaimResult.BUSY
+
+
+async def test_renewal_with_another_token_is_refused(store: IdempotencyStore, scope: str) -> None:
+    """Only the claim's own token renews its lease; a stranger's renewal changes nothing."""
+    await store.claim(scope, "k", 0.3, "t1")
+    assert await store.renew(scope, "k", LEASE, "stranger") is False
+    await asyncio.sleep(0.5)
+    assert await store.claim(scope, "k", LEASE, "t2") is ClaimResult.CLAIMED
+
+
+async def test_renewal_of_a_done_key_is_refused(store: IdempotencyStore, scope: str) -> None:
+    """Once the key is done there is no lease left to renew."""
+    await store.claim(scope, "k", LEASE, "t1")
+    assert await store.complete(scope, "k", RETENTION, "t1") is True
+    assert await store.renew(scope, "k", LEASE, "t1") is False
+    assert await store.claim(scope, "k", LEASE, "t2") is ClaimResult.DONE
+
+
+async def test_late_completion_after_takeover_is_fenced(
+    store: IdempotencyStore, scope: str
+) -> None:
+    """A completion whose lease expired and was taken over is refused; the new holder's
+    lease stands and its own completion is recorded."""
+    await store.claim(scope, "k", 0.2, "late")
+    await asyncio.sleep(0.4)
+    assert await store.claim(scope, "k", LEASE, "new") is ClaimResult.CLAIMED
+    assert await store.complete(scope, "k", RETENTION, "late") is False
+    assert await store.claim(scope, "k", LEASE, "third") is ClaimResult.BUSY
+    assert await store.complete(scope, "k", RETENTION, "new") is True
+    assert await store.claim(scope, "k", LEASE, "third") is ClaimResult.DONE
+
+
+async def test_completion_after_another_finished_is_fenced(
+    store: IdempotencyStore, scope: str
+) -> None:
+    """A late completion never overwrites a key another holder already marked done."""
+    await store.claim(scope, "k", 0.2, "late")
+    await asyncio.sleep(0.4)
+    await store.claim(scope, "k", LEASE, "new")
+    assert await store.complete(scope, "k", RETENTION, "new") is True
+    assert await store.complete(scope, "k", 0.2, "late") is False
+    await asyncio.sleep(0.4)  # the late completion's short retention did not replace it
+    assert await store.claim(scope, "k", LEASE, "third") is ClaimResult.DONE
+
+
+async def test_completion_after_own_expiry_is_recorded(store: IdempotencyStore, scope: str) -> None:
+    """A lease that lapsed without anyone taking it over still completes: nobody else ran."""
+    await store.claim(scope, "k", 0.2, "slow")
+    await asyncio.sleep(0.4)
+    assert await store.complete(scope, "k", RETENTION, "slow") is True
+    assert await store.claim(scope, "k", LEASE, "t2") is ClaimResult.DONE
+
+
+async def test_release_by_token_spares_another_holder(store: IdempotencyStore, scope: str) -> None:
+    """Releasing with an outdated token leaves the current holder's lease in place."""
+    await store.claim(scope, "k", 0.2, "old")
+    await asyncio.sleep(0.4)
+    await store.claim(scope, "k", LEASE, "new")
+    await store.release(scope, "k", "old")
+    assert await store.claim(scope, "k", LEASE, "third") is ClaimResult.BUSY
+    await store.release(scope, "k", "new")
+    assert await store.claim(scope, "k", LEASE, "third") is ClaimResult.CLAIMED
+
+
+@pytest.mark.parametrize("kind", SHARED_KINDS)
+async def test_fencing_holds_across_replicas(kind: str, store_url: StoreUrl, scope: str) -> None:
+    """Two replicas on one shared store: the one whose lease was taken over cannot complete."""
+    slow = await open_store(store_url(kind))
+    other = await open_store(store_url(kind))
+    try:
+        await slow.claim(scope, "k", 0.2, "slow")
+        await asyncio.sleep(0.4)
+        assert await other.claim(scope, "k", LEASE, "other") is ClaimResult.CLAIMED
+        assert await slow.renew(scope, "k", LEASE, "slow") is False
+        assert await slow.complete(scope, "k", RETENTION, "slow") is False
+        assert await other.complete(scope, "k", RETENTION, "other") is True
+        assert await slow.claim(scope, "k", LEASE, "again") is ClaimResult.DONE
+    finally:
+        await slow.close()
+        await other.close()

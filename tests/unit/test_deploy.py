@@ -27,6 +27,8 @@ from framework.worker_spec import build_spec
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 K8S = DEPLOY / "k8s"
+STORE_FILE = "idempotency-store.yaml"  # the shared idempotency store of every Deployment
+SHARED_STORE_SCHEMES = {"redis", "rediss", "postgresql", "postgres"}
 WORKERS: tuple[type[Worker], ...] = discover(("services",)).workers
 SERVICES = sorted({str(w.service) for w in WORKERS})
 DEFINITIONS = json.loads((DEPLOY / "rabbitmq" / "definitions.json").read_text())
@@ -287,7 +289,7 @@ def test_rabbitmq_conf_loads_the_definitions_and_the_prometheus_plugin() -> None
 
 
 def test_compose_has_one_container_per_worker_and_nothing_unknown() -> None:
-    infrastructure = {"rabbitmq", "prometheus", "grafana"}
+    infrastructure = {"rabbitmq", "redis", "prometheus", "grafana"}
     assert set(COMPOSE["services"]) == infrastructure | {component(w) for w in WORKERS}
 
 
@@ -304,6 +306,10 @@ def test_compose_service(worker: type[Worker]) -> None:
     check = " ".join(svc["healthcheck"]["test"])
     assert f"http://127.0.0.1:{port}/healthz" in check
     assert svc["depends_on"]["rabbitmq"]["condition"] == "service_healthy"
+    store = urlsplit(svc["environment"]["FRAMEWORK_IDEMPOTENCY_URL"])
+    assert store.scheme in SHARED_STORE_SCHEMES, "replicas need a shared idempotency store"
+    assert store.hostname in COMPOSE["services"]
+    assert svc["depends_on"][store.hostname]["condition"] == "service_healthy"
     grace = int(svc["stop_grace_period"].rstrip("s"))
     assert grace > shutdown_bound(worker, svc["environment"].get("FRAMEWORK_SHUTDOWN_GRACE"))
 
@@ -394,12 +400,12 @@ def test_dashboard_only_uses_metrics_the_framework_defines() -> None:
 
 def test_one_k8s_file_per_service() -> None:
     assert {p.name for p in K8S.iterdir()} == {f"{s}.yaml" for s in SERVICES} | {
-        "rabbitmq-cluster.yaml"}
+        "rabbitmq-cluster.yaml", STORE_FILE}
 
 
 def test_k8s_has_nothing_for_unknown_workers() -> None:
     scaled = {d["metadata"]["name"] for p in K8S.glob("*.yaml") for d in documents(p)
-              if d["kind"] in ("Deployment", "ScaledObject")}
+              if d["kind"] in ("Deployment", "ScaledObject") and p.name != STORE_FILE}
     assert scaled == {component(w) for w in WORKERS}
 
 
@@ -421,6 +427,12 @@ def test_k8s_deployment(worker: type[Worker]) -> None:
     secret = find(docs, "Secret", ref["name"])
     user, password = credentials(secret["stringData"][ref["key"]])
     assert user == worker.service and password_matches(user, password)
+    store_ref = env["FRAMEWORK_IDEMPOTENCY_URL"]["valueFrom"]["secretKeyRef"]
+    store_docs = documents(K8S / STORE_FILE)
+    store = urlsplit(find(store_docs, "Secret", store_ref["name"])["stringData"][store_ref["key"]])
+    assert store.scheme in SHARED_STORE_SCHEMES, "20 replicas need a shared idempotency store"
+    service = find(store_docs, "Service", str(store.hostname))
+    assert store.port in {p["port"] for p in service["spec"]["ports"]}
     port = int(env["FRAMEWORK_METRICS_PORT"]["value"])
     assert port == compose_port(worker)
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
@@ -457,6 +469,25 @@ def test_keda_scaled_object(worker: type[Worker]) -> None:
         assert host.startswith(f"{trigger['metadata']['protocol']}://")
         user, password = credentials(host)
         assert user == "keda" and password_matches(user, password)
+
+
+def test_idempotency_store_serves_its_service() -> None:
+    """The shared store's Service selects its Deployment's pods on the port they listen on,
+    and its data outlives a pod (a volume claim, append-only file)."""
+    docs = documents(K8S / STORE_FILE)
+    service = find(docs, "Service", "framework-idempotency")["spec"]
+    deployment = find(docs, "Deployment", "framework-idempotency")["spec"]
+    pod = deployment["template"]
+    assert service["selector"].items() <= pod["metadata"]["labels"].items()
+    (container,) = pod["spec"]["containers"]
+    named = {p["name"]: p["containerPort"] for p in container["ports"]}
+    for port in service["ports"]:
+        assert named[port["targetPort"]] == port["port"]
+    assert "--appendonly" in container["args"]
+    (volume,) = pod["spec"]["volumes"]
+    find(docs, "PersistentVolumeClaim", volume["persistentVolumeClaim"]["claimName"])
+    for bound in ("requests", "limits"):
+        assert {"cpu", "memory"} <= container["resources"][bound].keys()
 
 
 def test_rabbitmq_cluster() -> None:

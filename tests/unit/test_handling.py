@@ -133,20 +133,22 @@ class BrokenStore(MemoryStore):
         super().__init__()
         self.broken = broken
 
-    async def claim(self, scope: str, key: str, lease: float) -> ClaimResult:
+    async def claim(self, scope: str, key: str, lease: float,
+                    token: str | None = None) -> ClaimResult:
         if "claim" in self.broken:
             raise ConnectionError("redis down")
-        return await super().claim(scope, key, lease)
+        return await super().claim(scope, key, lease, token)
 
-    async def complete(self, scope: str, key: str, retention: float) -> None:
+    async def complete(self, scope: str, key: str, retention: float,
+                       token: str | None = None) -> bool | None:
         if "complete" in self.broken:
             raise ConnectionError("redis down")
-        await super().complete(scope, key, retention)
+        return await super().complete(scope, key, retention, token)
 
-    async def release(self, scope: str, key: str) -> None:
+    async def release(self, scope: str, key: str, token: str | None = None) -> None:
         if "release" in self.broken:
             raise ConnectionError("redis down")
-        await super().release(scope, key)
+        await super().release(scope, key, token)
 
 
 async def test_store_down_at_claim_defers() -> None:
@@ -170,6 +172,106 @@ async def test_store_down_at_release_keeps_the_failure(broken: set[str]) -> None
 
     result = await process(envelope(), POLICY, BrokenStore(broken), boom, no_context)
     assert result == Failed("ValueError: x")
+
+
+async def test_thread_outliving_the_timeout_keeps_the_key_and_marks_it_done() -> None:
+    """The timeout cancels the coroutine, not its thread: processing waits for the thread,
+    then marks the key done (its effect stands) and dead-letters as permanent."""
+    from framework.idempotency.leases import install_tracking_executor
+
+    install_tracking_executor(asyncio.get_running_loop())
+    store = MemoryStore()
+    ran: list[int] = []
+
+    def effect() -> None:
+        import time
+
+        time.sleep(0.8)  # past POLICY.timeout (0.5 s)
+        ran.append(1)
+
+    async def in_thread(msg: Any, ctx: Context) -> None:
+        await asyncio.to_thread(effect)
+
+    result = await process(envelope(), POLICY, store, in_thread, no_context)
+    assert ran == [1]
+    assert isinstance(result, Failed) and result.permanent
+    assert "HandlerTimeout" in result.error and "thread finished" in result.error
+    assert await store.claim("q", "k1", 5) is ClaimResult.DONE
+
+
+async def test_thread_failing_after_the_timeout_releases_the_key() -> None:
+    """If the outliving thread raised, its effect did not happen: retried as usual."""
+    from framework.idempotency.leases import install_tracking_executor
+
+    install_tracking_executor(asyncio.get_running_loop())
+    store = MemoryStore()
+
+    def effect() -> None:
+        import time
+
+        time.sleep(0.8)
+        raise OSError("disk full")
+
+    async def in_thread(msg: Any, ctx: Context) -> None:
+        await asyncio.to_thread(effect)
+
+    result = await process(envelope(), POLICY, store, in_thread, no_context)
+    assert isinstance(result, Failed) and not result.permanent
+    assert await store.claim("q", "k1", 5) is ClaimResult.CLAIMED
+
+
+class HangingStore(MemoryStore):
+    """A store whose claims never answer (a stalled server)."""
+
+    async def claim(self, scope: str, key: str, lease: float,
+                    token: str | None = None) -> ClaimResult:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+
+async def test_store_that_does_not_answer_defers_within_the_bound() -> None:
+    """A claim past store_timeout defers the message and marks the store unhealthy."""
+    from dataclasses import replace
+
+    from framework.idempotency.health import StoreHealth
+
+    health = StoreHealth()
+    policy = replace(POLICY, store_timeout=0.1)
+    result = await asyncio.wait_for(
+        process(envelope(), policy, HangingStore(), ok, no_context, health=health), 2)
+    assert isinstance(result, Deferred) and "did not answer within 0.1s" in result.error
+    assert not health.healthy and health.failures == 1
+    await process(envelope(key="k2"), POLICY, MemoryStore(), ok, no_context, health=health)
+    assert health.healthy
+
+
+async def test_deferral_carries_the_incoming_count() -> None:
+    """A deferred message's count of deferrals so far comes from its fw-deferrals header."""
+    from dataclasses import replace
+
+    from framework import names
+
+    deferred = replace(envelope(), headers={names.DEFERRALS: 3})
+    result = await process(deferred, POLICY, BrokenStore({"claim"}), ok, no_context)
+    assert isinstance(result, Deferred) and result.deferrals == 3
+
+
+async def test_fenced_completion_is_counted() -> None:
+    """A completion refused because another holder took the key over is counted, and the
+    other holder's state is kept."""
+    from framework.idempotency.health import StoreHealth
+
+    store = MemoryStore()
+    health = StoreHealth()
+
+    async def taken_over(msg: Any, ctx: Context) -> None:
+        await store.release("q", "k1")  # our lease gone ...
+        await store.claim("q", "k1", 5, "another-worker")  # ... and claimed by another
+
+    result = await process(envelope(), POLICY, store, taken_over, no_context, health=health)
+    assert result == Handled(None)
+    assert health.fenced == 1
+    assert await store.claim("q", "k1", 5) is ClaimResult.BUSY  # still the other's lease
 
 
 async def test_unusable_envelope_is_invalid_without_claiming() -> None:

@@ -272,3 +272,31 @@ async def test_memory_is_bounded_and_allocated_up_front(max_keys: int) -> None:
 def test_the_default_store_stays_under_50_bytes_a_key() -> None:
     """100,000 keys in less than 5 MB."""
     assert footprint(MemoryStore()) <= 50 * 100_000
+
+
+async def test_fenced_completion_keeps_the_new_holder() -> None:
+    """A token whose lease expired and was taken over cannot complete or release the key."""
+    clock = FakeClock()
+    store = MemoryStore(clock=clock)
+    await store.claim("q", "k", 5, "old")
+    clock.now += 6
+    assert await store.claim("q", "k", 5, "new") is ClaimResult.CLAIMED
+    assert await store.renew("q", "k", 5, "old") is False
+    assert await store.complete("q", "k", 60, "old") is False
+    await store.release("q", "k", "old")
+    assert await store.claim("q", "k", 5, "x") is ClaimResult.BUSY
+    assert await store.complete("q", "k", 60, "new") is True
+    assert await store.claim("q", "k", 5, "x") is ClaimResult.DONE
+
+
+async def test_renewal_moves_the_expiry() -> None:
+    """A renewed lease is busy past its first expiry, then expires at the renewed time."""
+    clock = FakeClock()
+    store = MemoryStore(clock=clock)
+    await store.claim("q", "k", 5, "t")
+    clock.now += 4
+    assert await store.renew("q", "k", 5, "t") is True
+    clock.now += 4
+    assert await store.claim("q", "k", 5, "x") is ClaimResult.BUSY
+    clock.now += 1.1
+    assert await store.claim("q", "k", 5, "x") is ClaimResult.CLAIMED

@@ -138,3 +138,39 @@ def test_registries_are_independent() -> None:
     a.record("q", Ack(), 0.1)
     assert value(b, "framework_messages_handled_total", queue="q") is None
     assert b"framework_messages_handled_total" in a.render()
+
+
+
+class Tick(Command):
+    type_name = "tests.metrics.Tick"
+
+
+class Watched(Worker):
+    queue = "watched"
+
+    async def handle(self, msg: Tick, ctx: Context) -> None:
+        return None
+
+
+async def test_loop_lag_and_store_health_reach_the_metrics(metrics: Metrics) -> None:
+    """A watched worker's loop lag, stalls, store failures, fenced completions and store
+    health are exported (counters catch up at each render)."""
+    async with MemoryBus() as bus:
+        worker = Watched(bus)
+        metrics.watch(worker)
+        worker.loop_lag.observe(0.01)
+        worker.loop_lag.observe(2.0)
+        worker.store_health.failed("down")
+        worker.store_health.failed("down")
+        worker.store_health.fenced += 1
+        metrics.render()
+        q = {"queue": "watched"}
+        assert value(metrics, "framework_event_loop_lag_seconds_count", **q) == 2
+        assert value(metrics, "framework_event_loop_stalls_total", **q) == 1
+        assert value(metrics, "framework_idempotency_store_failures_total", **q) == 2
+        assert value(metrics, "framework_idempotency_fenced_total", **q) == 1
+        assert value(metrics, "framework_idempotency_store_healthy", **q) == 0
+        worker.store_health.succeeded()
+        metrics.render()
+        assert value(metrics, "framework_idempotency_store_healthy", **q) == 1
+        assert value(metrics, "framework_idempotency_store_failures_total", **q) == 2

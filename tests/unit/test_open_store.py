@@ -9,7 +9,7 @@ from pydantic import SecretStr
 
 from framework.errors import ConfigurationError
 from framework.idempotency import MemoryStore, open_store
-from framework.idempotency.factory import sqlite_path
+from framework.idempotency.factory import is_shared, sqlite_path
 from framework.idempotency.sqlite import SqliteStore
 
 
@@ -73,6 +73,23 @@ async def test_missing_driver_names_the_extra(
     with pytest.raises(ConfigurationError, match=rf"pip install 'framework\[{extra}\]'") as caught:
         await open_store(url)
     assert "hunter2" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "shared"),
+    [
+        ("memory://", False),
+        ("sqlite:///:memory:", False),
+        ("sqlite:///keys.db", True),
+        ("redis://localhost:6379/0", True),
+        ("postgresql://u@h/db", True),
+        ("nosuch://x", False),
+    ],
+)
+def test_shared_stores_are_told_apart(url: str, shared: bool) -> None:
+    """Only a store another connection sees the same way gets lease renewal from a second
+    connection (and silences the memory:// warning)."""
+    assert is_shared(url) is shared
 
 
 async def test_settings_url_opens_as_secret() -> None:

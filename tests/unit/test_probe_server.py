@@ -51,3 +51,15 @@ async def test_garbage_request_does_not_break_the_server() -> None:
         writer.close()
         await writer.wait_closed()
         assert (await get(server.port, "/healthz"))[0] == 200
+
+
+async def test_readyz_is_503_while_the_store_fails() -> None:
+    """A consuming worker whose idempotency store fails is not ready; ready again after."""
+    store = {"ok": False}
+    probes = Probes(metrics=lambda: b"", healthy=lambda: True, ready=lambda: True,
+                    store_ready=lambda: store["ok"])
+    async with ProbeServer(probes, host="127.0.0.1") as server:
+        assert await get(server.port, "/readyz") == (503, "idempotency store failing\n")
+        assert (await get(server.port, "/healthz"))[0] == 200  # alive: no restart for this
+        store["ok"] = True
+        assert await get(server.port, "/readyz") == (200, "consuming\n")
