@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 BENCH_STAMP := $(VENV)/.bench-stamp
 
-.PHONY: venv test lint demo bench chaos clean
+.PHONY: venv test lint demo bench chaos clean broker4 broker4-stop
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,13 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml
 ## (BENCH_ARGS=--quick for a smoke run)
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+## broker4: RabbitMQ 4.0 in a Debian trixie root (.broker4/) on 5682/15682, next to 3.10
+broker4:
+	scripts/broker4 start
+
+broker4-stop:
+	scripts/broker4 stop
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
