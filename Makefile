@@ -19,18 +19,29 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-## test: lint, type-check, then every test (unit, integration, chaos) against AMQP_URL
+## BROKERS: the RabbitMQ versions the integration and chaos suites run on (scripts/on-broker);
+## one only: make test BROKERS=3.10 (3.10 is AMQP_URL's broker, 4.0 is make broker4's)
+BROKERS ?= 3.10 4.0
+
+## test: lint, type-check, the unit tests once, then integration and chaos on each of BROKERS
 test: lint
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+	for broker in $(BROKERS); do \
+	    scripts/on-broker $$broker $(BIN)/pytest tests/integration tests/chaos $(PYTEST_ARGS) \
+	        || exit 1; \
+	done
 
 ## demo: the main job: start a worker and send it commands, end to end
 demo: $(STAMP)
 	$(BIN)/framework demo
 
 ## chaos: the fault-injection suite (short; CHAOS_LONG=1 make chaos for the long release run);
-## regenerates docs/reliability.md from the figures the scenarios measure
+## regenerates docs/reliability.md (one section per broker of BROKERS) from the figures measured
 chaos: lint
-	CHAOS_REPORT=docs/reliability.md $(BIN)/pytest tests/chaos $(PYTEST_ARGS)
+	for broker in $(BROKERS); do \
+	    CHAOS_REPORT=docs/reliability.md \
+	        scripts/on-broker $$broker $(BIN)/pytest tests/chaos $(PYTEST_ARGS) || exit 1; \
+	done
 
 $(BENCH_STAMP): $(STAMP) pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench,redis,postgres]'
