@@ -28,10 +28,11 @@ from framework.messages import Command, Event, Message, is_command, require_kind
 from framework.outgoing import outgoing_envelope
 from framework.publisher import Publisher
 from framework.request_reply import RequestClient
+from framework.robust import JitteredRobustConnection
 from framework.send_retry import RetryOnOverload
 from framework.settings import Settings
 from framework.topology import EXCHANGES, Topology
-from framework.urls import mask_url
+from framework.urls import mask_urls, split_urls
 from framework.worker_spec import build_spec
 
 if TYPE_CHECKING:
@@ -50,19 +51,20 @@ class Bus:
 
     def __init__(
         self,
-        url: str | None = None,
+        url: str | Sequence[str] | None = None,
         *,
         settings: Settings | None = None,
         service: str | None = None,
         idempotency: IdempotencyStore | str | None = None,
     ) -> None:
         self.settings = settings or Settings()
-        self._url = url or self.settings.amqp_url.get_secret_value()
+        self._urls = (split_urls(url) if isinstance(url, str) else list(url)) if url else (
+            self.settings.amqp_urls)
         self.service = service or self.settings.service_name
         self._idempotency_arg = idempotency
         self._store: IdempotencyStore | None = None
-        self._publish_conn: AbstractRobustConnection | None = None
-        self._consume_conn: AbstractRobustConnection | None = None
+        self._publish_conn: JitteredRobustConnection | None = None
+        self._consume_conn: JitteredRobustConnection | None = None
         self._publisher: Publisher | None = None
         self._requests: RequestClient | None = None
         self._declared: list[Topology] = [EXCHANGES]
@@ -70,8 +72,12 @@ class Bus:
         self._log = structlog.get_logger("framework.bus").bind(service=self.service)
 
     @classmethod
-    def connect(cls, url: str | None = None, **kwargs: Any) -> Bus:
-        """A bus for `url` (default: settings / AMQP_URL), to be entered with `async with`."""
+    def connect(cls, url: str | Sequence[str] | None = None, **kwargs: Any) -> Bus:
+        """A bus for `url` (default: settings / AMQP_URL), to be entered with `async with`.
+
+        Several URLs (a sequence, or comma-separated) are the nodes of one cluster: connecting
+        and every reconnect rotate through them with jittered backoff.
+        """
         return cls(url, **kwargs)
 
     def __repr__(self) -> str:
@@ -79,7 +85,10 @@ class Bus:
 
     @property
     def masked_url(self) -> str:
-        return mask_url(self._url)
+        """The URL of the node the bus is connected to (password hidden); before connecting,
+        every configured URL."""
+        conn = self._publish_conn
+        return conn.masked_url if conn is not None else mask_urls(self._urls)
 
     # ---- lifecycle ----------------------------------------------------------------
 
@@ -112,9 +121,9 @@ class Bus:
             raise
         self._log.info("bus.connected", url=self.masked_url)
 
-    async def _open(self, name: str) -> AbstractRobustConnection:
+    async def _open(self, name: str) -> JitteredRobustConnection:
         s = self.settings
-        return await open_connection(self._url, name=name, attempts=s.connect_attempts,
+        return await open_connection(self._urls, name=name, attempts=s.connect_attempts,
                                      timeout=s.connect_timeout, heartbeat=s.heartbeat)
 
     async def close(self) -> None:
@@ -205,7 +214,7 @@ class Bus:
         conn = self._connection(self._publish_conn)
         configured = self.settings.management_url
         api = ManagementApi.from_urls(
-            self._url, configured.get_secret_value() if configured else None
+            self._urls[0], configured.get_secret_value() if configured else None
         )
         tiers = declared_retry_queues(self._declared, queue)
 

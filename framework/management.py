@@ -20,7 +20,7 @@ from pydantic import SecretStr
 
 from framework.errors import ConfigurationError, FrameworkError
 from framework.queue_stats import QueueSample
-from framework.urls import mask_text, mask_url
+from framework.urls import mask_text, mask_url, split_urls
 
 _COLUMNS = ",".join((
     "name", "messages_ready", "messages_unacknowledged", "consumers",
@@ -45,8 +45,9 @@ class ManagementApi:
     @classmethod
     def from_urls(cls, amqp_url: str, management_url: str | None,
                   timeout: float = 3.0) -> ManagementApi:
-        """From `FRAMEWORK_MANAGEMENT_URL` (if set) and the AMQP URL's host and credentials."""
-        amqp = urlsplit(amqp_url)
+        """From `FRAMEWORK_MANAGEMENT_URL` (if set) and the AMQP URL's host and credentials
+        (of the first node when `amqp_url` lists several)."""
+        amqp = urlsplit(split_urls(amqp_url)[0])
         vhost = unquote(amqp.path[1:]) if len(amqp.path) > 1 else "/"
         user, password = unquote(amqp.username or "guest"), unquote(amqp.password or "guest")
         if management_url:

@@ -41,6 +41,7 @@ async def serve_worker_probes(
             log.warning("probes.depth_refresh_failed", queue=worker.spec.queue, error=repr(exc))
 
     probes = Probes(metrics=metrics.render, healthy=lambda: bus.is_connected,
-                    ready=lambda: worker.consuming, before_scrape=refresh_depths)
+                    ready=lambda: worker.consuming, before_scrape=refresh_depths,
+                    broker=lambda: bus.masked_url)
     async with ProbeServer(probes, port=port, host=host) as server:
         yield server

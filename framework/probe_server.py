@@ -29,6 +29,7 @@ class Probes:
     healthy: Callable[[], bool]
     ready: Callable[[], bool]
     before_scrape: Callable[[], Awaitable[None]] | None = None
+    broker: Callable[[], str] | None = None  # the masked URL in use, for the /healthz body
 
 
 class ProbeServer:
@@ -88,7 +89,9 @@ class ProbeServer:
                 await self._probes.before_scrape()
             return 200, CONTENT_TYPE_LATEST, self._probes.metrics()
         if route == "/healthz":
-            return _status(self._probes.healthy(), "alive", "broker connection down")
+            where = f" {self._probes.broker()}" if self._probes.broker is not None else ""
+            return _status(self._probes.healthy(), f"alive{where}",
+                           f"broker connection down{where}")
         if route == "/readyz":
             return _status(self._probes.ready(), "consuming", "not consuming")
         return 404, _TEXT, b"try /metrics, /healthz or /readyz\n"

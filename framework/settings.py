@@ -7,13 +7,14 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from framework.urls import mask_url
+from framework.urls import mask_url, mask_urls, split_urls
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@localhost:5672/"
 
 
 class Settings(BaseSettings):
-    """Framework-wide settings. `AMQP_URL` is honoured as well as `FRAMEWORK_AMQP_URL`."""
+    """Framework-wide settings. `AMQP_URL` is honoured as well as `FRAMEWORK_AMQP_URL`; it may
+    list the nodes of one cluster, comma-separated (see `framework.urls.split_urls`)."""
 
     model_config = SettingsConfigDict(env_prefix="FRAMEWORK_", extra="forbid")
 
@@ -42,14 +43,19 @@ class Settings(BaseSettings):
     @field_validator("amqp_url")
     @classmethod
     def _scheme_is_amqp(cls, value: SecretStr) -> SecretStr:
-        url = value.get_secret_value()
-        if not url.startswith(("amqp://", "amqps://")):
-            raise ValueError(
-                f"must start with amqp:// or amqps://, got {mask_url(url)!r}"
-            )
+        for url in split_urls(value.get_secret_value()):
+            if not url.startswith(("amqp://", "amqps://")):
+                raise ValueError(
+                    f"must start with amqp:// or amqps://, got {mask_url(url)!r}"
+                )
         return value
 
     @property
+    def amqp_urls(self) -> list[str]:
+        """The broker URL, or the URLs of the cluster's nodes, in the order to try them."""
+        return split_urls(self.amqp_url.get_secret_value())
+
+    @property
     def masked_amqp_url(self) -> str:
-        """The broker URL with its password hidden, for logs and terminals."""
-        return mask_url(self.amqp_url.get_secret_value())
+        """The broker URL(s) with passwords hidden, for logs and terminals."""
+        return mask_urls(self.amqp_urls)

@@ -8,6 +8,7 @@ from aio_pika.abc import AbstractRobustConnection
 
 from framework.connection import open_connection
 from framework.management import ManagementApi
+from framework.robust import JitteredRobustConnection
 from framework.settings import Settings
 
 
@@ -16,13 +17,13 @@ class BrokerSession:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._connection: AbstractRobustConnection | None = None
+        self._connection: JitteredRobustConnection | None = None
 
     @property
     def management(self) -> ManagementApi:
         configured = self.settings.management_url
         return ManagementApi.from_urls(
-            self.settings.amqp_url.get_secret_value(),
+            self.settings.amqp_urls[0],
             configured.get_secret_value() if configured else None,
         )
 
@@ -31,10 +32,17 @@ class BrokerSession:
         if self._connection is None:
             s = self.settings
             self._connection = await open_connection(
-                s.amqp_url.get_secret_value(), name="framework-cli", attempts=s.connect_attempts,
+                s.amqp_urls, name="framework-cli", attempts=s.connect_attempts,
                 timeout=s.connect_timeout, heartbeat=s.heartbeat,
             )
         return self._connection
+
+    @property
+    def masked_url(self) -> str:
+        """The node the session is connected to (password hidden), else the configured URLs."""
+        if self._connection is not None:
+            return self._connection.masked_url
+        return self.settings.masked_amqp_url
 
     async def __aenter__(self) -> BrokerSession:
         return self

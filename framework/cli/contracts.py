@@ -31,7 +31,7 @@ class _NoAliases(yaml.SafeDumper):
 def asyncapi_command(ctx: click.Context, modules: tuple[str, ...], as_json: bool,
                      title: str) -> None:
     """Print an AsyncAPI 3.0 document of the workers and messages in MODULES."""
-    url = state(ctx).settings.amqp_url.get_secret_value()
+    url = state(ctx).settings.amqp_urls[0]
     document = build_document(discover(modules), title=title, amqp_url=url)
     if as_json:
         click.echo(json.dumps(document, indent=2))

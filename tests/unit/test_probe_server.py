@@ -51,3 +51,15 @@ async def test_garbage_request_does_not_break_the_server() -> None:
         writer.close()
         await writer.wait_closed()
         assert (await get(server.port, "/healthz"))[0] == 200
+
+
+async def test_healthz_names_the_broker_in_use() -> None:
+    """/healthz says which node the bus is on (masked), up or down."""
+    state = {"healthy": True}
+    probes = Probes(metrics=lambda: b"", healthy=lambda: state["healthy"], ready=lambda: True,
+                    broker=lambda: "amqp://u:***@b:5672/")
+    async with ProbeServer(probes, host="127.0.0.1") as server:
+        assert await get(server.port, "/healthz") == (200, "alive amqp://u:***@b:5672/\n")
+        state["healthy"] = False
+        assert await get(server.port, "/healthz") == (
+            503, "broker connection down amqp://u:***@b:5672/\n")
