@@ -19,7 +19,7 @@ from pydantic import BaseModel
 
 from framework import names
 from framework.connection import open_connection
-from framework.declare import declare
+from framework.declare import QueueArgumentsDiffer, declare
 from framework.envelope import amqp_properties, to_amqp
 from framework.errors import FrameworkError
 from framework.idempotency import IdempotencyStore, open_store
@@ -171,15 +171,27 @@ class Bus:
 
     async def declare(self, worker: type[Worker]) -> None:
         """Declare a worker's topology (queues, delay tiers, DLQ, bindings), no consuming."""
-        topology = build_spec(worker).topology
-        await self._apply(topology)
-        if topology not in self._declared:
-            self._declared.append(topology)
+        applied = await self._apply(build_spec(worker).topology)
+        if applied not in self._declared:
+            self._declared.append(applied)
 
-    async def _apply(self, topology: Topology) -> None:
+    async def _apply(self, topology: Topology) -> Topology:
+        """Declare `topology`; a queue declared by an earlier version with other arguments
+        keeps them where the topology allows (`QueueSpec.fallback`). Returns what was
+        declared; raises `QueueArgumentsDiffer` for any other mismatch."""
         conn = self._connection(self._publish_conn)
-        async with conn.channel(publisher_confirms=False) as channel:
-            await declare(channel, topology)
+        while True:
+            try:
+                async with conn.channel(publisher_confirms=False) as channel:
+                    await declare(channel, topology)
+                return topology
+            except QueueArgumentsDiffer as exc:
+                older = topology.with_fallback(exc.queue)
+                if older is None:
+                    raise
+                self._log.warning("bus.queue_kept_older_arguments", queue=exc.queue,
+                                  argument=exc.argument, advice=_OLDER_QUEUE_ADVICE)
+                topology = older
 
     async def _on_reconnect(self, *_: Any) -> None:
         self._log.warning("bus.reconnected", url=self.masked_url)
@@ -376,6 +388,13 @@ class Bus:
         key = idempotency_key or new_key()
         outgoing = self._outgoing(command, key, correlation_id, None, None, timeout, None)
         return await self._requests.request(outgoing, command.type_name, timeout, reply_type)
+
+
+_OLDER_QUEUE_ADVICE = (
+    "declared by an earlier framework version; on RabbitMQ 4.x a DLQ without its own "
+    "delivery limit drops a dead letter after 20 `framework dlq list` readings: replay or "
+    "move its messages, delete it and restart the worker to get the current arguments"
+)
 
 
 def _is_store(arg: IdempotencyStore | str | None) -> bool:

@@ -22,6 +22,15 @@ class ExchangeSpec:
 class QueueSpec:
     name: str
     arguments: Mapping[str, Any] = field(default_factory=dict)
+    # accepted instead when the queue already exists with these (an earlier version's)
+    fallback: Mapping[str, Any] | None = None
+
+
+# A DLQ's own delivery limit. `framework dlq list` reads dead letters and returns them, and
+# every return counts as a delivery; RabbitMQ 4.x gives a quorum queue that sets no limit a
+# default of 20, and a DLQ has no dead-letter target: its 21st listing would drop the
+# message. (3.x has no default limit.)
+DLQ_DELIVERY_LIMIT = 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +45,16 @@ class Topology:
     exchanges: tuple[ExchangeSpec, ...] = ()
     queues: tuple[QueueSpec, ...] = ()
     bindings: tuple[BindingSpec, ...] = ()
+
+    def with_fallback(self, queue: str) -> Topology | None:
+        """This topology with `queue` declared with its fallback arguments (None: it has none)."""
+        if not any(q.name == queue and q.fallback is not None for q in self.queues):
+            return None
+        queues = tuple(
+            QueueSpec(q.name, q.fallback) if q.name == queue and q.fallback is not None else q
+            for q in self.queues
+        )
+        return Topology(self.exchanges, queues, self.bindings)
 
     def __add__(self, other: Topology) -> Topology:
         return Topology(
@@ -109,8 +128,15 @@ def worker_topology(
         for tier in tiers
     )
     return EXCHANGES + Topology(
-        queues=(QueueSpec(queue, main_args), QueueSpec(dlq, {"x-queue-type": "quorum"}),
-                *retry_queues),
+        queues=(
+            QueueSpec(queue, main_args),
+            QueueSpec(
+                dlq,
+                {"x-queue-type": "quorum", "x-delivery-limit": DLQ_DELIVERY_LIMIT},
+                fallback={"x-queue-type": "quorum"},  # DLQs declared before the limit
+            ),
+            *retry_queues,
+        ),
         bindings=tuple(
             BindingSpec(queue, exchange, type_name)
             for type_name, exchange in sorted(bindings.items())

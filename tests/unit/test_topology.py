@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from framework import names
 from framework.backoff import RetryPolicy
-from framework.topology import QueueOptions, worker_topology
+from framework.declare import QueueArgumentsDiffer
+from framework.topology import DLQ_DELIVERY_LIMIT, QueueOptions, worker_topology
 
 POLICY = RetryPolicy(base_delay=1.0, max_delay=4.0)
 
@@ -60,3 +61,34 @@ def test_names_of_companions() -> None:
     assert names.owner_queue("orders.dlq") == "orders"
     assert names.is_companion_queue("orders.dlq") and not names.is_companion_queue("orders")
     assert names.format_delay(1500) == "1500ms"
+
+
+def test_dlq_sets_its_own_large_delivery_limit() -> None:
+    """The DLQ never falls under 4.x's default limit of 20 (listing it returns messages)."""
+    args = _queues()["orders.dlq"]
+    assert args == {"x-queue-type": "quorum", "x-delivery-limit": DLQ_DELIVERY_LIMIT}
+    assert DLQ_DELIVERY_LIMIT >= 100_000
+
+
+def test_fallback_declares_an_earlier_versions_dlq_as_it_was() -> None:
+    """with_fallback swaps in the DLQ's earlier arguments; queues without one have none."""
+    topology = worker_topology("orders", {"PlaceOrder": names.COMMANDS_EXCHANGE}, POLICY,
+                               QueueOptions())
+    older = topology.with_fallback("orders.dlq")
+    assert older is not None
+    assert {q.name: dict(q.arguments) for q in older.queues}["orders.dlq"] == {
+        "x-queue-type": "quorum"}
+    assert older.with_fallback("orders.dlq") is None
+    assert topology.with_fallback("orders") is None
+
+
+def test_argument_mismatch_error_names_the_argument_setting_and_migration() -> None:
+    """PRECONDITION_FAILED becomes one line: which argument, which setting, what to do."""
+    error = QueueArgumentsDiffer("orders", (
+        "PRECONDITION_FAILED - inequivalent arg 'x-max-length' for queue 'orders' in vhost "
+        "'/': received the value '5' of type 'signedint' but current is none"))
+    text = str(error)
+    assert text.startswith("queue 'orders' exists with another x-max-length than declared "
+                           "(max_length): inequivalent arg 'x-max-length'")
+    assert "delete_queue orders" in text and "\n" not in text
+    assert error.argument == "x-max-length"

@@ -1,0 +1,91 @@
+"""Where RabbitMQ 3.10 and 4.x differ, the framework gives the same guarantees on both.
+
+`make test` runs this file on 3.10 and on 4.0 (scripts/on-broker); each test names the
+difference it covers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import aio_pika
+import pytest
+from aio_pika.abc import AbstractRobustConnection
+
+from framework import Bus, Command, Context, PermanentError, Worker, names
+from framework.dlq import browse
+from framework.testing import BrokerAdmin
+from framework.worker_spec import build_spec
+
+
+class Chore(Command):
+    type_name = "tests.versions.Chore"
+    n: int
+
+
+@pytest.fixture
+async def connection(amqp_url: str) -> AsyncIterator[AbstractRobustConnection]:
+    conn = await aio_pika.connect_robust(amqp_url)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+@contextlib.asynccontextmanager
+async def declared(bus: Bus, admin: BrokerAdmin, worker: type[Worker]) -> AsyncIterator[None]:
+    """The worker's topology for the block, deleted afterwards."""
+    spec = build_spec(worker)
+    await bus.declare(worker)
+    try:
+        yield
+    finally:
+        await admin.delete_worker_queues(spec.queue, spec.policy.tiers_ms())
+
+
+async def test_listing_a_dlq_many_times_loses_nothing(
+    bus: Bus, broker_admin: BrokerAdmin, connection: AbstractRobustConnection, queue_name: str
+) -> None:
+    """`dlq list` reads and returns; every return counts as a delivery, and a 4.x quorum
+    queue without its own limit drops a message after 20 (the DLQ has no dead-letter
+    target): the DLQ declares a limit of its own, so 25 listings keep the message."""
+
+    class ChoreWorker(Worker):
+        queue = queue_name
+
+        async def handle(self, msg: Chore, ctx: Context) -> None:
+            raise PermanentError("never")
+
+    async with declared(bus, broker_admin, ChoreWorker):
+        dlq = names.dlq_name(queue_name)
+        await broker_admin.publish_raw(dlq, b'{"n": 1}', type=Chore.type_name,
+                                       message_id="dead-1")
+        for listing in range(25):
+            # a returned message is counted again a few ms after the channel closes
+            assert await broker_admin.wait_for_depth(dlq, 1) == 1, f"lost after {listing}"
+            rows = await browse(connection, queue_name)
+            assert [r.key for r in rows] == ["dead-1"], f"listing {listing + 1}"
+        assert await broker_admin.wait_for_depth(dlq, 1) == 1
+
+
+async def test_a_dlq_declared_by_an_earlier_version_is_kept(
+    bus: Bus, broker_admin: BrokerAdmin, connection: AbstractRobustConnection, queue_name: str
+) -> None:
+    """A DLQ that exists without the delivery limit (declared before it was added) does not
+    stop the worker from starting: its arguments are kept and it keeps its messages."""
+
+    class ChoreWorker(Worker):
+        queue = queue_name
+
+        async def handle(self, msg: Chore, ctx: Context) -> None:
+            raise PermanentError("never")
+
+    dlq = names.dlq_name(queue_name)
+    async with connection.channel() as channel:
+        await channel.declare_queue(dlq, durable=True, arguments={"x-queue-type": "quorum"})
+    await broker_admin.publish_raw(dlq, b'{"n": 1}', type=Chore.type_name, message_id="old-1")
+    async with declared(bus, broker_admin, ChoreWorker):
+        assert await broker_admin.depth(dlq) == 1
+        await bus.send(Chore(n=2), idempotency_key="new-2")
+        assert await broker_admin.wait_for_depth(queue_name, 1) == 1
