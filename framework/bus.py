@@ -24,6 +24,7 @@ from framework.envelope import amqp_properties, to_amqp
 from framework.errors import FrameworkError
 from framework.idempotency import IdempotencyStore, open_store
 from framework.keys import new_key
+from framework.message_size import refuse_oversized
 from framework.messages import Command, Event, Message, is_command, require_kind
 from framework.outgoing import outgoing_envelope
 from framework.publisher import Publisher
@@ -341,6 +342,8 @@ class Bus:
             message, key, app_id=self.service, correlation_id=correlation_id,
             causation_id=causation_id, deadline=deadline, ttl=ttl, traceparent=traceparent,
         )
+        refuse_oversized(len(envelope.body), self.settings.max_message_size,
+                         routing_key=message.type_name, message_id=key)
         await self.publisher.publish_properties(
             envelope.body,
             amqp_properties(envelope, expiration_ms=expiration),
@@ -365,6 +368,8 @@ class Bus:
             message, key, app_id=self.service, correlation_id=correlation_id,
             causation_id=causation_id, deadline=deadline, ttl=ttl, traceparent=traceparent,
         )
+        refuse_oversized(len(envelope.body), self.settings.max_message_size,
+                         routing_key=message.type_name, message_id=key)
         return to_amqp(envelope, expiration_ms=expiration)
 
     async def request(

@@ -37,6 +37,10 @@ class Overloaded(PublishFailed):
         self.queue = queue
 
 
+class MessageTooLarge(PublishFailed):
+    """The body is above the broker's max message size: it was not sent (not retryable)."""
+
+
 class PublishTimeout(PublishFailed):
     """The broker did not confirm in time (e.g. a memory alarm blocked publishing)."""
 

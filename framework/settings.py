@@ -37,6 +37,13 @@ class Settings(BaseSettings):
         description="Seconds producer and worker clocks may disagree; a message expires only "
         "this long after its deadline (see framework.deadlines).",
     )
+    max_message_size: int | None = Field(
+        default=16 * 1024 * 1024,
+        ge=1,
+        description="Largest body send/publish accept, in bytes (None: no check). RabbitMQ "
+        "4.x refuses larger ones by default (max_message_size 16 MiB; 3.x 128 MiB); match "
+        "the broker's setting.",
+    )
     management_url: SecretStr | None = None
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
 

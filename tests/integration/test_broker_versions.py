@@ -7,14 +7,16 @@ difference it covers.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncIterator
 
 import aio_pika
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 
-from framework import Bus, Command, Context, PermanentError, Worker, names
+from framework import Bus, Command, Context, MessageTooLarge, PermanentError, Worker, names
 from framework.dlq import browse
+from framework.message_size import MIB
 from framework.testing import BrokerAdmin
 from framework.worker_spec import build_spec
 
@@ -88,4 +90,31 @@ async def test_a_dlq_declared_by_an_earlier_version_is_kept(
     async with declared(bus, broker_admin, ChoreWorker):
         assert await broker_admin.depth(dlq) == 1
         await bus.send(Chore(n=2), idempotency_key="new-2")
+        assert await broker_admin.wait_for_depth(queue_name, 1) == 1
+
+
+class Parcel(Command):
+    type_name = "tests.versions.Parcel"
+    blob: str
+
+
+async def test_a_body_above_16_mib_is_refused_at_once_and_one_below_goes_through(
+    bus: Bus, broker_admin: BrokerAdmin, queue_name: str
+) -> None:
+    """RabbitMQ 4.x refuses bodies above 16 MiB by closing the channel (seen only as a
+    publish timeout); the bus refuses them itself, at once, on both brokers, and a 15 MiB
+    body is confirmed and stored on both."""
+
+    class ParcelWorker(Worker):
+        queue = queue_name
+
+        async def handle(self, msg: Parcel, ctx: Context) -> None:
+            pass
+
+    async with declared(bus, broker_admin, ParcelWorker):
+        started = time.monotonic()
+        with pytest.raises(MessageTooLarge, match=r"above the 16 MiB the broker accepts"):
+            await bus.send(Parcel(blob="x" * (16 * MIB + 1)), timeout=30)
+        assert time.monotonic() - started < 5  # refused, not timed out
+        await bus.send(Parcel(blob="y" * (15 * MIB)), timeout=30)
         assert await broker_admin.wait_for_depth(queue_name, 1) == 1

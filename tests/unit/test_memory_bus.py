@@ -6,8 +6,9 @@ import asyncio
 
 import pytest
 
-from framework import Command, Context, Event, Overloaded, Worker, names
+from framework import Command, Context, Event, MessageTooLarge, Overloaded, Worker, names
 from framework.errors import RequestTimeout
+from framework.message_size import MIB
 from framework.testing import MemoryBroker, MemoryBus
 
 
@@ -215,3 +216,15 @@ async def test_requests_from_two_buses_get_their_own_replies() -> None:
 async def test_request_takes_only_commands(test_bus: MemoryBus) -> None:
     with pytest.raises(TypeError, match="takes a Command"):
         await test_bus.request(Happened())  # type: ignore[arg-type]
+
+
+class _Big(Event):
+    type_name = "tests.memory.Big"
+    blob: str
+
+
+async def test_memory_bus_refuses_a_body_above_the_max_message_size() -> None:
+    """The in-memory bus refuses what RabbitMQ 4.x would (above 16 MiB), as the real one."""
+    async with MemoryBus() as bus:
+        with pytest.raises(MessageTooLarge, match="claim check"):
+            await bus.publish(_Big(blob="x" * (16 * MIB + 1)))
