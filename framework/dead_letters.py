@@ -96,11 +96,15 @@ def _int(value: Any) -> int | None:
 
 
 def dead_letter_attempts(headers: Mapping[str, Any]) -> int | None:
-    """Attempts made: `fw-attempts`, else the quorum queue's delivery count, else `fw-attempt`."""
-    for key in (names.ATTEMPTS, "x-delivery-count", names.ATTEMPT):
+    """Attempts made: `fw-attempts` (the framework dead-lettered it), else `fw-attempt`.
+
+    Never `x-delivery-count`: on a message read from the DLQ it counts the DLQ's own
+    returns, i.e. how often it was listed (3.10 starts it at 0, 4.x omits it at first), not
+    the attempts made before the broker dead-lettered it."""
+    for key in (names.ATTEMPTS, names.ATTEMPT):
         value = _int(headers.get(key))
         if value is not None:
-            return value + 1 if key == "x-delivery-count" else value
+            return value
     return None
 
 

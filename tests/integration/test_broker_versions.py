@@ -118,3 +118,35 @@ async def test_a_body_above_16_mib_is_refused_at_once_and_one_below_goes_through
         assert time.monotonic() - started < 5  # refused, not timed out
         await bus.send(Parcel(blob="y" * (15 * MIB)), timeout=30)
         assert await broker_admin.wait_for_depth(queue_name, 1) == 1
+
+
+async def test_listing_a_delivery_limit_death_reports_the_same_attempts_each_time(
+    bus: Bus, broker_admin: BrokerAdmin, connection: AbstractRobustConnection, queue_name: str
+) -> None:
+    """A message the broker dead-letters at the delivery limit (a crash loop) is listed with
+    reason delivery-limit and the same attempts on every listing: the DLQ's own
+    x-delivery-count counts listings (3.10 starts it at 0, 4.0 omits it at first), so it is
+    not read as attempts."""
+
+    class CrashWorker(Worker):
+        queue = queue_name
+        delivery_limit = 2
+
+        async def handle(self, msg: Chore, ctx: Context) -> None:
+            raise PermanentError("never")
+
+    async with declared(bus, broker_admin, CrashWorker):
+        await bus.send(Chore(n=1), idempotency_key="crash-1")
+        for _ in range(3):  # delivered and returned, as by a worker process that crashes
+            async with connection.channel() as channel:
+                queue = await channel.declare_queue(queue_name, passive=True)
+                assert await broker_admin.wait_for_depth(queue_name, 1) == 1
+                message = await queue.get(no_ack=False)
+                await message.nack(requeue=True)
+        dlq = names.dlq_name(queue_name)
+        seen = []
+        for _ in range(3):
+            assert await broker_admin.wait_for_depth(dlq, 1) == 1
+            (row,) = await browse(connection, queue_name)
+            seen.append((row.key, row.reason, row.attempts))
+        assert seen == [("crash-1", "delivery-limit", 1)] * 3

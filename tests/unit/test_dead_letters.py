@@ -61,10 +61,12 @@ def test_no_reason_at_all_is_unknown() -> None:
     assert dead_letter_error({}) == ""
 
 
-def test_attempts_from_fw_attempts_then_delivery_count() -> None:
-    """fw-attempts when the framework dead-lettered it, else the quorum delivery count + 1."""
+def test_attempts_from_fw_attempts_then_fw_attempt_never_the_dlq_delivery_count() -> None:
+    """fw-attempts when the framework dead-lettered it, else fw-attempt; the DLQ's
+    x-delivery-count (how often the DLQ was listed) is never taken for attempts."""
     assert dead_letter_attempts({names.ATTEMPTS: 5, "x-delivery-count": 9}) == 5
-    assert dead_letter_attempts({"x-delivery-count": 2}) == 3
+    assert dead_letter_attempts({names.ATTEMPT: 2, "x-delivery-count": 7}) == 2
+    assert dead_letter_attempts({"x-delivery-count": 2}) is None
     assert dead_letter_attempts({}) is None
 
 
