@@ -18,6 +18,7 @@ from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from pydantic import BaseModel
 
 from framework import names
+from framework.broker_checks import version_problems
 from framework.connection import open_connection
 from framework.declare import QueueArgumentsDiffer, declare
 from framework.envelope import amqp_properties, to_amqp
@@ -120,7 +121,10 @@ class Bus:
         except BaseException:
             await self.close()
             raise
-        self._log.info("bus.connected", url=self.masked_url)
+        version = self._publish_conn.server_version
+        self._log.info("bus.connected", url=self.masked_url, broker=version)
+        for problem in version_problems(version):
+            self._log.warning("bus.broker_version_untested", detail=problem.text)
 
     async def _open(self, name: str) -> JitteredRobustConnection:
         s = self.settings

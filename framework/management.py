@@ -81,6 +81,20 @@ class ManagementApi:
             raise ManagementUnavailable(f"{self.masked_url}: unexpected answer to {path}")
         return [_sample(item) for item in data if isinstance(item, dict)]
 
+    async def queue(self, name: str) -> dict[str, Any] | None:
+        """One queue as the API shows it (arguments, effective policy); None if it does not
+        exist."""
+        path = f"/api/queues/{quote(self.vhost, safe='')}/{quote(name, safe='')}"
+        try:
+            data = await asyncio.to_thread(self._get, path)
+        except ManagementUnavailable as exc:
+            if isinstance(exc.__cause__, urllib.error.HTTPError) and exc.__cause__.code == 404:
+                return None
+            raise
+        if not isinstance(data, dict):
+            raise ManagementUnavailable(f"{self.masked_url}: unexpected answer to {path}")
+        return data
+
     def _get(self, path: str) -> Any:
         token = base64.b64encode(
             f"{self.username}:{self.password.get_secret_value()}".encode()

@@ -71,6 +71,13 @@ class JitteredRobustConnection(RobustConnection):
         self._urls[self._node] = URL(value)
 
     @property
+    def server_version(self) -> str | None:
+        """The broker's version as it announced it on connecting (None before)."""
+        transport = self._transport
+        version = transport.connection.server_properties.get("version") if transport else None
+        return str(version) if version else None
+
+    @property
     def masked_url(self) -> str:
         """`url` with its password hidden, for logs and health output."""
         return mask_url(str(self.url))

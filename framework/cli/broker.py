@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from types import TracebackType
 
-from aio_pika.abc import AbstractRobustConnection
-
 from framework.connection import open_connection
 from framework.management import ManagementApi
 from framework.robust import JitteredRobustConnection
@@ -27,7 +25,7 @@ class BrokerSession:
             configured.get_secret_value() if configured else None,
         )
 
-    async def connection(self) -> AbstractRobustConnection:
+    async def connection(self) -> JitteredRobustConnection:
         """The connection, opened now if needed (raises `BrokerUnavailable`)."""
         if self._connection is None:
             s = self.settings

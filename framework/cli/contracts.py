@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 import click
 import yaml
 
 from framework.asyncapi import build_document
+from framework.broker_checks import queue_problems, version_problems
+from framework.cli.broker import BrokerSession
 from framework.cli.context import state
-from framework.contracts import find_problems
+from framework.contracts import Problem, find_problems
 from framework.discovery import DEFAULT_MODULES, discover
+from framework.management import ManagementUnavailable
+from framework.settings import Settings
+from framework.worker import Worker
+from framework.worker_spec import build_spec
 
 _MODULE_HELP = f"Package to import (repeatable; default: {' and '.join(DEFAULT_MODULES)})."
 
@@ -42,10 +50,17 @@ def asyncapi_command(ctx: click.Context, modules: tuple[str, ...], as_json: bool
 
 @click.command("check")
 @click.option("--module", "-m", "modules", multiple=True, metavar="M", help=_MODULE_HELP)
-def check_command(modules: tuple[str, ...]) -> int:
-    """Report contract problems: duplicate or missing handlers, unannotated handlers."""
+@click.option("--broker", "on_broker", is_flag=True,
+              help="Also check the broker: its version, and each worker queue's arguments "
+                   "and policies as they exist there (management API).")
+@click.pass_context
+def check_command(ctx: click.Context, modules: tuple[str, ...], on_broker: bool) -> int:
+    """Report contract problems: duplicate or missing handlers, unannotated handlers; with
+    --broker, what on the broker would break the framework's guarantees."""
     catalog = discover(modules)
     problems = find_problems(catalog)
+    if on_broker:
+        problems += asyncio.run(broker_problems(state(ctx).settings, catalog.workers))
     for problem in problems:
         click.echo(f"{problem.level}: [{problem.code}] {problem.text}")
     errors = sum(p.level == "error" for p in problems)
@@ -54,3 +69,19 @@ def check_command(modules: tuple[str, ...]) -> int:
                f"{errors} errors, {warnings} warnings")
     click.echo(summary, file=sys.stderr if errors else sys.stdout)
     return 1 if errors else 0
+
+
+async def broker_problems(settings: Settings, workers: Sequence[type[Worker]]) -> list[Problem]:
+    """The broker's version, and every queue of `workers` as it exists there."""
+    async with BrokerSession(settings) as session:
+        problems = version_problems((await session.connection()).server_version)
+        try:
+            for worker in workers:
+                for queue in build_spec(worker).topology.queues:
+                    existing = await session.management.queue(queue.name)
+                    problems += queue_problems(queue.name, worker.__name__,
+                                               dict(queue.arguments), existing)
+        except ManagementUnavailable as exc:
+            problems.append(Problem("warning", "broker-unreadable",
+                                    f"queue arguments and policies not checked: {exc}"))
+    return sorted(problems, key=lambda p: p.level != "error")
