@@ -6,6 +6,7 @@ difference it covers.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
@@ -150,3 +151,34 @@ async def test_listing_a_delivery_limit_death_reports_the_same_attempts_each_tim
             (row,) = await browse(connection, queue_name)
             seen.append((row.key, row.reason, row.attempts))
         assert seen == [("crash-1", "delivery-limit", 1)] * 3
+
+
+async def test_client_set_x_headers_never_decide_a_dead_letters_reason(
+    bus: Bus, broker_admin: BrokerAdmin, connection: AbstractRobustConnection, queue_name: str
+) -> None:
+    """3.10 keeps a publisher's own `x-death` / `x-first-death-reason`, 4.x drops them: the
+    framework's `fw-` headers decide reason and attempts, so both report the same."""
+
+    class ChoreWorker(Worker):
+        queue = queue_name
+
+        async def handle(self, msg: Chore, ctx: Context) -> None:
+            raise PermanentError("refused")
+
+    forged = {"x-death": [{"count": 9, "reason": "expired", "queue": "elsewhere"}],
+              "x-first-death-reason": "expired", "fw-attempt": 2}
+    async with declared(bus, broker_admin, ChoreWorker):
+        worker = ChoreWorker(bus)
+        task = asyncio.create_task(worker.run())
+        try:
+            await worker.wait_ready()
+            await broker_admin.publish_raw(queue_name, b'{"n": 1}', type=Chore.type_name,
+                                           message_id="forged-1", headers=forged,
+                                           content_type="application/json")
+            dlq = names.dlq_name(queue_name)
+            assert await broker_admin.wait_for_depth(dlq, 1) == 1
+        finally:
+            await worker.stop()
+            await task
+        (row,) = await browse(connection, queue_name)
+        assert (row.key, row.reason, row.attempts) == ("forged-1", "permanent", 2)
