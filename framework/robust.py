@@ -79,8 +79,11 @@ class JitteredRobustConnection(RobustConnection):
 
     @property
     def masked_url(self) -> str:
-        """`url` with its password hidden, for logs and health output."""
-        return mask_url(str(self.url))
+        """`url` with its password hidden, for logs and health output (without the
+        heartbeat option the framework adds to every URL)."""
+        url = self.url
+        shown = url.with_query({k: v for k, v in url.query.items() if k != "heartbeat"})
+        return mask_url(str(shown))
 
     @property
     def transport(self) -> UnderlayConnection | None:
