@@ -37,10 +37,11 @@ class BrokerSession:
 
     @property
     def masked_url(self) -> str:
-        """The node the session is connected to (password hidden), else the configured URLs."""
+        """Where the session reads from (password hidden): the node of its AMQP connection
+        once opened, else the management API (of the first node)."""
         if self._connection is not None:
             return self._connection.masked_url
-        return self.settings.masked_amqp_url
+        return self.management.masked_url
 
     async def __aenter__(self) -> BrokerSession:
         return self
