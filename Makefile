@@ -10,7 +10,7 @@ UV_VERSION := 0.13.9
 UV := $(BIN)/uv
 LOWEST := .venv-lowest
 
-.PHONY: venv test lint demo bench chaos clean lock test-lowest fresh-clone
+.PHONY: venv test lint demo bench chaos clean lock test-lowest fresh-clone broker4 broker4-stop
 
 # The venv installs exactly the lock, then the checkout itself (editable, no dependencies);
 # `pip check` fails if pyproject.toml asks for something the lock lacks (run `make lock`).
@@ -47,9 +47,17 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-## test: lint, type-check, then every test (unit, integration, chaos) against AMQP_URL
+## BROKERS: the RabbitMQ versions the integration and chaos suites run on (scripts/on-broker);
+## one only: make test BROKERS=3.10 (3.10 is AMQP_URL's broker, 4.0 is make broker4's)
+BROKERS ?= 3.10 4.0
+
+## test: lint, type-check, the unit tests once, then integration and chaos on each of BROKERS
 test: lint
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+	for broker in $(BROKERS); do \
+	    scripts/on-broker $$broker $(BIN)/pytest tests/integration tests/chaos $(PYTEST_ARGS) \
+	        || exit 1; \
+	done
 
 ## fresh-clone: `make demo` and `make test` (a subset) in a fresh clone of this repository's
 ## HEAD in a temporary directory, with AMQP_URL unset (RabbitMQ on localhost); see .ci/fresh-clone
@@ -61,9 +69,12 @@ demo: $(STAMP)
 	$(BIN)/framework demo
 
 ## chaos: the fault-injection suite (short; CHAOS_LONG=1 make chaos for the long release run);
-## regenerates docs/reliability.md from the figures the scenarios measure
+## regenerates docs/reliability.md (one section per broker of BROKERS) from the figures measured
 chaos: lint
-	CHAOS_REPORT=docs/reliability.md $(BIN)/pytest tests/chaos $(PYTEST_ARGS)
+	for broker in $(BROKERS); do \
+	    CHAOS_REPORT=docs/reliability.md \
+	        scripts/on-broker $$broker $(BIN)/pytest tests/chaos $(PYTEST_ARGS) || exit 1; \
+	done
 
 $(BENCH_STAMP): $(STAMP)  # the lock already holds the bench extra
 	touch $(BENCH_STAMP)
@@ -73,6 +84,13 @@ $(BENCH_STAMP): $(STAMP)  # the lock already holds the bench extra
 ## (BENCH_ARGS=--quick for a smoke run)
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+## broker4: RabbitMQ 4.0 in a Debian trixie root (.broker4/) on 5682/15682, next to 3.10
+broker4:
+	scripts/broker4 start
+
+broker4-stop:
+	scripts/broker4 stop
 
 clean:
 	rm -rf $(VENV) $(LOWEST) .mypy_cache .ruff_cache .pytest_cache

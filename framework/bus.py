@@ -20,6 +20,7 @@ from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from pydantic import BaseModel, SecretStr
 
 from framework import names
+from framework.broker_checks import version_problems
 from framework.connection import open_connection
 from framework.declare import declare
 from framework.envelope import amqp_properties, to_amqp
@@ -27,17 +28,19 @@ from framework.errors import FrameworkError
 from framework.idempotency import IdempotencyStore, open_store
 from framework.idempotency.factory import is_shared
 from framework.keys import new_key
+from framework.message_size import refuse_oversized
 from framework.messages import Command, Event, Message, is_command, require_kind
 from framework.outbox.unit_of_work import refuse_direct_publish
 from framework.outbox.writer import OutboxWriter
 from framework.outgoing import outgoing_envelope
 from framework.publisher import Publisher
 from framework.request_reply import RequestClient
+from framework.robust import JitteredRobustConnection
 from framework.send_batch import raise_for_failures, send_batch
 from framework.send_retry import RetryOnOverload
 from framework.settings import Settings
 from framework.topology import EXCHANGES, Topology
-from framework.urls import mask_url
+from framework.urls import mask_urls, split_urls
 from framework.worker_spec import build_spec
 
 if TYPE_CHECKING:
@@ -56,19 +59,20 @@ class Bus:
 
     def __init__(
         self,
-        url: str | None = None,
+        url: str | Sequence[str] | None = None,
         *,
         settings: Settings | None = None,
         service: str | None = None,
         idempotency: IdempotencyStore | str | None = None,
     ) -> None:
         self.settings = settings or Settings()
-        self._url = url or self.settings.amqp_url.get_secret_value()
+        self._urls = (split_urls(url) if isinstance(url, str) else list(url)) if url else (
+            self.settings.amqp_urls)
         self.service = service or self.settings.service_name
         self._idempotency_arg = idempotency
         self._store: IdempotencyStore | None = None
-        self._publish_conn: AbstractRobustConnection | None = None
-        self._consume_conn: AbstractRobustConnection | None = None
+        self._publish_conn: JitteredRobustConnection | None = None
+        self._consume_conn: JitteredRobustConnection | None = None
         self._publisher: Publisher | None = None
         self._requests: RequestClient | None = None
         self._declared: list[Topology] = [EXCHANGES]
@@ -77,8 +81,12 @@ class Bus:
         self._log = structlog.get_logger("framework.bus").bind(service=self.service)
 
     @classmethod
-    def connect(cls, url: str | None = None, **kwargs: Any) -> Bus:
-        """A bus for `url` (default: settings / AMQP_URL), to be entered with `async with`."""
+    def connect(cls, url: str | Sequence[str] | None = None, **kwargs: Any) -> Bus:
+        """A bus for `url` (default: settings / AMQP_URL), to be entered with `async with`.
+
+        Several URLs (a sequence, or comma-separated) are the nodes of one cluster: connecting
+        and every reconnect rotate through them with jittered backoff.
+        """
         return cls(url, **kwargs)
 
     def __repr__(self) -> str:
@@ -86,7 +94,10 @@ class Bus:
 
     @property
     def masked_url(self) -> str:
-        return mask_url(self._url)
+        """The URL of the node the bus is connected to (password hidden); before connecting,
+        every configured URL."""
+        conn = self._publish_conn
+        return conn.masked_url if conn is not None else mask_urls(self._urls)
 
     # ---- lifecycle ----------------------------------------------------------------
 
@@ -121,11 +132,14 @@ class Bus:
             self._topology_check = asyncio.create_task(
                 self._check_topology(s.topology_check_interval)
             )
-        self._log.info("bus.connected", url=self.masked_url)
+        version = self._publish_conn.server_version
+        self._log.info("bus.connected", url=self.masked_url, broker=version)
+        for problem in version_problems(version):
+            self._log.warning("bus.broker_version_untested", detail=problem.text)
 
-    async def _open(self, name: str) -> AbstractRobustConnection:
+    async def _open(self, name: str) -> JitteredRobustConnection:
         s = self.settings
-        return await open_connection(self._url, name=name, attempts=s.connect_attempts,
+        return await open_connection(self._urls, name=name, attempts=s.connect_attempts,
                                      timeout=s.connect_timeout, heartbeat=s.heartbeat,
                                      allow_insecure_tls=s.allow_insecure_tls)
 
@@ -209,6 +223,9 @@ class Bus:
             self._declared.append(topology)
 
     async def _apply(self, topology: Topology) -> None:
+        """Declare `topology`; queues an earlier version declared keep their arguments where
+        the topology allows (`QueueSpec.accepted_arguments`); any other mismatch raises
+        `QueueArgumentsDiffer`."""
         await declare(self._connection(self._publish_conn), topology)
 
     async def _on_reconnect(self, *_: Any) -> None:
@@ -259,7 +276,7 @@ class Bus:
         conn = self._connection(self._publish_conn)
         configured = self.settings.management_url
         api = ManagementApi.from_urls(
-            self._url, configured.get_secret_value() if configured else None
+            self._urls[0], configured.get_secret_value() if configured else None
         )
         tiers = declared_retry_queues(self._declared, queue)
 
@@ -369,6 +386,8 @@ class Bus:
             message, key, app_id=self.service, correlation_id=correlation_id,
             causation_id=causation_id, deadline=deadline, ttl=ttl, traceparent=traceparent,
         )
+        refuse_oversized(len(envelope.body), self.settings.max_message_size,
+                         routing_key=message.type_name, message_id=key)
         await self.publisher.publish_properties(
             envelope.body,
             amqp_properties(envelope, expiration_ms=expiration),
@@ -402,6 +421,8 @@ class Bus:
             message, key, app_id=self.service, correlation_id=correlation_id,
             causation_id=causation_id, deadline=deadline, ttl=ttl, traceparent=traceparent,
         )
+        refuse_oversized(len(envelope.body), self.settings.max_message_size,
+                         routing_key=message.type_name, message_id=key)
         return to_amqp(envelope, expiration_ms=expiration)
 
     async def request(
@@ -425,6 +446,8 @@ class Bus:
         key = idempotency_key or new_key()
         outgoing = self._outgoing(command, key, correlation_id, None, None, timeout, None)
         return await self._requests.request(outgoing, command.type_name, timeout, reply_type)
+
+
 
 
 def _is_store(arg: IdempotencyStore | str | None) -> bool:

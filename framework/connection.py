@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import aio_pika
+from collections.abc import Sequence
+
 import structlog
-from aio_pika.abc import AbstractRobustConnection
+from aio_pika.connection import make_url
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS, ProbableAuthenticationError
 from tenacity import (
     AsyncRetrying,
@@ -15,7 +16,13 @@ from tenacity import (
 
 from framework.errors import BrokerUnavailable, ConfigurationError
 from framework.robust import JitteredRobustConnection
-from framework.urls import broker_url_problem, disables_tls_verification, mask_text, mask_url
+from framework.urls import (
+    broker_url_problem,
+    disables_tls_verification,
+    mask_text,
+    mask_url,
+    mask_urls,
+)
 from framework.wire_guard import install as install_wire_guard
 
 _log = structlog.get_logger("framework.connection")
@@ -24,23 +31,30 @@ _RETRYABLE = (*CONNECTION_EXCEPTIONS, TimeoutError)
 
 
 async def open_connection(
-    url: str,
+    url: str | Sequence[str],
     *,
     name: str,
     attempts: int = 5,
     timeout: float = 5.0,
     heartbeat: int = 15,
     allow_insecure_tls: bool = False,
-) -> AbstractRobustConnection:
-    """Connect to `url` (amqp:// or amqps://), retrying `attempts` times with jittered backoff.
+) -> JitteredRobustConnection:
+    """Connect to `url` (amqp:// or amqps://), or to the first of several node URLs that
+    answers, retrying `attempts` times with jittered backoff; each retry starts at the next
+    node.
 
-    Once connected, aio-pika's robust connection reconnects by itself. Header tables on
-    it are decoded depth-bounded (`wire_guard`): a poisoned frame cannot kill it. A URL
-    that cannot be parsed, or an amqps URL with `no_verify_ssl` without
+    Once connected, the robust connection reconnects by itself, rotating through the nodes.
+    Header tables on it are decoded depth-bounded (`wire_guard`): a poisoned frame cannot
+    kill it. A URL that cannot be parsed, or an amqps URL with `no_verify_ssl` without
     `allow_insecure_tls`, is a `ConfigurationError` before anything is sent.
     """
-    check_url(url, allow_insecure_tls=allow_insecure_tls)
+    urls = [url] if isinstance(url, str) else list(url)
+    if not urls:
+        raise BrokerUnavailable("no broker URL given (--url or AMQP_URL)")
+    for each in urls:
+        check_url(each, allow_insecure_tls=allow_insecure_tls)
     install_wire_guard()
+    tried = mask_urls(urls)
     try:
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type(_RETRYABLE),
@@ -49,24 +63,36 @@ async def open_connection(
             reraise=True,
         ):
             with attempt:
-                return await aio_pika.connect_robust(
-                    url,
-                    timeout=timeout,
-                    heartbeat=heartbeat,
-                    client_properties={"connection_name": name},
-                    connection_class=JitteredRobustConnection,
-                )
+                start = attempt.retry_state.attempt_number - 1
+                return await _connect(urls, start, name, timeout, heartbeat)
     except ProbableAuthenticationError as exc:
         raise BrokerUnavailable(
-            f"cannot connect to {mask_url(url)}: authentication failed or vhost missing "
+            f"cannot connect to {tried}: authentication failed or vhost missing "
             f"({_cause(exc)}); check the user, password and vhost in the URL"
         ) from exc
     except _RETRYABLE as exc:
         raise BrokerUnavailable(
-            f"cannot connect to {mask_url(url)} after {attempts} attempts: {_cause(exc)}; "
+            f"cannot connect to {tried} after {attempts} attempts: {_cause(exc)}; "
             "is RabbitMQ running and is the URL right (--url or AMQP_URL)?"
         ) from exc
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def _connect(
+    urls: list[str], start: int, name: str, timeout: float, heartbeat: int
+) -> JitteredRobustConnection:
+    connection = JitteredRobustConnection(
+        [make_url(u, heartbeat=heartbeat) for u in urls],
+        start=start,
+        client_properties={"connection_name": name},
+        heartbeat=heartbeat,
+    )
+    try:
+        await connection.connect(timeout=timeout)
+    except BaseException:
+        await connection.close()
+        raise
+    return connection
 
 
 def check_url(url: str, *, allow_insecure_tls: bool = False) -> None:

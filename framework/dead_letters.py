@@ -97,12 +97,11 @@ def _int(value: Any) -> int | None:
 
 
 def dead_letter_attempts(headers: Mapping[str, Any]) -> int | None:
-    """Attempts made: `fw-attempts` (the framework dead-lettered it), else `fw-attempt` (the
-    attempt a broker dead-lettered message was on), else None.
+    """Attempts made: `fw-attempts` (the framework dead-lettered it), else `fw-attempt`.
 
-    Never `x-delivery-count`: a message read from the DLQ carries the DLQ's own count, which
-    every browse (get, then returned on channel close) raises by one.
-    """
+    Never `x-delivery-count`: on a message read from the DLQ it counts the DLQ's own
+    returns, i.e. how often it was listed (3.10 starts it at 0, 4.x omits it at first), not
+    the attempts made before the broker dead-lettered it."""
     for key in (names.ATTEMPTS, names.ATTEMPT):
         value = _int(headers.get(key))
         if value is not None:

@@ -48,6 +48,10 @@ class MessageRefused(PublishFailed):
     same message cannot help, so it is not retried."""
 
 
+class MessageTooLarge(MessageRefused):
+    """The body is above the broker's max message size: it was not sent (not retryable)."""
+
+
 class PublishTimeout(PublishFailed):
     """The broker did not confirm in time (e.g. a memory alarm blocked publishing)."""
 

@@ -21,7 +21,7 @@ from pydantic import SecretStr
 
 from framework.errors import ConfigurationError, FrameworkError
 from framework.queue_stats import QueueSample
-from framework.urls import mask_text, mask_url
+from framework.urls import mask_text, mask_url, split_urls
 
 _COLUMNS = ",".join((
     "name", "messages_ready", "messages_unacknowledged", "consumers",
@@ -46,8 +46,9 @@ class ManagementApi:
     @classmethod
     def from_urls(cls, amqp_url: str, management_url: str | None,
                   timeout: float = 3.0) -> ManagementApi:
-        """From `FRAMEWORK_MANAGEMENT_URL` (if set) and the AMQP URL's host and credentials."""
-        amqp = urlsplit(amqp_url)
+        """From `FRAMEWORK_MANAGEMENT_URL` (if set) and the AMQP URL's host and credentials
+        (of the first node when `amqp_url` lists several)."""
+        amqp = urlsplit(split_urls(amqp_url)[0])
         vhost = unquote(amqp.path[1:]) if len(amqp.path) > 1 else "/"
         user, password = unquote(amqp.username or "guest"), unquote(amqp.password or "guest")
         if management_url:
@@ -80,6 +81,20 @@ class ManagementApi:
         if not isinstance(data, list):
             raise ManagementUnavailable(f"{self.masked_url}: unexpected answer to {path}")
         return [_sample(item) for item in data if isinstance(item, dict)]
+
+    async def queue(self, name: str) -> dict[str, Any] | None:
+        """One queue as the API shows it (arguments, effective policy); None if it does not
+        exist."""
+        path = f"/api/queues/{quote(self.vhost, safe='')}/{quote(name, safe='')}"
+        try:
+            data = await asyncio.to_thread(self._get, path)
+        except ManagementUnavailable as exc:
+            if isinstance(exc.__cause__, urllib.error.HTTPError) and exc.__cause__.code == 404:
+                return None
+            raise
+        if not isinstance(data, dict):
+            raise ManagementUnavailable(f"{self.masked_url}: unexpected answer to {path}")
+        return data
 
     def _get(self, path: str) -> Any:
         token = base64.b64encode(

@@ -50,6 +50,7 @@ async def serve_worker_probes(
     probes = Probes(metrics=metrics.render, healthy=lambda: worker.alive,
                     ready=lambda: worker.receiving and bus.is_connected,
                     before_scrape=refresh_depths,
-                    store_ready=lambda: worker.store_health.healthy)
+                    store_ready=lambda: worker.store_health.healthy,
+                    broker=lambda: bus.masked_url)
     async with ProbeServer(probes, port=port, host=host) as server:
         yield server

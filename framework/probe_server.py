@@ -31,6 +31,7 @@ class Probes:
     before_scrape: Callable[[], Awaitable[None]] | None = None
     # a second readiness input: the idempotency store answers (False while its calls fail)
     store_ready: Callable[[], bool] = lambda: True
+    broker: Callable[[], str] | None = None  # the masked URL in use, for the /healthz body
 
 
 class ProbeServer:
@@ -90,7 +91,9 @@ class ProbeServer:
                 await self._probes.before_scrape()
             return 200, CONTENT_TYPE_LATEST, self._probes.metrics()
         if route == "/healthz":
-            return _status(self._probes.healthy(), "alive", "not alive: worker stopped or stuck")
+            where = f" {self._probes.broker()}" if self._probes.broker is not None else ""
+            return _status(self._probes.healthy(), f"alive{where}",
+                           f"not alive: worker stopped or stuck{where}")
         if route == "/readyz" and not self._probes.store_ready():
             return _status(False, "", "idempotency store failing")
         if route == "/readyz":

@@ -7,13 +7,14 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from framework.urls import broker_url_problem, mask_url
+from framework.urls import broker_url_problem, mask_url, mask_urls, split_urls
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@localhost:5672/"
 
 
 class Settings(BaseSettings):
-    """Framework-wide settings. `AMQP_URL` is honoured as well as `FRAMEWORK_AMQP_URL`."""
+    """Framework-wide settings. `AMQP_URL` is honoured as well as `FRAMEWORK_AMQP_URL`; it may
+    list the nodes of one cluster, comma-separated (see `framework.urls.split_urls`)."""
 
     model_config = SettingsConfigDict(env_prefix="FRAMEWORK_", extra="forbid")
 
@@ -60,6 +61,13 @@ class Settings(BaseSettings):
     outbox_retention: float = Field(default=86400.0, gt=0,
                                     description="Seconds sent outbox rows are kept.")
     outbox_cleanup_interval: float = Field(default=60.0, gt=0)
+    max_message_size: int | None = Field(
+        default=16 * 1024 * 1024,
+        ge=1,
+        description="Largest body send/publish accept, in bytes (None: no check). RabbitMQ "
+        "4.x refuses larger ones by default (max_message_size 16 MiB; 3.x 128 MiB); match "
+        "the broker's setting.",
+    )
     management_url: SecretStr | None = None
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     topology_check_interval: float = Field(
@@ -78,20 +86,30 @@ class Settings(BaseSettings):
     @field_validator("amqp_url")
     @classmethod
     def _scheme_is_amqp(cls, value: SecretStr) -> SecretStr:
-        url = value.get_secret_value()
-        if not url.startswith(("amqp://", "amqps://")):
-            raise ValueError(
-                f"must start with amqp:// or amqps://, got {mask_url(url)!r}"
-            )
-        problem = broker_url_problem(url)
-        if problem is not None:
-            raise ValueError(problem)
+        text = value.get_secret_value()
+        try:
+            urls = split_urls(text)
+        except ValueError as exc:  # e.g. a broken IPv6 host: say what to encode
+            raise ValueError(broker_url_problem(text.split(",")[0].strip()) or str(exc)) from exc
+        for url in urls:
+            if not url.startswith(("amqp://", "amqps://")):
+                raise ValueError(
+                    f"must start with amqp:// or amqps://, got {mask_url(url)!r}"
+                )
+            problem = broker_url_problem(url)
+            if problem is not None:
+                raise ValueError(problem)
         return value
 
     @property
+    def amqp_urls(self) -> list[str]:
+        """The broker URL, or the URLs of the cluster's nodes, in the order to try them."""
+        return split_urls(self.amqp_url.get_secret_value())
+
+    @property
     def masked_amqp_url(self) -> str:
-        """The broker URL with its password hidden, for logs and terminals."""
-        return mask_url(self.amqp_url.get_secret_value())
+        """The broker URL(s) with passwords hidden, for logs and terminals."""
+        return mask_urls(self.amqp_urls)
 
     @property
     def masked_idempotency_url(self) -> str:

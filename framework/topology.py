@@ -22,6 +22,8 @@ class ExchangeSpec:
 class QueueSpec:
     name: str
     arguments: Mapping[str, Any] = field(default_factory=dict)
+    # accepted instead when the queue already exists with these (an earlier version's)
+    fallback: Mapping[str, Any] | None = None
 
     @property
     def legacy_arguments(self) -> Mapping[str, Any] | None:
@@ -31,6 +33,19 @@ class QueueSpec:
         if "x-dead-letter-exchange" not in self.arguments:
             return None
         return {**self.arguments, "x-dead-letter-exchange": ""}
+
+    def accepted_arguments(self) -> tuple[Mapping[str, Any], ...]:
+        """The argument sets to declare with, in order: the current ones, then those of
+        earlier framework versions that existing queues may carry."""
+        older = (self.legacy_arguments, self.fallback)
+        return (self.arguments, *(a for a in older if a is not None and a != self.arguments))
+
+
+# A DLQ's own delivery limit. `framework dlq list` reads dead letters and returns them, and
+# every return counts as a delivery; RabbitMQ 4.x gives a quorum queue that sets no limit a
+# default of 20, and a DLQ has no dead-letter target: its 21st listing would drop the
+# message. (3.x has no default limit.)
+DLQ_DELIVERY_LIMIT = 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,8 +149,15 @@ def worker_topology(
         for tier in tiers
     )
     return EXCHANGES + Topology(
-        queues=(QueueSpec(queue, main_args), QueueSpec(dlq, {"x-queue-type": "quorum"}),
-                *retry_queues),
+        queues=(
+            QueueSpec(queue, main_args),
+            QueueSpec(
+                dlq,
+                {"x-queue-type": "quorum", "x-delivery-limit": DLQ_DELIVERY_LIMIT},
+                fallback={"x-queue-type": "quorum"},  # DLQs declared before the limit
+            ),
+            *retry_queues,
+        ),
         bindings=tuple(
             BindingSpec(queue, exchange, type_name)
             for type_name, exchange in sorted(bindings.items())

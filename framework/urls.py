@@ -99,3 +99,38 @@ def disables_tls_verification(url: str) -> bool:
         return False
     query = dict(parse_qsl(parts.query, keep_blank_values=True))
     return "no_verify_ssl" in query and query["no_verify_ssl"] != "0"
+def split_urls(text: str) -> list[str]:
+    """The broker URLs in `text`: one URL, or the nodes of one cluster separated by commas.
+
+    Either full URLs (`amqp://u:p@a:5672/,amqp://u:p@b:5672/`) or hosts after a first URL
+    (`amqp://u:p@a:5672,b:5672,c:5672/vhost`): a host inherits the first URL's scheme and
+    credentials, and the path (vhost) and query written after the last host apply to every
+    node that has none. A comma inside a password must be percent-encoded (`%2C`).
+    """
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if not items:
+        raise ValueError("no broker URL given")
+    first = urlsplit(items[0])
+    if not first.scheme or "://" not in items[0]:
+        raise ValueError(
+            f"the first broker address must be a URL (amqp://...), got {mask_text(items[0])!r}"
+        )
+    userinfo = first.netloc.rpartition("@")[0]
+    prefix = f"{first.scheme}://{userinfo + '@' if userinfo else ''}"
+    urls = [item if "://" in item else prefix + item for item in items]
+    last = urlsplit(urls[-1])
+    if "://" not in items[-1] and (last.path or last.query):
+        urls = [_with_default_path(url, last.path, last.query) for url in urls]
+    return urls
+
+
+def _with_default_path(url: str, path: str, query: str) -> str:
+    parts = urlsplit(url)
+    if parts.path or parts.query:
+        return url
+    return urlunsplit((parts.scheme, parts.netloc, path, query, parts.fragment))
+
+
+def mask_urls(urls: list[str]) -> str:
+    """Several broker URLs for display: each masked, separated by commas."""
+    return ",".join(mask_url(url) for url in urls)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from types import TracebackType
 
-from aio_pika.abc import AbstractRobustConnection
-
 from framework.connection import open_connection
 from framework.management import ManagementApi
+from framework.robust import JitteredRobustConnection
 from framework.settings import Settings
 
 
@@ -16,26 +15,34 @@ class BrokerSession:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._connection: AbstractRobustConnection | None = None
+        self._connection: JitteredRobustConnection | None = None
 
     @property
     def management(self) -> ManagementApi:
         configured = self.settings.management_url
         return ManagementApi.from_urls(
-            self.settings.amqp_url.get_secret_value(),
+            self.settings.amqp_urls[0],
             configured.get_secret_value() if configured else None,
         )
 
-    async def connection(self) -> AbstractRobustConnection:
+    async def connection(self) -> JitteredRobustConnection:
         """The connection, opened now if needed (raises `BrokerUnavailable`)."""
         if self._connection is None:
             s = self.settings
             self._connection = await open_connection(
-                s.amqp_url.get_secret_value(), name="framework-cli", attempts=s.connect_attempts,
+                s.amqp_urls, name="framework-cli", attempts=s.connect_attempts,
                 timeout=s.connect_timeout, heartbeat=s.heartbeat,
                 allow_insecure_tls=s.allow_insecure_tls,
             )
         return self._connection
+
+    @property
+    def masked_url(self) -> str:
+        """Where the session reads from (password hidden): the node of its AMQP connection
+        once opened, else the management API (of the first node)."""
+        if self._connection is not None:
+            return self._connection.masked_url
+        return self.management.masked_url
 
     async def __aenter__(self) -> BrokerSession:
         return self

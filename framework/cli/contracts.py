@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 import click
 import yaml
 
 from framework.asyncapi import build_document
+from framework.broker_checks import queue_problems, version_problems
+from framework.cli.broker import BrokerSession
 from framework.cli.context import state
 from framework.cli.options import PROJECT_DEFAULT, module_option
-from framework.contracts import find_problems
+from framework.contracts import Problem, find_problems
 from framework.discovery import discover
+from framework.management import ManagementUnavailable
+from framework.settings import Settings
+from framework.worker import Worker
+from framework.worker_spec import build_spec
 
 _MODULE_HELP = f"Package to import (repeatable; {PROJECT_DEFAULT})."
 
@@ -32,7 +40,7 @@ class _NoAliases(yaml.SafeDumper):
 def asyncapi_command(ctx: click.Context, modules: tuple[str, ...], as_json: bool,
                      title: str) -> None:
     """Print an AsyncAPI 3.0 document of the workers and messages in MODULES."""
-    url = state(ctx).settings.amqp_url.get_secret_value()
+    url = state(ctx).settings.amqp_urls[0]
     document = build_document(discover(modules), title=title, amqp_url=url)
     if as_json:
         click.echo(json.dumps(document, indent=2))
@@ -43,10 +51,17 @@ def asyncapi_command(ctx: click.Context, modules: tuple[str, ...], as_json: bool
 
 @click.command("check")
 @module_option(_MODULE_HELP)
-def check_command(modules: tuple[str, ...]) -> int:
-    """Report contract problems: duplicate or missing handlers, unannotated handlers."""
+@click.option("--broker", "on_broker", is_flag=True,
+              help="Also check the broker: its version, and each worker queue's arguments "
+                   "and policies as they exist there (management API).")
+@click.pass_context
+def check_command(ctx: click.Context, modules: tuple[str, ...], on_broker: bool) -> int:
+    """Report contract problems: duplicate or missing handlers, unannotated handlers; with
+    --broker, what on the broker would break the framework's guarantees."""
     catalog = discover(modules)
     problems = find_problems(catalog)
+    if on_broker:
+        problems += asyncio.run(broker_problems(state(ctx).settings, catalog.workers))
     for problem in problems:
         click.echo(f"{problem.level}: [{problem.code}] {problem.text}")
     errors = sum(p.level == "error" for p in problems)
@@ -55,3 +70,19 @@ def check_command(modules: tuple[str, ...]) -> int:
                f"{errors} errors, {warnings} warnings")
     click.echo(summary, file=sys.stderr if errors else sys.stdout)
     return 1 if errors else 0
+
+
+async def broker_problems(settings: Settings, workers: Sequence[type[Worker]]) -> list[Problem]:
+    """The broker's version, and every queue of `workers` as it exists there."""
+    async with BrokerSession(settings) as session:
+        problems = version_problems((await session.connection()).server_version)
+        try:
+            for worker in workers:
+                for queue in build_spec(worker).topology.queues:
+                    existing = await session.management.queue(queue.name)
+                    problems += queue_problems(queue.name, worker.__name__,
+                                               dict(queue.arguments), existing)
+        except ManagementUnavailable as exc:
+            problems.append(Problem("warning", "broker-unreadable",
+                                    f"queue arguments and policies not checked: {exc}"))
+    return sorted(problems, key=lambda p: p.level != "error")

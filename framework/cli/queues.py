@@ -41,22 +41,25 @@ def queues_command(ctx: click.Context, queue_names: tuple[str, ...], pattern: st
     async def once() -> None:
         async with BrokerSession(settings) as session:
             snapshot = await read(session)
+            broker = session.masked_url
         if as_json:
             click.echo(json.dumps([row.as_json() for row in snapshot.rows], indent=2))
             _warn(snapshot)
         else:
-            _console().print(render(snapshot, {}))
+            _console().print(render(snapshot, {}, broker))
 
     async def watching(interval: float) -> None:
         previous: dict[str, int] = {}
         async with BrokerSession(settings) as session:
             snapshot = await read(session)
-            with Live(render(snapshot, {}), console=_console(), auto_refresh=False) as live:
+            broker = session.masked_url
+            with Live(render(snapshot, {}, broker), console=_console(),
+                      auto_refresh=False) as live:
                 while True:
                     previous = {row.name: backlog(row) for row in snapshot.rows}
                     await asyncio.sleep(interval)
                     snapshot = await read(session)
-                    live.update(render(snapshot, previous), refresh=True)
+                    live.update(render(snapshot, previous, session.masked_url), refresh=True)
 
     try:
         asyncio.run(once() if watch is None else watching(watch))
@@ -64,12 +67,14 @@ def queues_command(ctx: click.Context, queue_names: tuple[str, ...], pattern: st
         return
 
 
-def render(snapshot: Snapshot, previous: dict[str, int]) -> Table:
-    """The queues table; `previous` backlogs (by queue) give the trend arrows."""
+def render(snapshot: Snapshot, previous: dict[str, int], broker: str | None = None) -> Table:
+    """The queues table; `previous` backlogs (by queue) give the trend arrows; `broker` (the
+    masked URL of the node read) goes into the title."""
     source = snapshot.rows[0].source if snapshot.rows else "management"
     caption = ("rates: management API" if source == "management"
                else f"rates unavailable ({snapshot.note})")
-    table = Table(title="framework queues", caption=caption, box=box.SIMPLE_HEAD)
+    title = "framework queues" + (f" on {broker}" if broker else "")
+    table = Table(title=title, caption=caption, box=box.SIMPLE_HEAD)
     table.add_column("queue", overflow="fold", ratio=1)
     for column in ("ready", "unack", "cons", "retry", "dlq", "in/s", "out/s", "drain", "repl",
                    "±"):

@@ -41,6 +41,7 @@ from framework.envelope import to_amqp
 from framework.errors import Unroutable
 from framework.idempotency import IdempotencyStore, MemoryStore
 from framework.keys import new_key
+from framework.message_size import refuse_oversized
 from framework.messages import Command, Event, Message, is_command, require_kind
 from framework.outbox.unit_of_work import refuse_direct_publish
 from framework.outbox.writer import OutboxWriter
@@ -321,6 +322,8 @@ class MemoryBus:
             causation_id=causation_id, deadline=deadline, ttl=ttl, traceparent=traceparent,
             reply_to=reply_to,
         )
+        refuse_oversized(len(envelope.body), self.settings.max_message_size,
+                         routing_key=message.type_name, message_id=key)
         deadline_ms = envelope.deadline_ms
         command = is_command(type(message))
         routed = self.broker.publish(

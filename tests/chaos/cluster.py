@@ -13,8 +13,14 @@ stop`, then SIGKILL of any beam process left that runs one of *these* node names
 started by this process (matched on RABBITMQ_NODENAME and FW_CLUSTER_OWNER in its
 environment, never by a broad pattern), then the tmp dir is removed.
 
-`python -m tests.chaos.cluster` starts a cluster, prints its status and tears it down (a
-smoke check of the harness on a new machine).
+`Cluster(install=broker4_install())` builds the same cluster from RabbitMQ 4.0 in the
+trixie root of scripts/broker4 (nodes `rabbit4a..c@localhost`, AMQP 5711-5713, distribution
+25711-25713, their dirs under the root's /tmp): every node and CLI call runs through
+`chroot` as the root's rabbitmq user, with the root's cookie (the 4.0 CLI on Erlang 27).
+`cluster_for(broker)` picks the install of the broker under test (FRAMEWORK_TEST_BROKER).
+
+`python -m tests.chaos.cluster [4.0]` starts a cluster, prints its status and tears it down
+(a smoke check of the harness on a new machine).
 """
 
 from __future__ import annotations
@@ -42,6 +48,69 @@ OWNER_VAR = "FW_CLUSTER_OWNER"
 SHARED_NODE_PORTS = {5672, 15672, 25672}  # rabbit@localhost: never ours
 
 
+@dataclass(frozen=True)
+class Install:
+    """Where a RabbitMQ lives and how its nodes and CLIs are started.
+
+    `wrap` prefixes every program (e.g. a chroot into a root); `inside` is how the node sees
+    a path of this machine (identity on the host); `uid`/`gid` run the server process, unless
+    the wrap switches the user itself (`run_as_root`)."""
+
+    name: str
+    server: str
+    ctl: str
+    queues: str
+    uid: int
+    gid: int
+    cookie_home: str
+    tmp_parent: Path | None = None  # where node dirs go (None: the system tmp dir)
+    root: Path | None = None  # the chroot, if any
+    wrap: tuple[str, ...] = ()
+    run_as_root: bool = False
+
+    def inside(self, path: Path) -> str:
+        if self.root is None:
+            return str(path)
+        return "/" + str(path.relative_to(self.root))
+
+    def command(self, program: str, *args: str) -> list[str]:
+        return [*self.wrap, program, *args]
+
+
+def host_install() -> Install:
+    """The machine's RabbitMQ (3.10): the PATH rabbitmqctl su's to rabbitmq (its cookie)."""
+    account = pwd.getpwnam(RABBITMQ_USER)
+    return Install("3.10", RABBITMQ_SERVER, RABBITMQCTL, RABBITMQ_QUEUES, account.pw_uid,
+                   account.pw_gid, COOKIE_HOME)
+
+
+BROKER4_ROOT = Path(os.environ.get("BROKER4_DIR", Path(__file__).parents[2] / ".broker4"),
+                    "root")
+
+
+def broker4_install(root: Path = BROKER4_ROOT) -> Install:
+    """RabbitMQ 4.0 of the scripts/broker4 root, run through chroot as its rabbitmq user."""
+    fields = next((line.split(":") for line in (root / "etc/passwd").read_text().splitlines()
+                   if line.startswith(f"{RABBITMQ_USER}:")), None)
+    if fields is None:
+        raise ClusterUnavailable(f"no rabbitmq user in {root}: run scripts/broker4 build")
+    uid, gid = int(fields[2]), int(fields[3])
+    bin_dir = "/usr/lib/rabbitmq/bin"
+    return Install("4.0", f"{bin_dir}/rabbitmq-server", f"{bin_dir}/rabbitmqctl",
+                   f"{bin_dir}/rabbitmq-queues", uid, gid, "/var/lib/rabbitmq",
+                   tmp_parent=root / "tmp", root=root,
+                   wrap=("chroot", f"--userspec={uid}:{gid}", str(root)), run_as_root=True)
+
+
+def cluster_for(broker: str | None = None) -> Cluster:
+    """The throwaway cluster of the broker under test (FRAMEWORK_TEST_BROKER, default 3.10)."""
+    broker = broker or os.environ.get("FRAMEWORK_TEST_BROKER", "3.10")
+    if broker == "4.0":
+        return Cluster(install=broker4_install(), base_port=5711, dist_base_port=25711,
+                       prefix="rabbit4", names="abc")
+    return Cluster()
+
+
 class ClusterUnavailable(RuntimeError):
     """The cluster could not be started on this machine (the message says precisely why)."""
 
@@ -55,7 +124,11 @@ class Node:
     amqp_port: int
     dist_port: int
     base: Path  # its tmp dir
+    install: Install | None = None
     process: asyncio.subprocess.Process | None = None
+
+    def inside(self, path: Path) -> str:
+        return path.as_posix() if self.install is None else self.install.inside(path)
 
     @property
     def short(self) -> str:
@@ -70,22 +143,23 @@ class Node:
         return self.base / "startup.log"
 
     def env(self) -> dict[str, str]:
+        at = self.inside
         return {
-            "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
-            "HOME": COOKIE_HOME,
+            "PATH": "/usr/lib/rabbitmq/bin:" + os.environ.get("PATH", "/usr/sbin:/usr/bin:/bin"),
+            "HOME": self.install.cookie_home if self.install else COOKIE_HOME,
             "LANG": "C.UTF-8",
             "LC_ALL": "C.UTF-8",
-            "RABBITMQ_CONF_ENV_FILE": str(self.base / "rabbitmq-env.conf"),
+            "RABBITMQ_CONF_ENV_FILE": at(self.base / "rabbitmq-env.conf"),
             "RABBITMQ_NODENAME": self.name,
             "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
             "RABBITMQ_NODE_PORT": str(self.amqp_port),
             "RABBITMQ_DIST_PORT": str(self.dist_port),
-            "RABBITMQ_MNESIA_BASE": str(self.base / "mnesia"),
-            "RABBITMQ_LOG_BASE": str(self.base / "log"),
-            "RABBITMQ_PID_FILE": str(self.pid_file),
-            "RABBITMQ_CONFIG_FILE": str(self.base / "rabbitmq.conf"),
-            "RABBITMQ_ADVANCED_CONFIG_FILE": str(self.base / "advanced.config"),
-            "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.base / "enabled_plugins"),
+            "RABBITMQ_MNESIA_BASE": at(self.base / "mnesia"),
+            "RABBITMQ_LOG_BASE": at(self.base / "log"),
+            "RABBITMQ_PID_FILE": at(self.pid_file),
+            "RABBITMQ_CONFIG_FILE": at(self.base / "rabbitmq.conf"),
+            "RABBITMQ_ADVANCED_CONFIG_FILE": at(self.base / "advanced.config"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": at(self.base / "enabled_plugins"),
             "ERL_EPMD_ADDRESS": "127.0.0.1",
             OWNER_VAR: str(os.getpid()),  # which test process started it (leftover checks)
             # distribution listens on loopback only, like the shared node; one scheduler
@@ -117,6 +191,8 @@ class Cluster:
     base_port: int = 5701
     dist_base_port: int = 25701
     prefix: str = "fwc"
+    names: str = ""  # node i is prefix + names[i] (e.g. "abc"), else prefix + (i + 1)
+    install: Install | None = None  # None: the machine's RabbitMQ (host_install())
     user: str = "guest"
     password: str = "guest"
     tmp: Path | None = None
@@ -147,15 +223,18 @@ class Cluster:
     async def start(self, timeout: float = 90.0) -> Cluster:
         """Start the nodes, join 2..n to node 1, check all are running members."""
         self._preflight()
-        self.tmp = Path(tempfile.mkdtemp(prefix="fw-cluster-"))
-        account = pwd.getpwnam(RABBITMQ_USER)
+        install = self.install = self.install or host_install()
+        if install.tmp_parent is not None:
+            await self._mount_root()
+        self.tmp = Path(tempfile.mkdtemp(prefix="fw-cluster-", dir=install.tmp_parent))
         for i in range(self.size):
-            node = Node(i, f"{self.prefix}{i + 1}@localhost", self.base_port + i,
-                        self.dist_base_port + i, self.tmp / f"{self.prefix}{i + 1}")
+            short = self.node_short(i)
+            node = Node(i, f"{short}@localhost", self.base_port + i,
+                        self.dist_base_port + i, self.tmp / short, install)
             node.write_files()
             self.nodes.append(node)
         for path in [self.tmp, *self.tmp.rglob("*")]:
-            os.chown(path, account.pw_uid, account.pw_gid)
+            os.chown(path, install.uid, install.gid)
         try:
             async with asyncio.timeout(timeout):
                 await asyncio.gather(*(self._start_node(n) for n in self.nodes))
@@ -205,6 +284,19 @@ class Cluster:
 
     async def __aexit__(self, *_: object) -> None:
         await self.stop()
+
+    def node_short(self, index: int) -> str:
+        return self.prefix + (self.names[index] if self.names else str(index + 1))
+
+    async def _mount_root(self) -> None:
+        """/proc and /dev inside the root (scripts/broker4 mounts them, idempotently)."""
+        script = Path(__file__).parents[2] / "scripts" / "broker4"
+        process = await asyncio.create_subprocess_exec(
+            str(script), "run", "true", stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT)
+        out, _ = await process.communicate()
+        if process.returncode != 0:
+            raise ClusterUnavailable(f"scripts/broker4 run true failed: {out.decode()}")
 
     # ---- faults --------------------------------------------------------------------------
 
@@ -262,19 +354,28 @@ class Cluster:
         raise AssertionError(f"{queue}: no new leader after {timeout:g}s (last {last})")
 
     async def quorum_status(self, queue: str, via: str) -> str:
-        return await self.run(RABBITMQ_QUEUES, "-n", via, "quorum_status", queue)
+        return await self.run(self._install().queues, "-n", via, "quorum_status", queue)
 
     # ---- CLI -----------------------------------------------------------------------------
 
     async def ctl(self, node: str, *args: str, timeout: float = 60.0) -> str:
-        return await self.run(RABBITMQCTL, "-n", node, *args, timeout=timeout)
+        return await self.run(self._install().ctl, "-n", node, *args, timeout=timeout)
+
+    def _install(self) -> Install:
+        return self.install or host_install()
 
     async def run(self, program: str, *args: str, timeout: float = 60.0) -> str:
         if "-n" not in args:  # never address the shared node by default
             raise ValueError("cluster CLI calls must name their node with -n")
         began = time.monotonic()
+        install = self._install()
+        env = None
+        if install.root is not None:  # the root's CLI, its HOME (cookie), a clean env
+            env = {"HOME": install.cookie_home, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
+                   "PATH": "/usr/lib/rabbitmq/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
         process = await asyncio.create_subprocess_exec(
-            program, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+            *install.command(program, *args), stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT, env=env)
         try:
             out, _ = await asyncio.wait_for(process.communicate(), timeout)
         except TimeoutError:
@@ -298,16 +399,21 @@ class Cluster:
         problems = []
         if os.geteuid() != 0:
             problems.append("not root: nodes must run as the rabbitmq user with its cookie")
-        if not Path(RABBITMQ_SERVER).exists():
-            problems.append(f"{RABBITMQ_SERVER} not found (RabbitMQ not installed here)")
-        if shutil.which(RABBITMQCTL) is None:
-            problems.append("rabbitmqctl not on PATH")
-        try:
-            pwd.getpwnam(RABBITMQ_USER)
-        except KeyError:
-            problems.append("no rabbitmq user")
-        if not Path(COOKIE_HOME, ".erlang.cookie").exists():
-            problems.append(f"{COOKIE_HOME}/.erlang.cookie missing (the CLI's cookie)")
+        if self.install is not None and self.install.root is not None:
+            root = self.install.root
+            if not (root / self.install.server.lstrip("/")).exists():
+                problems.append(f"{root} has no RabbitMQ: run scripts/broker4 build")
+        else:
+            if not Path(RABBITMQ_SERVER).exists():
+                problems.append(f"{RABBITMQ_SERVER} not found (RabbitMQ not installed here)")
+            if shutil.which(RABBITMQCTL) is None:
+                problems.append("rabbitmqctl not on PATH")
+            try:
+                pwd.getpwnam(RABBITMQ_USER)
+            except KeyError:
+                problems.append("no rabbitmq user")
+            if not Path(COOKIE_HOME, ".erlang.cookie").exists():
+                problems.append(f"{COOKIE_HOME}/.erlang.cookie missing (the CLI's cookie)")
         self._kill_leftovers_of_earlier_runs()
         busy = [p for p in self._all_ports() if _port_in_use(p)]
         if busy:
@@ -322,11 +428,12 @@ class Cluster:
 
     async def _start_node(self, node: Node) -> None:
         log = node.startup_log.open("wb")
-        account = pwd.getpwnam(RABBITMQ_USER)
+        install = self._install()
+        as_user: dict[str, Any] = {} if install.run_as_root else {
+            "user": install.uid, "group": install.gid, "extra_groups": []}
         node.process = await asyncio.create_subprocess_exec(
-            RABBITMQ_SERVER, cwd=str(node.base), env=node.env(), stdout=log, stderr=log,
-            stdin=asyncio.subprocess.DEVNULL, user=account.pw_uid, group=account.pw_gid,
-            extra_groups=[], start_new_session=True,
+            *install.command(install.server), cwd=str(node.base), env=node.env(), stdout=log,
+            stderr=log, stdin=asyncio.subprocess.DEVNULL, start_new_session=True, **as_user,
         )
         log.close()
 
@@ -338,7 +445,8 @@ class Cluster:
                     f"{node.name} exited with {node.process.returncode} during start-up:\n"
                     f"{_tail(node.startup_log)}")
             await asyncio.sleep(0.2)
-        await self.ctl(node.name, "wait", str(node.pid_file), "--timeout", "60", timeout=70)
+        await self.ctl(node.name, "wait", node.inside(node.pid_file), "--timeout", "60",
+                       timeout=70)
 
     def _beam_pids(self, node: Node, owner: int | None = None) -> dict[int, int]:
         """beam processes of exactly this node name -> the pid of the process that started
@@ -371,7 +479,7 @@ class Cluster:
         going (another checkout running this scenario) are left alone; the port check
         then says so."""
         for i in range(self.size):
-            node = Node(i, f"{self.prefix}{i + 1}@localhost", 0, 0, Path("/nonexistent"))
+            node = Node(i, f"{self.node_short(i)}@localhost", 0, 0, Path("/nonexistent"))
             for pid, owner in self._beam_pids(node).items():
                 if owner and _alive(owner):
                     continue
@@ -423,8 +531,8 @@ def _port_in_use(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-async def _smoke() -> None:
-    async with Cluster() as cluster:
+async def _smoke(broker: str | None) -> None:
+    async with cluster_for(broker) as cluster:
         print("running:", await cluster.running_nodes())
         for node in cluster.nodes:
             print(node.name, cluster.url(node.index))
@@ -432,4 +540,6 @@ async def _smoke() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(_smoke())
+    import sys
+
+    asyncio.run(_smoke(sys.argv[1] if len(sys.argv) > 1 else None))

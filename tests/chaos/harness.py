@@ -12,6 +12,7 @@ import asyncio
 import base64
 import json
 import os
+import shlex
 import statistics
 import time
 import urllib.error
@@ -86,9 +87,24 @@ async def close_connections(prefix: str, expected: int) -> int:
     return len(ours)
 
 
+def rabbitmqctl_command() -> list[str]:
+    """The CLI that reaches the node under test: `CHAOS_RABBITMQCTL` (set per broker by
+    scripts/on-broker, e.g. `scripts/broker4 ctl` for 4.0), else the host's `rabbitmqctl`,
+    which is refused for any broker but the host's own on 5672 (never stop the other one)."""
+    configured = os.environ.get("CHAOS_RABBITMQCTL")
+    if configured:
+        return shlex.split(configured)
+    port = urlsplit(os.environ.get("AMQP_URL", "amqp://localhost/")).port or 5672
+    if port != 5672:
+        raise RuntimeError(f"AMQP_URL names a broker on port {port}: set CHAOS_RABBITMQCTL "
+                           "to the CLI of that node (scripts/on-broker does)")
+    return ["rabbitmqctl"]
+
+
 async def rabbitmqctl(*args: str, timeout: float = 60.0) -> str:
     process = await asyncio.create_subprocess_exec(
-        "rabbitmqctl", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        *rabbitmqctl_command(), *args, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
     out, _ = await asyncio.wait_for(process.communicate(), timeout)
     if process.returncode != 0:

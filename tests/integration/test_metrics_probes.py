@@ -62,7 +62,8 @@ async def test_metrics_match_handled_and_readyz_follows_consuming(
     try:
         async with serve_worker_probes(worker, 0, host="127.0.0.1", metrics=metrics) as server:
             assert (await get(server.port, "/readyz"))[0] == 503
-            assert (await get(server.port, "/healthz"))[0] == 200
+            assert await get(server.port, "/healthz") == (200, f"alive {bus.masked_url}\n")
+            assert "***" in bus.masked_url or "@" not in bus.masked_url  # never the password
             run = asyncio.create_task(worker.run())
             await worker.wait_ready()
             assert (await get(server.port, "/readyz"))[0] == 200

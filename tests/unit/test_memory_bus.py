@@ -6,8 +6,9 @@ import asyncio
 
 import pytest
 
-from framework import Command, Context, Event, Overloaded, Worker, names
+from framework import Command, Context, Event, MessageTooLarge, Overloaded, Worker, names
 from framework.errors import RequestTimeout
+from framework.message_size import MIB
 from framework.testing import MemoryBroker, MemoryBus
 
 
@@ -246,3 +247,13 @@ async def test_keyless_messages_behave_as_on_rabbitmq(test_bus: MemoryBus) -> No
     dead = test_bus.dead_letters("mem.keyless.strict")
     assert len(dead) == 3 and all(m.headers[names.REASON] == "invalid" for m in dead)
     assert test_bus.dead_letters("mem.keyless.content") == []
+class _Big(Event):
+    type_name = "tests.memory.Big"
+    blob: str
+
+
+async def test_memory_bus_refuses_a_body_above_the_max_message_size() -> None:
+    """The in-memory bus refuses what RabbitMQ 4.x would (above 16 MiB), as the real one."""
+    async with MemoryBus() as bus:
+        with pytest.raises(MessageTooLarge, match="claim check"):
+            await bus.publish(_Big(blob="x" * (16 * MIB + 1)))

@@ -63,3 +63,13 @@ async def test_readyz_is_503_while_the_store_fails() -> None:
         assert (await get(server.port, "/healthz"))[0] == 200  # alive: no restart for this
         store["ok"] = True
         assert await get(server.port, "/readyz") == (200, "consuming\n")
+async def test_healthz_names_the_broker_in_use() -> None:
+    """/healthz says which node the bus is on (masked), alive or not."""
+    state = {"healthy": True}
+    probes = Probes(metrics=lambda: b"", healthy=lambda: state["healthy"], ready=lambda: True,
+                    broker=lambda: "amqp://u:***@b:5672/")
+    async with ProbeServer(probes, host="127.0.0.1") as server:
+        assert await get(server.port, "/healthz") == (200, "alive amqp://u:***@b:5672/\n")
+        state["healthy"] = False
+        assert await get(server.port, "/healthz") == (
+            503, "not alive: worker stopped or stuck amqp://u:***@b:5672/\n")

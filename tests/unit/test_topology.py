@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from framework import names
 from framework.backoff import RetryPolicy
-from framework.topology import QueueOptions, worker_topology
+from framework.declare import QueueArgumentsDiffer
+from framework.topology import DLQ_DELIVERY_LIMIT, QueueOptions, worker_topology
 
 POLICY = RetryPolicy(base_delay=1.0, max_delay=4.0)
 
@@ -86,3 +87,35 @@ def test_legacy_arguments_are_those_of_the_default_exchange() -> None:
     assert legacy is not None and legacy["x-dead-letter-exchange"] == ""
     assert legacy["x-dead-letter-routing-key"] == "orders.dlq"
     assert by_name["orders.dlq"].legacy_arguments is None
+def test_dlq_sets_its_own_large_delivery_limit() -> None:
+    """The DLQ never falls under 4.x's default limit of 20 (listing it returns messages)."""
+    args = _queues()["orders.dlq"]
+    assert args == {"x-queue-type": "quorum", "x-delivery-limit": DLQ_DELIVERY_LIMIT}
+    assert DLQ_DELIVERY_LIMIT >= 100_000
+
+
+def test_earlier_versions_arguments_are_accepted_after_the_current_ones() -> None:
+    """A queue tries its current arguments first, then those of earlier versions: the DLQ
+    without its own delivery limit, the queue dead-lettering through the default exchange;
+    a retry tier has no earlier form but its default-exchange one."""
+    topology = worker_topology("orders", {"PlaceOrder": names.COMMANDS_EXCHANGE}, POLICY,
+                               QueueOptions())
+    by_name = {q.name: q for q in topology.queues}
+    dlq = [dict(a) for a in by_name["orders.dlq"].accepted_arguments()]
+    assert dlq == [{"x-queue-type": "quorum", "x-delivery-limit": DLQ_DELIVERY_LIMIT},
+                   {"x-queue-type": "quorum"}]
+    main = [dict(a) for a in by_name["orders"].accepted_arguments()]
+    assert len(main) == 2 and main[0] == dict(by_name["orders"].arguments)
+    assert main[1]["x-dead-letter-exchange"] == ""
+
+
+def test_argument_mismatch_error_names_the_argument_setting_and_migration() -> None:
+    """PRECONDITION_FAILED becomes one line: which argument, which setting, what to do."""
+    error = QueueArgumentsDiffer("orders", (
+        "PRECONDITION_FAILED - inequivalent arg 'x-max-length' for queue 'orders' in vhost "
+        "'/': received the value '5' of type 'signedint' but current is none"))
+    text = str(error)
+    assert text.startswith("queue 'orders' exists with another x-max-length than declared "
+                           "(max_length): inequivalent arg 'x-max-length'")
+    assert "delete_queue orders" in text and "\n" not in text
+    assert error.argument == "x-max-length"

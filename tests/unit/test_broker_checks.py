@@ -1,0 +1,55 @@
+"""Start-up checks of the broker decide from what it reports, without a broker."""
+
+from __future__ import annotations
+
+from framework.broker_checks import queue_problems, version_problems
+
+DECLARED = {"x-queue-type": "quorum", "x-delivery-limit": 10,
+            "x-dead-letter-exchange": "", "x-dead-letter-routing-key": "orders.dlq"}
+
+
+def test_tested_versions_pass_and_others_warn() -> None:
+    """3.10.x and 4.0.x are tested; anything else is a warning, not an error."""
+    assert version_problems("3.10.8") == version_problems("4.0.5") == []
+    (problem,) = version_problems("4.1.0")
+    assert (problem.level, problem.code) == ("warning", "broker-version")
+    assert "4.1.0" in problem.text and "3.10, 4.0" in problem.text
+
+
+def test_a_queue_not_yet_declared_or_declared_alike_is_fine() -> None:
+    """Nothing to report when the queue is missing or has exactly the declared arguments."""
+    assert queue_problems("orders", "OrderWorker", DECLARED, None) == []
+    assert queue_problems("orders", "OrderWorker", DECLARED, {"arguments": DECLARED}) == []
+
+
+def test_a_conflicting_argument_is_an_error_naming_it_and_the_migration() -> None:
+    """x-delivery-limit 3 on the broker vs 10 declared: one error saying both and what to do."""
+    existing = {"arguments": {**DECLARED, "x-delivery-limit": 3}}
+    (problem,) = queue_problems("orders", "OrderWorker", DECLARED, existing)
+    assert problem.level == "error" and problem.code == "queue-arguments"
+    assert "x-delivery-limit=3 but OrderWorker declares 10" in problem.text
+    assert "delete_queue orders" in problem.text
+
+
+def test_a_policy_lowering_the_delivery_limit_is_an_error() -> None:
+    """A policy's delivery-limit below the worker's wins on the broker: refused."""
+    existing = {"arguments": DECLARED, "policy": "tight",
+                "effective_policy_definition": {"delivery-limit": 2}}
+    (problem,) = queue_problems("orders", "OrderWorker", DECLARED, existing)
+    assert problem.code == "policy-delivery-limit"
+    assert "policy tight lowers the delivery limit of orders to 2" in problem.text
+    higher = {**existing, "effective_policy_definition": {"delivery-limit": 50}}
+    assert queue_problems("orders", "OrderWorker", DECLARED, higher) == []
+
+
+def test_a_policy_that_moves_dead_letters_out_of_the_dlq_is_an_error() -> None:
+    """A dead-letter target or TTL from a policy on a queue that declares none is refused."""
+    dlq = {"x-queue-type": "quorum", "x-delivery-limit": 1_000_000}
+    existing = {"arguments": dlq, "policy": "everything",
+                "effective_policy_definition": {"dead-letter-exchange": "elsewhere",
+                                                "message-ttl": 60000}}
+    codes = [p.code for p in queue_problems("orders.dlq", "OrderWorker", dlq, existing)]
+    assert codes == ["policy-moves-messages", "policy-moves-messages"]
+    # the main queue's own dead-letter arguments win over a policy's
+    main = {"arguments": DECLARED, "effective_policy_definition": {"dead-letter-exchange": "x"}}
+    assert queue_problems("orders", "OrderWorker", DECLARED, main) == []
