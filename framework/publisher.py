@@ -8,6 +8,9 @@ Every publish waits for the broker's confirm. A broker nack means a full queue
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import random
+import time
 from collections.abc import Mapping
 from typing import cast
 
@@ -50,6 +53,13 @@ class _ClosedOverMessage(_ConnectionInterrupted):
     it is this message's fault (`MessageRefused`)."""
 
 
+#: pauses (jittered) before the tries of a nacked publish on a fresh channel, which happen
+#: only within NACK_RETRY_WINDOW seconds of a reconnect: elsewhere a nack is a full queue and
+#: `Overloaded` must reach the sender at once (load shedding)
+NACK_RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0)
+NACK_RETRY_WINDOW = 30.0
+
+
 class Publisher:
     """Publishes AMQP messages and returns only once the broker confirmed them.
 
@@ -65,6 +75,7 @@ class Publisher:
         self._channel: AbstractChannel | None = None
         self._raw: aiormq.Channel | None = None
         self._open_lock = asyncio.Lock()
+        self._retiring: set[asyncio.Task[None]] = set()  # nacked channels, closed when done
 
     async def _raw_channel(self) -> aiormq.Channel:
         raw = self._raw
@@ -91,8 +102,14 @@ class Publisher:
         timeout: float | None = None,
     ) -> None:
         """Publish and wait for the confirm, retrying connection loss within `timeout`."""
-        await self.publish_properties(message.body, message.properties, exchange, routing_key,
-                                      mandatory=mandatory, timeout=timeout)
+        await self.publish_properties(
+            message.body,
+            message.properties,
+            exchange,
+            routing_key,
+            mandatory=mandatory,
+            timeout=timeout,
+        )
 
     async def publish_properties(
         self,
@@ -104,19 +121,59 @@ class Publisher:
         mandatory: bool = True,
         timeout: float | None = None,
     ) -> None:
-        """`publish` for a body and its AMQP properties (the hot path of `Bus.send`)."""
+        """`publish` for a body and its AMQP properties (the hot path of `Bus.send`).
+
+        A nacked publish retires its channel (the next publish opens a fresh one), and
+        within `NACK_RETRY_WINDOW` s of a reconnect it is tried again on a fresh channel, a
+        few times within about four seconds and within the same bound: after a failover
+        RabbitMQ 3.10 keeps nacking every publish on a channel whose quorum queue lost its
+        leader's node (kill -9) until that channel is reopened and the new leader elected.
+        Otherwise a nack is a full queue: `Overloaded` at once."""
         if not properties.message_id:
             raise ValueError("every published message needs a message_id")
         if properties.headers and _rough_size(properties.headers) > _SURELY_FITS:
             await self._refuse_oversized(body, properties, routing_key)
         bound = self._timeout if timeout is None else timeout
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + bound
+        try:
+            await self._publish_bounded(body, properties, exchange, routing_key, mandatory, bound)
+            return
+        except Overloaded:
+            if (
+                not self._settling_after_reconnect()
+                or NACK_RETRY_DELAYS[0] >= deadline - loop.time()
+            ):
+                raise
+        for pause in NACK_RETRY_DELAYS:  # on a fresh channel each time (see _retire_channel)
+            await asyncio.sleep(pause * random.uniform(0.5, 1.5))
+            remaining = deadline - loop.time()
+            try:
+                await self._publish_bounded(
+                    body, properties, exchange, routing_key, mandatory, max(remaining, 0.01)
+                )
+                return
+            except Overloaded:
+                if pause is NACK_RETRY_DELAYS[-1] or remaining <= pause:
+                    raise
+
+    async def _publish_bounded(
+        self,
+        body: bytes,
+        properties: Basic.Properties,
+        exchange: str,
+        routing_key: str,
+        mandatory: bool,
+        bound: float,
+    ) -> None:
         raw = self._raw
         refusals = 0
         try:
             if raw is not None and not raw.is_closed:
                 try:  # the common case: an open channel, one try, aiormq's own time bound
-                    await self._publish_once(raw, body, properties, exchange, routing_key,
-                                             mandatory, bound)
+                    await self._publish_once(
+                        raw, body, properties, exchange, routing_key, mandatory, bound
+                    )
                     return
                 except _ConnectionInterrupted as exc:
                     refusals = int(isinstance(exc, _ClosedOverMessage))
@@ -129,8 +186,9 @@ class Publisher:
                 ):
                     with attempt:
                         try:
-                            await self._publish_once(None, body, properties, exchange,
-                                                     routing_key, mandatory, None)
+                            await self._publish_once(
+                                None, body, properties, exchange, routing_key, mandatory, None
+                            )
                         except _ClosedOverMessage as exc:
                             refusals += 1
                             if refusals >= 2:
@@ -142,13 +200,13 @@ class Publisher:
                 f"{properties.message_id} to {exchange or '(default)'}/{routing_key} within "
                 f"{bound:g}s (connection down or broker blocked by a resource alarm?)",
                 routing_key=routing_key,
-                message_id=properties.message_id,
+                message_id=properties.message_id or "",
             ) from exc
         except _ConnectionInterrupted as exc:
             raise PublishTimeout(
                 f"could not publish {properties.message_id} within {bound:g}s: {exc}",
                 routing_key=routing_key,
-                message_id=properties.message_id,
+                message_id=properties.message_id or "",
             ) from exc
 
     async def _publish_once(
@@ -167,9 +225,15 @@ class Publisher:
         try:
             if channel is None:
                 channel = await self._raw_channel()
-            await channel.basic_publish(body, exchange=exchange, routing_key=routing_key,
-                                        properties=properties, mandatory=mandatory,
-                                        timeout=timeout, wait=False)
+            await channel.basic_publish(
+                body,
+                exchange=exchange,
+                routing_key=routing_key,
+                properties=properties,
+                mandatory=mandatory,
+                timeout=timeout,
+                wait=False,
+            )
         except PublishError as exc:
             raise Unroutable(
                 f"no queue is bound for {properties.message_type or routing_key!r} "
@@ -186,6 +250,7 @@ class Publisher:
                 message_id=message_id,
             ) from exc
         except DeliveryError as exc:
+            self._retire_channel(channel)
             queue = routing_key if exchange == "" else ""
             raise Overloaded(
                 f"broker refused {kind} {message_id} for "
@@ -207,8 +272,9 @@ class Publisher:
         except CONNECTION_EXCEPTIONS as exc:
             raise _ConnectionInterrupted(f"{type(exc).__name__}: {exc}") from exc
 
-    async def _refuse_oversized(self, body: bytes, properties: Basic.Properties,
-                                routing_key: str) -> None:
+    async def _refuse_oversized(
+        self, body: bytes, properties: Basic.Properties, routing_key: str
+    ) -> None:
         """Raise `MessageRefused` if the header frame would exceed the connection's
         frame_max: the broker would close the whole connection over it (501), and a resend
         after the reconnect would close it again, forever."""
@@ -218,11 +284,42 @@ class Publisher:
             return
         size = len(pamqp.frame.marshal(ContentHeader(0, len(body), properties), 1))
         if size > frame_max:
-            raise _refused(properties, routing_key,
-                           f"its header frame is {size} bytes, over the connection's "
-                           f"frame_max of {frame_max}: make the headers smaller")
+            raise _refused(
+                properties,
+                routing_key,
+                f"its header frame is {size} bytes, over the connection's "
+                f"frame_max of {frame_max}: make the headers smaller",
+            )
+
+    def _settling_after_reconnect(self) -> bool:
+        """True within `NACK_RETRY_WINDOW` s of a reconnect (a failover to another node)."""
+        at = getattr(self._connection, "reconnected_at", None)
+        return at is not None and time.monotonic() - at < NACK_RETRY_WINDOW
+
+    def _retire_channel(self, raw: aiormq.Channel | None) -> None:
+        """Open a fresh channel for the next publish; close `raw` once the publishes still
+        waiting for its confirms are answered (bounded by the publish timeout)."""
+        if raw is None or raw is not self._raw:
+            return  # already retired by another nacked publish
+        channel, self._channel, self._raw = self._channel, None, None
+        task = asyncio.get_running_loop().create_task(self._close_when_confirmed(channel, raw))
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+
+    async def _close_when_confirmed(
+        self, channel: AbstractChannel | None, raw: aiormq.Channel
+    ) -> None:
+        pending = [f for f in raw.confirmations.values() if not f.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=self._timeout)
+        if channel is not None and not channel.is_closed:
+            with contextlib.suppress(Exception):  # already gone with its connection
+                await channel.close()
 
     async def close(self) -> None:
+        for task in list(self._retiring):
+            task.cancel()
+        await asyncio.gather(*self._retiring, return_exceptions=True)
         if self._channel is not None and not self._channel.is_closed:
             await self._channel.close()
 

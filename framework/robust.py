@@ -11,6 +11,7 @@ node that was lost is tried again only after the others.
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -112,6 +113,11 @@ class JitteredRobustConnection(RobustConnection):
         """aio-pika assigns its fixed interval here; the schedule above replaces it."""
 
     async def _on_connected(self) -> None:
+        if self._attempts > 1:  # a reconnect, not the first connect (set before the
+            self.reconnected_at = time.monotonic()  # channels are restored and used again)
         await super()._on_connected()
         self._failures = 0
         self._delay = reconnect_delay(0, random.random())
+
+    #: `time.monotonic()` of the last reconnect (None: never reconnected)
+    reconnected_at: float | None = None
