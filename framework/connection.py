@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import structlog
 from aio_pika.connection import make_url
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS, ProbableAuthenticationError
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_random_exponential,
-)
+from tenacity import retry_if_exception_type
 
+from framework import retrying
 from framework.errors import BrokerUnavailable, ConfigurationError
 from framework.robust import JitteredRobustConnection
 from framework.urls import (
@@ -34,7 +31,7 @@ async def open_connection(
     url: str | Sequence[str],
     *,
     name: str,
-    attempts: int = 5,
+    attempts: int = retrying.CONNECT.attempts or 5,
     timeout: float = 5.0,
     heartbeat: int = 15,
     allow_insecure_tls: bool = False,
@@ -56,12 +53,8 @@ async def open_connection(
     install_wire_guard()
     tried = mask_urls(urls)
     try:
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type(_RETRYABLE),
-            stop=stop_after_attempt(attempts),
-            wait=wait_random_exponential(multiplier=0.2, max=3.0),
-            reraise=True,
-        ):
+        policy = replace(retrying.CONNECT, attempts=attempts)
+        async for attempt in policy.retrying(retry_if_exception_type(_RETRYABLE)):
             with attempt:
                 start = attempt.retry_state.attempt_number - 1
                 return await _connect(urls, start, name, timeout, heartbeat)

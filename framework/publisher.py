@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import cast
 
 import aio_pika
@@ -25,14 +26,10 @@ from aio_pika.exceptions import (
 from aiormq.exceptions import ConnectionFrameError
 from pamqp.commands import Basic
 from pamqp.header import ContentHeader
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception_type,
-    stop_after_delay,
-    wait_random_exponential,
-)
+from tenacity import retry_if_exception_type
 
 from framework.errors import MessageRefused, Overloaded, PublishTimeout, Unroutable
+from framework.retrying import PUBLISH
 
 # Headers whose rough size (an upper bound) stays below this fit in the header frame of any
 # connection with frame_max >= 8 KiB, whatever the other properties (RabbitMQ's default is
@@ -121,11 +118,9 @@ class Publisher:
                 except _ConnectionInterrupted as exc:
                     refusals = int(isinstance(exc, _ClosedOverMessage))
             async with asyncio.timeout(bound):
-                async for attempt in AsyncRetrying(
-                    retry=retry_if_exception_type(_ConnectionInterrupted),
-                    wait=wait_random_exponential(multiplier=0.05, max=2.0),
-                    stop=stop_after_delay(bound),
-                    reraise=True,
+                policy = replace(PUBLISH, within=bound)
+                async for attempt in policy.retrying(
+                    retry_if_exception_type(_ConnectionInterrupted)
                 ):
                     with attempt:
                         try:

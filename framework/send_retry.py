@@ -6,14 +6,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception_type,
-    stop_after_delay,
-    wait_random_exponential,
-)
+from tenacity import retry_if_exception_type
 
 from framework.errors import Overloaded
+from framework.retrying import OVERLOAD, Backoff
 
 T = TypeVar("T")
 
@@ -25,17 +21,17 @@ class RetryOnOverload:
     Gives up (re-raising `Overloaded`) once `within` seconds have passed.
     """
 
-    within: float = 30.0
-    initial: float = 0.05
-    max_delay: float = 2.0
+    within: float = OVERLOAD.within or 30.0
+    initial: float = OVERLOAD.first
+    max_delay: float = OVERLOAD.cap
+
+    @property
+    def policy(self) -> Backoff:
+        """The schedule: `retrying.OVERLOAD` with this instance's numbers."""
+        return Backoff(first=self.initial, cap=self.max_delay, within=self.within)
 
     async def call(self, attempt: Callable[[], Awaitable[T]]) -> T:
-        async for retrying in AsyncRetrying(
-            retry=retry_if_exception_type(Overloaded),
-            wait=wait_random_exponential(multiplier=self.initial, max=self.max_delay),
-            stop=stop_after_delay(self.within),
-            reraise=True,
-        ):
+        async for retrying in self.policy.retrying(retry_if_exception_type(Overloaded)):
             with retrying:
                 return await attempt()
         raise AssertionError("unreachable")  # pragma: no cover

@@ -12,19 +12,14 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 import aio_pika
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception_type,
-    retry_if_not_exception_type,
-    stop_after_attempt,
-    wait_random_exponential,
-)
+from tenacity import retry_if_exception_type, retry_if_not_exception_type
 
 from framework import names
 from framework.delivery import Incoming
 from framework.envelope import Envelope, to_amqp
 from framework.errors import MessageRefused, PublishFailed
 from framework.header_limits import bound_text, copyable
+from framework.retrying import SETTLE_MOVE
 from framework.settlement import Ack, DeadLetter, Reason, Retry, Settlement
 from framework.transport import MessagePublisher
 
@@ -44,7 +39,7 @@ async def settle_or_return(
     *,
     ack: AckFn = _ack_now,
     on_return: Callable[[Incoming], None] | None = None,
-    attempts: int = 3,
+    attempts: int = SETTLE_MOVE.attempts or 3,
 ) -> None:
     """Apply `settlement`, retrying a move the broker did not confirm (e.g. during a memory
     alarm); if it still fails, give the delivery back to the queue (nack, requeue) rather
@@ -61,12 +56,10 @@ async def settle_or_return(
         except PublishFailed:
             if attempts <= 1:
                 raise
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type(PublishFailed)
-            & retry_if_not_exception_type(MessageRefused),
-            stop=stop_after_attempt(attempts - 1),
-            wait=wait_random_exponential(multiplier=0.5, max=5.0),
-            reraise=True,
+        # the first attempt was made above: the policy's waits start after it
+        rest = replace(SETTLE_MOVE, attempts=attempts - 1)
+        async for attempt in rest.retrying(
+            retry_if_exception_type(PublishFailed) & retry_if_not_exception_type(MessageRefused)
         ):
             with attempt:
                 await apply_settlement(settlement, incoming, envelope, queue, publisher, ack)

@@ -37,6 +37,7 @@ from framework.messages import Message
 from framework.outbox.relay import RelayStats
 from framework.outbox.runtime import WorkerDatabase
 from framework.reply import error_reply_message, may_reply_to, reply_message
+from framework.retrying import RESUBSCRIBE
 from framework.settle import settle_or_return
 from framework.settlement import (
     Ack,
@@ -59,9 +60,6 @@ if TYPE_CHECKING:
 
 # Bound on consumer cancel / channel close during shutdown (a dead connection never answers).
 CHANNEL_OP_BOUND = 5.0
-# Backoff between attempts to subscribe again after the subscription was lost.
-RESUBSCRIBE_FIRST_DELAY = 0.2
-RESUBSCRIBE_MAX_DELAY = 5.0
 
 
 class Worker:
@@ -219,7 +217,7 @@ class Worker:
         whose queue was deleted (declare it again, with its bindings), and a reopened
         channel (reconnect, channel error) no longer carries it. Never idle silently: a
         failed attempt (the broker went away again) is retried with jittered backoff."""
-        delay = RESUBSCRIBE_FIRST_DELAY
+        failures = 0
         while True:
             await consumer.resubscribe_needed.wait()
             self._log.warning("worker.resubscribing",
@@ -230,12 +228,13 @@ class Worker:
                 await consumer.restart()
             except Exception as exc:
                 consumer.resubscribe_needed.set()
+                failures += 1
+                delay = RESUBSCRIBE.delay(failures, random.random())
                 self._log.warning("worker.resubscribe_failed", error=repr(exc),
                                   retry_in=round(delay, 2))
-                await asyncio.sleep(delay * random.uniform(0.5, 1.5))
-                delay = min(delay * 2, RESUBSCRIBE_MAX_DELAY)
+                await asyncio.sleep(delay)
             else:
-                delay = RESUBSCRIBE_FIRST_DELAY
+                failures = 0
                 self._log.info("worker.resubscribed")
 
     async def wait_ready(self) -> None:

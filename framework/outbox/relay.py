@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from framework import retrying
 from framework.envelope import to_amqp
 from framework.messages import Command, Event
 from framework.outbox.database import Database
@@ -230,9 +231,8 @@ class Relay:
                 failures = 0
             except Exception as exc:  # database down: keep trying, backing off up to 5 s
                 failures += 1
-                next_sweep = self._clock() + min(
-                    5.0, self.policy.poll_interval * 2 ** min(failures, 4)
-                )
+                pause = retrying.outbox_sweep(self.policy.poll_interval)
+                next_sweep = self._clock() + pause.nominal(failures)
                 _log.warning(
                     "outbox.relay_failed",
                     error=f"{type(exc).__name__}: {exc}",
