@@ -274,10 +274,7 @@ class Bus:
         from framework.queue_source import declared_retry_queues, read_stats
 
         conn = self._connection(self._publish_conn)
-        configured = self.settings.management_url
-        api = ManagementApi.from_urls(
-            self._urls[0], configured.get_secret_value() if configured else None
-        )
+        api = ManagementApi.for_node(self._urls[0], self.settings)
         tiers = declared_retry_queues(self._declared, queue)
 
         async def connection() -> AbstractRobustConnection:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
+import aio_pika
 import structlog
 from aio_pika.connection import make_url
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS, ProbableAuthenticationError
@@ -86,6 +87,17 @@ async def _connect(
         await connection.close()
         raise
     return connection
+
+
+async def broker_answers(url: str, timeout: float = 3.0) -> bool:
+    """Can a plain AMQP connection to `url` be opened (and closed) right now? No retries:
+    for choosing a broker (demo, tests), not for using one."""
+    try:
+        connection = await aio_pika.connect(url, timeout=timeout)
+    except (OSError, TimeoutError, aio_pika.exceptions.AMQPError):
+        return False
+    await connection.close()
+    return True
 
 
 def check_url(url: str, *, allow_insecure_tls: bool = False) -> None:

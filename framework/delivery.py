@@ -87,7 +87,3 @@ class Delivery:
         if self.delivery_tag is not None:
             await self.channel.basic_nack(self.delivery_tag, multiple=multiple,
                                           requeue=requeue)
-
-    async def reject(self, requeue: bool = False) -> None:
-        if self.delivery_tag is not None:
-            await self.channel.basic_reject(self.delivery_tag, requeue=requeue)

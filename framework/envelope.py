@@ -15,6 +15,7 @@ from framework import names
 from framework.amqp_properties import FastProperties
 from framework.delivery import Incoming
 from framework.errors import InvalidMessage
+from framework.header_values import header_int, header_text
 from framework.keys import content_key
 from framework.messages import Message
 from framework.wire_guard import truncated_headers
@@ -177,8 +178,8 @@ def from_amqp(incoming: Incoming, *, keyless: Keyless = "reject",
                    f"in 1..{max_attempt}: counted as attempt 1",)
     deadline_ms, deadline_problem = _deadline(headers)
     invalid = invalid or deadline_problem
-    causation_id = _text(headers.get(names.CAUSATION_ID))
-    traceparent = _text(headers.get(names.TRACEPARENT))
+    causation_id = header_text(headers.get(names.CAUSATION_ID))
+    traceparent = header_text(headers.get(names.TRACEPARENT))
     if len(causation_id or "") > MAX_ID_LENGTH or len(traceparent or "") > MAX_ID_LENGTH:
         # they are copied into everything this delivery leads to: never let them grow
         ignored = (*ignored, f"{names.CAUSATION_ID} or {names.TRACEPARENT} longer than "
@@ -218,7 +219,7 @@ def _attempt(value: Any, max_attempt: int) -> int | None:
     """The attempt number, or None when the header says something no worker wrote."""
     if value is None:
         return 1
-    number = _int(value)
+    number = header_int(value)
     return number if number is not None and 1 <= number <= max_attempt else None
 
 
@@ -227,7 +228,7 @@ def _deadline(headers: Mapping[str, Any]) -> tuple[int | None, str | None]:
     value = headers.get(names.DEADLINE)
     if value is None:
         return None, None
-    number = _int(value)
+    number = header_int(value)
     if number is not None and 0 <= number <= MAX_DEADLINE_MS:
         return number, None
     return None, (f"{names.DEADLINE}={_shown(value)} is not a deadline (epoch milliseconds "
@@ -237,22 +238,3 @@ def _deadline(headers: Mapping[str, Any]) -> tuple[int | None, str | None]:
 def _shown(value: Any, limit: int = 40) -> str:
     text = repr(value)
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} chars)"
-
-
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, bytes | str):
-        try:
-            return int(value)
-        except ValueError:
-            return None
-    return None
-
-
-def _text(value: Any) -> str | None:
-    if isinstance(value, bytes):
-        return value.decode(errors="replace")
-    return value if isinstance(value, str) else None

@@ -19,7 +19,7 @@ from framework.context import Context
 from framework.deadlines import handler_budget, is_expired
 from framework.deferrals import deferrals_of
 from framework.envelope import Envelope, decode_body
-from framework.errors import InvalidMessage, PermanentError
+from framework.errors import HandlerTimeout, InvalidMessage, PermanentError
 from framework.idempotency import ClaimResult, IdempotencyStore
 from framework.idempotency.claims import DeliveryClaim
 from framework.idempotency.health import StoreHealth
@@ -224,7 +224,7 @@ async def _run_handler(
             return Failed(_describe(exc)), False
         if bounded_by_deadline:
             return Expired(f"deadline passed while handling (after {budget:.3g}s)"), True
-        return Failed(f"HandlerTimeout: handler ran past timeout={policy.timeout:g}s"), True
+        return Failed(_describe(HandlerTimeout(timeout=policy.timeout))), True
     except CircuitOpenError as exc:
         return Deferred(_describe(exc), not_before=exc.retry_in), False
     except AlreadyHandled:  # a concurrent delivery of this key committed first

@@ -118,7 +118,3 @@ def reset_logging() -> None:
     structlog.contextvars.clear_contextvars()
     _configured = False
 
-
-def get_logger(**initial: Any) -> Any:
-    """A structlog logger with `initial` values bound."""
-    return structlog.get_logger("framework").bind(**initial)

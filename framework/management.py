@@ -14,7 +14,7 @@ import json
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit
 
 from pydantic import SecretStr
@@ -22,6 +22,9 @@ from pydantic import SecretStr
 from framework.errors import ConfigurationError, FrameworkError
 from framework.queue_stats import QueueSample
 from framework.urls import mask_text, mask_url, split_urls
+
+if TYPE_CHECKING:
+    from framework.settings import Settings
 
 _COLUMNS = ",".join((
     "name", "messages_ready", "messages_unacknowledged", "consumers",
@@ -67,6 +70,13 @@ class ManagementApi:
             port = 15671 if tls else 15672
             base = f"{'https' if tls else 'http'}://{_host(amqp.hostname or 'localhost', port)}"
         return cls(base, user, SecretStr(password), vhost, timeout)
+
+    @classmethod
+    def for_node(cls, amqp_url: str, settings: Settings) -> ManagementApi:
+        """The management API of the node at `amqp_url`, or the one
+        `FRAMEWORK_MANAGEMENT_URL` names in `settings`."""
+        configured = settings.management_url
+        return cls.from_urls(amqp_url, configured.get_secret_value() if configured else None)
 
     @property
     def masked_url(self) -> str:

@@ -166,29 +166,13 @@ class Publisher:
                                         properties=properties, mandatory=mandatory,
                                         timeout=timeout, wait=False)
         except PublishError as exc:
-            raise Unroutable(
-                f"no queue is bound for {properties.message_type or routing_key!r} "
-                f"(exchange {exchange or '(default)'!r}, routing key {routing_key!r}): "
-                "start or declare the worker that handles it first",
-                routing_key=routing_key,
-                message_id=message_id,
-            ) from exc
+            raise Unroutable.no_queue(properties.message_type or "", exchange, routing_key,
+                                      message_id) from exc
         except ChannelNotFoundEntity as exc:
-            raise Unroutable(
-                f"exchange {exchange!r} does not exist: declare the topology first "
-                f"(bus.declare(WorkerClass)) ({exc})",
-                routing_key=routing_key,
-                message_id=message_id,
-            ) from exc
+            raise Unroutable.no_exchange(exchange, routing_key, message_id, str(exc)) from exc
         except DeliveryError as exc:
             queue = routing_key if exchange == "" else ""
-            raise Overloaded(
-                f"broker refused {kind} {message_id} for "
-                f"{routing_key!r}: a destination queue is full; back off and retry later",
-                routing_key=routing_key,
-                message_id=message_id,
-                queue=queue,
-            ) from exc
+            raise Overloaded.queue_full(kind, message_id, routing_key, queue) from exc
         except (ChannelPreconditionFailed, ConnectionFrameError) as exc:
             raise _ClosedOverMessage(f"{type(exc).__name__}: {exc}") from exc
         except TimeoutError:

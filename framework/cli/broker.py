@@ -19,11 +19,7 @@ class BrokerSession:
 
     @property
     def management(self) -> ManagementApi:
-        configured = self.settings.management_url
-        return ManagementApi.from_urls(
-            self.settings.amqp_urls[0],
-            configured.get_secret_value() if configured else None,
-        )
+        return ManagementApi.for_node(self.settings.amqp_urls[0], self.settings)
 
     async def connection(self) -> JitteredRobustConnection:
         """The connection, opened now if needed (raises `BrokerUnavailable`)."""

@@ -17,7 +17,8 @@ from rich.table import Table
 from framework import dlq, names
 from framework.cli.broker import BrokerSession
 from framework.cli.context import state
-from framework.dead_letters import DeadLetter, text
+from framework.dead_letters import DeadLetteredMessage
+from framework.header_values import shown_text
 from framework.scaling import format_duration
 from framework.settings import Settings
 
@@ -53,7 +54,7 @@ def list_command(ctx: click.Context, queue: str, limit: int, as_json: bool) -> N
     """
     queue = dlq.worker_queue(queue)
 
-    async def browse(session: BrokerSession) -> list[DeadLetter]:
+    async def browse(session: BrokerSession) -> list[DeadLetteredMessage]:
         return await dlq.browse(await session.connection(), queue, dlq.Selection(limit=limit))
 
     found = _run(ctx, browse)
@@ -88,7 +89,7 @@ def show_command(ctx: click.Context, queue: str, key: str) -> None:
     """Headers and body of the dead-lettered message with idempotency key KEY."""
     queue = dlq.worker_queue(queue)
 
-    async def find(session: BrokerSession) -> list[DeadLetter]:
+    async def find(session: BrokerSession) -> list[DeadLetteredMessage]:
         return await dlq.browse(await session.connection(), queue, dlq.Selection(1, key))
 
     found = _run(ctx, find)
@@ -176,7 +177,7 @@ def _plain(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, bytes):
-        return text(value)
+        return shown_text(value)
     return value
 
 

@@ -21,6 +21,7 @@ import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
 from framework import names
+from framework.connection import broker_answers
 from framework.errors import BrokerUnavailable
 from framework.settings import DEFAULT_AMQP_URL
 
@@ -41,17 +42,9 @@ NO_BROKER = (
 def localhost_answers(url: str = DEFAULT_AMQP_URL, timeout: float = 3.0) -> bool:
     """Can an AMQP connection to `url` be opened (and closed) right now? (blocking)"""
 
-    async def attempt() -> bool:
-        try:
-            connection = await aio_pika.connect(url, timeout=timeout)
-        except (OSError, TimeoutError, aio_pika.exceptions.AMQPError):
-            return False
-        await connection.close()
-        return True
-
     # a thread of its own, so this works whether or not the caller runs an event loop
     with ThreadPoolExecutor(1, thread_name_prefix="amqp-probe") as pool:
-        return pool.submit(asyncio.run, attempt()).result()
+        return pool.submit(asyncio.run, broker_answers(url, timeout)).result()
 
 
 @contextlib.contextmanager

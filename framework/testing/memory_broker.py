@@ -128,9 +128,6 @@ class MemoryDelivery:
     async def ack(self, multiple: bool = False) -> None:
         self.channel.settle(self, requeue=False)
 
-    async def reject(self, requeue: bool = False) -> None:
-        self.channel.settle(self, requeue=requeue)
-
     async def nack(self, multiple: bool = False, requeue: bool = True) -> None:
         self.channel.settle(self, requeue=requeue)
 
@@ -235,12 +232,8 @@ class MemoryBroker:
         """Route and store `message`; returns the queues it went to."""
         targets = self._route(message, exchange, routing_key)
         if not targets and mandatory:
-            raise Unroutable(
-                f"no queue is bound for {message.type or routing_key!r} "
-                f"(exchange {exchange or '(default)'!r}, routing key {routing_key!r}): "
-                "start or declare the worker that handles it first",
-                routing_key=routing_key, message_id=message.message_id or "",
-            )
+            raise Unroutable.no_queue(message.type or "", exchange, routing_key,
+                                      message.message_id or "")
         for name in targets:
             self._check_capacity(self._queues[name], message, routing_key)
         stored = StoredMessage.from_amqp(message)
@@ -251,11 +244,7 @@ class MemoryBroker:
 
     def _route(self, message: aio_pika.Message, exchange: str, routing_key: str) -> list[str]:
         if exchange != "" and exchange not in self._exchanges:
-            raise Unroutable(
-                f"exchange {exchange!r} does not exist: declare the topology first "
-                "(bus.declare(WorkerClass))",
-                routing_key=routing_key, message_id=message.message_id or "",
-            )
+            raise Unroutable.no_exchange(exchange, routing_key, message.message_id or "")
         return self._targets(exchange, routing_key)
 
     def _targets(self, exchange: str, routing_key: str) -> list[str]:
@@ -271,11 +260,8 @@ class MemoryBroker:
         limit = queue.arguments.get("x-max-length")
         if (isinstance(limit, int) and queue.arguments.get("x-overflow") == "reject-publish"
                 and len(queue.ready) >= limit):
-            raise Overloaded(
-                f"broker refused {message.type or 'message'} {message.message_id} for "
-                f"{routing_key!r}: a destination queue is full; back off and retry later",
-                routing_key=routing_key, message_id=message.message_id or "", queue=queue.name,
-            )
+            raise Overloaded.queue_full(message.type or "", message.message_id or "",
+                                        routing_key, queue.name)
 
     def _enqueue(self, queue: _Queue, stored: StoredMessage) -> None:
         delay = queue.delay_ms
@@ -302,13 +288,6 @@ class MemoryBroker:
             raise FrameworkError(f"queue {queue!r} was never declared")
         delayed = [m for _, _, name, m in sorted(self._delayed) if name == queue]
         return [*found.ready, *delayed]
-
-    def take(self, queue: str) -> list[StoredMessage]:
-        """Remove and return the ready messages of `queue` (like draining it)."""
-        found = self._queues[queue]
-        taken = list(found.ready)
-        found.ready.clear()
-        return taken
 
     # ---- consuming ---------------------------------------------------------------------
 

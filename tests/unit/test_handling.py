@@ -299,3 +299,17 @@ async def test_deeply_nested_body_is_invalid_at_once() -> None:
     outcome = await process(envelope(body), replace(POLICY, max_body_bytes=10**6), MemoryStore(),
                             ok, no_context)
     assert isinstance(outcome, Invalid) and "nested too deeply" in outcome.error
+
+
+async def test_timeout_failure_text_comes_from_handler_timeout() -> None:
+    """The error of a timed-out handler is a HandlerTimeout's own type and text."""
+    from framework.errors import HandlerTimeout
+
+    async def slow(msg: Any, ctx: Context) -> None:
+        await asyncio.sleep(5)
+
+    result = await process(envelope(), POLICY, MemoryStore(), slow, no_context)
+    expected = HandlerTimeout(timeout=POLICY.timeout)
+    assert isinstance(result, Failed) and not result.permanent
+    assert result.error == f"HandlerTimeout: {expected}"
+    assert str(expected) == f"handler ran past timeout={POLICY.timeout:g}s"

@@ -6,8 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-import aio_pika
-
+from framework.connection import broker_answers
 from framework.errors import BrokerUnavailable
 from framework.settings import DEFAULT_AMQP_URL
 from framework.urls import mask_url
@@ -21,21 +20,11 @@ HOW_TO_GET_RABBITMQ = (
 )
 
 
-async def reachable(url: str, timeout: float = 3.0) -> bool:
-    """Can we open (and close) an AMQP connection to `url`?"""
-    try:
-        connection = await aio_pika.connect(url, timeout=timeout)
-    except (OSError, TimeoutError, aio_pika.exceptions.AMQPError):
-        return False
-    await connection.close()
-    return True
-
-
 @contextlib.asynccontextmanager
 async def demo_broker(url: str) -> AsyncIterator[tuple[str, str]]:
     """Yield (url, where it came from); a started container lives for the block."""
     explicit = url != DEFAULT_AMQP_URL
-    if await reachable(url):
+    if await broker_answers(url):
         yield url, "configured" if explicit else "localhost"
         return
     if explicit:
