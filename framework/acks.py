@@ -60,8 +60,9 @@ class AckCoalescer:
     counts the ack frames sent: on a quorum queue each is a consensus command.
     """
 
-    def __init__(self, *, max_batch: int = 512, max_delay: float = 0.025,
-                 prefetch: int | None = None) -> None:
+    def __init__(
+        self, *, max_batch: int = 512, max_delay: float = 0.025, prefetch: int | None = None
+    ) -> None:
         self._max_batch = max(1, min(max_batch, prefetch // 2)) if prefetch else max_batch
         self.frames = 0
         self._max_delay = max_delay
@@ -144,8 +145,9 @@ async def _send(channel: Any, plan: AckPlan) -> None:
             await channel.basic_ack(tag)
     except Exception as exc:
         # The channel died: its unacked deliveries come back and idempotency absorbs them.
-        _log.warning("acks.not_sent", error=repr(exc), up_to=plan.multiple_up_to,
-                     singles=len(plan.singles))
+        _log.warning(
+            "acks.not_sent", error=repr(exc), up_to=plan.multiple_up_to, singles=len(plan.singles)
+        )
 
 
 def _underlay(incoming: Incoming) -> Any:

@@ -24,12 +24,24 @@ _BROKER_REASONS = {
 }
 
 # headers that describe the death, dropped on replay (with the deadline, attempt reset)
-_DEATH_HEADERS = frozenset({
-    names.REASON, names.ERROR, names.ATTEMPTS, names.ORIGINAL_QUEUE, names.FAILED_AT,
-    names.DEADLINE, names.X_DEATH, "x-first-death-reason", "x-first-death-queue",
-    "x-first-death-exchange", "x-last-death-reason", "x-last-death-queue",
-    "x-last-death-exchange", "x-delivery-count",
-})
+_DEATH_HEADERS = frozenset(
+    {
+        names.REASON,
+        names.ERROR,
+        names.ATTEMPTS,
+        names.ORIGINAL_QUEUE,
+        names.FAILED_AT,
+        names.DEADLINE,
+        names.X_DEATH,
+        "x-first-death-reason",
+        "x-first-death-queue",
+        "x-first-death-exchange",
+        "x-last-death-reason",
+        "x-last-death-queue",
+        "x-last-death-exchange",
+        "x-delivery-count",
+    }
+)
 
 
 def _deaths(headers: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -143,8 +155,13 @@ class DeadLetteredMessage:
 
 
 def describe(
-    *, message_id: str | None, type_: str | None, correlation_id: str | None,
-    headers: Mapping[str, Any], timestamp: datetime | None, body: bytes,
+    *,
+    message_id: str | None,
+    type_: str | None,
+    correlation_id: str | None,
+    headers: Mapping[str, Any],
+    timestamp: datetime | None,
+    body: bytes,
 ) -> DeadLetteredMessage:
     """Everything worth knowing about one dead-lettered message (one without message_id,
     which only the broker's own dead-lettering leaves, is known by `dead_letter_key`)."""

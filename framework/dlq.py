@@ -82,13 +82,19 @@ def _describe(message: AbstractIncomingMessage) -> DeadLetteredMessage:
     # x-delivery-count is the DLQ's own count of deliveries, i.e. of browses: not shown, so
     # browsing does not change what `list` and `show` print
     headers = {k: v for k, v in (message.headers or {}).items() if k != names.X_DELIVERY_COUNT}
-    return describe(message_id=message.message_id, type_=message.type,
-                    correlation_id=message.correlation_id, headers=headers,
-                    timestamp=message.timestamp, body=message.body)
+    return describe(
+        message_id=message.message_id,
+        type_=message.type,
+        correlation_id=message.correlation_id,
+        headers=headers,
+        timestamp=message.timestamp,
+        body=message.body,
+    )
 
 
-async def browse(connection: AbstractRobustConnection, queue: str,
-                 selection: Selection = Selection()) -> list[DeadLetteredMessage]:
+async def browse(
+    connection: AbstractRobustConnection, queue: str, selection: Selection = Selection()
+) -> list[DeadLetteredMessage]:
     """Read DLQ messages in order without removing them (get without ack, close channel)."""
     found: list[DeadLetteredMessage] = []
     async with _open(connection, queue) as dlq:
@@ -168,8 +174,7 @@ async def _require_queue(connection: AbstractRobustConnection, queue: str) -> No
 PURGE_CHUNK = 500  # deliveries taken before one multiple ack deletes them
 
 
-async def purge(connection: AbstractRobustConnection, queue: str,
-                count: int | None = None) -> int:
+async def purge(connection: AbstractRobustConnection, queue: str, count: int | None = None) -> int:
     """Delete the `count` oldest messages of `Q.dlq` (every one if None); returns how many.
 
     With a count, exactly those are deleted (taken with basic.get, acked in chunks), so

@@ -59,8 +59,9 @@ class Unroutable(PublishFailed):
 class Overloaded(PublishFailed):
     """A destination queue is full (max length, reject-publish): back off and try later."""
 
-    def __init__(self, message: str, *, routing_key: str = "", message_id: str = "",
-                 queue: str = "") -> None:
+    def __init__(
+        self, message: str, *, routing_key: str = "", message_id: str = "", queue: str = ""
+    ) -> None:
         super().__init__(message, routing_key=routing_key, message_id=message_id)
         self.queue = queue
 

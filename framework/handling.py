@@ -112,8 +112,9 @@ async def process(
         return Busy(deferrals_of(envelope.headers))
     held = claims.hold()
     try:
-        outcome, keep = await _run_holding(held, message, envelope, policy, handler,
-                                           make_context, inbox)
+        outcome, keep = await _run_holding(
+            held, message, envelope, policy, handler, make_context, inbox
+        )
     except BaseException:
         # cancelled (shutdown): threads still running keep the key until the lease expires
         if not held.threads_running():
@@ -147,6 +148,8 @@ def _unusable(envelope: Envelope, policy: HandlingPolicy) -> Invalid | None:
         known = ", ".join(sorted(policy.message_types))
         return Invalid(f"unknown message type {envelope.type!r} (this queue handles: {known})")
     return None
+
+
 async def _check_inbox(inbox: InboxCheck, queue: str, envelope: Envelope) -> Outcome | None:
     """Duplicate if this delivery's transaction committed before; Deferred if the database
     cannot say; None: run the handler."""

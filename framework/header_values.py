@@ -34,5 +34,8 @@ def header_text(value: Any) -> str | None:
 
 def shown_text(value: Any) -> str | None:
     """A header value as text for display: text as it is, anything else by `str`."""
-    return header_text(value) if isinstance(value, bytes | str) else (
-        None if value is None else str(value))
+    return (
+        header_text(value)
+        if isinstance(value, bytes | str)
+        else (None if value is None else str(value))
+    )

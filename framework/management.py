@@ -26,10 +26,16 @@ from framework.urls import mask_text, mask_url, split_urls
 if TYPE_CHECKING:
     from framework.settings import Settings
 
-_COLUMNS = ",".join((
-    "name", "messages_ready", "messages_unacknowledged", "consumers",
-    "message_stats.publish_details.rate", "message_stats.deliver_get_details.rate",
-))
+_COLUMNS = ",".join(
+    (
+        "name",
+        "messages_ready",
+        "messages_unacknowledged",
+        "consumers",
+        "message_stats.publish_details.rate",
+        "message_stats.deliver_get_details.rate",
+    )
+)
 
 
 class ManagementUnavailable(FrameworkError):
@@ -47,8 +53,9 @@ class ManagementApi:
     timeout: float = 3.0
 
     @classmethod
-    def from_urls(cls, amqp_url: str, management_url: str | None,
-                  timeout: float = 3.0) -> ManagementApi:
+    def from_urls(
+        cls, amqp_url: str, management_url: str | None, timeout: float = 3.0
+    ) -> ManagementApi:
         """From `FRAMEWORK_MANAGEMENT_URL` (if set) and the AMQP URL's host and credentials
         (of the first node when `amqp_url` lists several)."""
         amqp = urlsplit(split_urls(amqp_url)[0])

@@ -88,8 +88,14 @@ class Publisher:
         timeout: float | None = None,
     ) -> None:
         """Publish and wait for the confirm, retrying connection loss within `timeout`."""
-        await self.publish_properties(message.body, message.properties, exchange, routing_key,
-                                      mandatory=mandatory, timeout=timeout)
+        await self.publish_properties(
+            message.body,
+            message.properties,
+            exchange,
+            routing_key,
+            mandatory=mandatory,
+            timeout=timeout,
+        )
 
     async def publish_properties(
         self,
@@ -112,8 +118,9 @@ class Publisher:
         try:
             if raw is not None and not raw.is_closed:
                 try:  # the common case: an open channel, one try, aiormq's own time bound
-                    await self._publish_once(raw, body, properties, exchange, routing_key,
-                                             mandatory, bound)
+                    await self._publish_once(
+                        raw, body, properties, exchange, routing_key, mandatory, bound
+                    )
                     return
                 except _ConnectionInterrupted as exc:
                     refusals = int(isinstance(exc, _ClosedOverMessage))
@@ -124,8 +131,9 @@ class Publisher:
                 ):
                     with attempt:
                         try:
-                            await self._publish_once(None, body, properties, exchange,
-                                                     routing_key, mandatory, None)
+                            await self._publish_once(
+                                None, body, properties, exchange, routing_key, mandatory, None
+                            )
                         except _ClosedOverMessage as exc:
                             refusals += 1
                             if refusals >= 2:
@@ -162,12 +170,19 @@ class Publisher:
         try:
             if channel is None:
                 channel = await self._raw_channel()
-            await channel.basic_publish(body, exchange=exchange, routing_key=routing_key,
-                                        properties=properties, mandatory=mandatory,
-                                        timeout=timeout, wait=False)
+            await channel.basic_publish(
+                body,
+                exchange=exchange,
+                routing_key=routing_key,
+                properties=properties,
+                mandatory=mandatory,
+                timeout=timeout,
+                wait=False,
+            )
         except PublishError as exc:
-            raise Unroutable.no_queue(properties.message_type or "", exchange, routing_key,
-                                      message_id) from exc
+            raise Unroutable.no_queue(
+                properties.message_type or "", exchange, routing_key, message_id
+            ) from exc
         except ChannelNotFoundEntity as exc:
             raise Unroutable.no_exchange(exchange, routing_key, message_id, str(exc)) from exc
         except DeliveryError as exc:
@@ -186,8 +201,9 @@ class Publisher:
         except CONNECTION_EXCEPTIONS as exc:
             raise _ConnectionInterrupted(f"{type(exc).__name__}: {exc}") from exc
 
-    async def _refuse_oversized(self, body: bytes, properties: Basic.Properties,
-                                routing_key: str) -> None:
+    async def _refuse_oversized(
+        self, body: bytes, properties: Basic.Properties, routing_key: str
+    ) -> None:
         """Raise `MessageRefused` if the header frame would exceed the connection's
         frame_max: the broker would close the whole connection over it (501), and a resend
         after the reconnect would close it again, forever."""
@@ -197,9 +213,12 @@ class Publisher:
             return
         size = len(pamqp.frame.marshal(ContentHeader(0, len(body), properties), 1))
         if size > frame_max:
-            raise _refused(properties, routing_key,
-                           f"its header frame is {size} bytes, over the connection's "
-                           f"frame_max of {frame_max}: make the headers smaller")
+            raise _refused(
+                properties,
+                routing_key,
+                f"its header frame is {size} bytes, over the connection's "
+                f"frame_max of {frame_max}: make the headers smaller",
+            )
 
     async def close(self) -> None:
         if self._channel is not None and not self._channel.is_closed:

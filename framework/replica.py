@@ -65,8 +65,10 @@ class Replica(Generic[M]):
         if store is not None and path is not None:
             raise ValueError("pass either path or store, not both")
         self._store: ReplicaStore = (
-            store if store is not None
-            else SqliteReplicaStore(path, table=_table_name(name)) if path is not None
+            store
+            if store is not None
+            else SqliteReplicaStore(path, table=_table_name(name))
+            if path is not None
             else MemoryReplicaStore()
         )
         self.counts: dict[ApplyResult, int] = dict.fromkeys(ApplyResult, 0)
@@ -77,8 +79,12 @@ class Replica(Generic[M]):
     def __enter__(self) -> Replica[M]:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()
 
     def close(self) -> None:
@@ -144,11 +150,11 @@ class Replica(Generic[M]):
         send `request()`; the first check runs at once, so an empty replica asks right away.
         The task is owned by the block: cancelled and awaited when it exits.
         """
-        return Refresher(self.name, self.staleness, bus, request, every,
-                         every if max_age is None else max_age)
+        return Refresher(
+            self.name, self.staleness, bus, request, every, every if max_age is None else max_age
+        )
 
 
 def _table_name(name: str) -> str:
     cleaned = "".join(ch if ch.isalnum() else "_" for ch in name)
     return f"replica_{cleaned}"
-

@@ -28,8 +28,15 @@ def refresh_due(staleness: float, max_age: float) -> bool:
 class Refresher:
     """`async with` owns the task: started on enter, cancelled and awaited on exit."""
 
-    def __init__(self, name: str, staleness: Callable[[], float], bus: Sender,
-                 request: Callable[[], Command], every: float, max_age: float) -> None:
+    def __init__(
+        self,
+        name: str,
+        staleness: Callable[[], float],
+        bus: Sender,
+        request: Callable[[], Command],
+        every: float,
+        max_age: float,
+    ) -> None:
         if every <= 0 or max_age < 0:
             raise ValueError("every must be positive and max_age not negative")
         self._name = name
@@ -46,8 +53,12 @@ class Refresher:
         self._task = asyncio.create_task(self._run(), name=f"replica-refresh:{self._name}")
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -66,9 +77,7 @@ class Refresher:
         try:
             await self._bus.send(command)
         except PublishFailed as exc:  # owner down or not deployed yet: ask again next period
-            self._log.warning("replica.refresh_failed", error=repr(exc),
-                              staleness=staleness)
+            self._log.warning("replica.refresh_failed", error=repr(exc), staleness=staleness)
             return
         self.requests_sent += 1
-        self._log.info("replica.refresh_requested", type=command.type_name,
-                       staleness=staleness)
+        self._log.info("replica.refresh_requested", type=command.type_name, staleness=staleness)

@@ -33,15 +33,21 @@ class RequestClient:
     async def _ready_channel(self) -> AbstractChannel:
         async with self._lock:
             if self._channel is None or self._channel.is_closed:
-                channel = await self._connection.channel(publisher_confirms=True,
-                                                         on_return_raises=True)
+                channel = await self._connection.channel(
+                    publisher_confirms=True, on_return_raises=True
+                )
                 queue = await channel.get_queue(names.DIRECT_REPLY_TO, ensure=False)
                 await queue.consume(self._on_reply, no_ack=True)
                 self._channel = channel
             return self._channel
 
-    async def request(self, message: aio_pika.Message, routing_key: str, timeout: float,
-                      reply_type: type[M] | None) -> Any:
+    async def request(
+        self,
+        message: aio_pika.Message,
+        routing_key: str,
+        timeout: float,
+        reply_type: type[M] | None,
+    ) -> Any:
         """Publish `message` as a request and wait up to `timeout` for its reply."""
         request_id = message.message_id or ""
         future = self._pending.expect(request_id)
@@ -55,8 +61,11 @@ class RequestClient:
                 except PublishError as exc:
                     raise unroutable_request(routing_key, request_id) from exc
                 except DeliveryError as exc:
-                    raise Overloaded(f"the queue for {routing_key!r} is full",
-                                     routing_key=routing_key, message_id=request_id) from exc
+                    raise Overloaded(
+                        f"the queue for {routing_key!r} is full",
+                        routing_key=routing_key,
+                        message_id=request_id,
+                    ) from exc
                 body, status = await future
         except TimeoutError as exc:
             raise request_timeout(routing_key, request_id, timeout) from exc

@@ -31,8 +31,11 @@ def reconnect_delay(
 ) -> float:
     """Delay before reconnect attempt `failures` + 1 (`retrying.RECONNECT`): doubling from
     `base`, jittered in [50%, 100%] of the nominal value, never above `cap`."""
-    policy = RECONNECT if (base, cap) == (RECONNECT.first, RECONNECT.cap) else replace(
-        RECONNECT, first=base, cap=cap)
+    policy = (
+        RECONNECT
+        if (base, cap) == (RECONNECT.first, RECONNECT.cap)
+        else replace(RECONNECT, first=base, cap=cap)
+    )
     return policy.delay(failures + 1, rand)
 
 

@@ -50,8 +50,9 @@ async def settle_or_return(
             return
         except MessageRefused as exc:  # resending the same copy cannot help: a smaller one
             settlement = _refused(settlement, envelope, exc)
-            await apply_settlement(settlement, incoming, replace(envelope, headers={}), queue,
-                                   publisher, ack)
+            await apply_settlement(
+                settlement, incoming, replace(envelope, headers={}), queue, publisher, ack
+            )
             return
         except PublishFailed:
             if attempts <= 1:
@@ -80,8 +81,9 @@ def _refused(settlement: Settlement, envelope: Envelope, exc: MessageRefused) ->
     else:
         reason, last = Reason.INVALID, settlement.error if isinstance(settlement, Retry) else ""
     note = f"copy refused by the broker, sent without the sender's headers: {exc}"
-    return DeadLetter(reason, bound_text(f"{note}; error: {last}" if last else note),
-                      envelope.attempt)
+    return DeadLetter(
+        reason, bound_text(f"{note}; error: {last}" if last else note), envelope.attempt
+    )
 
 
 async def apply_settlement(
@@ -101,12 +103,17 @@ async def apply_settlement(
         case Ack():
             pass
         case Retry(tier_ms=tier_ms):
-            await publisher.publish(retry_message(envelope, settlement),
-                                    names.moves_exchange(queue),
-                                    names.retry_queue_name(queue, tier_ms))
+            await publisher.publish(
+                retry_message(envelope, settlement),
+                names.moves_exchange(queue),
+                names.retry_queue_name(queue, tier_ms),
+            )
         case DeadLetter():
-            await publisher.publish(dead_letter_message(envelope, settlement, queue),
-                                    names.moves_exchange(queue), names.dlq_name(queue))
+            await publisher.publish(
+                dead_letter_message(envelope, settlement, queue),
+                names.moves_exchange(queue),
+                names.dlq_name(queue),
+            )
     await ack(incoming)
 
 

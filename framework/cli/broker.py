@@ -26,8 +26,11 @@ class BrokerSession:
         if self._connection is None:
             s = self.settings
             self._connection = await open_connection(
-                s.amqp_urls, name="framework-cli", attempts=s.connect_attempts,
-                timeout=s.connect_timeout, heartbeat=s.heartbeat,
+                s.amqp_urls,
+                name="framework-cli",
+                attempts=s.connect_attempts,
+                timeout=s.connect_timeout,
+                heartbeat=s.heartbeat,
                 allow_insecure_tls=s.allow_insecure_tls,
             )
         return self._connection
@@ -43,8 +46,12 @@ class BrokerSession:
     async def __aenter__(self) -> BrokerSession:
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         if self._connection is not None:
             await self._connection.close()
             self._connection = None

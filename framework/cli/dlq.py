@@ -42,8 +42,13 @@ def dlq_group() -> None:
 
 @dlq_group.command("list")
 @click.argument("queue")
-@click.option("--limit", type=click.IntRange(1), default=100, show_default=True,
-              help="Show at most this many messages (oldest first).")
+@click.option(
+    "--limit",
+    type=click.IntRange(1),
+    default=100,
+    show_default=True,
+    help="Show at most this many messages (oldest first).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
 @click.pass_context
 def list_command(ctx: click.Context, queue: str, limit: int, as_json: bool) -> None:
@@ -73,8 +78,9 @@ def list_command(ctx: click.Context, queue: str, limit: int, as_json: bool) -> N
     table.add_column("age", justify="right", no_wrap=True)
     for d in found:
         attempts = "?" if d.attempts is None else str(d.attempts)
-        table.add_row(d.key, d.type, d.reason, d.error[:80], attempts,
-                      format_duration(d.age_seconds(now)))
+        table.add_row(
+            d.key, d.type, d.reason, d.error[:80], attempts, format_duration(d.age_seconds(now))
+        )
     console = Console()
     if not console.is_terminal:  # piped: the table's natural width, not an assumed 80
         console = Console(width=PIPED_WIDTH)
@@ -96,17 +102,32 @@ def show_command(ctx: click.Context, queue: str, key: str) -> None:
     if not found:
         raise click.ClickException(f"no message with key {key!r} in {names.dlq_name(queue)}")
     d = found[0]
-    facts = {"key": d.key, "type": d.type, "reason": d.reason, "error": d.error,
-             "attempts": d.attempts, "correlation_id": d.correlation_id,
-             "dead_at": None if d.dead_at is None else d.dead_at.isoformat()}
-    click.echo(json.dumps({**facts, "headers": _plain(d.headers), "body": _body(d.body)},
-                          indent=2, ensure_ascii=False))
+    facts = {
+        "key": d.key,
+        "type": d.type,
+        "reason": d.reason,
+        "error": d.error,
+        "attempts": d.attempts,
+        "correlation_id": d.correlation_id,
+        "dead_at": None if d.dead_at is None else d.dead_at.isoformat(),
+    }
+    click.echo(
+        json.dumps(
+            {**facts, "headers": _plain(d.headers), "body": _body(d.body)},
+            indent=2,
+            ensure_ascii=False,
+        )
+    )
 
 
 @dlq_group.command("replay")
 @click.argument("queue")
-@click.option("--limit", type=click.IntRange(1), default=None,
-              help="Move at most this many messages (default: all).")
+@click.option(
+    "--limit",
+    type=click.IntRange(1),
+    default=None,
+    help="Move at most this many messages (default: all).",
+)
 @click.option("--key", default=None, help="Only messages with this idempotency key.")
 @click.pass_context
 def replay_command(ctx: click.Context, queue: str, limit: int | None, key: str | None) -> None:
@@ -114,21 +135,32 @@ def replay_command(ctx: click.Context, queue: str, limit: int | None, key: str |
     queue = dlq.worker_queue(queue)
     settings = state(ctx).settings
     moved = _run(ctx, lambda session: _replay(session, settings, queue, dlq.Selection(limit, key)))
-    click.echo(f"replayed {moved} message{'s' * (moved != 1)} from {names.dlq_name(queue)} "
-               f"to {queue}")
+    click.echo(
+        f"replayed {moved} message{'s' * (moved != 1)} from {names.dlq_name(queue)} to {queue}"
+    )
 
 
-async def _replay(session: BrokerSession, settings: Settings, queue: str,
-                  selection: dlq.Selection) -> int:
+async def _replay(
+    session: BrokerSession, settings: Settings, queue: str, selection: dlq.Selection
+) -> int:
     connection = await session.connection()
     waiting = await dlq.depth(connection, queue)
     total = None if selection.key else min(waiting, selection.limit or waiting)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=Console(stderr=True)) as progress:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+    ) as progress:
         task = progress.add_task(f"replaying to {queue}", total=total)
-        return await dlq.replay(connection, queue, selection,
-                                publish_timeout=settings.publish_timeout,
-                                on_moved=lambda _: progress.advance(task))
+        return await dlq.replay(
+            connection,
+            queue,
+            selection,
+            publish_timeout=settings.publish_timeout,
+            on_moved=lambda _: progress.advance(task),
+        )
 
 
 @dlq_group.command("purge")
@@ -152,7 +184,8 @@ def purge_command(ctx: click.Context, queue: str, yes: bool) -> None:
         if not sys.stdin.isatty():
             raise click.UsageError(
                 f"refusing to delete {_messages(count)} from {dead} without confirmation "
-                "(stdin is not a terminal): pass --yes")
+                "(stdin is not a terminal): pass --yes"
+            )
         click.confirm(f"delete {_messages(count)} from {dead}?", abort=True, err=True)
 
     async def purge(session: BrokerSession) -> tuple[int, int]:

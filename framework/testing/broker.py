@@ -79,8 +79,9 @@ def rabbitmq_container(
     container = configured_container(image, docker_client_kw, tried=tried)
     failure = _start(container)
     if failure is not None:
-        raise BrokerUnavailable(NO_BROKER.format(
-            tried=f"{tried}, and Docker could not start {image} ({failure})"))
+        raise BrokerUnavailable(
+            NO_BROKER.format(tried=f"{tried}, and Docker could not start {image} ({failure})")
+        )
     try:
         host = container.get_container_host_ip()
         port = container.get_exposed_port(AMQP_PORT)
@@ -89,9 +90,12 @@ def rabbitmq_container(
         container.stop()
 
 
-def configured_container(image: str = RABBITMQ_IMAGE,
-                         docker_client_kw: dict[str, Any] | None = None, *,
-                         tried: str = "AMQP_URL is not set") -> Any:
+def configured_container(
+    image: str = RABBITMQ_IMAGE,
+    docker_client_kw: dict[str, Any] | None = None,
+    *,
+    tried: str = "AMQP_URL is not set",
+) -> Any:
     """The testcontainers container for `image`, configured but not started.
 
     Uses testcontainers' structured wait strategy: its RabbitMqContainer is built on a
@@ -104,8 +108,9 @@ def configured_container(image: str = RABBITMQ_IMAGE,
             from testcontainers.core.container import DockerContainer
             from testcontainers.core.wait_strategies import LogMessageWaitStrategy
     except ImportError:
-        raise BrokerUnavailable(NO_BROKER.format(
-            tried=f"{tried}, and testcontainers (>= 4.13) is not installed")) from None
+        raise BrokerUnavailable(
+            NO_BROKER.format(tried=f"{tried}, and testcontainers (>= 4.13) is not installed")
+        ) from None
     failure = None
     try:
         container = DockerContainer(image, docker_client_kw=docker_client_kw)
@@ -113,12 +118,15 @@ def configured_container(image: str = RABBITMQ_IMAGE,
         failure = _short(exc)
     if failure is not None:
         _collect_quietly()
-        raise BrokerUnavailable(NO_BROKER.format(
-            tried=f"{tried}, and Docker is not available ({failure})"))
-    return (container.with_exposed_ports(AMQP_PORT)
-            .with_env("RABBITMQ_DEFAULT_USER", "guest")
-            .with_env("RABBITMQ_DEFAULT_PASS", "guest")
-            .waiting_for(LogMessageWaitStrategy(READY_LOG_LINE)))
+        raise BrokerUnavailable(
+            NO_BROKER.format(tried=f"{tried}, and Docker is not available ({failure})")
+        )
+    return (
+        container.with_exposed_ports(AMQP_PORT)
+        .with_env("RABBITMQ_DEFAULT_USER", "guest")
+        .with_env("RABBITMQ_DEFAULT_PASS", "guest")
+        .waiting_for(LogMessageWaitStrategy(READY_LOG_LINE))
+    )
 
 
 def _start(container: Any) -> str | None:
@@ -189,8 +197,9 @@ class BrokerAdmin:
                     await asyncio.sleep(0.1)
         return depth
 
-    async def wait_drained(self, worker: Worker, timeout: float = 30.0,
-                           interval: float = 0.1) -> None:
+    async def wait_drained(
+        self, worker: Worker, timeout: float = 30.0, interval: float = 0.1
+    ) -> None:
         """Wait until `worker` has nothing left: its queue and delay queues are empty, nothing
         is in flight, and its counters stood still for two checks in a row.
 
@@ -198,8 +207,10 @@ class BrokerAdmin:
         `MemoryBus.drain`; messages already in the DLQ do not count as pending.)
         """
         spec = worker.spec
-        queues = [spec.queue, *(names.retry_queue_name(spec.queue, t)
-                                for t in spec.policy.tiers_ms())]
+        queues = [
+            spec.queue,
+            *(names.retry_queue_name(spec.queue, t) for t in spec.policy.tiers_ms()),
+        ]
         previous: tuple[Any, ...] | None = None
         quiet = 0
         state: tuple[Any, ...] = ()
@@ -218,12 +229,14 @@ class BrokerAdmin:
                 f"stats={worker.stats.as_dict()}"
             ) from None
 
-    async def publish_raw(self, routing_key: str, body: bytes, *, exchange: str = "",
-                          **properties: Any) -> None:
+    async def publish_raw(
+        self, routing_key: str, body: bytes, *, exchange: str = "", **properties: Any
+    ) -> None:
         """Publish arbitrary bytes (confirmed), e.g. to inject malformed messages."""
         async with self._connection.channel(publisher_confirms=True) as channel:
             target = (
-                channel.default_exchange if exchange == ""
+                channel.default_exchange
+                if exchange == ""
                 else await channel.get_exchange(exchange, ensure=False)
             )
             properties.setdefault("message_id", f"raw-{os.urandom(6).hex()}")
@@ -238,10 +251,15 @@ class BrokerAdmin:
                 incoming: AbstractIncomingMessage | None = await declared.get(fail=False)
                 if incoming is None:
                     return taken
-                taken.append(DrainedMessage(
-                    body=incoming.body, message_id=incoming.message_id, type=incoming.type,
-                    headers=dict(incoming.headers or {}), correlation_id=incoming.correlation_id,
-                ))
+                taken.append(
+                    DrainedMessage(
+                        body=incoming.body,
+                        message_id=incoming.message_id,
+                        type=incoming.type,
+                        headers=dict(incoming.headers or {}),
+                        correlation_id=incoming.correlation_id,
+                    )
+                )
                 await incoming.ack()
 
     async def delete_queues(self, *queue_names: str) -> None:

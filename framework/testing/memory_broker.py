@@ -160,8 +160,9 @@ class MemoryChannel:
         self.prefetch = prefetch_count
         self.broker.changed()
 
-    async def declare_queue(self, name: str, *, durable: bool = True,
-                            arguments: dict[str, Any] | None = None, **_: Any) -> MemoryQueue:
+    async def declare_queue(
+        self, name: str, *, durable: bool = True, arguments: dict[str, Any] | None = None, **_: Any
+    ) -> MemoryQueue:
         self.broker.ensure_queue(name, arguments or {})
         return MemoryQueue(name, self)
 
@@ -227,13 +228,15 @@ class MemoryBroker:
 
     # ---- publishing --------------------------------------------------------------------
 
-    def publish(self, message: aio_pika.Message, exchange: str, routing_key: str, *,
-                mandatory: bool = True) -> list[str]:
+    def publish(
+        self, message: aio_pika.Message, exchange: str, routing_key: str, *, mandatory: bool = True
+    ) -> list[str]:
         """Route and store `message`; returns the queues it went to."""
         targets = self._route(message, exchange, routing_key)
         if not targets and mandatory:
-            raise Unroutable.no_queue(message.type or "", exchange, routing_key,
-                                      message.message_id or "")
+            raise Unroutable.no_queue(
+                message.type or "", exchange, routing_key, message.message_id or ""
+            )
         for name in targets:
             self._check_capacity(self._queues[name], message, routing_key)
         stored = StoredMessage.from_amqp(message)
@@ -251,17 +254,24 @@ class MemoryBroker:
         if exchange == "":
             return [routing_key] if routing_key in self._queues else []
         kind = self._exchanges.get(exchange, "direct")
-        return sorted({
-            queue for ex, key, queue in self._bindings
-            if ex == exchange and _matches(kind, key, routing_key)
-        })
+        return sorted(
+            {
+                queue
+                for ex, key, queue in self._bindings
+                if ex == exchange and _matches(kind, key, routing_key)
+            }
+        )
 
     def _check_capacity(self, queue: _Queue, message: aio_pika.Message, routing_key: str) -> None:
         limit = queue.arguments.get("x-max-length")
-        if (isinstance(limit, int) and queue.arguments.get("x-overflow") == "reject-publish"
-                and len(queue.ready) >= limit):
-            raise Overloaded.queue_full(message.type or "", message.message_id or "",
-                                        routing_key, queue.name)
+        if (
+            isinstance(limit, int)
+            and queue.arguments.get("x-overflow") == "reject-publish"
+            and len(queue.ready) >= limit
+        ):
+            raise Overloaded.queue_full(
+                message.type or "", message.message_id or "", routing_key, queue.name
+            )
 
     def _enqueue(self, queue: _Queue, stored: StoredMessage) -> None:
         delay = queue.delay_ms
@@ -271,8 +281,9 @@ class MemoryBroker:
             return
         if stored.expiration_ms is not None:
             delay = min(delay, stored.expiration_ms)
-        heapq.heappush(self._delayed, (self.now + delay / 1000, next(self._seq), queue.name,
-                                       stored))
+        heapq.heappush(
+            self._delayed, (self.now + delay / 1000, next(self._seq), queue.name, stored)
+        )
 
     def requeue(self, delivery: MemoryDelivery) -> None:
         queue = self._queues[delivery.queue]
@@ -326,8 +337,14 @@ class MemoryBroker:
 
     def _dispatch(self, queue: _Queue) -> None:
         while queue.ready:
-            consumer = next((c for c in queue.consumers.values()
-                             if len(c.channel.unacked) < c.channel.prefetch), None)
+            consumer = next(
+                (
+                    c
+                    for c in queue.consumers.values()
+                    if len(c.channel.unacked) < c.channel.prefetch
+                ),
+                None,
+            )
             if consumer is None:
                 return
             stored = queue.ready.popleft()
@@ -351,11 +368,13 @@ class MemoryBroker:
         """What is still going on: unsettled deliveries and deliverable ready messages."""
         reasons = [
             f"{len(channel.unacked)} unsettled deliveries (prefetch {channel.prefetch})"
-            for channel in self._channels if channel.unacked
+            for channel in self._channels
+            if channel.unacked
         ]
         reasons += [
             f"{queue.name}: {len(queue.ready)} ready"
-            for queue in self._queues.values() if queue.ready and queue.consumers
+            for queue in self._queues.values()
+            if queue.ready and queue.consumers
         ]
         if self._tasks:
             reasons.append(f"{len(self._tasks)} consumer callbacks running")

@@ -41,8 +41,11 @@ async def test_force_closed_connections_of_publisher_and_workers(
         await pool.start()
         try:
             sender = Sender(run, bus, concurrency=16)
-            sending = asyncio.create_task(sender.send_many(
-                range(total), rate=rate, vary=lambda _: {"work_ms": rng.randint(5, 30)}))
+            sending = asyncio.create_task(
+                sender.send_many(
+                    range(total), rate=rate, vary=lambda _: {"work_ms": rng.randint(5, 30)}
+                )
+            )
             for _ in range(rounds):
                 await asyncio.sleep(rng.uniform(1.5, 2.5))
                 faults.append(time.time())

@@ -72,8 +72,9 @@ async def test_memory_alarm_blocks_then_times_out_then_resumes(
             resumed = time.monotonic()
             retried = await sender.send_many(range(before, before + during))
             timings["resume_s"] = time.monotonic() - resumed
-            assert (await sender.send_many(range(before + during, before + during + after))
-                    )[ledger.CONFIRMED] == after
+            assert (await sender.send_many(range(before + during, before + during + after)))[
+                ledger.CONFIRMED
+            ] == after
             accounting = await finish(run, broker_admin, pool, settle_timeout=scale(60, 300))
         finally:
             await pool.stop()

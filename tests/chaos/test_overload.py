@@ -49,8 +49,7 @@ async def test_slow_consumer_sheds_with_overloaded_and_stays_bounded(
             baseline = pool.rss_kib(0) or 0
             sampler = asyncio.create_task(sample())
             sender = Sender(run, bus, concurrency=CONCURRENCY)
-            outcome = await sender.send_many(range(total), rate=send_rate,
-                                             work_ms=WORK_MS, pad=PAD)
+            outcome = await sender.send_many(range(total), rate=send_rate, work_ms=WORK_MS, pad=PAD)
             accounting = await finish(run, broker_admin, pool, settle_timeout=scale(60, 300))
         finally:
             sampler.cancel()

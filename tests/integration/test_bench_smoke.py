@@ -16,16 +16,32 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_bench_quick_consume_runs_for_aio_pika_and_framework(
-    amqp_url: str, tmp_path: Path
-) -> None:
+def test_bench_quick_consume_runs_for_aio_pika_and_framework(amqp_url: str, tmp_path: Path) -> None:
     raw = tmp_path / "results.json"
     done = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--workloads", "B",
-         "--contenders", "aio-pika,framework", "-n", "300", "--no-profile",
-         "--output", str(tmp_path / "RESULTS.md"), "--json", str(raw)],
-        cwd=ROOT, env={**os.environ, "AMQP_URL": amqp_url},
-        capture_output=True, text=True, timeout=100, check=False,
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--quick",
+            "--workloads",
+            "B",
+            "--contenders",
+            "aio-pika,framework",
+            "-n",
+            "300",
+            "--no-profile",
+            "--output",
+            str(tmp_path / "RESULTS.md"),
+            "--json",
+            str(raw),
+        ],
+        cwd=ROOT,
+        env={**os.environ, "AMQP_URL": amqp_url},
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(raw.read_text())["results"]["B"]
@@ -42,10 +58,27 @@ def test_bench_quick_store_overhead_runs_for_every_store(amqp_url: str, tmp_path
 
     raw = tmp_path / "results.json"
     done = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--workloads", "S", "-n", "200",
-         "--no-profile", "--output", str(tmp_path / "RESULTS.md"), "--json", str(raw)],
-        cwd=ROOT, env={**os.environ, "AMQP_URL": amqp_url},
-        capture_output=True, text=True, timeout=120, check=False,
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--quick",
+            "--workloads",
+            "S",
+            "-n",
+            "200",
+            "--no-profile",
+            "--output",
+            str(tmp_path / "RESULTS.md"),
+            "--json",
+            str(raw),
+        ],
+        cwd=ROOT,
+        env={**os.environ, "AMQP_URL": amqp_url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(raw.read_text())["results"]["S"]
@@ -62,11 +95,28 @@ def test_bench_quick_profiles_say_where_the_time_goes(amqp_url: str, tmp_path: P
     results file gets each profile and the table of time per package."""
     raw = tmp_path / "results.json"
     done = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--workloads", "A",
-         "--contenders", "tuned raw,framework", "-n", "300",
-         "--output", str(tmp_path / "RESULTS.md"), "--json", str(raw)],
-        cwd=ROOT, env={**os.environ, "AMQP_URL": amqp_url},
-        capture_output=True, text=True, timeout=120, check=False,
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--quick",
+            "--workloads",
+            "A",
+            "--contenders",
+            "tuned raw,framework",
+            "-n",
+            "300",
+            "--output",
+            str(tmp_path / "RESULTS.md"),
+            "--json",
+            str(raw),
+        ],
+        cwd=ROOT,
+        env={**os.environ, "AMQP_URL": amqp_url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     profiles = json.loads(raw.read_text())["profiles"]
@@ -92,11 +142,29 @@ def test_tuned_reference_acks_with_far_fewer_frames_than_messages(
     raw = tmp_path / "results.json"
     n = 3000
     done = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--workloads", "B",
-         "--contenders", "tuned raw", "-n", str(n), "--no-profile",
-         "--output", str(tmp_path / "RESULTS.md"), "--json", str(raw)],
-        cwd=ROOT, env={**os.environ, "AMQP_URL": amqp_url},
-        capture_output=True, text=True, timeout=100, check=False,
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--quick",
+            "--workloads",
+            "B",
+            "--contenders",
+            "tuned raw",
+            "-n",
+            str(n),
+            "--no-profile",
+            "--output",
+            str(tmp_path / "RESULTS.md"),
+            "--json",
+            str(raw),
+        ],
+        cwd=ROOT,
+        env={**os.environ, "AMQP_URL": amqp_url},
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     (run,) = json.loads(raw.read_text())["results"]["B"]["tuned raw"]

@@ -96,8 +96,9 @@ async def test_full_queue_raises_overloaded(
 
 async def test_connect_to_dead_port_fails_with_one_clear_error() -> None:
     """A dead broker gives BrokerUnavailable naming the masked URL, never the password."""
-    settings = Settings(amqp_url="amqp://user:s3cret-pw@127.0.0.1:1/", connect_attempts=2,
-                        connect_timeout=1.0)
+    settings = Settings(
+        amqp_url="amqp://user:s3cret-pw@127.0.0.1:1/", connect_attempts=2, connect_timeout=1.0
+    )
     with pytest.raises(BrokerUnavailable) as caught:
         async with Bus.connect(settings=settings):
             pass
@@ -182,8 +183,11 @@ async def test_send_many_pipelines_confirms_and_keeps_order(
                 done.set()
 
     await worker_factory(Sink)
-    keys = await bus.send_many([Fill(n=n) for n in range(500)],
-                               idempotency_keys=[f"many-{n}" for n in range(500)], window=64)
+    keys = await bus.send_many(
+        [Fill(n=n) for n in range(500)],
+        idempotency_keys=[f"many-{n}" for n in range(500)],
+        window=64,
+    )
     assert keys == [f"many-{n}" for n in range(500)]
     await asyncio.wait_for(done.wait(), 30)
     assert sorted(seen) == list(range(500))

@@ -17,8 +17,9 @@ def test_default_is_amqp_host_with_amqp_credentials() -> None:
 
 def test_explicit_url_credentials_and_vhost() -> None:
     """A configured URL's credentials win; the vhost comes from the AMQP URL path."""
-    api = ManagementApi.from_urls("amqp://bob:s3cret@h/prod%2Feu",
-                                  "https://ops:pw@mgmt:443/rabbitmq/")
+    api = ManagementApi.from_urls(
+        "amqp://bob:s3cret@h/prod%2Feu", "https://ops:pw@mgmt:443/rabbitmq/"
+    )
     assert api.base_url == "https://mgmt:443/rabbitmq"
     assert (api.username, api.password.get_secret_value()) == ("ops", "pw")
     assert api.vhost == "prod/eu"

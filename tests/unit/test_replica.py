@@ -34,8 +34,14 @@ class FakeClock:
 
 
 def people(clock: FakeClock, path: Path | None = None) -> Replica[Person]:
-    return Replica("people", Person, key=lambda p: p.person_id, version=lambda p: p.version,
-                   path=path, clock=clock)
+    return Replica(
+        "people",
+        Person,
+        key=lambda p: p.person_id,
+        version=lambda p: p.version,
+        path=path,
+        clock=clock,
+    )
 
 
 def test_decide_apply_rule() -> None:
@@ -53,12 +59,18 @@ def test_newer_versions_win_and_late_events_are_ignored(durable: bool, tmp_path:
     """An older version arriving after a newer one does not overwrite it (both backends)."""
     clock = FakeClock()
     with people(clock, tmp_path / "r.db" if durable else None) as replica:
-        assert replica.apply(Person(person_id="p1", version=2, email="new@x"),
-                             event_key="k2") is ApplyResult.APPLIED
-        assert replica.apply(Person(person_id="p1", version=1, email="old@x"),
-                             event_key="k1") is ApplyResult.STALE
-        assert replica.apply(Person(person_id="p1", version=2, email="new@x"),
-                             event_key="k2") is ApplyResult.DUPLICATE
+        assert (
+            replica.apply(Person(person_id="p1", version=2, email="new@x"), event_key="k2")
+            is ApplyResult.APPLIED
+        )
+        assert (
+            replica.apply(Person(person_id="p1", version=1, email="old@x"), event_key="k1")
+            is ApplyResult.STALE
+        )
+        assert (
+            replica.apply(Person(person_id="p1", version=2, email="new@x"), event_key="k2")
+            is ApplyResult.DUPLICATE
+        )
         found = replica.get("p1")
         assert found is not None and found.email == "new@x"
         assert replica.get("nobody") is None
@@ -92,8 +104,10 @@ def test_sqlite_replica_survives_a_restart(tmp_path: Path) -> None:
         assert reopened.version("p1") == 4
         assert reopened.last_updated == 1000.0
         assert reopened.staleness() == pytest.approx(10)
-        assert reopened.apply(Person(person_id="p1", version=4, email="a@x"),
-                              event_key="k4") is ApplyResult.DUPLICATE
+        assert (
+            reopened.apply(Person(person_id="p1", version=4, email="a@x"), event_key="k4")
+            is ApplyResult.DUPLICATE
+        )
         assert [p.person_id for p in reopened.items()] == ["p1"]
 
 

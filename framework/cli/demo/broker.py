@@ -28,25 +28,30 @@ async def demo_broker(url: str) -> AsyncIterator[tuple[str, str]]:
         yield url, "configured" if explicit else "localhost"
         return
     if explicit:
-        raise BrokerUnavailable(HOW_TO_GET_RABBITMQ.format(
-            tried=f"Nothing answered at {mask_url(url)} (from --url or AMQP_URL)."))
+        raise BrokerUnavailable(
+            HOW_TO_GET_RABBITMQ.format(
+                tried=f"Nothing answered at {mask_url(url)} (from --url or AMQP_URL)."
+            )
+        )
     tried = f"Nothing answered at {mask_url(url)}"
     try:
         from testcontainers.rabbitmq import RabbitMqContainer
     except ImportError:
-        raise BrokerUnavailable(HOW_TO_GET_RABBITMQ.format(
-            tried=f"{tried}, and testcontainers is not installed.")) from None
+        raise BrokerUnavailable(
+            HOW_TO_GET_RABBITMQ.format(tried=f"{tried}, and testcontainers is not installed.")
+        ) from None
     container = RabbitMqContainer("rabbitmq:3.13-management")
     try:
         await asyncio.to_thread(container.start)
     except Exception as exc:
-        raise BrokerUnavailable(HOW_TO_GET_RABBITMQ.format(
-            tried=f"{tried}, and Docker could not start a container ({type(exc).__name__}).")
+        raise BrokerUnavailable(
+            HOW_TO_GET_RABBITMQ.format(
+                tried=f"{tried}, and Docker could not start a container ({type(exc).__name__})."
+            )
         ) from None
     try:
         host = container.get_container_host_ip()
         port = container.get_exposed_port(container.port)
-        yield (f"amqp://{container.username}:{container.password}@{host}:{port}/",
-               "testcontainers")
+        yield (f"amqp://{container.username}:{container.password}@{host}:{port}/", "testcontainers")
     finally:
         await asyncio.to_thread(container.stop)
