@@ -75,7 +75,7 @@ def measure(
         try:
             result = child(contender or label, workload, *args)
             break
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a failed contender is reported and run again
             lines = str(exc).strip().splitlines()
             log(f"{key} {label}: FAILED (attempt {attempt}) {lines[0]} ... {lines[-1]}")
             if attempt == 2:
@@ -150,7 +150,7 @@ async def run_process_workloads(plan: Plan) -> None:
 async def _guarded(plan: Plan, key: str, contender: str, coro: Any) -> None:
     try:
         result = await coro
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - one contender failing must not stop the others
         plan.errors.append(f"{key} {contender}: {exc}")
         log(f"{key} {contender}: FAILED {exc}")
         return
@@ -173,7 +173,7 @@ def run_profiles(plan: Plan) -> None:
                 plan.profiles[f"{contender}|{workload}"] = child(
                     contender, "profile", "-n", str(plan.profile_n), "--profile-workload", workload
                 )
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a failed profile is reported; the run goes on
                 plan.errors.append(f"profile {contender} {workload}: {exc}")
 
 

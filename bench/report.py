@@ -55,7 +55,7 @@ def _rabbitmq_version() -> str:
 
     try:
         return asyncio.run(ask())
-    except Exception as exc:  # the report still renders without it
+    except Exception as exc:  # noqa: BLE001 - the report still renders without it
         return f"unknown ({type(exc).__name__})"
 
 
@@ -87,7 +87,7 @@ def _git_commit() -> str:
             cwd=os.path.dirname(__file__),
         )
         return out.stdout.strip()
-    except Exception:
+    except Exception:  # noqa: BLE001 - the report still renders without the revision
         return "unknown"
 
 

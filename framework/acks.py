@@ -143,7 +143,7 @@ async def _send(channel: Any, plan: AckPlan) -> None:
             await channel.basic_ack(plan.multiple_up_to, multiple=True)
         for tag in plan.singles:
             await channel.basic_ack(tag)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any ack failure means a dead channel
         # The channel died: its unacked deliveries come back and idempotency absorbs them.
         _log.warning(
             "acks.not_sent", error=repr(exc), up_to=plan.multiple_up_to, singles=len(plan.singles)
@@ -154,6 +154,6 @@ def _underlay(incoming: Incoming) -> Any:
     """The aiormq channel a delivery arrived on, or None (in-memory bus, closed channel)."""
     try:
         channel = incoming.channel
-    except Exception:
+    except Exception:  # noqa: BLE001 - no readable channel: nothing to ack on
         return None
     return channel if hasattr(channel, "basic_ack") else None

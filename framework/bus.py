@@ -257,7 +257,7 @@ class Bus:
                 async with asyncio.timeout(self.settings.publish_timeout):
                     for topology in list(self._declared):
                         await self._apply(topology)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - logged and retried next check
                 self._log.error(
                     "bus.topology_check_failed",
                     error=str(exc) or repr(exc),

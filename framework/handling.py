@@ -104,7 +104,7 @@ async def process(
     )
     try:
         claim = await claims.claim()
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any store failure defers the message
         return Deferred(claims.failure("claim", exc), deferrals=deferrals_of(envelope.headers))
     if claim is ClaimResult.DONE:
         return Duplicate()
@@ -155,7 +155,7 @@ async def _check_inbox(inbox: InboxCheck, queue: str, envelope: Envelope) -> Out
     cannot say; None: run the handler."""
     try:
         seen = await inbox(queue, envelope.message_id)
-    except Exception as exc:  # logged once, with the settlement (delivery.retry_scheduled)
+    except Exception as exc:  # noqa: BLE001 - logged once, with the settlement
         return Deferred(f"database unavailable: {_describe(exc)}")
     return Duplicate() if seen else None
 
@@ -236,7 +236,7 @@ async def _run_handler(
         return Deferred(_describe(exc)), False
     except (PermanentError, ValidationError) as exc:
         return Failed(_describe(exc), permanent=True), False
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any other handler error is transient
         return Failed(_describe(exc)), False
     return Handled(result), False
 

@@ -240,7 +240,7 @@ class Worker:
             try:
                 await self.bus.declare(type(self))
                 await consumer.restart()
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - retried with backoff, never idle
                 consumer.resubscribe_needed.set()
                 failures += 1
                 delay = RESUBSCRIBE.delay(failures, random.random())
@@ -308,7 +308,7 @@ class Worker:
         try:
             async with asyncio.timeout(min(CHANNEL_OP_BOUND, budget.remaining())):
                 await consumer.pause()
-        except Exception as exc:  # channel already gone: deliveries return to the queue anyway
+        except Exception as exc:  # noqa: BLE001 - channel gone: deliveries return anyway
             self._log.warning("worker.cancel_failed", error=repr(exc))
         if self._deliveries:
             await asyncio.wait(set(self._deliveries), timeout=budget.remaining())
@@ -368,7 +368,7 @@ class Worker:
                     leases=self._leases,
                     health=self.store_health,
                 )
-            except Exception as exc:  # a framework bug must not strand the delivery unacked
+            except Exception as exc:  # noqa: BLE001 - a bug must not strand the delivery
                 self._log.exception("delivery.processing_error")
                 outcome = Failed(f"{type(exc).__name__}: {exc}")
             finally:
@@ -419,7 +419,7 @@ class Worker:
                 ack=self._acks.ack,
                 on_return=self._acks.abandoned,
             )
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - logged; the delivery was given back
             # Not acked: returned to the queue (or redelivered when the channel recovers).
             self.stats.settle_failures += 1
             self._log.error(
@@ -452,7 +452,7 @@ class Worker:
             return  # retried (or a duplicate): the requester keeps waiting within its timeout
         try:
             await self.bus.publisher.publish(message, "", reply_to, mandatory=False)
-        except Exception as exc:  # the requester may be gone; the request itself is settled
+        except Exception as exc:  # noqa: BLE001 - requester gone? the request is settled
             self._log.warning("request.reply_failed", error=repr(exc))
 
 
@@ -463,7 +463,7 @@ async def _close_channel(channel: AbstractChannel | None, log: Any, bound: float
     try:
         async with asyncio.timeout(min(CHANNEL_OP_BOUND, bound)):
             await channel.close()
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - logged; shutdown goes on
         log.warning("worker.channel_close_failed", error=repr(exc))
 
 

@@ -80,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except click.ClickException as exc:
         _error(exc.format_message())
-        return exc.exit_code if exc.exit_code else 2
+        return exc.exit_code or 2
     except ValidationError as exc:
         _error(f"invalid settings: {_first_error(exc)}")
         return 2

@@ -196,7 +196,7 @@ class SqliteStore:
         """The thread: connect, then run batches until told to stop; close on the way out."""
         try:
             db = self._connect()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - handed to the waiting caller
             _resolve_from_thread([(connected, False, exc)])
             return
         _resolve_from_thread([(connected, True, None)])
@@ -242,13 +242,13 @@ class SqliteStore:
             db.execute("BEGIN IMMEDIATE")
             try:
                 outcomes = [(future, True, operation(db)) for operation, future in batch]
-            except Exception:
+            except Exception:  # noqa: BLE001 - then each operation on its own
                 if db.in_transaction:
                     db.execute("ROLLBACK")
                 db.execute("BEGIN IMMEDIATE")
                 outcomes = [_isolated(db, operation, future) for operation, future in batch]
             db.execute("COMMIT")
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - handed to every waiting caller
             if db.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     db.execute("ROLLBACK")

@@ -114,7 +114,7 @@ def configured_container(
     failure = None
     try:
         container = DockerContainer(image, docker_client_kw=docker_client_kw)
-    except Exception as exc:  # docker.errors.DockerException: no daemon to ask for its API
+    except Exception as exc:  # noqa: BLE001 - DockerException: no daemon to ask
         failure = _short(exc)
     if failure is not None:
         _collect_quietly()
@@ -134,7 +134,7 @@ def _start(container: Any) -> str | None:
     failure = None
     try:
         container.start()
-    except Exception as exc:  # Docker's errors have no common base worth naming here
+    except Exception as exc:  # noqa: BLE001 - Docker's errors have no common base worth naming here
         failure = _short(exc)
         with contextlib.suppress(Exception):
             container.stop()

@@ -101,7 +101,7 @@ class LoopThread:
     def _main(self) -> None:
         try:
             asyncio.run(self._run())
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread owner
             self.error = exc
             self.ready.set()
 

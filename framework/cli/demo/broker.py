@@ -43,7 +43,7 @@ async def demo_broker(url: str) -> AsyncIterator[tuple[str, str]]:
     container = RabbitMqContainer("rabbitmq:3.13-management")
     try:
         await asyncio.to_thread(container.start)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any Docker failure: one clear error
         raise BrokerUnavailable(
             HOW_TO_GET_RABBITMQ.format(
                 tried=f"{tried}, and Docker could not start a container ({type(exc).__name__})."
