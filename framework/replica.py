@@ -15,9 +15,10 @@ its staleness, and can periodically ask the owner to re-publish a snapshot.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Generic, TypeVar
@@ -143,15 +144,23 @@ class Replica(Generic[M]):
         *,
         every: float,
         max_age: float | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> Refresher:
         """An `async with` block during which a task asks the owner for a snapshot.
 
         Every `every` seconds, if the replica is older than `max_age` (default `every`),
         send `request()`; the first check runs at once, so an empty replica asks right away.
-        The task is owned by the block: cancelled and awaited when it exits.
+        The task is owned by the block: cancelled and awaited when it exits. `sleep` is
+        the pause between checks (injectable, so tests step through rounds without waiting).
         """
         return Refresher(
-            self.name, self.staleness, bus, request, every, every if max_age is None else max_age
+            self.name,
+            self.staleness,
+            bus,
+            request,
+            every,
+            every if max_age is None else max_age,
+            sleep=sleep,
         )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Protocol
 
@@ -36,6 +36,7 @@ class Refresher:
         request: Callable[[], Command],
         every: float,
         max_age: float,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         if every <= 0 or max_age < 0:
             raise ValueError("every must be positive and max_age not negative")
@@ -45,6 +46,7 @@ class Refresher:
         self._request = request
         self._every = every
         self._max_age = max_age
+        self._sleep = sleep  # the pause between checks (tests pass one they step through)
         self._task: asyncio.Task[None] | None = None
         self.requests_sent = 0
         self._log = structlog.get_logger("framework.replica").bind(replica=name)
@@ -70,7 +72,7 @@ class Refresher:
             staleness = self._staleness()
             if refresh_due(staleness, self._max_age):
                 await self._ask(staleness)
-            await asyncio.sleep(self._every)
+            await self._sleep(self._every)
 
     async def _ask(self, staleness: float) -> None:
         command = self._request()

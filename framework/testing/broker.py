@@ -187,6 +187,20 @@ class BrokerAdmin:
             declared = await channel.declare_queue(queue, passive=True)
             return declared.declaration_result.message_count or 0
 
+    async def consumer_count(self, queue: str) -> int:
+        """Consumers subscribed to `queue` (passive declare)."""
+        async with self._connection.channel() as channel:
+            declared = await channel.declare_queue(queue, passive=True)
+            return declared.declaration_result.consumer_count or 0
+
+    async def wait_for_consumers(self, queue: str, expected: int, timeout: float = 30.0) -> None:
+        """Wait until `queue` has `expected` consumers (raises `TimeoutError` after `timeout`),
+        e.g. to know a paused worker's subscription is gone."""
+        async with asyncio.timeout(timeout):
+            # the broker pushes no consumer events to a non-consumer: polling is the only way
+            while await self.consumer_count(queue) != expected:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+
     async def wait_for_depth(self, queue: str, expected: int, timeout: float = 30.0) -> int:
         """Wait until `queue` holds `expected` ready messages; returns the last depth seen."""
         depth = -1

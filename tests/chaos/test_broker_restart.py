@@ -26,6 +26,9 @@ from tests.chaos.harness import (
     scale,
 )
 
+# a chaos scenario starts processes and waits out faults: far past the 30 s default
+pytestmark = pytest.mark.timeout(scale(300, 1200))
+
 OUTAGE_S = 1.0  # beyond the seconds stop_app and start_app take themselves
 
 

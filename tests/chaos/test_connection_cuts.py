@@ -21,6 +21,9 @@ from tests.chaos.harness import (
     scale,
 )
 
+# a chaos scenario starts processes and waits out faults: far past the 30 s default
+pytestmark = pytest.mark.timeout(scale(300, 1200))
+
 
 @pytest.mark.timeout(scale(180, 900))
 async def test_force_closed_connections_of_publisher_and_workers(

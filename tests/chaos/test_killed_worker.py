@@ -11,8 +11,14 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from framework import Bus, Command, Context, Worker
 from framework.testing import eventually
+from tests.chaos.harness import scale
+
+# a chaos scenario starts processes and waits out faults: far past the 30 s default
+pytestmark = pytest.mark.timeout(scale(300, 1200))
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 

@@ -17,6 +17,9 @@ from framework.testing import BrokerAdmin
 from tests.chaos import ledger
 from tests.chaos.harness import Run, Sender, check, finish, rabbitmqctl, scale
 
+# a chaos scenario starts processes and waits out faults: far past the 30 s default
+pytestmark = pytest.mark.timeout(scale(300, 1200))
+
 PUBLISH_TIMEOUT = 2.0
 NORMAL_WATERMARK = "0.4"
 

@@ -15,6 +15,9 @@ from framework.testing import BrokerAdmin
 from tests.chaos.harness import Run, Sender, check, finish, recovery, recovery_times, scale
 from tests.chaos.proxy import FaultProxy
 
+# a chaos scenario starts processes and waits out faults: far past the 30 s default
+pytestmark = pytest.mark.timeout(scale(300, 1200))
+
 HEARTBEAT = 2  # seconds; aiormq gives up after (heartbeat + 1) * 3 without a frame
 
 

@@ -12,6 +12,9 @@ from framework.testing import BrokerAdmin
 from tests.chaos import ledger
 from tests.chaos.harness import Run, Sender, check, finish, scale
 
+# a chaos scenario starts processes and waits out faults: far past the 30 s default
+pytestmark = pytest.mark.timeout(scale(300, 1200))
+
 PREFETCH = 4
 WORK_MS = 100  # so the worker handles about PREFETCH / 0.1 s = 40 messages per second
 MAX_LENGTH = 200

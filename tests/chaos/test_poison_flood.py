@@ -18,6 +18,9 @@ from framework.testing import BrokerAdmin
 from tests.chaos import ledger
 from tests.chaos.harness import Run, Sender, check, finish, scale
 
+# a chaos scenario starts processes and waits out faults: far past the 30 s default
+pytestmark = pytest.mark.timeout(scale(300, 1200))
+
 # poison kind -> the reason its DLQ copy must carry (fw-reason, or x-death for crashes)
 EXPECTED_REASON = {
     "malformed": "invalid",

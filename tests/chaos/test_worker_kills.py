@@ -11,6 +11,9 @@ import pytest
 from framework.testing import BrokerAdmin
 from tests.chaos.harness import Run, Sender, check, finish, recovery, scale
 
+# a chaos scenario starts processes and waits out faults: far past the 30 s default
+pytestmark = pytest.mark.timeout(scale(300, 1200))
+
 
 @pytest.mark.timeout(scale(180, 900))
 async def test_sigkill_workers_mid_handler(

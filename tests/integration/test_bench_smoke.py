@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -52,6 +54,7 @@ def test_bench_quick_consume_runs_for_aio_pika_and_framework(amqp_url: str, tmp_
     assert "## B: consume" in (tmp_path / "RESULTS.md").read_text()
 
 
+@pytest.mark.timeout(90)  # ~10 s alone; more under load
 def test_bench_quick_store_overhead_runs_for_every_store(amqp_url: str, tmp_path: Path) -> None:
     """Workload S: the framework worker completes through the no-op store and every real one."""
     from bench.stores import STORES
@@ -90,6 +93,7 @@ def test_bench_quick_store_overhead_runs_for_every_store(amqp_url: str, tmp_path
     assert "## S: idempotency store overhead" in (tmp_path / "RESULTS.md").read_text()
 
 
+@pytest.mark.timeout(60)  # ~5 s alone; more under load
 def test_bench_quick_profiles_say_where_the_time_goes(amqp_url: str, tmp_path: Path) -> None:
     """Workloads A and B under the profiler for the framework and the tuned reference: the
     results file gets each profile and the table of time per package."""

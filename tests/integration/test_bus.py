@@ -131,11 +131,20 @@ async def test_send_with_retry_waits_for_room(
         except Overloaded:
             break
         sent += 1
-    late = asyncio.create_task(
-        bus.send(Fill(n=99), retry=RetryOnOverload(within=20.0), idempotency_key="late-99")
-    )
-    await asyncio.sleep(0.5)
-    assert not late.done()  # still waiting for room, not failed
+    pauses = 0
+    refused_thrice = asyncio.Event()
+
+    async def counting_sleep(seconds: float) -> None:
+        nonlocal pauses
+        pauses += 1
+        if pauses >= 3:
+            refused_thrice.set()
+        await asyncio.sleep(seconds)
+
+    retry = RetryOnOverload(within=20.0, sleep=counting_sleep)
+    late = asyncio.create_task(bus.send(Fill(n=99), retry=retry, idempotency_key="late-99"))
+    await asyncio.wait_for(refused_thrice.wait(), 10)
+    assert not late.done()  # refused three times, still waiting for room, not failed
     await worker_factory(Bounded)
     assert await asyncio.wait_for(late, 20) == "late-99"
 

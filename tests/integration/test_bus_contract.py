@@ -314,10 +314,10 @@ async def test_request_to_silent_handler_times_out(harness: Harness, queue_name:
 
 async def test_late_reply_is_discarded(harness: Harness, queue_name: str) -> None:
     """A reply after the timeout does no harm: the next request gets its own answer."""
-    await harness.start(_pricing(queue_name))
+    worker = await harness.start(_pricing(queue_name))
     with pytest.raises(RequestTimeout):
         await harness.bus.request(GetQuote(sku="slow", delay=0.6), timeout=0.2)
-    await asyncio.sleep(0.8)  # the late reply arrives now and is dropped
+    await harness.settle(worker)  # the slow request is done: its late reply is dropped
     quote = await harness.bus.request(GetQuote(sku="ok"), timeout=5, reply_type=Quote)
     assert quote.sku == "ok"
 

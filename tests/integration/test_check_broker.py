@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import aio_pika
+import pytest
 
 from tests.integration.cli_runner import framework
 
@@ -39,6 +40,7 @@ def management(method: str, path: str, body: Any = None) -> Any:
     return json.loads(raw) if raw else None
 
 
+@pytest.mark.timeout(120)  # polls the management API for up to 60 s
 async def test_check_broker_refuses_a_conflicting_queue_and_a_lowering_policy(
     amqp_url: str, queue_name: str
 ) -> None:

@@ -8,6 +8,8 @@ import signal
 import sys
 from pathlib import Path
 
+import pytest
+
 from framework import Bus, names
 from framework.testing import BrokerAdmin
 from framework.worker_spec import build_spec
@@ -30,6 +32,7 @@ async def _start_worker(env: dict[str, str]) -> asyncio.subprocess.Process:
     )
 
 
+@pytest.mark.timeout(120)  # ~23 s alone; more under load
 async def test_crash_looping_poison_ends_in_dlq_rest_handled(
     amqp_url: str, broker_admin: BrokerAdmin, queue_name: str, tmp_path: Path
 ) -> None:

@@ -126,6 +126,7 @@ class LoopThread:
         await asyncio.to_thread(self._thread.join, 30)
 
 
+@pytest.mark.timeout(60)  # ~6 s alone; more under load
 @pytest.mark.parametrize("store_kind", SHARED)
 async def test_blocked_loop_past_lease_takes_effect_once(
     amqp_url: str,

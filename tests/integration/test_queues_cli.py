@@ -6,6 +6,8 @@ import asyncio
 import json
 from typing import Any
 
+import pytest
+
 from framework import Bus, Command, Context, Worker, names
 from framework.queue_source import default_retry_queues
 from framework.testing import BrokerAdmin
@@ -51,6 +53,7 @@ async def _poll(
     return row
 
 
+@pytest.mark.timeout(120)  # management stats lag ~5 s
 async def test_json_depths_from_management_api(
     amqp_url: str, bus: Bus, broker_admin: BrokerAdmin, queue_name: str
 ) -> None:
@@ -98,6 +101,7 @@ async def test_json_depths_via_amqp_when_management_is_down(
         await _cleanup(broker_admin, queue_name)
 
 
+@pytest.mark.timeout(120)  # management stats lag ~5 s
 async def test_bus_queue_stats_matches(
     bus: Bus, broker_admin: BrokerAdmin, queue_name: str
 ) -> None:

@@ -40,6 +40,7 @@ async def readyz(port: int) -> int:
     return await asyncio.to_thread(fetch)
 
 
+@pytest.mark.timeout(90)  # ~6 s alone; more under load
 @pytest.mark.parametrize("store_kind", ["postgres", "redis"])
 async def test_stalled_store_defers_reports_not_ready_and_recovers(
     amqp_url: str, store_kind: str, store_url: StoreUrl, worker_factory: Any, queue_name: str

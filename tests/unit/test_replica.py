@@ -130,16 +130,39 @@ class RecordingSender:
         return "key"
 
 
+class Rounds:
+    """The refresher's sleep, stepped by the test: the first `limit - 1` pauses return at
+    once, the `limit`-th parks until the block exits (its cancellation is recorded)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.pauses = 0
+        self.parked = asyncio.Event()
+        self.cancelled = False
+
+    async def sleep(self, seconds: float) -> None:
+        self.pauses += 1
+        if self.pauses < self.limit:
+            await asyncio.sleep(0)
+            return
+        self.parked.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.cancelled = True
+            raise
+
+
 async def test_refresher_asks_while_stale_and_stops_with_its_block() -> None:
     """Asks at once while the replica is empty, repeats each period, stops on exit."""
     replica = people(FakeClock())
     sender = RecordingSender()
-    async with replica.refreshing(sender, Refresh, every=0.01) as refresher:
-        await asyncio.sleep(0.05)
-    count = len(sender.sent)
-    assert count >= 2 and refresher.requests_sent == count
-    await asyncio.sleep(0.03)
-    assert len(sender.sent) == count, "the task was cancelled with its block"
+    rounds = Rounds(limit=3)
+    async with replica.refreshing(sender, Refresh, every=0.01, sleep=rounds.sleep) as refresher:
+        await rounds.parked.wait()
+        assert len(sender.sent) == refresher.requests_sent == 3  # at once, then after 2 pauses
+    assert rounds.cancelled, "the task was cancelled with its block"
+    assert len(sender.sent) == 3
 
 
 async def test_refresher_stays_quiet_while_fresh() -> None:
@@ -148,14 +171,18 @@ async def test_refresher_stays_quiet_while_fresh() -> None:
     replica = people(clock)
     replica.apply(Person(person_id="p1", version=1, email="a@x"), event_key="k1")
     sender = RecordingSender()
-    async with replica.refreshing(sender, Refresh, every=0.01, max_age=60):
-        await asyncio.sleep(0.03)
+    rounds = Rounds(limit=3)
+    async with replica.refreshing(sender, Refresh, every=0.01, max_age=60, sleep=rounds.sleep):
+        await rounds.parked.wait()
     assert sender.sent == []
 
 
 async def test_refresher_survives_an_absent_owner() -> None:
     """Unroutable (owner not deployed) is logged and asked again next period, not raised."""
     sender = RecordingSender(fail=True)
-    async with people(FakeClock()).refreshing(sender, Refresh, every=0.01) as refresher:
-        await asyncio.sleep(0.03)
+    rounds = Rounds(limit=3)
+    replica = people(FakeClock())
+    async with replica.refreshing(sender, Refresh, every=0.01, sleep=rounds.sleep) as refresher:
+        await rounds.parked.wait()  # three checks, each refused, and the task still runs
     assert refresher.requests_sent == 0
+    assert rounds.cancelled

@@ -122,3 +122,26 @@ def test_a_policy_without_limits_never_stops() -> None:
 
     assert retrying.RESUBSCRIBE.stop() is stop_never
     assert replace(retrying.PUBLISH, within=1.0).stop() is not stop_never
+
+
+async def test_retry_on_overload_pauses_by_its_policy_until_there_is_room() -> None:
+    """RetryOnOverload retries Overloaded with the OVERLOAD schedule (injected sleep)."""
+    from framework import Overloaded, RetryOnOverload
+
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    refusals = 2
+
+    async def send() -> str:
+        nonlocal refusals
+        if refusals:
+            refusals -= 1
+            raise Overloaded("full")
+        return "key"
+
+    assert await RetryOnOverload(within=60.0, sleep=sleep).call(send) == "key"
+    assert len(slept) == 2
+    assert all(0 <= s <= retrying.OVERLOAD.nominal(n) for n, s in enumerate(slept, 1))
