@@ -495,7 +495,9 @@ class Bus:
         """
         require_kind(command, command=True, verb="request")
         if self._requests is None:
-            self._requests = RequestClient(self._connection(self._publish_conn))
+            self._requests = RequestClient(
+                self._connection(self._publish_conn), self.settings.publish_timeout
+            )
         key = idempotency_key or new_key()
         outgoing = self._outgoing(command, key, correlation_id, None, None, timeout, None)
         return await self._requests.request(outgoing, command.type_name, timeout, reply_type)

@@ -8,7 +8,8 @@ Every publish waits for the broker's confirm. A broker nack means a full queue
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from typing import cast
 
@@ -56,9 +57,18 @@ class Publisher:
     be in flight at once (`Bus.send_many`), so confirms are pipelined.
     """
 
-    def __init__(self, connection: AbstractRobustConnection, timeout: float) -> None:
+    def __init__(
+        self,
+        connection: AbstractRobustConnection,
+        timeout: float,
+        *,
+        prepare: Callable[[AbstractChannel], Awaitable[None]] | None = None,
+    ) -> None:
+        """`prepare` runs on each channel the publisher opens, before its first publish
+        (request/reply consumes direct reply-to there: the broker wants both on one channel)."""
         self._connection = connection
         self._timeout = timeout
+        self._prepare = prepare
         self._channel: AbstractChannel | None = None
         self._raw: aiormq.Channel | None = None
         self._open_lock = asyncio.Lock()
@@ -71,9 +81,17 @@ class Publisher:
             if self._channel is None or self._channel.is_closed:
                 # on_return_raises: an unroutable mandatory publish raises instead of
                 # being silently "confirmed".
-                self._channel = await self._connection.channel(
+                channel = await self._connection.channel(
                     publisher_confirms=True, on_return_raises=True
                 )
+                if self._prepare is not None:
+                    try:
+                        await self._prepare(channel)
+                    except BaseException:
+                        with contextlib.suppress(Exception):  # the prepare error is the news
+                            await channel.close()
+                        raise
+                self._channel, self._raw = channel, None
             if self._raw is None or self._raw.is_closed:
                 self._raw = cast(aiormq.Channel, await self._channel.get_underlay_channel())
             return self._raw
