@@ -45,6 +45,7 @@ test-lowest: $(UV)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
 ## BROKERS: the RabbitMQ versions the integration and chaos suites run on (scripts/on-broker);

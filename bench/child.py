@@ -80,12 +80,18 @@ async def publish(c: Contender, url: str, n: int) -> dict[str, Any]:
     finally:
         await delete_queues(url, c.queues(queue))
         await c.close()
-    return {"rate": n / seconds, "seconds": seconds, "n": n, "cpu_us": cpu / n * 1e6,
-            "broker_cpu_us": broker_cpu / n * 1e6 if broker_cpu is not None else None}
+    return {
+        "rate": n / seconds,
+        "seconds": seconds,
+        "n": n,
+        "cpu_us": cpu / n * 1e6,
+        "broker_cpu_us": broker_cpu / n * 1e6 if broker_cpu is not None else None,
+    }
 
 
-async def consume(c: Contender, url: str, n: int, timeout: float = 600.0,
-                  queue: str = "") -> dict[str, Any]:
+async def consume(
+    c: Contender, url: str, n: int, timeout: float = 600.0, queue: str = ""
+) -> dict[str, Any]:
     """(B) consume a pre-loaded queue of n, ack after the handler validated the body."""
     await c.open(url)
     queue = queue or queue_name(c.name, "B")
@@ -166,7 +172,7 @@ async def latency(c: Contender, url: str, rate: int, seconds: float) -> dict[str
     finally:
         await delete_queues(url, c.queues(queue))
         await c.close()
-    warm = sorted(samples[len(samples) // 20:])  # drop the first 5% (warm-up)
+    warm = sorted(samples[len(samples) // 20 :])  # drop the first 5% (warm-up)
     return {
         "p50_ms": percentile(warm, 50) * 1000,
         "p99_ms": percentile(warm, 99) * 1000,
@@ -198,8 +204,7 @@ async def worker(c: Contender, url: str, queue: str) -> dict[str, Any]:
     return {"count": counter.count, "first": counter.first, "last": counter.last}
 
 
-async def profile(c: Contender, url: str, n: int, top: int,
-                  workload: str = "B") -> dict[str, Any]:
+async def profile(c: Contender, url: str, n: int, top: int, workload: str = "B") -> dict[str, Any]:
     """Workload A or B under pyinstrument: top entries (self, total), the call tree and the
     share of time per package."""
     from pyinstrument import Profiler
@@ -260,10 +265,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--queue", default="")
     parser.add_argument("--top", type=int, default=25)
-    parser.add_argument("--profile-workload", choices=["A", "B"], default="B",
-                        help="profile: the workload to profile")
-    parser.add_argument("--store", default="noop",
-                        help="S: the idempotency store (noop, memory, sqlite, redis, postgres)")
+    parser.add_argument(
+        "--profile-workload",
+        choices=["A", "B"],
+        default="B",
+        help="profile: the workload to profile",
+    )
+    parser.add_argument(
+        "--store",
+        default="noop",
+        help="S: the idempotency store (noop, memory, sqlite, redis, postgres)",
+    )
     args = parser.parse_args(argv)
     contender = CONTENDERS[args.contender]()
     url = amqp_url()

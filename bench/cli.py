@@ -60,20 +60,22 @@ def child(contender: str, workload: str, *args: str, timeout: float = 600) -> di
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
     for line in reversed(done.stdout.splitlines()):
         if line.startswith("RESULT "):
-            return dict(json.loads(line[len("RESULT "):]))
-    raise RuntimeError(f"{contender} {workload} failed (exit {done.returncode}):\n"
-                       f"{done.stderr[-3000:]}")
+            return dict(json.loads(line[len("RESULT ") :]))
+    raise RuntimeError(
+        f"{contender} {workload} failed (exit {done.returncode}):\n{done.stderr[-3000:]}"
+    )
 
 
-def measure(plan: Plan, key: str, label: str, workload: str, *args: str,
-            contender: str | None = None) -> None:
+def measure(
+    plan: Plan, key: str, label: str, workload: str, *args: str, contender: str | None = None
+) -> None:
     """One measurement, recorded under `label` (the contender unless `contender` is given);
     a failure (e.g. the shared broker restarted) is retried once."""
     for attempt in (1, 2):
         try:
             result = child(contender or label, workload, *args)
             break
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a failed contender is reported and run again
             lines = str(exc).strip().splitlines()
             log(f"{key} {label}: FAILED (attempt {attempt}) {lines[0]} ... {lines[-1]}")
             if attempt == 2:
@@ -94,8 +96,16 @@ def run_in_process_workloads(plan: Plan) -> None:
             if "B" in plan.workloads:
                 measure(plan, "B", contender, "B", "-n", str(plan.n))
             if "C" in plan.workloads:
-                measure(plan, "C", contender, "C", "--rate", str(plan.rate),
-                        "--seconds", str(plan.seconds))
+                measure(
+                    plan,
+                    "C",
+                    contender,
+                    "C",
+                    "--rate",
+                    str(plan.rate),
+                    "--seconds",
+                    str(plan.seconds),
+                )
 
 
 def run_store_workload(plan: Plan) -> None:
@@ -110,8 +120,17 @@ def run_store_workload(plan: Plan) -> None:
     for rep in range(plan.reps):
         log(f"S repetition {rep + 1}/{plan.reps}")
         for store in plan.stores:
-            measure(plan, "S", store, "S", "-n", str(plan.n), "--store", store,
-                    contender=STORE_CONTENDER)
+            measure(
+                plan,
+                "S",
+                store,
+                "S",
+                "-n",
+                str(plan.n),
+                "--store",
+                store,
+                contender=STORE_CONTENDER,
+            )
 
 
 async def run_process_workloads(plan: Plan) -> None:
@@ -123,14 +142,15 @@ async def run_process_workloads(plan: Plan) -> None:
                 await _guarded(plan, "D", contender, rss_drain(url, contender, plan.backlog))
             if "E" in plan.workloads and rep < plan.reps:
                 for processes in (1, 2):
-                    await _guarded(plan, f"E{processes}", contender,
-                                   scaling(url, contender, processes, plan.n))
+                    await _guarded(
+                        plan, f"E{processes}", contender, scaling(url, contender, processes, plan.n)
+                    )
 
 
 async def _guarded(plan: Plan, key: str, contender: str, coro: Any) -> None:
     try:
         result = await coro
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - one contender failing must not stop the others
         plan.errors.append(f"{key} {contender}: {exc}")
         log(f"{key} {contender}: FAILED {exc}")
         return
@@ -151,16 +171,19 @@ def run_profiles(plan: Plan) -> None:
             log(f"profiling workload {workload} for {contender}")
             try:
                 plan.profiles[f"{contender}|{workload}"] = child(
-                    contender, "profile", "-n", str(plan.profile_n),
-                    "--profile-workload", workload)
-            except Exception as exc:
+                    contender, "profile", "-n", str(plan.profile_n), "--profile-workload", workload
+                )
+            except Exception as exc:  # noqa: BLE001 - a failed profile is reported; the run goes on
                 plan.errors.append(f"profile {contender} {workload}: {exc}")
 
 
 def parse(argv: list[str] | None) -> tuple[Plan, Path, Path | None]:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true",
-                        help="small N, one repetition: proves the bench works (CI smoke)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="small N, one repetition: proves the bench works (CI smoke)",
+    )
     parser.add_argument("-n", type=int, help="messages for A, B, E and S (default 20000)")
     parser.add_argument("--reps", type=int, help="repetitions (default 3)")
     parser.add_argument("--backlog", type=int, help="backlog drained in D (default 100000)")
@@ -168,11 +191,18 @@ def parse(argv: list[str] | None) -> tuple[Plan, Path, Path | None]:
     parser.add_argument("--rate", type=int, default=1000, help="msg/s in C")
     parser.add_argument("--seconds", type=float, help="duration of C (default 10)")
     parser.add_argument("--workloads", default=WORKLOADS, help=f"subset of {WORKLOADS}")
-    parser.add_argument("--contenders", default=",".join(CONTENDERS),
-                        help="comma-separated subset of: " + ", ".join(CONTENDERS))
-    parser.add_argument("--stores", default=",".join(STORES),
-                        help="S: comma-separated subset of: " + ", ".join(STORES)
-                        + " (noop, the baseline of the ratios, is always measured)")
+    parser.add_argument(
+        "--contenders",
+        default=",".join(CONTENDERS),
+        help="comma-separated subset of: " + ", ".join(CONTENDERS),
+    )
+    parser.add_argument(
+        "--stores",
+        default=",".join(STORES),
+        help="S: comma-separated subset of: "
+        + ", ".join(STORES)
+        + " (noop, the baseline of the ratios, is always measured)",
+    )
     parser.add_argument("--no-profile", action="store_true", help="skip the pyinstrument run")
     parser.add_argument("--output", type=Path, default=HERE / "RESULTS.md")
     parser.add_argument("--json", type=Path, help="also write the raw results as JSON here")
@@ -208,9 +238,11 @@ def main(argv: list[str] | None = None) -> int:
     left = sweep_leftovers(amqp_url())
     if left:
         log(f"deleted {len(left)} queue(s) an earlier, killed run left behind")
-    log(f"N={plan.n} reps={plan.reps} backlog={plan.backlog} workloads={plan.workloads} "
-        f"contenders={plan.contenders}" + (f" stores={plan.stores}" if "S" in plan.workloads
-                                           else ""))
+    log(
+        f"N={plan.n} reps={plan.reps} backlog={plan.backlog} workloads={plan.workloads} "
+        f"contenders={plan.contenders}"
+        + (f" stores={plan.stores}" if "S" in plan.workloads else "")
+    )
     run_in_process_workloads(plan)
     if "S" in plan.workloads:
         run_store_workload(plan)
@@ -222,6 +254,10 @@ def main(argv: list[str] | None = None) -> int:
     output.write_text(render(plan, elapsed))
     log(f"wrote {output} in {elapsed:.0f}s")
     if json_path is not None:
-        json_path.write_text(json.dumps({"results": plan.results, "errors": plan.errors,
-                                         "profiles": plan.profiles}, indent=1))
+        json_path.write_text(
+            json.dumps(
+                {"results": plan.results, "errors": plan.errors, "profiles": plan.profiles},
+                indent=1,
+            )
+        )
     return 1 if plan.errors else 0

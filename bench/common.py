@@ -105,8 +105,9 @@ async def preload(url: str, queue: str, n: int) -> float:
                 headers={"fw-attempt": 1},
             )
             task = asyncio.ensure_future(
-                channel.basic_publish(order_body(i), routing_key=queue, properties=props,
-                                      wait=False)
+                channel.basic_publish(
+                    order_body(i), routing_key=queue, properties=props, wait=False
+                )
             )
             pending.add(task)
             task.add_done_callback(done)
@@ -134,12 +135,16 @@ def sweep_leftovers(url: str) -> list[str]:
     import subprocess
 
     try:
-        listed = subprocess.run(["rabbitmqctl", "-q", "list_queues", "name"],
-                                capture_output=True, text=True, timeout=60, check=True)
+        listed = subprocess.run(
+            ["rabbitmqctl", "-q", "list_queues", "name"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
     except (OSError, subprocess.SubprocessError):
         return []
-    names = [line.split()[0] for line in listed.stdout.splitlines()
-             if line.startswith("bench.")]
+    names = [line.split()[0] for line in listed.stdout.splitlines() if line.startswith("bench.")]
     if names:
         asyncio.run(delete_queues(url, names))
     return names

@@ -64,15 +64,17 @@ class Contender:
         raise NotImplementedError
 
 
-async def _in_windows(orders: list[dict[str, Any]],
-                      publish: Callable[[dict[str, Any]], Awaitable[Any]],
-                      window: int = PUBLISH_WINDOW) -> None:
+async def _in_windows(
+    orders: list[dict[str, Any]],
+    publish: Callable[[dict[str, Any]], Awaitable[Any]],
+    window: int = PUBLISH_WINDOW,
+) -> None:
     """Publisher confirms in windows: start `window` publishes, wait for all, repeat.
 
     Each window's messages are built when it starts (as the tuned reference builds each
     message when it sends it), not all N up front."""
     for start in range(0, len(orders), window):
-        await asyncio.gather(*(publish(o) for o in orders[start:start + window]))
+        await asyncio.gather(*(publish(o) for o in orders[start : start + window]))
 
 
 # ---- raw aio-pika, used plainly ---------------------------------------------------------
@@ -80,8 +82,10 @@ async def _in_windows(orders: list[dict[str, Any]],
 
 class AioPika(Contender):
     name = "aio-pika"
-    description = ("aio-pika 'by the book': robust connection, confirms awaited in windows of "
-                   f"{PUBLISH_WINDOW}, `await message.ack()` after each handler")
+    description = (
+        "aio-pika 'by the book': robust connection, confirms awaited in windows of "
+        f"{PUBLISH_WINDOW}, `await message.ack()` after each handler"
+    )
 
     async def open(self, url: str) -> None:
         self.conn = await aio_pika.connect_robust(url)
@@ -147,11 +151,11 @@ class DeferredAcker:
     def __init__(self, channel: aiormq.abc.AbstractChannel, every: int = ACK_EVERY) -> None:
         self.channel = channel
         self.every = every
-        self.acked = 0          # every tag <= acked is acked
-        self.prefix = 0         # every tag <= prefix is handled
+        self.acked = 0  # every tag <= acked is acked
+        self.prefix = 0  # every tag <= prefix is handled
         self.handled: set[int] = set()
-        self.completions = 0    # handled deliveries so far (the quiet-tick test reads it)
-        self.seen = 0           # completions at the last tick
+        self.completions = 0  # handled deliveries so far (the quiet-tick test reads it)
+        self.seen = 0  # completions at the last tick
         self.quiet_ticks = 0
         self.scheduled = False
         self.frames = 0
@@ -202,12 +206,14 @@ class DeferredAcker:
 class Tuned(Contender):
     name = "tuned raw"
     uvloop = True
-    description = ("uvloop + aiormq directly: a sliding window of "
-                   f"{REFERENCE_WINDOW} unconfirmed publishes (properties built once, no wait "
-                   "for the socket drain); acks coalesced with multiple=True over the contiguous "
-                   f"prefix of handled tags, deferred while deliveries keep completing (every "
-                   f"{ACK_EVERY} handled tags or after two quiet loop ticks), each message acked "
-                   "only after its handler")
+    description = (
+        "uvloop + aiormq directly: a sliding window of "
+        f"{REFERENCE_WINDOW} unconfirmed publishes (properties built once, no wait "
+        "for the socket drain); acks coalesced with multiple=True over the contiguous "
+        f"prefix of handled tags, deferred while deliveries keep completing (every "
+        f"{ACK_EVERY} handled tags or after two quiet loop ticks), each message acked "
+        "only after its handler"
+    )
 
     async def open(self, url: str) -> None:
         self.conn = await aiormq.connect(url)
@@ -221,8 +227,10 @@ class Tuned(Contender):
         # The window is a free list of properties objects built once: one is taken per
         # publish (only its message id changes) and comes back when that publish is
         # confirmed, so an object is never changed while its frames may still be marshalled.
-        free = [aiormq.spec.Basic.Properties(delivery_mode=2, content_type="application/json")
-                for _ in range(REFERENCE_WINDOW)]
+        free = [
+            aiormq.spec.Basic.Properties(delivery_mode=2, content_type="application/json")
+            for _ in range(REFERENCE_WINDOW)
+        ]
         returned = asyncio.Event()
         pending: set[asyncio.Future[Any]] = set()
         errors: list[BaseException] = []
@@ -243,7 +251,8 @@ class Tuned(Contender):
             props.message_id = os.urandom(16).hex()
             body = OrderFields(**order).model_dump_json().encode()
             fut = asyncio.ensure_future(
-                publish(body, routing_key=queue, properties=props, wait=False))
+                publish(body, routing_key=queue, properties=props, wait=False)
+            )
             pending.add(fut)
             fut.add_done_callback(functools.partial(confirmed, props=props))
         if pending:
@@ -253,11 +262,12 @@ class Tuned(Contender):
 
     async def publish_one(self, queue: str, order: dict[str, Any]) -> None:
         props = aiormq.spec.Basic.Properties(
-            delivery_mode=2, content_type="application/json", message_id=uuid.uuid4().hex,
+            delivery_mode=2,
+            content_type="application/json",
+            message_id=uuid.uuid4().hex,
         )
         body = OrderFields(**order).model_dump_json().encode()
-        await self.pub_channel.basic_publish(body, routing_key=queue, properties=props,
-                                             wait=False)
+        await self.pub_channel.basic_publish(body, routing_key=queue, properties=props, wait=False)
 
     async def start_consumer(self, queue: str, on_message: OnMessage) -> None:
         self.consume_channel = await self.conn.channel(publisher_confirms=False)
@@ -305,10 +315,17 @@ def _framework_types(queue: str) -> tuple[Any, Any]:
 
         # resolvable annotations: the framework reads the consumed type from them
         handle.__annotations__ = {"msg": BenchOrder, "ctx": Context, "return": None}
-        worker = type("BenchWorker", (Worker,), {
-            "queue": queue, "prefetch": PREFETCH, "max_attempts": 5, "timeout": 30.0,
-            "handle": handle,
-        })
+        worker = type(
+            "BenchWorker",
+            (Worker,),
+            {
+                "queue": queue,
+                "prefetch": PREFETCH,
+                "max_attempts": 5,
+                "timeout": 30.0,
+                "handle": handle,
+            },
+        )
         _framework_classes[queue] = (BenchOrder, worker)
     return _framework_classes[queue]  # type: ignore[no-any-return]
 
@@ -319,8 +336,11 @@ def _outbox_worker(queue: str, database: str) -> Any:
     from framework import Context, Event
 
     order, worker = _framework_types(queue)
-    insert = ("INSERT INTO bench_orders VALUES (?)" if database.startswith("sqlite")
-              else "INSERT INTO bench_orders VALUES ($1)")
+    insert = (
+        "INSERT INTO bench_orders VALUES (?)"
+        if database.startswith("sqlite")
+        else "INSERT INTO bench_orders VALUES ($1)"
+    )
 
     class BenchOrderAccepted(Event):
         type_name = f"{type_name(queue)}.accepted"
@@ -338,10 +358,12 @@ def _outbox_worker(queue: str, database: str) -> Any:
 
 class Framework(Contender):
     name = "framework"
-    description = ("a real Worker subclass (validation, in-memory idempotency store, full "
-                   "failure handling, structlog JSON at INFO) and Bus.send in windows of "
-                   f"{PUBLISH_WINDOW}; run as `framework run` runs a worker (start-up heap frozen "
-                   "for the garbage collector), on the asyncio loop")
+    description = (
+        "a real Worker subclass (validation, in-memory idempotency store, full "
+        "failure handling, structlog JSON at INFO) and Bus.send in windows of "
+        f"{PUBLISH_WINDOW}; run as `framework run` runs a worker (start-up heap frozen "
+        "for the garbage collector), on the asyncio loop"
+    )
 
     def __init__(self, idempotency: Any = None) -> None:
         # the Bus's `idempotency=`: a store or a URL; None is the default (memory://)
@@ -412,10 +434,12 @@ class FrameworkUvloop(Framework):
 class FastStream(Contender):
     name = "faststream"
     uvloop = True
-    description = ("FastStream RabbitBroker: @subscriber on a quorum RabbitQueue (default ack "
-                   "policy: ack after the handler), broker.publish(persist=True) with confirms "
-                   f"in windows of {PUBLISH_WINDOW}, logger=None; uvloop, as `faststream run` "
-                   "uses it when installed")
+    description = (
+        "FastStream RabbitBroker: @subscriber on a quorum RabbitQueue (default ack "
+        "policy: ack after the handler), broker.publish(persist=True) with confirms "
+        f"in windows of {PUBLISH_WINDOW}, logger=None; uvloop, as `faststream run` "
+        "uses it when installed"
+    )
 
     async def open(self, url: str) -> None:
         from faststream.rabbit import Channel, RabbitBroker
@@ -428,20 +452,29 @@ class FastStream(Contender):
     def _queue(self, queue: str) -> Any:
         from faststream.rabbit import QueueType, RabbitQueue
 
-        return RabbitQueue(queue, queue_type=QueueType.QUORUM, durable=True,
-                           arguments={"x-delivery-limit": QUEUE_ARGS["x-delivery-limit"]})
+        return RabbitQueue(
+            queue,
+            queue_type=QueueType.QUORUM,
+            durable=True,
+            arguments={"x-delivery-limit": QUEUE_ARGS["x-delivery-limit"]},
+        )
 
     async def declare(self, queue: str) -> None:
         await self.broker.declare_queue(self._queue(queue))
 
     async def publish_many(self, queue: str, orders: list[dict[str, Any]]) -> None:
         publish = self.broker.publish
-        await _in_windows(orders, lambda o: publish(OrderFields(**o), queue=queue, persist=True,
-                                                    message_id=uuid.uuid4().hex))
+        await _in_windows(
+            orders,
+            lambda o: publish(
+                OrderFields(**o), queue=queue, persist=True, message_id=uuid.uuid4().hex
+            ),
+        )
 
     async def publish_one(self, queue: str, order: dict[str, Any]) -> None:
-        await self.broker.publish(OrderFields(**order), queue=queue, persist=True,
-                                  message_id=uuid.uuid4().hex)
+        await self.broker.publish(
+            OrderFields(**order), queue=queue, persist=True, message_id=uuid.uuid4().hex
+        )
 
     async def start_consumer(self, queue: str, on_message: OnMessage) -> None:
         subscriber = self.broker.subscriber(self._queue(queue))

@@ -49,8 +49,16 @@ class WorkerProc:
 async def start_worker(contender: str, queue: str) -> WorkerProc:
     log = tempfile.TemporaryFile()  # noqa: SIM115 - closed by stop_worker
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.child", contender, "worker", "--queue", queue,
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=log,
+        sys.executable,
+        "-m",
+        "bench.child",
+        contender,
+        "worker",
+        "--queue",
+        queue,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=log,
     )
     worker = WorkerProc(proc, log)
     assert proc.stdout is not None
@@ -94,8 +102,9 @@ async def _prepared_queue(url: str, contender: str, workload: str, n: int) -> tu
     return queue, companions
 
 
-async def _wait_handled(workers: list[WorkerProc], n: int, timeout: float,
-                        on_tick: Any = None) -> None:
+async def _wait_handled(
+    workers: list[WorkerProc], n: int, timeout: float, on_tick: Any = None
+) -> None:
     async with asyncio.timeout(timeout):
         while sum(w.count for w in workers) < n:
             if any(w.proc.returncode is not None for w in workers):
@@ -145,8 +154,9 @@ async def scaling(url: str, contender: str, processes: int, n: int) -> dict[str,
     queue, companions = await _prepared_queue(url, contender, f"E{processes}", n)
     workers: list[WorkerProc] = []
     try:
-        workers = list(await asyncio.gather(*(start_worker(contender, queue)
-                                              for _ in range(processes))))
+        workers = list(
+            await asyncio.gather(*(start_worker(contender, queue) for _ in range(processes)))
+        )
         broker = local_broker_pid()
         pids = [w.proc.pid for w in workers] + ([broker] if broker else [])
         cpu0 = sum(cpu_seconds(pid) for pid in pids)
@@ -163,6 +173,13 @@ async def scaling(url: str, contender: str, processes: int, n: int) -> dict[str,
     finally:
         await asyncio.gather(*(stop_worker(w) for w in workers))
         await delete_queues(url, companions)
-    return {"rate": (n - 1) / elapsed, "seconds": elapsed, "processes": processes,
-            "startup_ms": (first - t0) * 1000, "split": [w.count for w in workers], "n": n,
-            "busy_cores": busy_cores, "broker_measured": broker is not None}
+    return {
+        "rate": (n - 1) / elapsed,
+        "seconds": elapsed,
+        "processes": processes,
+        "startup_ms": (first - t0) * 1000,
+        "split": [w.count for w in workers],
+        "n": n,
+        "busy_cores": busy_cores,
+        "broker_measured": broker is not None,
+    }

@@ -28,8 +28,9 @@ def flat_top(profiler: Any, top: int) -> dict[str, str]:
     """The `top` functions by self time and by total (inclusive) time."""
     return {
         "self": _lines(profiler.output_text(flat=True, flat_time="self", short_mode=True), top),
-        "total": _lines(profiler.output_text(flat=True, flat_time="total", short_mode=True),
-                        top + 15),
+        "total": _lines(
+            profiler.output_text(flat=True, flat_time="total", short_mode=True), top + 15
+        ),
     }
 
 

@@ -21,8 +21,20 @@ if TYPE_CHECKING:
     from bench.cli import Plan
 
 TUNED = "tuned raw"
-PACKAGES = ["framework", "aio-pika", "aiormq", "pamqp", "pydantic", "pydantic-core",
-            "structlog", "uvloop", "faststream", "pyinstrument", "redis", "asyncpg"]
+PACKAGES = [
+    "framework",
+    "aio-pika",
+    "aiormq",
+    "pamqp",
+    "pydantic",
+    "pydantic-core",
+    "structlog",
+    "uvloop",
+    "faststream",
+    "pyinstrument",
+    "redis",
+    "asyncpg",
+]
 
 
 def _version(name: str) -> str:
@@ -43,7 +55,7 @@ def _rabbitmq_version() -> str:
 
     try:
         return asyncio.run(ask())
-    except Exception as exc:  # the report still renders without it
+    except Exception as exc:  # noqa: BLE001 - the report still renders without it
         return f"unknown ({type(exc).__name__})"
 
 
@@ -67,10 +79,15 @@ def _loadavg() -> str:
 
 def _git_commit() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, check=True, cwd=os.path.dirname(__file__))
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=os.path.dirname(__file__),
+        )
         return out.stdout.strip()
-    except Exception:
+    except Exception:  # noqa: BLE001 - the report still renders without the revision
         return "unknown"
 
 
@@ -113,9 +130,11 @@ def _throughput_table(plan: Plan, key: str) -> list[str]:
     for name in plan.contenders:
         runs = plan.results.get(key, {}).get(name, [])
         med = _median(plan, key, name, "rate")
-        lines.append(f"| {name} | {_cell(_values(runs, 'rate'))} | {_ratio(med, base)} | "
-                     f"{_ratio(med, tuned)} | {_cell(_values(runs, 'cpu_us'), 1)} | "
-                     f"{_cell(_values(runs, 'broker_cpu_us'), 1)} |")
+        lines.append(
+            f"| {name} | {_cell(_values(runs, 'rate'))} | {_ratio(med, base)} | "
+            f"{_ratio(med, tuned)} | {_cell(_values(runs, 'cpu_us'), 1)} | "
+            f"{_cell(_values(runs, 'broker_cpu_us'), 1)} |"
+        )
     return lines
 
 
@@ -125,9 +144,12 @@ def _ack_frames_line(plan: Plan) -> list[str]:
     frames = [r["ack_frames"] * 1000 / r["n"] for r in runs if r.get("ack_frames")]
     if not frames:
         return []
-    return [f"The {TUNED} reference sent {summarize(frames)['median']:.1f} ack frames per 1000 "
-            "messages (median): each `basic.ack(multiple=True)` is one Raft command on the "
-            "quorum queue, so the fewer, the less the broker works per message.", ""]
+    return [
+        f"The {TUNED} reference sent {summarize(frames)['median']:.1f} ack frames per 1000 "
+        "messages (median): each `basic.ack(multiple=True)` is one Raft command on the "
+        "quorum queue, so the fewer, the less the broker works per message.",
+        "",
+    ]
 
 
 def _latency_table(plan: Plan) -> list[str]:
@@ -189,12 +211,16 @@ def _store_table(plan: Plan) -> list[str]:
     for store in plan.stores:
         runs = results.get(store, [])
         med = _median(plan, "S", store, "rate")
-        added = "–" if med is None or base is None or not med or not base else \
-            f"{(1 / med - 1 / base) * 1e6:,.0f}"
+        added = (
+            "–"
+            if med is None or base is None or not med or not base
+            else f"{(1 / med - 1 / base) * 1e6:,.0f}"
+        )
         servers = {str(r["server"]) for r in runs if r.get("server")}
         what = describe(store) + "".join(f"; {v}" for v in sorted(servers))
-        lines.append(f"| {store} | {_cell(_values(runs, 'rate'))} | {_ratio(med, base)} | "
-                     f"{added} | {what} |")
+        lines.append(
+            f"| {store} | {_cell(_values(runs, 'rate'))} | {_ratio(med, base)} | {added} | {what} |"
+        )
     return lines
 
 
@@ -211,27 +237,56 @@ def _targets(plan: Plan) -> list[str]:
         for key, what in (("B", "consume"), ("A", "publish")):
             f, t = rate(key, fw), rate(key, TUNED)
             r = None if f is None or t is None else f / t
-            rows.append((f"{fw} {what} ≥ 0.8× tuned raw",
-                         "–" if r is None else f"{r:.2f}×", None if r is None else r >= 0.8))
+            rows.append(
+                (
+                    f"{fw} {what} ≥ 0.8× tuned raw",
+                    "–" if r is None else f"{r:.2f}×",
+                    None if r is None else r >= 0.8,
+                )
+            )
         f, b = rate("B", fw), rate("B", BASELINE)
         r = None if f is None or b is None else f / b
-        rows.append((f"{fw} consume > 2× aio-pika", "–" if r is None else f"{r:.2f}×",
-                     None if r is None else r > 2))
+        rows.append(
+            (
+                f"{fw} consume > 2× aio-pika",
+                "–" if r is None else f"{r:.2f}×",
+                None if r is None else r > 2,
+            )
+        )
         f, s = rate("B", fw), rate("B", "faststream")
         r = None if f is None or s is None else f / s
-        rows.append((f"{fw} consume ≥ 3× faststream", "–" if r is None else f"{r:.2f}×",
-                     None if r is None else r >= 3))
+        rows.append(
+            (
+                f"{fw} consume ≥ 3× faststream",
+                "–" if r is None else f"{r:.2f}×",
+                None if r is None else r >= 3,
+            )
+        )
         p99 = rate("C", fw, "p99_ms")
-        rows.append((f"{fw} p99 ≤ 5 ms at {plan.rate} msg/s",
-                     "–" if p99 is None else f"{p99:.2f} ms", None if p99 is None else p99 <= 5))
+        rows.append(
+            (
+                f"{fw} p99 ≤ 5 ms at {plan.rate} msg/s",
+                "–" if p99 is None else f"{p99:.2f} ms",
+                None if p99 is None else p99 <= 5,
+            )
+        )
     growth = rate("D", "framework", "growth_pct")
-    rows.append(("framework RSS growth ≤ 10 % while the backlog drains",
-                 "–" if growth is None else f"{growth:.1f} %",
-                 None if growth is None else growth <= 10))
+    rows.append(
+        (
+            "framework RSS growth ≤ 10 % while the backlog drains",
+            "–" if growth is None else f"{growth:.1f} %",
+            None if growth is None else growth <= 10,
+        )
+    )
     one, two = rate("E1", "framework"), rate("E2", "framework")
     r = None if one is None or two is None else two / one
-    rows.append(("framework 2 processes ≥ 1.6× one", "–" if r is None else f"{r:.2f}×",
-                 None if r is None else r >= 1.6))
+    rows.append(
+        (
+            "framework 2 processes ≥ 1.6× one",
+            "–" if r is None else f"{r:.2f}×",
+            None if r is None else r >= 1.6,
+        )
+    )
     lines = ["| target (issue 6) | measured | status |", "| --- | ---: | --- |"]
     lines += [f"| {what} | {value} | {_check(ok)} |" for what, value, ok in rows]
     # Context: the issue derives "> 2x aio-pika" and ">= 3x faststream" from a tuned raw
@@ -242,11 +297,14 @@ def _targets(plan: Plan) -> list[str]:
         if t is not None and p is not None:
             context.append(f"{t / p:.2f}× {peer}")
     if context:
-        lines += ["", "The issue derives the *× aio-pika* and *× faststream* targets from a "
-                  "tuned raw client that consumes about 3× faster than plain aio-pika. In this "
-                  f"run the tuned raw reference itself consumes {' and '.join(context)}, "
-                  "which is also what a framework exactly as fast as the reference would "
-                  "measure."]
+        lines += [
+            "",
+            "The issue derives the *× aio-pika* and *× faststream* targets from a "
+            "tuned raw client that consumes about 3× faster than plain aio-pika. In this "
+            f"run the tuned raw reference itself consumes {' and '.join(context)}, "
+            "which is also what a framework exactly as fast as the reference would "
+            "measure.",
+        ]
     return lines
 
 
@@ -282,8 +340,10 @@ def _share_table(plan: Plan) -> list[str]:
     profiles = {k: p["shares"] for k, p in plan.profiles.items() if p.get("shares")}
     if not profiles:
         return []
-    packages = sorted({pkg for shares in profiles.values() for pkg in shares},
-                      key=lambda pkg: -max(s.get(pkg, 0.0) for s in profiles.values()))
+    packages = sorted(
+        {pkg for shares in profiles.values() for pkg in shares},
+        key=lambda pkg: -max(s.get(pkg, 0.0) for s in profiles.values()),
+    )
     heads = [k.replace("|", ", workload ") for k in profiles]
     lines = [
         "Share of each profile's time by package (self time of the frames in that package; "

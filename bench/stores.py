@@ -38,15 +38,17 @@ def postgres_url() -> str:
 class NoopStore:
     """The IdempotencyStore protocol doing nothing: every key is claimed, nothing is kept."""
 
-    async def claim(self, scope: str, key: str, lease: float,
-                    token: str | None = None) -> ClaimResult:
+    async def claim(
+        self, scope: str, key: str, lease: float, token: str | None = None
+    ) -> ClaimResult:
         return ClaimResult.CLAIMED
 
     async def renew(self, scope: str, key: str, lease: float, token: str) -> bool:
         return True
 
-    async def complete(self, scope: str, key: str, retention: float,
-                       token: str | None = None) -> bool | None:
+    async def complete(
+        self, scope: str, key: str, retention: float, token: str | None = None
+    ) -> bool | None:
         return True
 
     async def release(self, scope: str, key: str, token: str | None = None) -> None:
@@ -67,10 +69,10 @@ def describe(store: str) -> str:
         "redis": f"`{mask_url(redis_url())}` (SET NX PX script per claim)",
         "postgres": f"`{mask_url(postgres_url())}` (INSERT ... ON CONFLICT per claim)",
         "outbox-sqlite": "worker `database = sqlite:///<temporary file>`: per message an inbox "
-                         "lookup, one transaction (inbox + business row + outbox row), a "
-                         "confirmed event publish, a batched mark",
+        "lookup, one transaction (inbox + business row + outbox row), a "
+        "confirmed event publish, a batched mark",
         "outbox-postgres": "worker `database` = a fresh database on "
-                           f"`{mask_url(postgres_url())}`: the same per message as outbox-sqlite",
+        f"`{mask_url(postgres_url())}`: the same per message as outbox-sqlite",
     }[store]
 
 
@@ -153,8 +155,10 @@ async def server_version(store: str) -> str:
         conn = await asyncpg.connect(postgres_url())
         try:
             commit = await conn.fetchval("SHOW synchronous_commit")
-            return (f"PostgreSQL {await conn.fetchval('SHOW server_version')}, "
-                    f"synchronous_commit={commit}")
+            return (
+                f"PostgreSQL {await conn.fetchval('SHOW server_version')}, "
+                f"synchronous_commit={commit}"
+            )
         finally:
             await conn.close()
     return ""

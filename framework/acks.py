@@ -60,8 +60,9 @@ class AckCoalescer:
     counts the ack frames sent: on a quorum queue each is a consensus command.
     """
 
-    def __init__(self, *, max_batch: int = 512, max_delay: float = 0.025,
-                 prefetch: int | None = None) -> None:
+    def __init__(
+        self, *, max_batch: int = 512, max_delay: float = 0.025, prefetch: int | None = None
+    ) -> None:
         self._max_batch = max(1, min(max_batch, prefetch // 2)) if prefetch else max_batch
         self.frames = 0
         self._max_delay = max_delay
@@ -142,16 +143,17 @@ async def _send(channel: Any, plan: AckPlan) -> None:
             await channel.basic_ack(plan.multiple_up_to, multiple=True)
         for tag in plan.singles:
             await channel.basic_ack(tag)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any ack failure means a dead channel
         # The channel died: its unacked deliveries come back and idempotency absorbs them.
-        _log.warning("acks.not_sent", error=repr(exc), up_to=plan.multiple_up_to,
-                     singles=len(plan.singles))
+        _log.warning(
+            "acks.not_sent", error=repr(exc), up_to=plan.multiple_up_to, singles=len(plan.singles)
+        )
 
 
 def _underlay(incoming: Incoming) -> Any:
     """The aiormq channel a delivery arrived on, or None (in-memory bus, closed channel)."""
     try:
         channel = incoming.channel
-    except Exception:
+    except Exception:  # noqa: BLE001 - no readable channel: nothing to ack on
         return None
     return channel if hasattr(channel, "basic_ack") else None

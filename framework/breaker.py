@@ -165,8 +165,9 @@ class CircuitBreaker:
         clock: Clock = time.monotonic,
     ) -> None:
         self.name = name
-        self.policy = BreakerPolicy(failure_threshold, reset_timeout, half_open_max_calls,
-                                    failure_rate, window, min_calls)
+        self.policy = BreakerPolicy(
+            failure_threshold, reset_timeout, half_open_max_calls, failure_rate, window, min_calls
+        )
         self._core = BreakerCore(self.policy)
         self._clock = clock
         self._failure_types = failure_types
@@ -202,8 +203,12 @@ class CircuitBreaker:
         self._notify(self._core.state(now))
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         now = self._clock()
         if exc is None:
             self._core.record_success(now)
@@ -231,4 +236,3 @@ class CircuitBreaker:
         previous, self._last_state = self._last_state, current
         for listener in list(self._listeners):
             listener(self, previous, current)
-

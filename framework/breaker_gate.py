@@ -39,18 +39,17 @@ def consumer_mode(states: Sequence[tuple[BreakerState, int]], prefetch: int) -> 
 class BreakerGate:
     """Watches breakers and pauses/resumes a consumer accordingly."""
 
-    def __init__(self, breakers: Sequence[CircuitBreaker], consumer: Consumer, prefetch: int,
-                 queue: str) -> None:
+    def __init__(
+        self, breakers: Sequence[CircuitBreaker], consumer: Consumer, prefetch: int, queue: str
+    ) -> None:
         self._breakers = list(breakers)
         self._consumer = consumer
         self._prefetch = prefetch
         self._changed = asyncio.Event()
         self._log = structlog.get_logger("framework.breaker").bind(queue=queue)
 
-    def _on_transition(self, breaker: CircuitBreaker, old: BreakerState,
-                       new: BreakerState) -> None:
-        self._log.warning("breaker.transition", breaker=breaker.name, old=old.value,
-                          new=new.value)
+    def _on_transition(self, breaker: CircuitBreaker, old: BreakerState, new: BreakerState) -> None:
+        self._log.warning("breaker.transition", breaker=breaker.name, old=old.value, new=new.value)
         self._changed.set()
 
     async def run(self) -> None:

@@ -27,15 +27,20 @@ def version_problems(version: str | None) -> list[Problem]:
     release = ".".join(version.split(".")[:2])
     if release in TESTED_VERSIONS:
         return []
-    return [Problem(
-        "warning", "broker-version",
-        f"RabbitMQ {version} is not a version the framework is tested on "
-        f"({', '.join(TESTED_VERSIONS)}): run the integration and chaos suites against it "
-        "(scripts/on-broker) before relying on it")]
+    return [
+        Problem(
+            "warning",
+            "broker-version",
+            f"RabbitMQ {version} is not a version the framework is tested on "
+            f"({', '.join(TESTED_VERSIONS)}): run the integration and chaos suites against it "
+            "(scripts/on-broker) before relying on it",
+        )
+    ]
 
 
-def queue_problems(queue: str, worker: str, declared: Mapping[str, Any],
-                   existing: Mapping[str, Any] | None) -> list[Problem]:
+def queue_problems(
+    queue: str, worker: str, declared: Mapping[str, Any], existing: Mapping[str, Any] | None
+) -> list[Problem]:
     """Errors for queue `queue` as it exists (management API queue object; None: not yet
     declared) against the `declared` arguments of `worker`."""
     if existing is None:
@@ -45,26 +50,38 @@ def queue_problems(queue: str, worker: str, declared: Mapping[str, Any],
     for key in sorted(set(declared) | set(arguments)):
         want, have = declared.get(key), arguments.get(key)
         if want != have:
-            problems.append(Problem(
-                "error", "queue-arguments",
-                f"queue {queue} exists with {key}={have!r} but {worker} declares {want!r}: "
-                "the worker would not start; to migrate, stop its workers, let the queue "
-                f"drain (or move its messages), delete it (rabbitmqctl delete_queue {queue}) "
-                "and start again, or set the worker back to the queue's value"))
+            problems.append(
+                Problem(
+                    "error",
+                    "queue-arguments",
+                    f"queue {queue} exists with {key}={have!r} but {worker} declares {want!r}: "
+                    "the worker would not start; to migrate, stop its workers, let the queue "
+                    f"drain (or move its messages), delete it (rabbitmqctl delete_queue {queue}) "
+                    "and start again, or set the worker back to the queue's value",
+                )
+            )
     policy = dict(existing.get("effective_policy_definition") or {})
     name = existing.get("policy") or "(operator policy)"
     limit, own = policy.get("delivery-limit"), declared.get("x-delivery-limit")
     if isinstance(limit, int) and isinstance(own, int) and limit < own:
-        problems.append(Problem(
-            "error", "policy-delivery-limit",
-            f"policy {name} lowers the delivery limit of {queue} to {limit} (below the "
-            f"{own} {worker} declares): messages are dead-lettered after fewer redeliveries "
-            "than the worker plans for; raise it in the policy or drop the key"))
+        problems.append(
+            Problem(
+                "error",
+                "policy-delivery-limit",
+                f"policy {name} lowers the delivery limit of {queue} to {limit} (below the "
+                f"{own} {worker} declares): messages are dead-lettered after fewer redeliveries "
+                "than the worker plans for; raise it in the policy or drop the key",
+            )
+        )
     for key in _MOVES_MESSAGES:
         if key in policy and f"x-{key}" not in declared:
-            problems.append(Problem(
-                "error", "policy-moves-messages",
-                f"policy {name} sets {key}={policy[key]!r} on {queue}: messages would leave "
-                "it where the framework does not look for them (lost or moved); remove "
-                f"the key from the policy for queues of {worker}"))
+            problems.append(
+                Problem(
+                    "error",
+                    "policy-moves-messages",
+                    f"policy {name} sets {key}={policy[key]!r} on {queue}: messages would leave "
+                    "it where the framework does not look for them (lost or moved); remove "
+                    f"the key from the policy for queues of {worker}",
+                )
+            )
     return problems

@@ -66,8 +66,11 @@ class Bus:
         idempotency: IdempotencyStore | str | None = None,
     ) -> None:
         self.settings = settings or Settings()
-        self._urls = (split_urls(url) if isinstance(url, str) else list(url)) if url else (
-            self.settings.amqp_urls)
+        self._urls = (
+            (split_urls(url) if isinstance(url, str) else list(url))
+            if url
+            else (self.settings.amqp_urls)
+        )
         self.service = service or self.settings.service_name
         self._idempotency_arg = idempotency
         self._store: IdempotencyStore | None = None
@@ -105,8 +108,12 @@ class Bus:
         await self.start()
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         await self.close()
 
     async def start(self) -> None:
@@ -139,9 +146,14 @@ class Bus:
 
     async def _open(self, name: str) -> JitteredRobustConnection:
         s = self.settings
-        return await open_connection(self._urls, name=name, attempts=s.connect_attempts,
-                                     timeout=s.connect_timeout, heartbeat=s.heartbeat,
-                                     allow_insecure_tls=s.allow_insecure_tls)
+        return await open_connection(
+            self._urls,
+            name=name,
+            attempts=s.connect_attempts,
+            timeout=s.connect_timeout,
+            heartbeat=s.heartbeat,
+            allow_insecure_tls=s.allow_insecure_tls,
+        )
 
     async def close(self) -> None:
         """Close the publisher, both connections and the idempotency store."""
@@ -245,10 +257,13 @@ class Bus:
                 async with asyncio.timeout(self.settings.publish_timeout):
                     for topology in list(self._declared):
                         await self._apply(topology)
-            except Exception as exc:
-                self._log.error("bus.topology_check_failed", error=str(exc) or repr(exc),
-                                hint="messages for the queues of this bus may be dropped "
-                                     "until the topology is whole again; retried next check")
+            except Exception as exc:  # noqa: BLE001 - logged and retried next check
+                self._log.error(
+                    "bus.topology_check_failed",
+                    error=str(exc) or repr(exc),
+                    hint="messages for the queues of this bus may be dropped "
+                    "until the topology is whole again; retried next check",
+                )
 
     def add_reconnect_listener(self, listener: Callable[[], Awaitable[None]]) -> None:
         """Run `listener` after each reconnect, once topology is declared again."""
@@ -261,8 +276,10 @@ class Bus:
     @property
     def is_connected(self) -> bool:
         """True while both connections are up (False during a reconnect or after close)."""
-        return all(c is not None and not c.is_closed and c.connected.is_set()
-                   for c in (self._publish_conn, self._consume_conn))
+        return all(
+            c is not None and not c.is_closed and c.connected.is_set()
+            for c in (self._publish_conn, self._consume_conn)
+        )
 
     async def queue_stats(self, queue: str, *, target_drain: float = 60.0) -> QueueStats:
         """Depth, unacked, consumers, retry and DLQ depth, rates and drain time of `queue`.
@@ -274,17 +291,19 @@ class Bus:
         from framework.queue_source import declared_retry_queues, read_stats
 
         conn = self._connection(self._publish_conn)
-        configured = self.settings.management_url
-        api = ManagementApi.from_urls(
-            self._urls[0], configured.get_secret_value() if configured else None
-        )
+        api = ManagementApi.for_node(self._urls[0], self.settings)
         tiers = declared_retry_queues(self._declared, queue)
 
         async def connection() -> AbstractRobustConnection:
             return conn
 
-        snapshot = await read_stats(api, connection, [queue], target_drain=target_drain,
-                                    retry_queues={queue: tiers} if tiers else None)
+        snapshot = await read_stats(
+            api,
+            connection,
+            [queue],
+            target_drain=target_drain,
+            retry_queues={queue: tiers} if tiers else None,
+        )
         return snapshot.rows[0]
 
     # ---- publishing ----------------------------------------------------------------------
@@ -313,12 +332,14 @@ class Bus:
         refuse_direct_publish("send")
         key = idempotency_key or new_key()
         if retry is None:
-            return await self._emit(command, key, correlation_id, causation_id, deadline, ttl,
-                                    traceparent, timeout)
+            return await self._emit(
+                command, key, correlation_id, causation_id, deadline, ttl, traceparent, timeout
+            )
 
         async def attempt() -> str:
-            return await self._emit(command, key, correlation_id, causation_id,
-                                    deadline, ttl, traceparent, timeout)
+            return await self._emit(
+                command, key, correlation_id, causation_id, deadline, ttl, traceparent, timeout
+            )
 
         return await retry.call(attempt)
 
@@ -341,14 +362,18 @@ class Bus:
         """
         for command in commands:
             require_kind(command, command=True, verb="send")
-        keys = list(idempotency_keys) if idempotency_keys is not None else [
-            new_key() for _ in commands]
+        keys = (
+            list(idempotency_keys)
+            if idempotency_keys is not None
+            else [new_key() for _ in commands]
+        )
 
         async def one(command: Command, key: str) -> str:
             return await self.send(command, idempotency_key=key, timeout=timeout)
 
-        results = await send_batch(one, commands, keys, window=window,
-                                   stop_on_failure=stop_on_failure)
+        results = await send_batch(
+            one, commands, keys, window=window, stop_on_failure=stop_on_failure
+        )
         return raise_for_failures(results)
 
     async def publish(
@@ -366,8 +391,16 @@ class Bus:
         """Publish an event to every subscribed queue; returns its key once confirmed."""
         require_kind(event, command=False, verb="publish")
         refuse_direct_publish("publish")
-        return await self._emit(event, idempotency_key, correlation_id, causation_id,
-                                deadline, ttl, traceparent, timeout)
+        return await self._emit(
+            event,
+            idempotency_key,
+            correlation_id,
+            causation_id,
+            deadline,
+            ttl,
+            traceparent,
+            timeout,
+        )
 
     async def _emit(
         self,
@@ -383,11 +416,21 @@ class Bus:
         key = key or new_key()
         command = is_command(type(message))
         envelope, expiration = outgoing_envelope(
-            message, key, app_id=self.service, correlation_id=correlation_id,
-            causation_id=causation_id, deadline=deadline, ttl=ttl, traceparent=traceparent,
+            message,
+            key,
+            app_id=self.service,
+            correlation_id=correlation_id,
+            causation_id=causation_id,
+            deadline=deadline,
+            ttl=ttl,
+            traceparent=traceparent,
         )
-        refuse_oversized(len(envelope.body), self.settings.max_message_size,
-                         routing_key=message.type_name, message_id=key)
+        refuse_oversized(
+            len(envelope.body),
+            self.settings.max_message_size,
+            routing_key=message.type_name,
+            message_id=key,
+        )
         await self.publisher.publish_properties(
             envelope.body,
             amqp_properties(envelope, expiration_ms=expiration),
@@ -418,11 +461,21 @@ class Bus:
         traceparent: str | None,
     ) -> aio_pika.Message:
         envelope, expiration = outgoing_envelope(
-            message, key, app_id=self.service, correlation_id=correlation_id,
-            causation_id=causation_id, deadline=deadline, ttl=ttl, traceparent=traceparent,
+            message,
+            key,
+            app_id=self.service,
+            correlation_id=correlation_id,
+            causation_id=causation_id,
+            deadline=deadline,
+            ttl=ttl,
+            traceparent=traceparent,
         )
-        refuse_oversized(len(envelope.body), self.settings.max_message_size,
-                         routing_key=message.type_name, message_id=key)
+        refuse_oversized(
+            len(envelope.body),
+            self.settings.max_message_size,
+            routing_key=message.type_name,
+            message_id=key,
+        )
         return to_amqp(envelope, expiration_ms=expiration)
 
     async def request(
@@ -442,12 +495,12 @@ class Bus:
         """
         require_kind(command, command=True, verb="request")
         if self._requests is None:
-            self._requests = RequestClient(self._connection(self._publish_conn))
+            self._requests = RequestClient(
+                self._connection(self._publish_conn), self.settings.publish_timeout
+            )
         key = idempotency_key or new_key()
         outgoing = self._outgoing(command, key, correlation_id, None, None, timeout, None)
         return await self._requests.request(outgoing, command.type_name, timeout, reply_type)
-
-
 
 
 def _is_store(arg: IdempotencyStore | str | None) -> bool:

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
+import aio_pika
 import structlog
 from aio_pika.connection import make_url
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS, ProbableAuthenticationError
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_random_exponential,
-)
+from tenacity import retry_if_exception_type
 
+from framework import retrying
 from framework.errors import BrokerUnavailable, ConfigurationError
 from framework.robust import JitteredRobustConnection
 from framework.urls import (
@@ -34,7 +32,7 @@ async def open_connection(
     url: str | Sequence[str],
     *,
     name: str,
-    attempts: int = 5,
+    attempts: int = retrying.CONNECT.attempts or 5,
     timeout: float = 5.0,
     heartbeat: int = 15,
     allow_insecure_tls: bool = False,
@@ -56,12 +54,8 @@ async def open_connection(
     install_wire_guard()
     tried = mask_urls(urls)
     try:
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type(_RETRYABLE),
-            stop=stop_after_attempt(attempts),
-            wait=wait_random_exponential(multiplier=0.2, max=3.0),
-            reraise=True,
-        ):
+        policy = replace(retrying.CONNECT, attempts=attempts)
+        async for attempt in policy.retrying(retry_if_exception_type(_RETRYABLE)):
             with attempt:
                 start = attempt.retry_state.attempt_number - 1
                 return await _connect(urls, start, name, timeout, heartbeat)
@@ -93,6 +87,17 @@ async def _connect(
         await connection.close()
         raise
     return connection
+
+
+async def broker_answers(url: str, timeout: float = 3.0) -> bool:
+    """Can a plain AMQP connection to `url` be opened (and closed) right now? No retries:
+    for choosing a broker (demo, tests), not for using one."""
+    try:
+        connection = await aio_pika.connect(url, timeout=timeout)
+    except (OSError, TimeoutError, aio_pika.exceptions.AMQPError):
+        return False
+    await connection.close()
+    return True
 
 
 def check_url(url: str, *, allow_insecure_tls: bool = False) -> None:

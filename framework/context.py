@@ -59,10 +59,13 @@ class Context:
         key = idempotency_key or self._next_key(event)
         if self._through_outbox("publish"):
             assert self._tx is not None
-            return await self._tx.publish(event, idempotency_key=key,
-                                          correlation_id=self.correlation_id,
-                                          causation_id=self.message_id,
-                                          traceparent=child_traceparent(self.traceparent))
+            return await self._tx.publish(
+                event,
+                idempotency_key=key,
+                correlation_id=self.correlation_id,
+                causation_id=self.message_id,
+                traceparent=child_traceparent(self.traceparent),
+            )
         return await self.bus.publish(
             event,
             idempotency_key=key,
@@ -83,11 +86,15 @@ class Context:
         key = idempotency_key or self._next_key(command)
         if self._through_outbox("send"):
             assert self._tx is not None
-            return await self._tx.send(command, idempotency_key=key,
-                                       correlation_id=self.correlation_id,
-                                       causation_id=self.message_id,
-                                       traceparent=child_traceparent(self.traceparent),
-                                       deadline=deadline, ttl=ttl)
+            return await self._tx.send(
+                command,
+                idempotency_key=key,
+                correlation_id=self.correlation_id,
+                causation_id=self.message_id,
+                traceparent=child_traceparent(self.traceparent),
+                deadline=deadline,
+                ttl=ttl,
+            )
         return await self.bus.send(
             command,
             idempotency_key=key,
@@ -108,10 +115,13 @@ class Context:
         if self.database is None:
             raise ConfigurationError(
                 "ctx.transaction() needs the worker's database: set `database = "
-                "\"sqlite:///service.db\"` (or a postgresql:// URL) on the Worker")
+                '"sqlite:///service.db"` (or a postgresql:// URL) on the Worker'
+            )
         if self._tx is not None or self._committed:
-            raise OutboxMisuse("one ctx.transaction() per delivery: put all its writes and "
-                               "messages in one `async with` block")
+            raise OutboxMisuse(
+                "one ctx.transaction() per delivery: put all its writes and "
+                "messages in one `async with` block"
+            )
         return self._transaction(self.database)
 
     @asynccontextmanager
@@ -132,5 +142,6 @@ class Context:
             raise OutboxMisuse(
                 f"ctx.{verb}() after ctx.transaction() committed would be lost if the "
                 "process died before it (a redelivery is acked as a duplicate without "
-                f"running the handler): move the {verb} inside the `async with` block")
+                f"running the handler): move the {verb} inside the `async with` block"
+            )
         return False

@@ -41,26 +41,42 @@ def find_problems(catalog: Catalog) -> list[Problem]:
     for type_name, cls in catalog.messages.items():
         queues = sorted(consumers.get(type_name, ()))
         if is_command(cls) and len(queues) > 1:
-            problems.append(Problem(
-                "error", "duplicate-handler",
-                f"command {type_name} is consumed by {len(queues)} queues: {', '.join(queues)}; "
-                "a command must have exactly one handler (make one of them an Event?)"))
+            problems.append(
+                Problem(
+                    "error",
+                    "duplicate-handler",
+                    f"command {type_name} is consumed by {len(queues)} queues: "
+                    f"{', '.join(queues)}; a command must have exactly one handler "
+                    "(make one of them an Event?)",
+                )
+            )
         elif is_command(cls) and not queues:
-            problems.append(Problem(
-                "error", "unhandled-command",
-                f"command {type_name} ({_name(cls)}) has no worker: sending it raises "
-                "Unroutable"))
+            problems.append(
+                Problem(
+                    "error",
+                    "unhandled-command",
+                    f"command {type_name} ({_name(cls)}) has no worker: sending it raises "
+                    "Unroutable",
+                )
+            )
         elif not is_command(cls) and not queues:
-            problems.append(Problem(
-                "warning", "unsubscribed-event",
-                f"event {type_name} ({_name(cls)}) has no subscriber"))
+            problems.append(
+                Problem(
+                    "warning",
+                    "unsubscribed-event",
+                    f"event {type_name} ({_name(cls)}) has no subscriber",
+                )
+            )
     return sorted(problems)
 
 
 def _check_publishes(worker: type[Worker]) -> list[Problem]:
     return [
-        Problem("error", "invalid-publishes",
-                f"{_name(worker)}.publishes lists {item!r}, which is not a Command or Event")
+        Problem(
+            "error",
+            "invalid-publishes",
+            f"{_name(worker)}.publishes lists {item!r}, which is not a Command or Event",
+        )
         for item in worker.publishes
         if not (isinstance(item, type) and issubclass(item, Message))
     ]

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from framework import names
+from framework.header_values import header_int, shown_text
 from framework.keys import content_key
 
 # x-death reasons the broker writes -> the one word we report
@@ -23,19 +24,24 @@ _BROKER_REASONS = {
 }
 
 # headers that describe the death, dropped on replay (with the deadline, attempt reset)
-_DEATH_HEADERS = frozenset({
-    names.REASON, names.ERROR, names.ATTEMPTS, names.ORIGINAL_QUEUE, names.FAILED_AT,
-    names.DEADLINE, names.X_DEATH, "x-first-death-reason", "x-first-death-queue",
-    "x-first-death-exchange", "x-last-death-reason", "x-last-death-queue",
-    "x-last-death-exchange", "x-delivery-count",
-})
-
-
-def text(value: Any) -> str | None:
-    """A header value as text (AMQP long strings may arrive as bytes)."""
-    if isinstance(value, bytes):
-        return value.decode(errors="replace")
-    return None if value is None else str(value)
+_DEATH_HEADERS = frozenset(
+    {
+        names.REASON,
+        names.ERROR,
+        names.ATTEMPTS,
+        names.ORIGINAL_QUEUE,
+        names.FAILED_AT,
+        names.DEADLINE,
+        names.X_DEATH,
+        "x-first-death-reason",
+        "x-first-death-queue",
+        "x-first-death-exchange",
+        "x-last-death-reason",
+        "x-last-death-queue",
+        "x-last-death-exchange",
+        "x-delivery-count",
+    }
+)
 
 
 def _deaths(headers: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -50,7 +56,7 @@ def _fatal_death(headers: Mapping[str, Any]) -> Mapping[str, Any] | None:
     """
     deaths = _deaths(headers)
     for death in deaths:
-        if ".retry." not in (text(death.get("queue")) or ""):
+        if ".retry." not in (shown_text(death.get("queue")) or ""):
             return death
     return deaths[0] if deaths else None
 
@@ -61,39 +67,28 @@ def dead_letter_reason(headers: Mapping[str, Any]) -> str:
     Broker reasons map to `delivery-limit`, `expired`, `rejected`, `maxlen`; `unknown` if
     neither header says anything.
     """
-    own = text(headers.get(names.REASON))
+    own = shown_text(headers.get(names.REASON))
     if own:
         return own
     death = _fatal_death(headers)
     if death is None:
         return "unknown"
-    broker = text(death.get("reason")) or "unknown"
+    broker = shown_text(death.get("reason")) or "unknown"
     return _BROKER_REASONS.get(broker, broker)
 
 
 def dead_letter_error(headers: Mapping[str, Any]) -> str:
     """The error text: `fw-error`, or a sentence about the broker's own dead-lettering."""
-    own = text(headers.get(names.ERROR))
+    own = shown_text(headers.get(names.ERROR))
     if own:
         return own
     death = _fatal_death(headers)
     if death is None:
         return ""
-    queue = text(death.get("queue")) or "?"
+    queue = shown_text(death.get("queue")) or "?"
     count = death.get("count")
     times = f" ({count}x)" if isinstance(count, int) else ""
-    return f"dead-lettered by the broker from {queue}: {text(death.get('reason'))}{times}"
-
-
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    try:
-        return int(text(value) or "")
-    except ValueError:
-        return None
+    return f"dead-lettered by the broker from {queue}: {shown_text(death.get('reason'))}{times}"
 
 
 def dead_letter_attempts(headers: Mapping[str, Any]) -> int | None:
@@ -103,7 +98,7 @@ def dead_letter_attempts(headers: Mapping[str, Any]) -> int | None:
     returns, i.e. how often it was listed (3.10 starts it at 0, 4.x omits it at first), not
     the attempts made before the broker dead-lettered it."""
     for key in (names.ATTEMPTS, names.ATTEMPT):
-        value = _int(headers.get(key))
+        value = header_int(headers.get(key))
         if value is not None:
             return value
     return None
@@ -115,7 +110,7 @@ def _as_utc(value: datetime) -> datetime:
 
 def dead_lettered_at(headers: Mapping[str, Any], timestamp: datetime | None) -> datetime | None:
     """When it died: `fw-failed-at`, else the x-death time, else the message timestamp."""
-    own = text(headers.get(names.FAILED_AT))
+    own = shown_text(headers.get(names.FAILED_AT))
     if own:
         try:
             return _as_utc(datetime.fromisoformat(own))
@@ -128,7 +123,7 @@ def dead_lettered_at(headers: Mapping[str, Any], timestamp: datetime | None) -> 
 
 
 @dataclass(frozen=True)
-class DeadLetter:
+class DeadLetteredMessage:
     """A message found in a DLQ, with the facts `dlq list` and `dlq show` print."""
 
     key: str
@@ -159,11 +154,18 @@ class DeadLetter:
         }
 
 
-def describe(*, message_id: str | None, type_: str | None, correlation_id: str | None,
-             headers: Mapping[str, Any], timestamp: datetime | None, body: bytes) -> DeadLetter:
+def describe(
+    *,
+    message_id: str | None,
+    type_: str | None,
+    correlation_id: str | None,
+    headers: Mapping[str, Any],
+    timestamp: datetime | None,
+    body: bytes,
+) -> DeadLetteredMessage:
     """Everything worth knowing about one dead-lettered message (one without message_id,
     which only the broker's own dead-lettering leaves, is known by `dead_letter_key`)."""
-    return DeadLetter(
+    return DeadLetteredMessage(
         key=dead_letter_key(message_id, type_, body),
         type=type_ or "(no type)",
         reason=dead_letter_reason(headers),

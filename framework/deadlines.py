@@ -42,8 +42,9 @@ def is_expired(deadline_ms: int | None, now_ms: int, tolerance: float = 0.0) -> 
     return deadline_ms is not None and now_ms > deadline_ms + int(tolerance * 1000)
 
 
-def handler_budget(timeout: float, deadline_ms: int | None, now_ms: int,
-                   tolerance: float = 0.0) -> float:
+def handler_budget(
+    timeout: float, deadline_ms: int | None, now_ms: int, tolerance: float = 0.0
+) -> float:
     """Seconds a handler may run: its timeout, never extending past the message deadline."""
     if deadline_ms is None:
         return timeout

@@ -99,8 +99,11 @@ async def declare_queues(connection: AbstractConnection, specs: Sequence[QueueSp
                     arguments = spec.accepted_arguments()[choice]
                     await channel.declare_queue(spec.name, durable=True, arguments=dict(arguments))
                     if choice:
-                        _log.warning("bus.queue_kept_older_arguments", queue=spec.name,
-                                     advice=OLDER_QUEUE_ADVICE)
+                        _log.warning(
+                            "bus.queue_kept_older_arguments",
+                            queue=spec.name,
+                            advice=OLDER_QUEUE_ADVICE,
+                        )
                     todo.pop(0)
                     first_refusal = None
         except ChannelPreconditionFailed as exc:  # the channel is closed: retry on a new one

@@ -85,9 +85,4 @@ class Delivery:
 
     async def nack(self, multiple: bool = False, requeue: bool = True) -> None:
         if self.delivery_tag is not None:
-            await self.channel.basic_nack(self.delivery_tag, multiple=multiple,
-                                          requeue=requeue)
-
-    async def reject(self, requeue: bool = False) -> None:
-        if self.delivery_tag is not None:
-            await self.channel.basic_reject(self.delivery_tag, requeue=requeue)
+            await self.channel.basic_nack(self.delivery_tag, multiple=multiple, requeue=requeue)

@@ -44,12 +44,13 @@ def discover(modules: Sequence[str] = (), *, skip_missing: bool = False) -> Cata
             raise
         imported.append(name)
     if not imported:
-        raise ConfigurationError(
-            f"none of {', '.join(names)} could be imported: pass -m PACKAGE"
-        )
+        raise ConfigurationError(f"none of {', '.join(names)} could be imported: pass -m PACKAGE")
     workers = sorted(
-        (cls for cls in _subclasses(Worker)
-         if _within(cls.__module__, imported) and isinstance(cls.queue, str) and cls.queue),
+        (
+            cls
+            for cls in _subclasses(Worker)
+            if _within(cls.__module__, imported) and isinstance(cls.queue, str) and cls.queue
+        ),
         key=lambda cls: (cls.__module__, cls.__qualname__),
     )
     messages: dict[str, type[Message]] = {}

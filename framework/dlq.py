@@ -23,7 +23,7 @@ from aio_pika.abc import (
 )
 
 from framework import names
-from framework.dead_letters import DeadLetter, dead_letter_key, describe, replay_headers
+from framework.dead_letters import DeadLetteredMessage, dead_letter_key, describe, replay_headers
 from framework.errors import UnknownQueue
 from framework.publisher import Publisher
 
@@ -78,19 +78,25 @@ def _key(message: AbstractIncomingMessage) -> str:
     return dead_letter_key(message.message_id, message.type, message.body)
 
 
-def _describe(message: AbstractIncomingMessage) -> DeadLetter:
+def _describe(message: AbstractIncomingMessage) -> DeadLetteredMessage:
     # x-delivery-count is the DLQ's own count of deliveries, i.e. of browses: not shown, so
     # browsing does not change what `list` and `show` print
     headers = {k: v for k, v in (message.headers or {}).items() if k != names.X_DELIVERY_COUNT}
-    return describe(message_id=message.message_id, type_=message.type,
-                    correlation_id=message.correlation_id, headers=headers,
-                    timestamp=message.timestamp, body=message.body)
+    return describe(
+        message_id=message.message_id,
+        type_=message.type,
+        correlation_id=message.correlation_id,
+        headers=headers,
+        timestamp=message.timestamp,
+        body=message.body,
+    )
 
 
-async def browse(connection: AbstractRobustConnection, queue: str,
-                 selection: Selection = Selection()) -> list[DeadLetter]:
+async def browse(
+    connection: AbstractRobustConnection, queue: str, selection: Selection = Selection()
+) -> list[DeadLetteredMessage]:
     """Read DLQ messages in order without removing them (get without ack, close channel)."""
-    found: list[DeadLetter] = []
+    found: list[DeadLetteredMessage] = []
     async with _open(connection, queue) as dlq:
         for _ in range(_depth(dlq)):  # bounded: never loop over messages put back meanwhile
             message = await dlq.get(no_ack=False, fail=False)
@@ -131,7 +137,7 @@ async def replay(
     selection: Selection = Selection(),
     *,
     publish_timeout: float = 10.0,
-    on_moved: Callable[[DeadLetter], None] | None = None,
+    on_moved: Callable[[DeadLetteredMessage], None] | None = None,
 ) -> int:
     """Move selected messages from `Q.dlq` back to `Q` (confirmed publish, then ack)."""
     publisher = Publisher(connection, publish_timeout)
@@ -168,8 +174,7 @@ async def _require_queue(connection: AbstractRobustConnection, queue: str) -> No
 PURGE_CHUNK = 500  # deliveries taken before one multiple ack deletes them
 
 
-async def purge(connection: AbstractRobustConnection, queue: str,
-                count: int | None = None) -> int:
+async def purge(connection: AbstractRobustConnection, queue: str, count: int | None = None) -> int:
     """Delete the `count` oldest messages of `Q.dlq` (every one if None); returns how many.
 
     With a count, exactly those are deleted (taken with basic.get, acked in chunks), so

@@ -15,6 +15,7 @@ from framework import names
 from framework.amqp_properties import FastProperties
 from framework.delivery import Incoming
 from framework.errors import InvalidMessage
+from framework.header_values import header_int, header_text
 from framework.keys import content_key
 from framework.messages import Message
 from framework.wire_guard import truncated_headers
@@ -28,7 +29,7 @@ KEYLESS_ERROR = (
     "message has no message_id: the sender must set the AMQP message_id property to the "
     "message's idempotency key (unique per message, the same on every resend); without it "
     "a duplicate cannot be told from a new message. A worker may opt in to keying such "
-    "messages by their content instead: keyless = \"content\""
+    'messages by their content instead: keyless = "content"'
 )
 # Ranges of the framework's numeric headers; a value outside is never trusted or copied.
 MAX_ATTEMPT = 2**31 - 1
@@ -152,8 +153,9 @@ def _headers(envelope: Envelope) -> dict[str, Any]:
 _OWN_HEADERS = frozenset({names.ATTEMPT, names.CAUSATION_ID, names.DEADLINE, names.TRACEPARENT})
 
 
-def from_amqp(incoming: Incoming, *, keyless: Keyless = "reject",
-              max_attempt: int = MAX_ATTEMPT) -> Envelope:
+def from_amqp(
+    incoming: Incoming, *, keyless: Keyless = "reject", max_attempt: int = MAX_ATTEMPT
+) -> Envelope:
     """Read an incoming message without ever failing.
 
     What cannot be trusted is never used: a delivery without `message_id` gets a content
@@ -173,20 +175,28 @@ def from_amqp(incoming: Incoming, *, keyless: Keyless = "reject",
     attempt = _attempt(headers.get(names.ATTEMPT), max_attempt)
     if attempt is None:
         attempt = 1
-        ignored = (f"{names.ATTEMPT}={_shown(headers.get(names.ATTEMPT))} is not an integer "
-                   f"in 1..{max_attempt}: counted as attempt 1",)
+        ignored = (
+            f"{names.ATTEMPT}={_shown(headers.get(names.ATTEMPT))} is not an integer "
+            f"in 1..{max_attempt}: counted as attempt 1",
+        )
     deadline_ms, deadline_problem = _deadline(headers)
     invalid = invalid or deadline_problem
-    causation_id = _text(headers.get(names.CAUSATION_ID))
-    traceparent = _text(headers.get(names.TRACEPARENT))
+    causation_id = header_text(headers.get(names.CAUSATION_ID))
+    traceparent = header_text(headers.get(names.TRACEPARENT))
     if len(causation_id or "") > MAX_ID_LENGTH or len(traceparent or "") > MAX_ID_LENGTH:
         # they are copied into everything this delivery leads to: never let them grow
-        ignored = (*ignored, f"{names.CAUSATION_ID} or {names.TRACEPARENT} longer than "
-                             f"{MAX_ID_LENGTH} characters: dropped")
+        ignored = (
+            *ignored,
+            f"{names.CAUSATION_ID} or {names.TRACEPARENT} longer than "
+            f"{MAX_ID_LENGTH} characters: dropped",
+        )
         causation_id = causation_id if len(causation_id or "") <= MAX_ID_LENGTH else None
         traceparent = traceparent if len(traceparent or "") <= MAX_ID_LENGTH else None
-    user_headers = (_NO_HEADERS if headers.keys() <= _OWN_HEADERS
-                    else {k: v for k, v in headers.items() if k not in _OWN_HEADERS})
+    user_headers = (
+        _NO_HEADERS
+        if headers.keys() <= _OWN_HEADERS
+        else {k: v for k, v in headers.items() if k not in _OWN_HEADERS}
+    )
     message_id = incoming.message_id
     if not message_id:
         message_id = content_key(incoming.type or "", incoming.body)
@@ -218,7 +228,7 @@ def _attempt(value: Any, max_attempt: int) -> int | None:
     """The attempt number, or None when the header says something no worker wrote."""
     if value is None:
         return 1
-    number = _int(value)
+    number = header_int(value)
     return number if number is not None and 1 <= number <= max_attempt else None
 
 
@@ -227,32 +237,15 @@ def _deadline(headers: Mapping[str, Any]) -> tuple[int | None, str | None]:
     value = headers.get(names.DEADLINE)
     if value is None:
         return None, None
-    number = _int(value)
+    number = header_int(value)
     if number is not None and 0 <= number <= MAX_DEADLINE_MS:
         return number, None
-    return None, (f"{names.DEADLINE}={_shown(value)} is not a deadline (epoch milliseconds "
-                  "between 1970 and 9999): the sender's deadline cannot be honoured")
+    return None, (
+        f"{names.DEADLINE}={_shown(value)} is not a deadline (epoch milliseconds "
+        "between 1970 and 9999): the sender's deadline cannot be honoured"
+    )
 
 
 def _shown(value: Any, limit: int = 40) -> str:
     text = repr(value)
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} chars)"
-
-
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, bytes | str):
-        try:
-            return int(value)
-        except ValueError:
-            return None
-    return None
-
-
-def _text(value: Any) -> str | None:
-    if isinstance(value, bytes):
-        return value.decode(errors="replace")
-    return value if isinstance(value, str) else None

@@ -32,14 +32,51 @@ class PublishFailed(FrameworkError):
 class Unroutable(PublishFailed):
     """No queue is bound for this message type: nobody would ever receive it."""
 
+    @classmethod
+    def no_queue(cls, kind: str, exchange: str, routing_key: str, message_id: str) -> Unroutable:
+        """The broker (or the in-memory one) returned the message: no queue is bound."""
+        return cls(
+            f"no queue is bound for {kind or routing_key!r} "
+            f"(exchange {exchange or '(default)'!r}, routing key {routing_key!r}): "
+            "start or declare the worker that handles it first",
+            routing_key=routing_key,
+            message_id=message_id,
+        )
+
+    @classmethod
+    def no_exchange(
+        cls, exchange: str, routing_key: str, message_id: str, detail: str = ""
+    ) -> Unroutable:
+        """The exchange published to does not exist (`detail`: the broker's own words)."""
+        return cls(
+            f"exchange {exchange!r} does not exist: declare the topology first "
+            f"(bus.declare(WorkerClass))" + (f" ({detail})" if detail else ""),
+            routing_key=routing_key,
+            message_id=message_id,
+        )
+
 
 class Overloaded(PublishFailed):
     """A destination queue is full (max length, reject-publish): back off and try later."""
 
-    def __init__(self, message: str, *, routing_key: str = "", message_id: str = "",
-                 queue: str = "") -> None:
+    def __init__(
+        self, message: str, *, routing_key: str = "", message_id: str = "", queue: str = ""
+    ) -> None:
         super().__init__(message, routing_key=routing_key, message_id=message_id)
         self.queue = queue
+
+    @classmethod
+    def queue_full(
+        cls, kind: str, message_id: str, routing_key: str, queue: str = ""
+    ) -> Overloaded:
+        """A destination queue at its max length refused the message (reject-publish)."""
+        return cls(
+            f"broker refused {kind or 'message'} {message_id} for "
+            f"{routing_key!r}: a destination queue is full; back off and retry later",
+            routing_key=routing_key,
+            message_id=message_id,
+            queue=queue,
+        )
 
 
 class MessageRefused(PublishFailed):
@@ -106,7 +143,14 @@ class InvalidMessage(PermanentError):
 
 
 class HandlerTimeout(FrameworkError):
-    """A handler ran past its worker's `timeout` (or the message deadline) and was cancelled."""
+    """A handler ran past its worker's `timeout` and was cancelled (a transient failure:
+    retried with backoff like any other; its text is the `fw-error` of the copy)."""
+
+    def __init__(self, message: str = "", *, timeout: float | None = None) -> None:
+        if not message and timeout is not None:
+            message = f"handler ran past timeout={timeout:g}s"
+        super().__init__(message)
+        self.timeout = timeout
 
 
 class RequestTimeout(FrameworkError):

@@ -19,7 +19,7 @@ from framework.context import Context
 from framework.deadlines import handler_budget, is_expired
 from framework.deferrals import deferrals_of
 from framework.envelope import Envelope, decode_body
-from framework.errors import InvalidMessage, PermanentError
+from framework.errors import HandlerTimeout, InvalidMessage, PermanentError
 from framework.idempotency import ClaimResult, IdempotencyStore
 from framework.idempotency.claims import DeliveryClaim
 from framework.idempotency.health import StoreHealth
@@ -104,7 +104,7 @@ async def process(
     )
     try:
         claim = await claims.claim()
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any store failure defers the message
         return Deferred(claims.failure("claim", exc), deferrals=deferrals_of(envelope.headers))
     if claim is ClaimResult.DONE:
         return Duplicate()
@@ -112,8 +112,9 @@ async def process(
         return Busy(deferrals_of(envelope.headers))
     held = claims.hold()
     try:
-        outcome, keep = await _run_holding(held, message, envelope, policy, handler,
-                                           make_context, inbox)
+        outcome, keep = await _run_holding(
+            held, message, envelope, policy, handler, make_context, inbox
+        )
     except BaseException:
         # cancelled (shutdown): threads still running keep the key until the lease expires
         if not held.threads_running():
@@ -147,12 +148,14 @@ def _unusable(envelope: Envelope, policy: HandlingPolicy) -> Invalid | None:
         known = ", ".join(sorted(policy.message_types))
         return Invalid(f"unknown message type {envelope.type!r} (this queue handles: {known})")
     return None
+
+
 async def _check_inbox(inbox: InboxCheck, queue: str, envelope: Envelope) -> Outcome | None:
     """Duplicate if this delivery's transaction committed before; Deferred if the database
     cannot say; None: run the handler."""
     try:
         seen = await inbox(queue, envelope.message_id)
-    except Exception as exc:  # logged once, with the settlement (delivery.retry_scheduled)
+    except Exception as exc:  # noqa: BLE001 - logged once, with the settlement
         return Deferred(f"database unavailable: {_describe(exc)}")
     return Duplicate() if seen else None
 
@@ -224,7 +227,7 @@ async def _run_handler(
             return Failed(_describe(exc)), False
         if bounded_by_deadline:
             return Expired(f"deadline passed while handling (after {budget:.3g}s)"), True
-        return Failed(f"HandlerTimeout: handler ran past timeout={policy.timeout:g}s"), True
+        return Failed(_describe(HandlerTimeout(timeout=policy.timeout))), True
     except CircuitOpenError as exc:
         return Deferred(_describe(exc), not_before=exc.retry_in), False
     except AlreadyHandled:  # a concurrent delivery of this key committed first
@@ -233,7 +236,7 @@ async def _run_handler(
         return Deferred(_describe(exc)), False
     except (PermanentError, ValidationError) as exc:
         return Failed(_describe(exc), permanent=True), False
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any other handler error is transient
         return Failed(_describe(exc)), False
     return Handled(result), False
 

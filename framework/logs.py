@@ -96,11 +96,16 @@ def configure_logging(
 
 def _route_stdlib_logging(shared: list[Any], renderer: Any, level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=shared,
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, mask_secrets,
-                    renderer],
-    ))
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared,
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                mask_secrets,
+                renderer,
+            ],
+        )
+    )
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(logging.getLevelNamesMapping()[level.upper()])
@@ -117,8 +122,3 @@ def reset_logging() -> None:
     logging.getLogger().handlers = []
     structlog.contextvars.clear_contextvars()
     _configured = False
-
-
-def get_logger(**initial: Any) -> Any:
-    """A structlog logger with `initial` values bound."""
-    return structlog.get_logger("framework").bind(**initial)

@@ -14,7 +14,7 @@ import json
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit
 
 from pydantic import SecretStr
@@ -23,10 +23,19 @@ from framework.errors import ConfigurationError, FrameworkError
 from framework.queue_stats import QueueSample
 from framework.urls import mask_text, mask_url, split_urls
 
-_COLUMNS = ",".join((
-    "name", "messages_ready", "messages_unacknowledged", "consumers",
-    "message_stats.publish_details.rate", "message_stats.deliver_get_details.rate",
-))
+if TYPE_CHECKING:
+    from framework.settings import Settings
+
+_COLUMNS = ",".join(
+    (
+        "name",
+        "messages_ready",
+        "messages_unacknowledged",
+        "consumers",
+        "message_stats.publish_details.rate",
+        "message_stats.deliver_get_details.rate",
+    )
+)
 
 
 class ManagementUnavailable(FrameworkError):
@@ -44,8 +53,9 @@ class ManagementApi:
     timeout: float = 3.0
 
     @classmethod
-    def from_urls(cls, amqp_url: str, management_url: str | None,
-                  timeout: float = 3.0) -> ManagementApi:
+    def from_urls(
+        cls, amqp_url: str, management_url: str | None, timeout: float = 3.0
+    ) -> ManagementApi:
         """From `FRAMEWORK_MANAGEMENT_URL` (if set) and the AMQP URL's host and credentials
         (of the first node when `amqp_url` lists several)."""
         amqp = urlsplit(split_urls(amqp_url)[0])
@@ -67,6 +77,13 @@ class ManagementApi:
             port = 15671 if tls else 15672
             base = f"{'https' if tls else 'http'}://{_host(amqp.hostname or 'localhost', port)}"
         return cls(base, user, SecretStr(password), vhost, timeout)
+
+    @classmethod
+    def for_node(cls, amqp_url: str, settings: Settings) -> ManagementApi:
+        """The management API of the node at `amqp_url`, or the one
+        `FRAMEWORK_MANAGEMENT_URL` names in `settings`."""
+        configured = settings.management_url
+        return cls.from_urls(amqp_url, configured.get_secret_value() if configured else None)
 
     @property
     def masked_url(self) -> str:

@@ -38,70 +38,139 @@ class Metrics:
         self.registry = registry or CollectorRegistry(auto_describe=True)
         self._before_render: list[Callable[[], None]] = []
         r = self.registry
-        self.handled = Counter("framework_messages_handled", "Deliveries handled successfully.",
-                               ["queue"], registry=r)
-        self.failed = Counter("framework_messages_failed",
-                              "Deliveries that did not succeed (reason: transient, or the DLQ "
-                              "reason).", ["queue", "reason"], registry=r)
-        self.retried = Counter("framework_messages_retried",
-                               "Deliveries moved to a retry delay queue.", ["queue"], registry=r)
-        self.dead_lettered = Counter("framework_messages_dead_lettered",
-                                     "Deliveries moved to the dead-letter queue.",
-                                     ["queue", "reason"], registry=r)
-        self.duplicates = Counter("framework_messages_duplicate",
-                                  "Deliveries skipped because their key was already handled.",
-                                  ["queue"], registry=r)
-        self.expired = Counter("framework_messages_expired",
-                               "Deliveries dead-lettered because their deadline passed.",
-                               ["queue"], registry=r)
-        self.latency = Histogram("framework_handler_duration_seconds",
-                                 "Time from delivery to outcome for deliveries whose handler ran.",
-                                 ["queue"], buckets=LATENCY_BUCKETS, registry=r)
-        self.in_flight = Gauge("framework_messages_in_flight",
-                               "Deliveries being processed right now.", ["queue"], registry=r)
-        self.ready = Gauge("framework_queue_ready_messages", "Messages waiting in the queue.",
-                           ["queue"], registry=r)
-        self.unacked = Gauge("framework_queue_unacked_messages",
-                             "Messages delivered but not yet acked.", ["queue"], registry=r)
-        self.retry_depth = Gauge("framework_queue_retry_messages",
-                                 "Messages waiting in the queue's retry delay queues.",
-                                 ["queue"], registry=r)
-        self.dlq_depth = Gauge("framework_queue_dlq_messages",
-                               "Messages in the queue's dead-letter queue.", ["queue"], registry=r)
-        self.replicas = Gauge("framework_queue_suggested_replicas",
-                              "Replicas that would drain the backlog within the target time.",
-                              ["queue"], registry=r)
+        self.handled = Counter(
+            "framework_messages_handled", "Deliveries handled successfully.", ["queue"], registry=r
+        )
+        self.failed = Counter(
+            "framework_messages_failed",
+            "Deliveries that did not succeed (reason: transient, or the DLQ reason).",
+            ["queue", "reason"],
+            registry=r,
+        )
+        self.retried = Counter(
+            "framework_messages_retried",
+            "Deliveries moved to a retry delay queue.",
+            ["queue"],
+            registry=r,
+        )
+        self.dead_lettered = Counter(
+            "framework_messages_dead_lettered",
+            "Deliveries moved to the dead-letter queue.",
+            ["queue", "reason"],
+            registry=r,
+        )
+        self.duplicates = Counter(
+            "framework_messages_duplicate",
+            "Deliveries skipped because their key was already handled.",
+            ["queue"],
+            registry=r,
+        )
+        self.expired = Counter(
+            "framework_messages_expired",
+            "Deliveries dead-lettered because their deadline passed.",
+            ["queue"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "framework_handler_duration_seconds",
+            "Time from delivery to outcome for deliveries whose handler ran.",
+            ["queue"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "framework_messages_in_flight",
+            "Deliveries being processed right now.",
+            ["queue"],
+            registry=r,
+        )
+        self.ready = Gauge(
+            "framework_queue_ready_messages",
+            "Messages waiting in the queue.",
+            ["queue"],
+            registry=r,
+        )
+        self.unacked = Gauge(
+            "framework_queue_unacked_messages",
+            "Messages delivered but not yet acked.",
+            ["queue"],
+            registry=r,
+        )
+        self.retry_depth = Gauge(
+            "framework_queue_retry_messages",
+            "Messages waiting in the queue's retry delay queues.",
+            ["queue"],
+            registry=r,
+        )
+        self.dlq_depth = Gauge(
+            "framework_queue_dlq_messages",
+            "Messages in the queue's dead-letter queue.",
+            ["queue"],
+            registry=r,
+        )
+        self.replicas = Gauge(
+            "framework_queue_suggested_replicas",
+            "Replicas that would drain the backlog within the target time.",
+            ["queue"],
+            registry=r,
+        )
         self.replies_refused = Counter(
             "framework_replies_refused",
             "Replies not sent: the request's reply_to was not a direct reply-to name.",
             ["queue"],
             registry=r,
         )
-        self.outbox_backlog = Gauge("framework_outbox_backlog",
-                                    "Outbox rows committed and not yet published (as last "
-                                    "counted by the worker's relay).", ["queue"], registry=r)
-        self.outbox_latency = Histogram("framework_outbox_publish_latency_seconds",
-                                        "Time from an outbox row's commit to its confirmed "
-                                        "publish.", ["queue"], buckets=LATENCY_BUCKETS,
-                                        registry=r)
-        self.loop_lag = Histogram("framework_event_loop_lag_seconds",
-                                  "How late the worker's event loop woke a sleeping task.",
-                                  ["queue"], buckets=LAG_BUCKETS, registry=r)
-        self.loop_stalls = Counter("framework_event_loop_stalls",
-                                   "Event loop lags at or above the stall threshold (1 s).",
-                                   ["queue"], registry=r)
-        self.store_failures = Counter("framework_idempotency_store_failures",
-                                      "Idempotency store calls that failed or timed out.",
-                                      ["queue"], registry=r)
-        self.fenced = Counter("framework_idempotency_fenced",
-                              "Completions refused because another worker had taken the key "
-                              "over (its lease had expired).", ["queue"], registry=r)
-        self.store_healthy = Gauge("framework_idempotency_store_healthy",
-                                   "1 while the idempotency store answers, 0 after a failed "
-                                   "call until the next success.", ["queue"], registry=r)
-        self.breaker = Gauge("framework_breaker_state",
-                             "Circuit breaker state: 0 closed, 1 half-open, 2 open.",
-                             ["queue", "breaker"], registry=r)
+        self.outbox_backlog = Gauge(
+            "framework_outbox_backlog",
+            "Outbox rows committed and not yet published (as last counted by the worker's relay).",
+            ["queue"],
+            registry=r,
+        )
+        self.outbox_latency = Histogram(
+            "framework_outbox_publish_latency_seconds",
+            "Time from an outbox row's commit to its confirmed publish.",
+            ["queue"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.loop_lag = Histogram(
+            "framework_event_loop_lag_seconds",
+            "How late the worker's event loop woke a sleeping task.",
+            ["queue"],
+            buckets=LAG_BUCKETS,
+            registry=r,
+        )
+        self.loop_stalls = Counter(
+            "framework_event_loop_stalls",
+            "Event loop lags at or above the stall threshold (1 s).",
+            ["queue"],
+            registry=r,
+        )
+        self.store_failures = Counter(
+            "framework_idempotency_store_failures",
+            "Idempotency store calls that failed or timed out.",
+            ["queue"],
+            registry=r,
+        )
+        self.fenced = Counter(
+            "framework_idempotency_fenced",
+            "Completions refused because another worker had taken the key "
+            "over (its lease had expired).",
+            ["queue"],
+            registry=r,
+        )
+        self.store_healthy = Gauge(
+            "framework_idempotency_store_healthy",
+            "1 while the idempotency store answers, 0 after a failed call until the next success.",
+            ["queue"],
+            registry=r,
+        )
+        self.breaker = Gauge(
+            "framework_breaker_state",
+            "Circuit breaker state: 0 closed, 1 half-open, 2 open.",
+            ["queue", "breaker"],
+            registry=r,
+        )
 
     def render(self) -> bytes:
         """The Prometheus text exposition of everything on this registry."""
@@ -149,8 +218,9 @@ class Metrics:
         for breaker in worker.breakers:
             self.set_breaker_state(queue, breaker.name, breaker.state)
 
-            def on_transition(b: CircuitBreaker, _old: BreakerState, new: BreakerState,
-                              queue: str = queue) -> None:
+            def on_transition(
+                b: CircuitBreaker, _old: BreakerState, new: BreakerState, queue: str = queue
+            ) -> None:
                 self.set_breaker_state(queue, b.name, new)
 
             breaker.add_listener(on_transition)

@@ -47,10 +47,13 @@ async def serve_worker_probes(
 
     # liveness: the process is not stuck (this loop answers, the worker's run loop is
     # alive); a broker outage is not a reason to restart. Readiness: it can receive now.
-    probes = Probes(metrics=metrics.render, healthy=lambda: worker.alive,
-                    ready=lambda: worker.receiving and bus.is_connected,
-                    before_scrape=refresh_depths,
-                    store_ready=lambda: worker.store_health.healthy,
-                    broker=lambda: bus.masked_url)
+    probes = Probes(
+        metrics=metrics.render,
+        healthy=lambda: worker.alive,
+        ready=lambda: worker.receiving and bus.is_connected,
+        before_scrape=refresh_depths,
+        store_ready=lambda: worker.store_health.healthy,
+        broker=lambda: bus.masked_url,
+    )
     async with ProbeServer(probes, port=port, host=host) as server:
         yield server

@@ -37,8 +37,14 @@ class Probes:
 class ProbeServer:
     """Serves /metrics, /healthz and /readyz on `host:port` (port 0: any free port)."""
 
-    def __init__(self, probes: Probes, *, port: int = 0, host: str = ALL_INTERFACES,
-                 request_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        probes: Probes,
+        *,
+        port: int = 0,
+        host: str = ALL_INTERFACES,
+        request_timeout: float = 10.0,
+    ) -> None:
         self._probes = probes
         self._host = host
         self._requested_port = port
@@ -58,8 +64,12 @@ class ProbeServer:
         self._log.info("probes.listening", host=self._host, port=self.port)
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
@@ -70,8 +80,10 @@ class ProbeServer:
             async with asyncio.timeout(self._timeout):
                 method, path = await _read_request(reader)
                 status, content_type, body = await self._respond(method, path)
-                head = (f"HTTP/1.1 {status} {_REASONS[status]}\r\nContent-Type: {content_type}"
-                        f"\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n")
+                head = (
+                    f"HTTP/1.1 {status} {_REASONS[status]}\r\nContent-Type: {content_type}"
+                    f"\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+                )
                 writer.write(head.encode() + (b"" if method == "HEAD" else body))
                 await writer.drain()
         except (TimeoutError, ConnectionError, ValueError) as exc:
@@ -92,13 +104,19 @@ class ProbeServer:
             return 200, CONTENT_TYPE_LATEST, self._probes.metrics()
         if route == "/healthz":
             where = f" {self._probes.broker()}" if self._probes.broker is not None else ""
-            return _status(self._probes.healthy(), f"alive{where}",
-                           f"not alive: worker stopped or stuck{where}")
+            return _status(
+                self._probes.healthy(),
+                f"alive{where}",
+                f"not alive: worker stopped or stuck{where}",
+            )
         if route == "/readyz" and not self._probes.store_ready():
             return _status(False, "", "idempotency store failing")
         if route == "/readyz":
-            return _status(self._probes.ready(), "consuming",
-                           "not consuming (starting, stopping or broker unreachable)")
+            return _status(
+                self._probes.ready(),
+                "consuming",
+                "not consuming (starting, stopping or broker unreachable)",
+            )
         return 404, _TEXT, b"try /metrics, /healthz or /readyz\n"
 
 

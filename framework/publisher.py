@@ -11,7 +11,8 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from typing import cast
 
 import aio_pika
@@ -28,14 +29,10 @@ from aio_pika.exceptions import (
 from aiormq.exceptions import ConnectionFrameError
 from pamqp.commands import Basic
 from pamqp.header import ContentHeader
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception_type,
-    stop_after_delay,
-    wait_random_exponential,
-)
+from tenacity import retry_if_exception_type
 
 from framework.errors import MessageRefused, Overloaded, PublishTimeout, Unroutable
+from framework.retrying import PUBLISH
 
 # Headers whose rough size (an upper bound) stays below this fit in the header frame of any
 # connection with frame_max >= 8 KiB, whatever the other properties (RabbitMQ's default is
@@ -69,9 +66,18 @@ class Publisher:
     be in flight at once (`Bus.send_many`), so confirms are pipelined.
     """
 
-    def __init__(self, connection: AbstractRobustConnection, timeout: float) -> None:
+    def __init__(
+        self,
+        connection: AbstractRobustConnection,
+        timeout: float,
+        *,
+        prepare: Callable[[AbstractChannel], Awaitable[None]] | None = None,
+    ) -> None:
+        """`prepare` runs on each channel the publisher opens, before its first publish
+        (request/reply consumes direct reply-to there: the broker wants both on one channel)."""
         self._connection = connection
         self._timeout = timeout
+        self._prepare = prepare
         self._channel: AbstractChannel | None = None
         self._raw: aiormq.Channel | None = None
         self._open_lock = asyncio.Lock()
@@ -85,9 +91,17 @@ class Publisher:
             if self._channel is None or self._channel.is_closed:
                 # on_return_raises: an unroutable mandatory publish raises instead of
                 # being silently "confirmed".
-                self._channel = await self._connection.channel(
+                channel = await self._connection.channel(
                     publisher_confirms=True, on_return_raises=True
                 )
+                if self._prepare is not None:
+                    try:
+                        await self._prepare(channel)
+                    except BaseException:
+                        with contextlib.suppress(Exception):  # the prepare error is the news
+                            await channel.close()
+                        raise
+                self._channel, self._raw = channel, None
             if self._raw is None or self._raw.is_closed:
                 self._raw = cast(aiormq.Channel, await self._channel.get_underlay_channel())
             return self._raw
@@ -178,11 +192,9 @@ class Publisher:
                 except _ConnectionInterrupted as exc:
                     refusals = int(isinstance(exc, _ClosedOverMessage))
             async with asyncio.timeout(bound):
-                async for attempt in AsyncRetrying(
-                    retry=retry_if_exception_type(_ConnectionInterrupted),
-                    wait=wait_random_exponential(multiplier=0.05, max=2.0),
-                    stop=stop_after_delay(bound),
-                    reraise=True,
+                policy = replace(PUBLISH, within=bound)
+                async for attempt in policy.retrying(
+                    retry_if_exception_type(_ConnectionInterrupted)
                 ):
                     with attempt:
                         try:
@@ -235,30 +247,15 @@ class Publisher:
                 wait=False,
             )
         except PublishError as exc:
-            raise Unroutable(
-                f"no queue is bound for {properties.message_type or routing_key!r} "
-                f"(exchange {exchange or '(default)'!r}, routing key {routing_key!r}): "
-                "start or declare the worker that handles it first",
-                routing_key=routing_key,
-                message_id=message_id,
+            raise Unroutable.no_queue(
+                properties.message_type or "", exchange, routing_key, message_id
             ) from exc
         except ChannelNotFoundEntity as exc:
-            raise Unroutable(
-                f"exchange {exchange!r} does not exist: declare the topology first "
-                f"(bus.declare(WorkerClass)) ({exc})",
-                routing_key=routing_key,
-                message_id=message_id,
-            ) from exc
+            raise Unroutable.no_exchange(exchange, routing_key, message_id, str(exc)) from exc
         except DeliveryError as exc:
             self._retire_channel(channel)
             queue = routing_key if exchange == "" else ""
-            raise Overloaded(
-                f"broker refused {kind} {message_id} for "
-                f"{routing_key!r}: a destination queue is full; back off and retry later",
-                routing_key=routing_key,
-                message_id=message_id,
-                queue=queue,
-            ) from exc
+            raise Overloaded.queue_full(kind, message_id, routing_key, queue) from exc
         except (ChannelPreconditionFailed, ConnectionFrameError) as exc:
             raise _ClosedOverMessage(f"{type(exc).__name__}: {exc}") from exc
         except TimeoutError:

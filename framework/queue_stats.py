@@ -122,8 +122,9 @@ def group(
     return rows
 
 
-def _row(main: QueueSample, retry: int, dlq: int, source: Source,
-         target_drain: float) -> QueueStats:
+def _row(
+    main: QueueSample, retry: int, dlq: int, source: Source, target_drain: float
+) -> QueueStats:
     per_consumer = (
         main.deliver_rate / main.consumers
         if main.deliver_rate is not None and main.consumers > 0 and main.deliver_rate > 0

@@ -15,9 +15,10 @@ its staleness, and can periodically ask the owner to re-publish a snapshot.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Generic, TypeVar
@@ -65,8 +66,10 @@ class Replica(Generic[M]):
         if store is not None and path is not None:
             raise ValueError("pass either path or store, not both")
         self._store: ReplicaStore = (
-            store if store is not None
-            else SqliteReplicaStore(path, table=_table_name(name)) if path is not None
+            store
+            if store is not None
+            else SqliteReplicaStore(path, table=_table_name(name))
+            if path is not None
             else MemoryReplicaStore()
         )
         self.counts: dict[ApplyResult, int] = dict.fromkeys(ApplyResult, 0)
@@ -77,8 +80,12 @@ class Replica(Generic[M]):
     def __enter__(self) -> Replica[M]:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()
 
     def close(self) -> None:
@@ -137,18 +144,26 @@ class Replica(Generic[M]):
         *,
         every: float,
         max_age: float | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> Refresher:
         """An `async with` block during which a task asks the owner for a snapshot.
 
         Every `every` seconds, if the replica is older than `max_age` (default `every`),
         send `request()`; the first check runs at once, so an empty replica asks right away.
-        The task is owned by the block: cancelled and awaited when it exits.
+        The task is owned by the block: cancelled and awaited when it exits. `sleep` is
+        the pause between checks (injectable, so tests step through rounds without waiting).
         """
-        return Refresher(self.name, self.staleness, bus, request, every,
-                         every if max_age is None else max_age)
+        return Refresher(
+            self.name,
+            self.staleness,
+            bus,
+            request,
+            every,
+            every if max_age is None else max_age,
+            sleep=sleep,
+        )
 
 
 def _table_name(name: str) -> str:
     cleaned = "".join(ch if ch.isalnum() else "_" for ch in name)
     return f"replica_{cleaned}"
-

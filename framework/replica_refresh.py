@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Protocol
 
@@ -28,8 +28,16 @@ def refresh_due(staleness: float, max_age: float) -> bool:
 class Refresher:
     """`async with` owns the task: started on enter, cancelled and awaited on exit."""
 
-    def __init__(self, name: str, staleness: Callable[[], float], bus: Sender,
-                 request: Callable[[], Command], every: float, max_age: float) -> None:
+    def __init__(
+        self,
+        name: str,
+        staleness: Callable[[], float],
+        bus: Sender,
+        request: Callable[[], Command],
+        every: float,
+        max_age: float,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         if every <= 0 or max_age < 0:
             raise ValueError("every must be positive and max_age not negative")
         self._name = name
@@ -38,6 +46,7 @@ class Refresher:
         self._request = request
         self._every = every
         self._max_age = max_age
+        self._sleep = sleep  # the pause between checks (tests pass one they step through)
         self._task: asyncio.Task[None] | None = None
         self.requests_sent = 0
         self._log = structlog.get_logger("framework.replica").bind(replica=name)
@@ -46,8 +55,12 @@ class Refresher:
         self._task = asyncio.create_task(self._run(), name=f"replica-refresh:{self._name}")
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -59,16 +72,14 @@ class Refresher:
             staleness = self._staleness()
             if refresh_due(staleness, self._max_age):
                 await self._ask(staleness)
-            await asyncio.sleep(self._every)
+            await self._sleep(self._every)
 
     async def _ask(self, staleness: float) -> None:
         command = self._request()
         try:
             await self._bus.send(command)
         except PublishFailed as exc:  # owner down or not deployed yet: ask again next period
-            self._log.warning("replica.refresh_failed", error=repr(exc),
-                              staleness=staleness)
+            self._log.warning("replica.refresh_failed", error=repr(exc), staleness=staleness)
             return
         self.requests_sent += 1
-        self._log.info("replica.refresh_requested", type=command.type_name,
-                       staleness=staleness)
+        self._log.info("replica.refresh_requested", type=command.type_name, staleness=staleness)

@@ -116,7 +116,8 @@ class SqliteReplicaStore:
     def get(self, entity_id: str) -> Row | None:
         found = self._db.execute(
             f"SELECT entity_id, version, event_key, data FROM {self._table} "  # noqa: S608
-            "WHERE entity_id = ?", (entity_id,),
+            "WHERE entity_id = ?",
+            (entity_id,),
         ).fetchone()
         return Row(*found) if found else None
 
@@ -151,5 +152,6 @@ class SqliteReplicaStore:
 
     def _set_updated(self, at: float) -> None:
         self._db.execute(
-            f"INSERT OR REPLACE INTO {self._table}_meta VALUES ('updated', ?)", (at,)  # noqa: S608
+            f"INSERT OR REPLACE INTO {self._table}_meta VALUES ('updated', ?)",  # noqa: S608
+            (at,),
         )

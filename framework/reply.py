@@ -49,15 +49,17 @@ def reply_message(request_id: str, correlation_id: str, result: Any) -> aio_pika
     return _message(request_id, correlation_id, body, type_name, OK)
 
 
-def error_reply_message(request_id: str, correlation_id: str,
-                        settlement: DeadLetter) -> aio_pika.Message:
+def error_reply_message(
+    request_id: str, correlation_id: str, settlement: DeadLetter
+) -> aio_pika.Message:
     """The reply telling the requester its request failed terminally, and why."""
     body = json.dumps({"reason": settlement.reason.value, "error": settlement.error}).encode()
     return _message(request_id, correlation_id, body, "error", ERROR)
 
 
-def _message(request_id: str, correlation_id: str, body: bytes, type_name: str,
-             status: str) -> aio_pika.Message:
+def _message(
+    request_id: str, correlation_id: str, body: bytes, type_name: str, status: str
+) -> aio_pika.Message:
     return aio_pika.Message(
         body=body,
         message_id=f"reply-{request_id}",
@@ -70,8 +72,9 @@ def _message(request_id: str, correlation_id: str, body: bytes, type_name: str,
 
 def unroutable_request(type_name: str, key: str) -> Unroutable:
     """The error of a request no queue handles (the same on both buses)."""
-    return Unroutable(f"no queue handles {type_name!r}: start its worker",
-                      routing_key=type_name, message_id=key)
+    return Unroutable(
+        f"no queue handles {type_name!r}: start its worker", routing_key=type_name, message_id=key
+    )
 
 
 def request_timeout(type_name: str, key: str, timeout: float) -> RequestTimeout:

@@ -13,25 +13,31 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from aio_pika import RobustConnection
 from aio_pika.abc import UnderlayConnection
 from yarl import URL
 
+from framework.retrying import RECONNECT
 from framework.urls import mask_url
 
-RECONNECT_BASE = 0.5
-RECONNECT_CAP = 15.0
+RECONNECT_BASE = RECONNECT.first
+RECONNECT_CAP = RECONNECT.cap
 
 
 def reconnect_delay(
     failures: int, rand: float, base: float = RECONNECT_BASE, cap: float = RECONNECT_CAP
 ) -> float:
-    """Delay before reconnect attempt `failures` + 1: doubling from `base`, jittered in
-    [50%, 100%] of the nominal value, never above `cap`."""
-    nominal = min(cap, base * 2.0 ** min(failures, 30))
-    return nominal * (0.5 + 0.5 * rand)
+    """Delay before reconnect attempt `failures` + 1 (`retrying.RECONNECT`): doubling from
+    `base`, jittered in [50%, 100%] of the nominal value, never above `cap`."""
+    policy = (
+        RECONNECT
+        if (base, cap) == (RECONNECT.first, RECONNECT.cap)
+        else replace(RECONNECT, first=base, cap=cap)
+    )
+    return policy.delay(failures + 1, rand)
 
 
 def next_node(current: int, nodes: int) -> int:

@@ -50,8 +50,9 @@ async def run_worker(worker_cls: type[Worker], settings: Settings) -> None:
                 loop.remove_signal_handler(sig)
 
 
-async def _serve(worker_cls: type[Worker], settings: Settings,
-                 stop_requested: asyncio.Event) -> None:
+async def _serve(
+    worker_cls: type[Worker], settings: Settings, stop_requested: asyncio.Event
+) -> None:
     service = worker_cls.service or worker_cls.queue
     bus = Bus.connect(settings=settings, service=service)
     await bus.start()
@@ -65,8 +66,9 @@ async def _serve(worker_cls: type[Worker], settings: Settings,
         # the rest of the shutdown budget: a stalled broker must not hold the exit
         budget = worker.shutdown if worker is not None else None
         bound = budget.closing_remaining() if budget is not None else CLOSE_MARGIN
-        await within(bus.close(), bound, structlog.get_logger("framework.runner"),
-                     "runner.bus_close_failed")
+        await within(
+            bus.close(), bound, structlog.get_logger("framework.runner"), "runner.bus_close_failed"
+        )
 
 
 async def _run(worker: Worker, settings: Settings, stop_requested: asyncio.Event) -> None:

@@ -37,4 +37,3 @@ def write_schemas(classes: dict[str, type[Message]], directory: Path) -> list[Pa
         path.write_text(json.dumps(json_schema(cls), indent=2, sort_keys=True) + "\n")
         written.append(path)
     return written
-

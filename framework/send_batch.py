@@ -93,7 +93,7 @@ async def send_batch(
                 continue
             try:
                 await emit(item.message, item.key)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - recorded in the item's SendResult
                 failed = True
                 record(SendResult(item.index, item.key, exc))
             else:

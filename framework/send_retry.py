@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception_type,
-    stop_after_delay,
-    wait_random_exponential,
-)
+from tenacity import retry_if_exception_type
 
 from framework.errors import Overloaded
+from framework.retrying import OVERLOAD, Backoff
 
 T = TypeVar("T")
 
@@ -22,19 +19,25 @@ T = TypeVar("T")
 class RetryOnOverload:
     """Retry a send refused by a full queue: exponential backoff with full jitter.
 
-    Gives up (re-raising `Overloaded`) once `within` seconds have passed.
+    Gives up (re-raising `Overloaded`) once `within` seconds have passed. `sleep` is the
+    pause between tries (tests pass one that counts them).
     """
 
-    within: float = 30.0
-    initial: float = 0.05
-    max_delay: float = 2.0
+    within: float = OVERLOAD.within or 30.0
+    initial: float = OVERLOAD.first
+    max_delay: float = OVERLOAD.cap
+    sleep: Callable[[float], Awaitable[None]] = field(
+        default=asyncio.sleep, repr=False, compare=False
+    )
+
+    @property
+    def policy(self) -> Backoff:
+        """The schedule: `retrying.OVERLOAD` with this instance's numbers."""
+        return Backoff(first=self.initial, cap=self.max_delay, within=self.within)
 
     async def call(self, attempt: Callable[[], Awaitable[T]]) -> T:
-        async for retrying in AsyncRetrying(
-            retry=retry_if_exception_type(Overloaded),
-            wait=wait_random_exponential(multiplier=self.initial, max=self.max_delay),
-            stop=stop_after_delay(self.within),
-            reraise=True,
+        async for retrying in self.policy.retrying(
+            retry_if_exception_type(Overloaded), sleep=self.sleep
         ):
             with retrying:
                 return await attempt()

@@ -50,16 +50,21 @@ class Settings(BaseSettings):
         "this long after its deadline (see framework.deadlines).",
     )
     outbox_lease: float = Field(
-        default=15.0, gt=0,
+        default=15.0,
+        gt=0,
         description="Seconds an outbox row claimed by a relay is left alone (must outlast a "
-        "publish); after a crash its rows are published again this long after the claim.")
+        "publish); after a crash its rows are published again this long after the claim.",
+    )
     outbox_poll_interval: float = Field(default=1.0, gt=0)
     database_pool_size: int = Field(
-        default=10, ge=1,
+        default=10,
+        ge=1,
         description="PostgreSQL connections of a worker's `database` (= handler transactions "
-        "at once); more than 10 helps a worker with a large prefetch.")
-    outbox_retention: float = Field(default=86400.0, gt=0,
-                                    description="Seconds sent outbox rows are kept.")
+        "at once); more than 10 helps a worker with a large prefetch.",
+    )
+    outbox_retention: float = Field(
+        default=86400.0, gt=0, description="Seconds sent outbox rows are kept."
+    )
     outbox_cleanup_interval: float = Field(default=60.0, gt=0)
     max_message_size: int | None = Field(
         default=16 * 1024 * 1024,
@@ -93,9 +98,7 @@ class Settings(BaseSettings):
             raise ValueError(broker_url_problem(text.split(",")[0].strip()) or str(exc)) from exc
         for url in urls:
             if not url.startswith(("amqp://", "amqps://")):
-                raise ValueError(
-                    f"must start with amqp:// or amqps://, got {mask_url(url)!r}"
-                )
+                raise ValueError(f"must start with amqp:// or amqps://, got {mask_url(url)!r}")
             problem = broker_url_problem(url)
             if problem is not None:
                 raise ValueError(problem)

@@ -12,19 +12,14 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 import aio_pika
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception_type,
-    retry_if_not_exception_type,
-    stop_after_attempt,
-    wait_random_exponential,
-)
+from tenacity import retry_if_exception_type, retry_if_not_exception_type
 
 from framework import names
 from framework.delivery import Incoming
 from framework.envelope import Envelope, to_amqp
 from framework.errors import MessageRefused, PublishFailed
 from framework.header_limits import bound_text, copyable
+from framework.retrying import SETTLE_MOVE
 from framework.settlement import Ack, DeadLetter, Reason, Retry, Settlement
 from framework.transport import MessagePublisher
 
@@ -44,7 +39,7 @@ async def settle_or_return(
     *,
     ack: AckFn = _ack_now,
     on_return: Callable[[Incoming], None] | None = None,
-    attempts: int = 3,
+    attempts: int = SETTLE_MOVE.attempts or 3,
 ) -> None:
     """Apply `settlement`, retrying a move the broker did not confirm (e.g. during a memory
     alarm); if it still fails, give the delivery back to the queue (nack, requeue) rather
@@ -55,18 +50,17 @@ async def settle_or_return(
             return
         except MessageRefused as exc:  # resending the same copy cannot help: a smaller one
             settlement = _refused(settlement, envelope, exc)
-            await apply_settlement(settlement, incoming, replace(envelope, headers={}), queue,
-                                   publisher, ack)
+            await apply_settlement(
+                settlement, incoming, replace(envelope, headers={}), queue, publisher, ack
+            )
             return
         except PublishFailed:
             if attempts <= 1:
                 raise
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type(PublishFailed)
-            & retry_if_not_exception_type(MessageRefused),
-            stop=stop_after_attempt(attempts - 1),
-            wait=wait_random_exponential(multiplier=0.5, max=5.0),
-            reraise=True,
+        # the first attempt was made above: the policy's waits start after it
+        rest = replace(SETTLE_MOVE, attempts=attempts - 1)
+        async for attempt in rest.retrying(
+            retry_if_exception_type(PublishFailed) & retry_if_not_exception_type(MessageRefused)
         ):
             with attempt:
                 await apply_settlement(settlement, incoming, envelope, queue, publisher, ack)
@@ -87,8 +81,9 @@ def _refused(settlement: Settlement, envelope: Envelope, exc: MessageRefused) ->
     else:
         reason, last = Reason.INVALID, settlement.error if isinstance(settlement, Retry) else ""
     note = f"copy refused by the broker, sent without the sender's headers: {exc}"
-    return DeadLetter(reason, bound_text(f"{note}; error: {last}" if last else note),
-                      envelope.attempt)
+    return DeadLetter(
+        reason, bound_text(f"{note}; error: {last}" if last else note), envelope.attempt
+    )
 
 
 async def apply_settlement(
@@ -108,12 +103,17 @@ async def apply_settlement(
         case Ack():
             pass
         case Retry(tier_ms=tier_ms):
-            await publisher.publish(retry_message(envelope, settlement),
-                                    names.moves_exchange(queue),
-                                    names.retry_queue_name(queue, tier_ms))
+            await publisher.publish(
+                retry_message(envelope, settlement),
+                names.moves_exchange(queue),
+                names.retry_queue_name(queue, tier_ms),
+            )
         case DeadLetter():
-            await publisher.publish(dead_letter_message(envelope, settlement, queue),
-                                    names.moves_exchange(queue), names.dlq_name(queue))
+            await publisher.publish(
+                dead_letter_message(envelope, settlement, queue),
+                names.moves_exchange(queue),
+                names.dlq_name(queue),
+            )
     await ack(incoming)
 
 

@@ -138,14 +138,28 @@ def decide(outcome: Outcome, attempt: int, policy: RetryPolicy, rand: RandomSour
     raise AssertionError(f"unhandled outcome {outcome!r}")  # pragma: no cover
 
 
-def _defer(policy: RetryPolicy, deferrals: int, attempt: int, error: str, rand: RandomSource,
-           not_before: float = 0.0) -> Retry:
+def _defer(
+    policy: RetryPolicy,
+    deferrals: int,
+    attempt: int,
+    error: str,
+    rand: RandomSource,
+    not_before: float = 0.0,
+) -> Retry:
     """A deferral: same attempt, a delay that doubles with each deferral in a row."""
-    return _retry(policy, 1 + deferrals, attempt, error, rand, not_before,
-                  next_deferrals(deferrals))
+    return _retry(
+        policy, 1 + deferrals, attempt, error, rand, not_before, next_deferrals(deferrals)
+    )
 
 
-def _retry(policy: RetryPolicy, failed: int, next_attempt: int, error: str,
-           rand: RandomSource, not_before: float = 0.0, deferrals: int | None = None) -> Retry:
+def _retry(
+    policy: RetryPolicy,
+    failed: int,
+    next_attempt: int,
+    error: str,
+    rand: RandomSource,
+    not_before: float = 0.0,
+    deferrals: int | None = None,
+) -> Retry:
     delay_ms = max(int(max(policy.delay(failed, rand), not_before) * 1000), 1)
     return Retry(delay_ms, tier_for(delay_ms, policy.tiers_ms()), next_attempt, error, deferrals)

@@ -49,6 +49,6 @@ async def within(awaitable: Awaitable[T], seconds: float, log: Any, event: str) 
     try:
         async with asyncio.timeout(seconds):
             return await awaitable
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - closing must not fail on a dead broker
         log.warning(event, error=repr(exc), bound_s=round(seconds, 2))
         return None

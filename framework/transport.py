@@ -6,7 +6,6 @@ so the same Worker subclasses run unchanged on either. Only static typing uses t
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
@@ -56,10 +55,6 @@ class Transport(Protocol):
     async def consume_channel(self, prefetch: int) -> AbstractChannel: ...
 
     async def declare(self, worker: type[Worker]) -> None: ...
-
-    def add_reconnect_listener(self, listener: Callable[[], Awaitable[None]]) -> None: ...
-
-    def remove_reconnect_listener(self, listener: Callable[[], Awaitable[None]]) -> None: ...
 
     async def send(
         self,

@@ -99,6 +99,8 @@ def disables_tls_verification(url: str) -> bool:
         return False
     query = dict(parse_qsl(parts.query, keep_blank_values=True))
     return "no_verify_ssl" in query and query["no_verify_ssl"] != "0"
+
+
 def split_urls(text: str) -> list[str]:
     """The broker URLs in `text`: one URL, or the nodes of one cluster separated by commas.
 

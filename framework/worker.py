@@ -37,6 +37,7 @@ from framework.messages import Message
 from framework.outbox.relay import RelayStats
 from framework.outbox.runtime import WorkerDatabase
 from framework.reply import error_reply_message, may_reply_to, reply_message
+from framework.retrying import RESUBSCRIBE
 from framework.settle import settle_or_return
 from framework.settlement import (
     Ack,
@@ -59,9 +60,6 @@ if TYPE_CHECKING:
 
 # Bound on consumer cancel / channel close during shutdown (a dead connection never answers).
 CHANNEL_OP_BOUND = 5.0
-# Backoff between attempts to subscribe again after the subscription was lost.
-RESUBSCRIBE_FIRST_DELAY = 0.2
-RESUBSCRIBE_MAX_DELAY = 5.0
 
 
 class Worker:
@@ -118,8 +116,9 @@ class Worker:
         self._log = structlog.get_logger("framework.worker").bind(
             service=self._service, queue=self.spec.queue
         )
-        self._acks = AckCoalescer(max_batch=self.ack_batch_size, max_delay=self.ack_max_delay,
-                                  prefetch=self.spec.prefetch)
+        self._acks = AckCoalescer(
+            max_batch=self.ack_batch_size, max_delay=self.ack_max_delay, prefetch=self.spec.prefetch
+        )
         self._deliveries: set[asyncio.Task[None]] = set()
         # deliveries whose handler is still running: the only ones shutdown may cancel
         # (settlement - confirmed move, then ack - is never interrupted)
@@ -157,8 +156,12 @@ class Worker:
         try:
             if self.database:
                 self._database = await WorkerDatabase.open(
-                    self.database, self.bus, app_id=self._service,
-                    retention=self.spec.retention, stats=self.outbox_stats)
+                    self.database,
+                    self.bus,
+                    app_id=self._service,
+                    retention=self.spec.retention,
+                    stats=self.outbox_stats,
+                )
             guards = self._start_guards()
             channel = await self.bus.consume_channel(self.spec.prefetch)
             await self.bus.declare(type(self))
@@ -190,11 +193,16 @@ class Worker:
             await self._cancel_remaining(budget)
             for guard in guards:  # after the handlers: leases are renewed until they end
                 await _cancel(guard)
-            await within(self._acks.close(), budget.closing_remaining(), self._log,
-                         "worker.ack_flush_failed")
+            await within(
+                self._acks.close(), budget.closing_remaining(), self._log, "worker.ack_flush_failed"
+            )
             if self._database is not None:
-                await within(self._database.close(), budget.closing_remaining(), self._log,
-                             "worker.database_close_failed")
+                await within(
+                    self._database.close(),
+                    budget.closing_remaining(),
+                    self._log,
+                    "worker.database_close_failed",
+                )
             await _close_channel(channel, self._log, budget.closing_remaining())
             self._stopped.set()
             self._log.info("worker.stopped", **self.stats.as_dict())
@@ -208,34 +216,40 @@ class Worker:
         async def opener() -> IdempotencyStore:
             return await open_store(url or "memory://", timeout=timeout)
 
-        self._leases = LeaseKeeper(self.bus.idempotency, self.spec.lease / 3,
-                                   opener=None if url is None else opener,
-                                   call_timeout=timeout)
-        return [asyncio.create_task(self.loop_lag.run()),
-                asyncio.create_task(self._leases.run())]
+        self._leases = LeaseKeeper(
+            self.bus.idempotency,
+            self.spec.lease / 3,
+            opener=None if url is None else opener,
+            call_timeout=timeout,
+        )
+        return [asyncio.create_task(self.loop_lag.run()), asyncio.create_task(self._leases.run())]
 
     async def _keep_subscribed(self, consumer: Consumer) -> None:
         """Subscribe again when the subscription is lost: the broker cancels a consumer
         whose queue was deleted (declare it again, with its bindings), and a reopened
         channel (reconnect, channel error) no longer carries it. Never idle silently: a
         failed attempt (the broker went away again) is retried with jittered backoff."""
-        delay = RESUBSCRIBE_FIRST_DELAY
+        failures = 0
         while True:
             await consumer.resubscribe_needed.wait()
-            self._log.warning("worker.resubscribing",
-                              hint="channel reopened or consumer cancelled by the broker "
-                                   "(queue deleted?): re-declaring and subscribing again")
+            self._log.warning(
+                "worker.resubscribing",
+                hint="channel reopened or consumer cancelled by the broker "
+                "(queue deleted?): re-declaring and subscribing again",
+            )
             try:
                 await self.bus.declare(type(self))
                 await consumer.restart()
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - retried with backoff, never idle
                 consumer.resubscribe_needed.set()
-                self._log.warning("worker.resubscribe_failed", error=repr(exc),
-                                  retry_in=round(delay, 2))
-                await asyncio.sleep(delay * random.uniform(0.5, 1.5))
-                delay = min(delay * 2, RESUBSCRIBE_MAX_DELAY)
+                failures += 1
+                delay = RESUBSCRIBE.delay(failures, random.random())
+                self._log.warning(
+                    "worker.resubscribe_failed", error=repr(exc), retry_in=round(delay, 2)
+                )
+                await asyncio.sleep(delay)
             else:
-                delay = RESUBSCRIBE_FIRST_DELAY
+                failures = 0
                 self._log.info("worker.resubscribed")
 
     async def wait_ready(self) -> None:
@@ -290,12 +304,11 @@ class Worker:
         return self.spec.shutdown_grace if configured is None else configured
 
     async def _drain(self, consumer: Consumer, budget: ShutdownBudget) -> None:
-        self._log.info("worker.draining", in_flight=len(self._deliveries),
-                       grace_s=budget.grace)
+        self._log.info("worker.draining", in_flight=len(self._deliveries), grace_s=budget.grace)
         try:
             async with asyncio.timeout(min(CHANNEL_OP_BOUND, budget.remaining())):
                 await consumer.pause()
-        except Exception as exc:  # channel already gone: deliveries return to the queue anyway
+        except Exception as exc:  # noqa: BLE001 - channel gone: deliveries return anyway
             self._log.warning("worker.cancel_failed", error=repr(exc))
         if self._deliveries:
             await asyncio.wait(set(self._deliveries), timeout=budget.remaining())
@@ -309,9 +322,13 @@ class Worker:
         for task in pending:
             task.cancel()
         if pending:
-            self._log.warning("worker.cancelled_in_flight", count=len(pending),
-                              handling=handling, settling=len(pending) - handling,
-                              hint="not acked: the broker delivers them again")
+            self._log.warning(
+                "worker.cancelled_in_flight",
+                count=len(pending),
+                handling=handling,
+                settling=len(pending) - handling,
+                hint="not acked: the broker delivers them again",
+            )
             await asyncio.wait(pending, timeout=budget.closing_remaining())
 
     # ---- one delivery -----------------------------------------------------------------
@@ -323,15 +340,18 @@ class Worker:
         me = asyncio.current_task()
         if me is None:  # pragma: no cover - deliveries always arrive in a task
             return
-        envelope = from_amqp(incoming, keyless=self.spec.keyless,
-                             max_attempt=self.spec.policy.max_attempts)
-        bound = bind_delivery({
-            "service": self._service,
-            "queue": self.spec.queue,
-            "message_id": envelope.message_id,
-            "correlation_id": envelope.correlation_id,
-            "attempt": envelope.attempt,
-        })
+        envelope = from_amqp(
+            incoming, keyless=self.spec.keyless, max_attempt=self.spec.policy.max_attempts
+        )
+        bound = bind_delivery(
+            {
+                "service": self._service,
+                "queue": self.spec.queue,
+                "message_id": envelope.message_id,
+                "correlation_id": envelope.correlation_id,
+                "attempt": envelope.attempt,
+            }
+        )
         self._deliveries.add(me)
         self._handling_now.add(me)
         self.stats.in_flight += 1
@@ -339,11 +359,16 @@ class Worker:
         try:
             try:
                 outcome = await process(
-                    envelope, self._handling, self.bus.idempotency, self._call_handler,
-                    self._context, None if self._database is None else self._database.seen,
-                    leases=self._leases, health=self.store_health,
+                    envelope,
+                    self._handling,
+                    self.bus.idempotency,
+                    self._call_handler,
+                    self._context,
+                    None if self._database is None else self._database.seen,
+                    leases=self._leases,
+                    health=self.store_health,
                 )
-            except Exception as exc:  # a framework bug must not strand the delivery unacked
+            except Exception as exc:  # noqa: BLE001 - a bug must not strand the delivery
                 self._log.exception("delivery.processing_error")
                 outcome = Failed(f"{type(exc).__name__}: {exc}")
             finally:
@@ -386,14 +411,23 @@ class Worker:
             await self._reply(settlement, outcome, envelope)
         try:
             await settle_or_return(
-                settlement, incoming, envelope, self.spec.queue, self.bus.publisher,
-                ack=self._acks.ack, on_return=self._acks.abandoned,
+                settlement,
+                incoming,
+                envelope,
+                self.spec.queue,
+                self.bus.publisher,
+                ack=self._acks.ack,
+                on_return=self._acks.abandoned,
             )
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - logged; the delivery was given back
             # Not acked: returned to the queue (or redelivered when the channel recovers).
             self.stats.settle_failures += 1
-            self._log.error("delivery.settle_failed", settlement=type(settlement).__name__,
-                            error=repr(exc), hint="returned to the queue for redelivery")
+            self._log.error(
+                "delivery.settle_failed",
+                settlement=type(settlement).__name__,
+                error=repr(exc),
+                hint="returned to the queue for redelivery",
+            )
             return
         self.stats.record(settlement, duration)
         _log_settlement(settlement, self._deferral_log)
@@ -413,13 +447,12 @@ class Worker:
         if isinstance(outcome, Handled):
             message = reply_message(envelope.message_id, envelope.correlation_id, outcome.result)
         elif isinstance(settlement, DeadLetter):
-            message = error_reply_message(envelope.message_id, envelope.correlation_id,
-                                          settlement)
+            message = error_reply_message(envelope.message_id, envelope.correlation_id, settlement)
         else:
             return  # retried (or a duplicate): the requester keeps waiting within its timeout
         try:
             await self.bus.publisher.publish(message, "", reply_to, mandatory=False)
-        except Exception as exc:  # the requester may be gone; the request itself is settled
+        except Exception as exc:  # noqa: BLE001 - requester gone? the request is settled
             self._log.warning("request.reply_failed", error=repr(exc))
 
 
@@ -430,7 +463,7 @@ async def _close_channel(channel: AbstractChannel | None, log: Any, bound: float
     try:
         async with asyncio.timeout(min(CHANNEL_OP_BOUND, bound)):
             await channel.close()
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - logged; shutdown goes on
         log.warning("worker.channel_close_failed", error=repr(exc))
 
 
@@ -454,14 +487,27 @@ def _log_settlement(settlement: Settlement, deferrals: LogThrottle) -> None:
         case Ack():
             pass  # the normal case: nothing to say at any level (keeps the hot path cheap)
         case Retry(deferrals=None):
-            log.warning("delivery.retry_scheduled", delay_ms=settlement.delay_ms,
-                        next_attempt=settlement.next_attempt, error=settlement.error)
+            log.warning(
+                "delivery.retry_scheduled",
+                delay_ms=settlement.delay_ms,
+                next_attempt=settlement.next_attempt,
+                error=settlement.error,
+            )
         case Retry():  # a deferral: the same error comes from every delivery while it lasts
             repeated = deferrals.admit(settlement.error)
             if repeated is not None:
-                log.warning("delivery.retry_scheduled", delay_ms=settlement.delay_ms,
-                            next_attempt=settlement.next_attempt, error=settlement.error,
-                            deferrals=settlement.deferrals, repeated=repeated)
+                log.warning(
+                    "delivery.retry_scheduled",
+                    delay_ms=settlement.delay_ms,
+                    next_attempt=settlement.next_attempt,
+                    error=settlement.error,
+                    deferrals=settlement.deferrals,
+                    repeated=repeated,
+                )
         case DeadLetter():
-            log.error("delivery.dead_lettered", reason=settlement.reason.value,
-                      error=settlement.error, attempts=settlement.attempts)
+            log.error(
+                "delivery.dead_lettered",
+                reason=settlement.reason.value,
+                error=settlement.error,
+                attempts=settlement.attempts,
+            )

@@ -106,7 +106,7 @@ def build_spec(cls: type) -> WorkerSpec:
     """Validate `cls`'s settings and derive its spec; errors say what to change."""
     queue = getattr(cls, "queue", None)
     if not isinstance(queue, str) or not queue:
-        raise ConfigurationError(f"{cls.__name__} must set `queue = \"name\"`")
+        raise ConfigurationError(f'{cls.__name__} must set `queue = "name"`')
     if queue.endswith(".dlq") or ".retry." in queue:
         raise ConfigurationError(f"{cls.__name__}.queue {queue!r} clashes with companion names")
     prefetch = _positive_int(cls, "prefetch")
@@ -156,7 +156,7 @@ def _keyless(cls: type) -> Keyless:
             return mode
     raise ConfigurationError(
         f"{cls.__name__}.keyless must be one of {', '.join(map(repr, KEYLESS_MODES))}, "
-        f"got {value!r} (\"content\" keys a message without message_id by its type and body)"
+        f'got {value!r} ("content" keys a message without message_id by its type and body)'
     )
 
 

@@ -19,19 +19,18 @@ class BrokerSession:
 
     @property
     def management(self) -> ManagementApi:
-        configured = self.settings.management_url
-        return ManagementApi.from_urls(
-            self.settings.amqp_urls[0],
-            configured.get_secret_value() if configured else None,
-        )
+        return ManagementApi.for_node(self.settings.amqp_urls[0], self.settings)
 
     async def connection(self) -> JitteredRobustConnection:
         """The connection, opened now if needed (raises `BrokerUnavailable`)."""
         if self._connection is None:
             s = self.settings
             self._connection = await open_connection(
-                s.amqp_urls, name="framework-cli", attempts=s.connect_attempts,
-                timeout=s.connect_timeout, heartbeat=s.heartbeat,
+                s.amqp_urls,
+                name="framework-cli",
+                attempts=s.connect_attempts,
+                timeout=s.connect_timeout,
+                heartbeat=s.heartbeat,
                 allow_insecure_tls=s.allow_insecure_tls,
             )
         return self._connection
@@ -47,8 +46,12 @@ class BrokerSession:
     async def __aenter__(self) -> BrokerSession:
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         if self._connection is not None:
             await self._connection.close()
             self._connection = None

@@ -34,26 +34,33 @@ class _NoAliases(yaml.SafeDumper):
 @click.command("asyncapi")
 @module_option(_MODULE_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of YAML.")
-@click.option("--title", default="framework services", show_default=True,
-              help="info.title of the document.")
+@click.option(
+    "--title", default="framework services", show_default=True, help="info.title of the document."
+)
 @click.pass_context
-def asyncapi_command(ctx: click.Context, modules: tuple[str, ...], as_json: bool,
-                     title: str) -> None:
+def asyncapi_command(
+    ctx: click.Context, modules: tuple[str, ...], as_json: bool, title: str
+) -> None:
     """Print an AsyncAPI 3.0 document of the workers and messages in MODULES."""
     url = state(ctx).settings.amqp_urls[0]
     document = build_document(discover(modules), title=title, amqp_url=url)
     if as_json:
         click.echo(json.dumps(document, indent=2))
     else:
-        click.echo(yaml.dump(document, Dumper=_NoAliases, sort_keys=False, allow_unicode=True),
-                   nl=False)
+        click.echo(
+            yaml.dump(document, Dumper=_NoAliases, sort_keys=False, allow_unicode=True), nl=False
+        )
 
 
 @click.command("check")
 @module_option(_MODULE_HELP)
-@click.option("--broker", "on_broker", is_flag=True,
-              help="Also check the broker: its version, and each worker queue's arguments "
-                   "and policies as they exist there (management API).")
+@click.option(
+    "--broker",
+    "on_broker",
+    is_flag=True,
+    help="Also check the broker: its version, and each worker queue's arguments "
+    "and policies as they exist there (management API).",
+)
 @click.pass_context
 def check_command(ctx: click.Context, modules: tuple[str, ...], on_broker: bool) -> int:
     """Report contract problems: duplicate or missing handlers, unannotated handlers; with
@@ -66,8 +73,10 @@ def check_command(ctx: click.Context, modules: tuple[str, ...], on_broker: bool)
         click.echo(f"{problem.level}: [{problem.code}] {problem.text}")
     errors = sum(p.level == "error" for p in problems)
     warnings = len(problems) - errors
-    summary = (f"{len(catalog.workers)} workers, {len(catalog.messages)} message types: "
-               f"{errors} errors, {warnings} warnings")
+    summary = (
+        f"{len(catalog.workers)} workers, {len(catalog.messages)} message types: "
+        f"{errors} errors, {warnings} warnings"
+    )
     click.echo(summary, file=sys.stderr if errors else sys.stdout)
     return 1 if errors else 0
 
@@ -80,9 +89,15 @@ async def broker_problems(settings: Settings, workers: Sequence[type[Worker]]) -
             for worker in workers:
                 for queue in build_spec(worker).topology.queues:
                     existing = await session.management.queue(queue.name)
-                    problems += queue_problems(queue.name, worker.__name__,
-                                               dict(queue.arguments), existing)
+                    problems += queue_problems(
+                        queue.name, worker.__name__, dict(queue.arguments), existing
+                    )
         except ManagementUnavailable as exc:
-            problems.append(Problem("warning", "broker-unreadable",
-                                    f"queue arguments and policies not checked: {exc}"))
+            problems.append(
+                Problem(
+                    "warning",
+                    "broker-unreadable",
+                    f"queue arguments and policies not checked: {exc}",
+                )
+            )
     return sorted(problems, key=lambda p: p.level != "error")

@@ -17,7 +17,8 @@ from rich.table import Table
 from framework import dlq, names
 from framework.cli.broker import BrokerSession
 from framework.cli.context import state
-from framework.dead_letters import DeadLetter, text
+from framework.dead_letters import DeadLetteredMessage
+from framework.header_values import shown_text
 from framework.scaling import format_duration
 from framework.settings import Settings
 
@@ -41,8 +42,13 @@ def dlq_group() -> None:
 
 @dlq_group.command("list")
 @click.argument("queue")
-@click.option("--limit", type=click.IntRange(1), default=100, show_default=True,
-              help="Show at most this many messages (oldest first).")
+@click.option(
+    "--limit",
+    type=click.IntRange(1),
+    default=100,
+    show_default=True,
+    help="Show at most this many messages (oldest first).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
 @click.pass_context
 def list_command(ctx: click.Context, queue: str, limit: int, as_json: bool) -> None:
@@ -53,7 +59,7 @@ def list_command(ctx: click.Context, queue: str, limit: int, as_json: bool) -> N
     """
     queue = dlq.worker_queue(queue)
 
-    async def browse(session: BrokerSession) -> list[DeadLetter]:
+    async def browse(session: BrokerSession) -> list[DeadLetteredMessage]:
         return await dlq.browse(await session.connection(), queue, dlq.Selection(limit=limit))
 
     found = _run(ctx, browse)
@@ -72,8 +78,9 @@ def list_command(ctx: click.Context, queue: str, limit: int, as_json: bool) -> N
     table.add_column("age", justify="right", no_wrap=True)
     for d in found:
         attempts = "?" if d.attempts is None else str(d.attempts)
-        table.add_row(d.key, d.type, d.reason, d.error[:80], attempts,
-                      format_duration(d.age_seconds(now)))
+        table.add_row(
+            d.key, d.type, d.reason, d.error[:80], attempts, format_duration(d.age_seconds(now))
+        )
     console = Console()
     if not console.is_terminal:  # piped: the table's natural width, not an assumed 80
         console = Console(width=PIPED_WIDTH)
@@ -88,24 +95,39 @@ def show_command(ctx: click.Context, queue: str, key: str) -> None:
     """Headers and body of the dead-lettered message with idempotency key KEY."""
     queue = dlq.worker_queue(queue)
 
-    async def find(session: BrokerSession) -> list[DeadLetter]:
+    async def find(session: BrokerSession) -> list[DeadLetteredMessage]:
         return await dlq.browse(await session.connection(), queue, dlq.Selection(1, key))
 
     found = _run(ctx, find)
     if not found:
         raise click.ClickException(f"no message with key {key!r} in {names.dlq_name(queue)}")
     d = found[0]
-    facts = {"key": d.key, "type": d.type, "reason": d.reason, "error": d.error,
-             "attempts": d.attempts, "correlation_id": d.correlation_id,
-             "dead_at": None if d.dead_at is None else d.dead_at.isoformat()}
-    click.echo(json.dumps({**facts, "headers": _plain(d.headers), "body": _body(d.body)},
-                          indent=2, ensure_ascii=False))
+    facts = {
+        "key": d.key,
+        "type": d.type,
+        "reason": d.reason,
+        "error": d.error,
+        "attempts": d.attempts,
+        "correlation_id": d.correlation_id,
+        "dead_at": None if d.dead_at is None else d.dead_at.isoformat(),
+    }
+    click.echo(
+        json.dumps(
+            {**facts, "headers": _plain(d.headers), "body": _body(d.body)},
+            indent=2,
+            ensure_ascii=False,
+        )
+    )
 
 
 @dlq_group.command("replay")
 @click.argument("queue")
-@click.option("--limit", type=click.IntRange(1), default=None,
-              help="Move at most this many messages (default: all).")
+@click.option(
+    "--limit",
+    type=click.IntRange(1),
+    default=None,
+    help="Move at most this many messages (default: all).",
+)
 @click.option("--key", default=None, help="Only messages with this idempotency key.")
 @click.pass_context
 def replay_command(ctx: click.Context, queue: str, limit: int | None, key: str | None) -> None:
@@ -113,21 +135,32 @@ def replay_command(ctx: click.Context, queue: str, limit: int | None, key: str |
     queue = dlq.worker_queue(queue)
     settings = state(ctx).settings
     moved = _run(ctx, lambda session: _replay(session, settings, queue, dlq.Selection(limit, key)))
-    click.echo(f"replayed {moved} message{'s' * (moved != 1)} from {names.dlq_name(queue)} "
-               f"to {queue}")
+    click.echo(
+        f"replayed {moved} message{'s' * (moved != 1)} from {names.dlq_name(queue)} to {queue}"
+    )
 
 
-async def _replay(session: BrokerSession, settings: Settings, queue: str,
-                  selection: dlq.Selection) -> int:
+async def _replay(
+    session: BrokerSession, settings: Settings, queue: str, selection: dlq.Selection
+) -> int:
     connection = await session.connection()
     waiting = await dlq.depth(connection, queue)
     total = None if selection.key else min(waiting, selection.limit or waiting)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=Console(stderr=True)) as progress:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+    ) as progress:
         task = progress.add_task(f"replaying to {queue}", total=total)
-        return await dlq.replay(connection, queue, selection,
-                                publish_timeout=settings.publish_timeout,
-                                on_moved=lambda _: progress.advance(task))
+        return await dlq.replay(
+            connection,
+            queue,
+            selection,
+            publish_timeout=settings.publish_timeout,
+            on_moved=lambda _: progress.advance(task),
+        )
 
 
 @dlq_group.command("purge")
@@ -151,7 +184,8 @@ def purge_command(ctx: click.Context, queue: str, yes: bool) -> None:
         if not sys.stdin.isatty():
             raise click.UsageError(
                 f"refusing to delete {_messages(count)} from {dead} without confirmation "
-                "(stdin is not a terminal): pass --yes")
+                "(stdin is not a terminal): pass --yes"
+            )
         click.confirm(f"delete {_messages(count)} from {dead}?", abort=True, err=True)
 
     async def purge(session: BrokerSession) -> tuple[int, int]:
@@ -176,7 +210,7 @@ def _plain(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, bytes):
-        return text(value)
+        return shown_text(value)
     return value
 
 

@@ -28,12 +28,22 @@ LONG_RUNNING = frozenset({"run", "demo"})
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="framework", prog_name="framework",
-                      message="%(prog)s %(version)s")
-@click.option("--url", envvar="AMQP_URL", default=None, metavar="URL",
-              help="Broker URL (default: $AMQP_URL or amqp://guest:guest@localhost:5672/).")
-@click.option("--log-format", type=click.Choice(["auto", "json", "console"]), default=None,
-              help="Log format (default: $FRAMEWORK_LOG_FORMAT or auto).")
+@click.version_option(
+    package_name="framework", prog_name="framework", message="%(prog)s %(version)s"
+)
+@click.option(
+    "--url",
+    envvar="AMQP_URL",
+    default=None,
+    metavar="URL",
+    help="Broker URL (default: $AMQP_URL or amqp://guest:guest@localhost:5672/).",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["auto", "json", "console"]),
+    default=None,
+    help="Log format (default: $FRAMEWORK_LOG_FORMAT or auto).",
+)
 @click.pass_context
 def cli(ctx: click.Context, url: str | None, log_format: str | None) -> None:
     """framework: message-buffered microservices on RabbitMQ."""
@@ -55,8 +65,11 @@ cli.add_command(declare_exchanges_command)
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit code (user mistakes: 2, runtime failures: 1)."""
     try:
-        result = cli.main(args=list(argv) if argv is not None else None,
-                          prog_name="framework", standalone_mode=False)
+        result = cli.main(
+            args=list(argv) if argv is not None else None,
+            prog_name="framework",
+            standalone_mode=False,
+        )
     except click.exceptions.Abort:
         _error("aborted")
         return 130
@@ -67,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except click.ClickException as exc:
         _error(exc.format_message())
-        return exc.exit_code if exc.exit_code else 2
+        return exc.exit_code or 2
     except ValidationError as exc:
         _error(f"invalid settings: {_first_error(exc)}")
         return 2

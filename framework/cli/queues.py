@@ -19,24 +19,50 @@ from framework.queue_stats import DEFAULT_TARGET_DRAIN, QueueStats, backlog, tre
 
 @click.command("queues")
 @click.argument("queue_names", nargs=-1, metavar="[QUEUE]...")
-@click.option("--filter", "pattern", default=None, metavar="PATTERN",
-              help="Only queues matching this glob (orders*) or containing this text.")
+@click.option(
+    "--filter",
+    "pattern",
+    default=None,
+    metavar="PATTERN",
+    help="Only queues matching this glob (orders*) or containing this text.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
-@click.option("--watch", type=click.FloatRange(min=0.2), default=None, metavar="N",
-              help="Redraw every N seconds with a trend arrow per queue (Ctrl-C stops).")
-@click.option("--target-drain", type=click.FloatRange(min=1), default=DEFAULT_TARGET_DRAIN,
-              show_default=True, help="Seconds a backlog should take to drain (for replicas).")
+@click.option(
+    "--watch",
+    type=click.FloatRange(min=0.2),
+    default=None,
+    metavar="N",
+    help="Redraw every N seconds with a trend arrow per queue (Ctrl-C stops).",
+)
+@click.option(
+    "--target-drain",
+    type=click.FloatRange(min=1),
+    default=DEFAULT_TARGET_DRAIN,
+    show_default=True,
+    help="Seconds a backlog should take to drain (for replicas).",
+)
 @click.pass_context
-def queues_command(ctx: click.Context, queue_names: tuple[str, ...], pattern: str | None,
-                   as_json: bool, watch: float | None, target_drain: float) -> None:
+def queues_command(
+    ctx: click.Context,
+    queue_names: tuple[str, ...],
+    pattern: str | None,
+    as_json: bool,
+    watch: float | None,
+    target_drain: float,
+) -> None:
     """Show framework worker queues (all of them, or the QUEUEs named)."""
     if as_json and watch is not None:
         raise click.UsageError("--json and --watch do not go together")
     settings = state(ctx).settings
 
     async def read(session: BrokerSession) -> Snapshot:
-        return await read_stats(session.management, session.connection, queue_names,
-                                pattern=pattern, target_drain=target_drain)
+        return await read_stats(
+            session.management,
+            session.connection,
+            queue_names,
+            pattern=pattern,
+            target_drain=target_drain,
+        )
 
     async def once() -> None:
         async with BrokerSession(settings) as session:
@@ -53,8 +79,7 @@ def queues_command(ctx: click.Context, queue_names: tuple[str, ...], pattern: st
         async with BrokerSession(settings) as session:
             snapshot = await read(session)
             broker = session.masked_url
-            with Live(render(snapshot, {}, broker), console=_console(),
-                      auto_refresh=False) as live:
+            with Live(render(snapshot, {}, broker), console=_console(), auto_refresh=False) as live:
                 while True:
                     previous = {row.name: backlog(row) for row in snapshot.rows}
                     await asyncio.sleep(interval)
@@ -71,19 +96,30 @@ def render(snapshot: Snapshot, previous: dict[str, int], broker: str | None = No
     """The queues table; `previous` backlogs (by queue) give the trend arrows; `broker` (the
     masked URL of the node read) goes into the title."""
     source = snapshot.rows[0].source if snapshot.rows else "management"
-    caption = ("rates: management API" if source == "management"
-               else f"rates unavailable ({snapshot.note})")
+    caption = (
+        "rates: management API"
+        if source == "management"
+        else f"rates unavailable ({snapshot.note})"
+    )
     title = "framework queues" + (f" on {broker}" if broker else "")
     table = Table(title=title, caption=caption, box=box.SIMPLE_HEAD)
     table.add_column("queue", overflow="fold", ratio=1)
-    for column in ("ready", "unack", "cons", "retry", "dlq", "in/s", "out/s", "drain", "repl",
-                   "±"):
+    for column in ("ready", "unack", "cons", "retry", "dlq", "in/s", "out/s", "drain", "repl", "±"):
         table.add_column(column, justify="right", no_wrap=True, min_width=len(column))
     for row in snapshot.rows:
-        table.add_row(row.name, str(row.ready), _opt(row.unacked), str(row.consumers),
-                      str(row.retry), _dlq(row), _rate(row.publish_rate),
-                      _rate(row.deliver_rate), row.drain, _opt(row.suggested_replicas),
-                      trend(previous.get(row.name), backlog(row)))
+        table.add_row(
+            row.name,
+            str(row.ready),
+            _opt(row.unacked),
+            str(row.consumers),
+            str(row.retry),
+            _dlq(row),
+            _rate(row.publish_rate),
+            _rate(row.deliver_rate),
+            row.drain,
+            _opt(row.suggested_replicas),
+            trend(previous.get(row.name), backlog(row)),
+        )
     if not snapshot.rows:
         table.add_row("(no framework queues)", *[""] * 10)
     return table

@@ -12,9 +12,13 @@ from framework.worker_spec import build_spec
 
 @click.command("run")
 @click.argument("target", metavar="MODULE:WorkerClass")
-@click.option("--metrics-port", type=click.IntRange(0, 65535), default=None, metavar="PORT",
-              help="Serve /metrics, /healthz and /readyz here "
-                   "(default: $FRAMEWORK_METRICS_PORT, else off).")
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    metavar="PORT",
+    help="Serve /metrics, /healthz and /readyz here (default: $FRAMEWORK_METRICS_PORT, else off).",
+)
 @click.pass_context
 def run_command(ctx: click.Context, target: str, metrics_port: int | None) -> None:
     """Run a worker until SIGTERM/SIGINT, then drain in-flight handlers and exit."""

@@ -14,12 +14,16 @@ from framework.schema_export import contracts, json_schema, write_schemas
 
 
 @click.command("schema")
-@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Write one <type_name>.json per contract into this directory.")
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Write one <type_name>.json per contract into this directory.",
+)
 @module_option(f"Package holding the contracts (repeatable; {PROJECT_DEFAULT}).")
 @click.option("--package", "packages", multiple=True, hidden=True)  # the old name of -m
-def schema_command(out: Path | None, modules: tuple[str, ...],
-                   packages: tuple[str, ...]) -> None:
+def schema_command(out: Path | None, modules: tuple[str, ...], packages: tuple[str, ...]) -> None:
     """Print every contract's JSON Schema (one object keyed by type name), or write files."""
     chosen = (*modules, *packages) or project_modules()
     found: dict[str, type[Message]] = {}

@@ -60,24 +60,46 @@ def parse_body(cls: type[Message], text: str) -> Message:
 @click.command("send")
 @click.argument("type_name", metavar="TYPE")
 @click.argument("body", metavar="JSON", required=False)
-@click.option("--file", "file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Read the JSON body from a file instead (JSON `-`: from stdin).")
-@click.option("--key", default=None,
-              help="Idempotency key (default: a fresh one); with --count N: KEY-1 .. KEY-N.")
-@click.option("--count", type=click.IntRange(1), default=1, show_default=True,
-              help="Send the message N times (load tests), with a progress bar.")
-@module_option("Extra module to import message types from (repeatable), besides the "
-               f"project's ({PROJECT_DEFAULT}).")
+@click.option(
+    "--file",
+    "file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Read the JSON body from a file instead (JSON `-`: from stdin).",
+)
+@click.option(
+    "--key",
+    default=None,
+    help="Idempotency key (default: a fresh one); with --count N: KEY-1 .. KEY-N.",
+)
+@click.option(
+    "--count",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="Send the message N times (load tests), with a progress bar.",
+)
+@module_option(
+    "Extra module to import message types from (repeatable), besides the "
+    f"project's ({PROJECT_DEFAULT})."
+)
 @click.pass_context
-def send_command(ctx: click.Context, type_name: str, body: str | None, file: Path | None,
-                 key: str | None, count: int, modules: tuple[str, ...]) -> None:
+def send_command(
+    ctx: click.Context,
+    type_name: str,
+    body: str | None,
+    file: Path | None,
+    key: str | None,
+    count: int,
+    modules: tuple[str, ...],
+) -> None:
     """Validate JSON against TYPE's schema and publish it; prints the idempotency key.
 
     JSON `-` reads the body from standard input.
     """
     if (body is None) == (file is None):
-        raise click.UsageError("give the JSON body as an argument (- for stdin) or with --file, "
-                               "not both")
+        raise click.UsageError(
+            "give the JSON body as an argument (- for stdin) or with --file, not both"
+        )
     if file is not None:
         text = file.read_text()
     elif body == "-":

@@ -30,8 +30,7 @@ def load_keys(key: str | None, count: int) -> list[str]:
     return [f"{prefix}-{n}" for n in range(1, count + 1)]
 
 
-async def send_many(settings: Settings, message: Message, key: str | None,
-                    count: int) -> list[str]:
+async def send_many(settings: Settings, message: Message, key: str | None, count: int) -> list[str]:
     """Send or publish `message` `count` times; returns the keys once all are confirmed.
 
     The first failure (Unroutable, Overloaded, PublishTimeout) stops new sends; those in
@@ -39,9 +38,14 @@ async def send_many(settings: Settings, message: Message, key: str | None,
     """
     keys = load_keys(key, count)
     async with Bus.connect(settings=settings, service="framework-cli") as bus:
-        with Progress(TextColumn("sending {task.fields[type]}"), BarColumn(),
-                      MofNCompleteColumn(), TaskProgressColumn(), TimeRemainingColumn(),
-                      console=Console(stderr=True)) as progress:
+        with Progress(
+            TextColumn("sending {task.fields[type]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TaskProgressColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+        ) as progress:
             task = progress.add_task("send", total=count, type=message.type_name)
 
             def advance(result: SendResult) -> None:
@@ -51,12 +55,16 @@ async def send_many(settings: Settings, message: Message, key: str | None,
             async def one(copy: Message, k: str) -> str:
                 return await emit(bus, copy, k)
 
-            results = await send_batch(one, [message] * count, keys, window=IN_FLIGHT,
-                                       on_result=advance)
+            results = await send_batch(
+                one, [message] * count, keys, window=IN_FLIGHT, on_result=advance
+            )
     unconfirmed = [r for r in results if not r.confirmed]
     if unconfirmed:
-        raise SendManyFailed(failure_report(results, message.type_name, keys[0]),
-                             results=results, message_id=unconfirmed[0].key)
+        raise SendManyFailed(
+            failure_report(results, message.type_name, keys[0]),
+            results=results,
+            message_id=unconfirmed[0].key,
+        )
     return keys
 
 
@@ -74,10 +82,12 @@ def failure_report(results: list[SendResult], type_name: str, first_key: str) ->
     failed = sum(len(k) for k in by_fate.values())
     first_error = next((r.error for r in results if r.error is not None), None)
     prefix = first_key.rsplit("-", 1)[0]
-    return (f"{failed} of {len(results)} x {type_name} not confirmed "
-            f"({len(results) - failed} confirmed); {'; '.join(parts)}; first error: "
-            f"{first_error}; send them again under the same keys with --key {prefix} "
-            f"(copies already confirmed are absorbed as duplicates by the workers)")
+    return (
+        f"{failed} of {len(results)} x {type_name} not confirmed "
+        f"({len(results) - failed} confirmed); {'; '.join(parts)}; first error: "
+        f"{first_error}; send them again under the same keys with --key {prefix} "
+        f"(copies already confirmed are absorbed as duplicates by the workers)"
+    )
 
 
 def key_runs(keys: list[str]) -> list[str]:

@@ -53,7 +53,7 @@ class _Resumed:
         while True:
             try:
                 sent = yield pending
-            except BaseException as exc:  # cancellation (the timeout) goes on into the call
+            except BaseException as exc:  # noqa: BLE001 - the timeout's cancel goes into the call
                 try:
                     pending = call.throw(exc)
                 except StopIteration as done:
@@ -140,7 +140,7 @@ class DeliveryClaim:
                 self._timeout,
                 self._store.complete(self._scope, self._key, self._retention, self.token),
             )
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - logged; the lease expires
             # A later duplicate may run again once the lease expires; logged to be traced.
             self.failure("complete", exc)
             return False
@@ -160,7 +160,7 @@ class DeliveryClaim:
         """Release the claim; if the store is down the lease simply expires later."""
         try:
             await within(self._timeout, self._store.release(self._scope, self._key, self.token))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - store down: the lease expires later
             self.failure("release", exc)
             return
         self._succeeded()

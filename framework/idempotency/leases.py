@@ -176,7 +176,7 @@ class LeaseKeeper:
                 if store is None:
                     try:
                         store = await asyncio.wait_for(opener(), self._call_timeout)
-                    except Exception as exc:
+                    except Exception as exc:  # noqa: BLE001 - store away: tried next round
                         _log.warning("idempotency.renewal_store_unavailable", error=repr(exc))
                         continue
                 await self._renew_all(store)
@@ -203,7 +203,7 @@ class LeaseKeeper:
         try:
             async with asyncio.timeout(self._call_timeout):
                 await store.release(scope, key, token)
-        except Exception:  # still unavailable: next round
+        except Exception:  # noqa: BLE001 - still unavailable: next round
             return
         self._orphans.pop(token, None)
 
@@ -211,7 +211,7 @@ class LeaseKeeper:
         try:
             async with asyncio.timeout(self._call_timeout):
                 renewed = await store.renew(lease.scope, lease.key, lease.lease, lease.token)
-        except Exception as exc:  # the store is away: try again next interval
+        except Exception as exc:  # noqa: BLE001 - the store is away: try again next interval
             _log.warning(
                 "idempotency.renew_failed", queue=lease.scope, message_id=lease.key, error=repr(exc)
             )

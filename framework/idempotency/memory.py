@@ -65,8 +65,13 @@ class MemoryStore:
     `fingerprint` is for tests (to force collisions); keep the default otherwise.
     """
 
-    def __init__(self, max_keys: int = 100_000, clock: Clock = time.monotonic, *,
-                 fingerprint: Fingerprint = blake2b_fingerprint) -> None:
+    def __init__(
+        self,
+        max_keys: int = 100_000,
+        clock: Clock = time.monotonic,
+        *,
+        fingerprint: Fingerprint = blake2b_fingerprint,
+    ) -> None:
         if max_keys < 0:
             raise ValueError(f"max_keys must be >= 0, not {max_keys}")
         entries = max_keys + 2  # the sentinel, max_keys, one more between insert and evict
@@ -85,8 +90,9 @@ class MemoryStore:
         self._prev = array("i", [0]) * entries
         self._forget_all()  # allocates `_table` (slot -> entry, 0 = empty) and `_next`
 
-    async def claim(self, scope: str, key: str, lease: float,
-                    token: str | None = None) -> ClaimResult:
+    async def claim(
+        self, scope: str, key: str, lease: float, token: str | None = None
+    ) -> ClaimResult:
         now = self._clock()
         hi, lo = self._fingerprint(scope, key)
         slot = self._find(hi, lo)
@@ -108,8 +114,9 @@ class MemoryStore:
         self._put(hi, lo, slot, False, self._clock() + lease, self._token[entry])
         return True
 
-    async def complete(self, scope: str, key: str, retention: float,
-                       token: str | None = None) -> bool | None:
+    async def complete(
+        self, scope: str, key: str, retention: float, token: str | None = None
+    ) -> bool | None:
         now = self._clock()
         hi, lo = self._fingerprint(scope, key)
         slot = self._find(hi, lo)
@@ -126,8 +133,7 @@ class MemoryStore:
         if slot < 0:
             return
         entry = self._table[slot]
-        if not self._done[entry] and (token is None or
-                                      self._token[entry] == _token_bits(token)):
+        if not self._done[entry] and (token is None or self._token[entry] == _token_bits(token)):
             self._delete(slot)
 
     async def close(self) -> None:
@@ -153,8 +159,7 @@ class MemoryStore:
             slot = (slot + 1) & mask
         return ~slot
 
-    def _put(self, hi: int, lo: int, slot: int, done: bool, expires_at: float,
-             token: int) -> None:
+    def _put(self, hi: int, lo: int, slot: int, done: bool, expires_at: float, token: int) -> None:
         """Store the key as the newest, at `slot` (a `_find` result); evict beyond max_keys."""
         prev, next_ = self._prev, self._next
         if slot >= 0:  # known: unlink it from its place in the age order

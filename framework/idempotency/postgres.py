@@ -40,10 +40,13 @@ VALUES ($1, $2, true, NULL, clock_timestamp() + make_interval(secs => $3))
 ON CONFLICT (scope, key) DO UPDATE
     SET done = true, token = NULL, expires_at = excluded.expires_at
 """
-_COMPLETE_FENCED = _COMPLETE + """
+_COMPLETE_FENCED = (
+    _COMPLETE
+    + """
     WHERE (NOT t.done AND t.token = $4) OR t.expires_at <= clock_timestamp()
 RETURNING true
 """
+)
 _RENEW = """
 UPDATE fw_idempotency SET expires_at = clock_timestamp() + make_interval(secs => $3)
 WHERE scope = $1 AND key = $2 AND NOT done AND token = $4
@@ -58,8 +61,9 @@ _SCHEMA_LOCK = 0x66772D69646D  # "fw-idm"
 class PostgresStore:
     """Keys in one table, created if missing; expired rows are purged now and then."""
 
-    def __init__(self, pool: Any, *, purge_interval: float = 60.0,
-                 timeout: float | None = None) -> None:
+    def __init__(
+        self, pool: Any, *, purge_interval: float = 60.0, timeout: float | None = None
+    ) -> None:
         self._pool = pool
         self._timeout = timeout
         self._purge_interval = purge_interval
@@ -67,15 +71,22 @@ class PostgresStore:
         self._tokens: dict[tuple[str, str], str] = {}
 
     @classmethod
-    async def open(cls, url: str, *, max_size: int = 10, purge_interval: float = 60.0,
-                   timeout: float | None = None) -> PostgresStore:
+    async def open(
+        cls,
+        url: str,
+        *,
+        max_size: int = 10,
+        purge_interval: float = 60.0,
+        timeout: float | None = None,
+    ) -> PostgresStore:
         """Connect a pool to `url` and create the table if missing.
 
         `timeout` bounds connecting, acquiring a connection and every statement, so a server
         that stops answering fails calls instead of hanging them.
         """
-        pool = await asyncpg.create_pool(url, min_size=1, max_size=max_size,
-                                         timeout=timeout, command_timeout=timeout)
+        pool = await asyncpg.create_pool(
+            url, min_size=1, max_size=max_size, timeout=timeout, command_timeout=timeout
+        )
         try:
             async with pool.acquire() as conn, conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock($1)", _SCHEMA_LOCK)
@@ -85,8 +96,9 @@ class PostgresStore:
             raise
         return cls(pool, purge_interval=purge_interval, timeout=timeout)
 
-    async def claim(self, scope: str, key: str, lease: float,
-                    token: str | None = None) -> ClaimResult:
+    async def claim(
+        self, scope: str, key: str, lease: float, token: str | None = None
+    ) -> ClaimResult:
         await self._maybe_purge()
         mine = token or uuid.uuid4().hex
         async with self._pool.acquire(timeout=self._timeout) as conn:
@@ -100,19 +112,21 @@ class PostgresStore:
         return ClaimResult.DONE if done else ClaimResult.BUSY
 
     async def renew(self, scope: str, key: str, lease: float, token: str) -> bool:
-        renewed = await self._pool.fetchval(_RENEW, scope, key, float(lease), token,
-                                            timeout=self._timeout)
+        renewed = await self._pool.fetchval(
+            _RENEW, scope, key, float(lease), token, timeout=self._timeout
+        )
         return renewed is not None
 
-    async def complete(self, scope: str, key: str, retention: float,
-                       token: str | None = None) -> bool | None:
+    async def complete(
+        self, scope: str, key: str, retention: float, token: str | None = None
+    ) -> bool | None:
         if token is None:
             self._tokens.pop((scope, key), None)
-            await self._pool.execute(_COMPLETE, scope, key, float(retention),
-                                     timeout=self._timeout)
+            await self._pool.execute(_COMPLETE, scope, key, float(retention), timeout=self._timeout)
             return None
-        done = await self._pool.fetchval(_COMPLETE_FENCED, scope, key, float(retention), token,
-                                         timeout=self._timeout)
+        done = await self._pool.fetchval(
+            _COMPLETE_FENCED, scope, key, float(retention), token, timeout=self._timeout
+        )
         return done is not None
 
     async def release(self, scope: str, key: str, token: str | None = None) -> None:

@@ -33,7 +33,7 @@ async def warn_if_unshared(bus: Transport, queue: str, log: Any) -> None:
     try:
         async with asyncio.timeout(CHECK_BOUND):
             consumers = await bus.consumer_count(queue)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - an advisory check never stops a start
         log.debug("idempotency.consumer_count_failed", error=repr(exc))
         return
     if unshared_warning(consumers, in_process):

@@ -81,8 +81,9 @@ _PURGE = "DELETE FROM fw_idempotency WHERE expires_at <= ?"
 class SqliteStore:
     """Keys in one table of a SQLite file (WAL); expired rows are purged now and then."""
 
-    def __init__(self, path: str, *, clock: Clock = time.time,
-                 purge_interval: float = 60.0) -> None:
+    def __init__(
+        self, path: str, *, clock: Clock = time.time, purge_interval: float = 60.0
+    ) -> None:
         self._path = path
         self._clock = clock
         self._purge_interval = purge_interval
@@ -95,33 +96,37 @@ class SqliteStore:
         self._closed = True  # until open() has connected
 
     @classmethod
-    async def open(cls, path: str, *, clock: Clock = time.time,
-                   purge_interval: float = 60.0) -> SqliteStore:
+    async def open(
+        cls, path: str, *, clock: Clock = time.time, purge_interval: float = 60.0
+    ) -> SqliteStore:
         """Open (creating if missing) the database at `path`; `:memory:` is process-local."""
         store = cls(path, clock=clock, purge_interval=purge_interval)
         await store._start()
         return store
 
-    async def claim(self, scope: str, key: str, lease: float,
-                    token: str | None = None) -> ClaimResult:
+    async def claim(
+        self, scope: str, key: str, lease: float, token: str | None = None
+    ) -> ClaimResult:
         mine = token or uuid.uuid4().hex
-        result: ClaimResult = await self._call(
-            lambda db: self._claim(db, scope, key, mine, lease))
+        result: ClaimResult = await self._call(lambda db: self._claim(db, scope, key, mine, lease))
         if result is ClaimResult.CLAIMED and token is None:
             self._tokens[(scope, key)] = mine
         return result
 
     async def renew(self, scope: str, key: str, lease: float, token: str) -> bool:
         changed: int = await self._call(
-            lambda db: _execute(db, _RENEW, (self._clock() + lease, scope, key, token)))
+            lambda db: _execute(db, _RENEW, (self._clock() + lease, scope, key, token))
+        )
         return changed == 1
 
-    async def complete(self, scope: str, key: str, retention: float,
-                       token: str | None = None) -> bool | None:
+    async def complete(
+        self, scope: str, key: str, retention: float, token: str | None = None
+    ) -> bool | None:
         if token is None:
             self._tokens.pop((scope, key), None)
             await self._call(
-                lambda db: _execute(db, _COMPLETE, (scope, key, self._clock() + retention)))
+                lambda db: _execute(db, _COMPLETE, (scope, key, self._clock() + retention))
+            )
             return None
 
         def fenced(db: sqlite3.Connection) -> int:
@@ -149,16 +154,16 @@ class SqliteStore:
 
     async def purge(self) -> int:
         """Delete every expired row now; returns how many went."""
-        deleted: int = await self._call(
-            lambda db: _execute(db, _PURGE, (self._clock(),)))
+        deleted: int = await self._call(lambda db: _execute(db, _PURGE, (self._clock(),)))
         return deleted
 
     # ---- on the event loop ------------------------------------------------------------
 
     async def _start(self) -> None:
         connected: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        thread = threading.Thread(target=self._serve, args=(connected,), name="fw-sqlite",
-                                  daemon=True)  # daemon: a store never closed cannot block exit
+        thread = threading.Thread(
+            target=self._serve, args=(connected,), name="fw-sqlite", daemon=True
+        )  # daemon: a store never closed cannot block exit
         thread.start()
         try:
             await connected
@@ -191,7 +196,7 @@ class SqliteStore:
         """The thread: connect, then run batches until told to stop; close on the way out."""
         try:
             db = self._connect()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - handed to the waiting caller
             _resolve_from_thread([(connected, False, exc)])
             return
         _resolve_from_thread([(connected, True, None)])
@@ -237,13 +242,13 @@ class SqliteStore:
             db.execute("BEGIN IMMEDIATE")
             try:
                 outcomes = [(future, True, operation(db)) for operation, future in batch]
-            except Exception:
+            except Exception:  # noqa: BLE001 - then each operation on its own
                 if db.in_transaction:
                     db.execute("ROLLBACK")
                 db.execute("BEGIN IMMEDIATE")
                 outcomes = [_isolated(db, operation, future) for operation, future in batch]
             db.execute("COMMIT")
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - handed to every waiting caller
             if db.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     db.execute("ROLLBACK")
@@ -253,8 +258,9 @@ class SqliteStore:
     def _connect(self) -> sqlite3.Connection:
         # isolation_level=None: the module opens no transactions; _run_batch does, explicitly.
         # timeout: how long BEGIN IMMEDIATE waits while another process holds the lock.
-        db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False,
-                             timeout=30.0)
+        db = sqlite3.connect(
+            self._path, isolation_level=None, check_same_thread=False, timeout=30.0
+        )
         try:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
@@ -264,8 +270,9 @@ class SqliteStore:
             raise
         return db
 
-    def _claim(self, db: sqlite3.Connection, scope: str, key: str, token: str,
-               lease: float) -> ClaimResult:
+    def _claim(
+        self, db: sqlite3.Connection, scope: str, key: str, token: str, lease: float
+    ) -> ClaimResult:
         now = self._clock()
         if now >= self._next_purge:
             self._next_purge = now + self._purge_interval
@@ -280,8 +287,9 @@ class SqliteStore:
         return ClaimResult.DONE if row[0] else ClaimResult.BUSY
 
 
-def _isolated(db: sqlite3.Connection, operation: _Operation,
-              future: asyncio.Future[Any]) -> _Outcome:
+def _isolated(
+    db: sqlite3.Connection, operation: _Operation, future: asyncio.Future[Any]
+) -> _Outcome:
     """Run one operation in a savepoint: if it fails, only its own changes are undone."""
     db.execute("SAVEPOINT op")
     try:

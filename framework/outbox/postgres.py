@@ -216,7 +216,7 @@ class PostgresDatabase:
     async def _release(self, connection: Any) -> None:
         try:
             await self._pool.release(connection)
-        except Exception:  # a broken connection is discarded by the pool anyway
+        except Exception:  # noqa: BLE001 - a broken connection is discarded by the pool anyway
             connection.terminate()
 
     async def _one(self, sql: str, *params: Any) -> Any:
@@ -264,7 +264,7 @@ async def _init(connection: Any) -> None:
 async def _quietly_rollback(transaction: Any) -> None:
     try:
         await transaction.rollback()
-    except Exception:  # the connection is gone: the server rolled back already
+    except Exception:  # noqa: BLE001 - the connection is gone: the server rolled back already
         return
 
 

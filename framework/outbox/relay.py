@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from framework import retrying
 from framework.envelope import to_amqp
 from framework.messages import Command, Event
 from framework.outbox.database import Database
@@ -132,7 +133,7 @@ class Relay:
         try:
             async with asyncio.timeout(5.0):
                 await self._flush_sent()
-        except Exception as exc:  # published but unmarked: republished later, same key
+        except Exception as exc:  # noqa: BLE001 - unmarked: republished later, same key
             _log.warning("outbox.mark_sent_failed", error=repr(exc))
 
     def notify(self) -> None:
@@ -159,7 +160,7 @@ class Relay:
         for index, item in enumerate(pending):
             try:
                 await self._publish_pending(item)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - counted, handed back with backoff
                 self.stats.failed += 1
                 error = f"{type(exc).__name__}: {exc}"
                 _log.warning(
@@ -203,7 +204,7 @@ class Relay:
     async def _hand_back(self, ids: list[int], error: str) -> None:
         try:
             await self.database.release(self.owner, ids, self._clock() + retry_delay(1), error)
-        except Exception as exc:  # the claims then simply expire after their lease
+        except Exception as exc:  # noqa: BLE001 - the claims then simply expire after their lease
             _log.warning("outbox.release_failed", error=repr(exc))
         self.notify()
 
@@ -228,11 +229,10 @@ class Relay:
                     self.stats.backlog = await self.database.backlog()
                     next_sweep = self._clock() + self.policy.poll_interval
                 failures = 0
-            except Exception as exc:  # database down: keep trying, backing off up to 5 s
+            except Exception as exc:  # noqa: BLE001 - database down: retried with backoff
                 failures += 1
-                next_sweep = self._clock() + min(
-                    5.0, self.policy.poll_interval * 2 ** min(failures, 4)
-                )
+                pause = retrying.outbox_sweep(self.policy.poll_interval)
+                next_sweep = self._clock() + pause.nominal(failures)
                 _log.warning(
                     "outbox.relay_failed",
                     error=f"{type(exc).__name__}: {exc}",
@@ -276,7 +276,7 @@ class Relay:
                 await self.bus.publisher.publish(
                     message, row.exchange, row.routing_key, mandatory=row.mandatory
                 )
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - counted, handed back with backoff
                 self.stats.failed += 1
                 error = f"{type(exc).__name__}: {exc}"
                 rest = rows[index:]

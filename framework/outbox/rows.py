@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from framework import names
 from framework.envelope import Envelope
 from framework.messages import Message, is_command
+from framework.retrying import OUTBOX_ROW
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +112,9 @@ def by_stream(rows: Iterable[ClaimedRow]) -> list[list[ClaimedRow]]:
     return list(groups.values())
 
 
-def retry_delay(attempts: int, *, base: float = 0.5, cap: float = 30.0) -> float:
-    """Seconds before a row that failed `attempts` times is tried again (doubling, capped)."""
-    return float(min(cap, base * 2 ** max(attempts - 1, 0)))
+def retry_delay(
+    attempts: int, *, base: float = OUTBOX_ROW.first, cap: float = OUTBOX_ROW.cap
+) -> float:
+    """Seconds before a row that failed `attempts` times is tried again (doubling, capped;
+    `retrying.OUTBOX_ROW`)."""
+    return replace(OUTBOX_ROW, first=base, cap=cap).nominal(attempts)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -214,9 +214,13 @@ class SqliteDatabase:
             raise
         self._db = db
 
-    async def _call(self, work: Callable[[], _T]) -> _T:
+    async def _call(self, work: Callable[[], _T], executor: Executor | None = None) -> _T:
+        """`work()` on the writer's thread (or `executor`'s); a database that cannot be
+        reached is a `DatabaseUnavailable`."""
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, work)
+            return await asyncio.get_running_loop().run_in_executor(
+                executor or self._executor, work
+            )
         except sqlite3.Error as exc:
             if is_unavailable(exc):
                 raise DatabaseUnavailable(f"SQLite database {self._path!r}: {exc}") from exc
@@ -273,12 +277,7 @@ class SqliteDatabase:
                 )
             return work(self._reader)
 
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self._reader_executor, read)
-        except sqlite3.Error as exc:
-            if is_unavailable(exc):
-                raise DatabaseUnavailable(f"SQLite database {self._path!r}: {exc}") from exc
-            raise
+        return await self._call(read, self._reader_executor)
 
     async def seen(self, queue: str, key: str) -> bool:
         return await self._read(lambda db: db.execute(_SEEN, (queue, key)).fetchone() is not None)

@@ -21,6 +21,7 @@ import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
 from framework import names
+from framework.connection import broker_answers
 from framework.errors import BrokerUnavailable
 from framework.settings import DEFAULT_AMQP_URL
 
@@ -41,17 +42,9 @@ NO_BROKER = (
 def localhost_answers(url: str = DEFAULT_AMQP_URL, timeout: float = 3.0) -> bool:
     """Can an AMQP connection to `url` be opened (and closed) right now? (blocking)"""
 
-    async def attempt() -> bool:
-        try:
-            connection = await aio_pika.connect(url, timeout=timeout)
-        except (OSError, TimeoutError, aio_pika.exceptions.AMQPError):
-            return False
-        await connection.close()
-        return True
-
     # a thread of its own, so this works whether or not the caller runs an event loop
     with ThreadPoolExecutor(1, thread_name_prefix="amqp-probe") as pool:
-        return pool.submit(asyncio.run, attempt()).result()
+        return pool.submit(asyncio.run, broker_answers(url, timeout)).result()
 
 
 @contextlib.contextmanager
@@ -86,8 +79,9 @@ def rabbitmq_container(
     container = configured_container(image, docker_client_kw, tried=tried)
     failure = _start(container)
     if failure is not None:
-        raise BrokerUnavailable(NO_BROKER.format(
-            tried=f"{tried}, and Docker could not start {image} ({failure})"))
+        raise BrokerUnavailable(
+            NO_BROKER.format(tried=f"{tried}, and Docker could not start {image} ({failure})")
+        )
     try:
         host = container.get_container_host_ip()
         port = container.get_exposed_port(AMQP_PORT)
@@ -96,9 +90,12 @@ def rabbitmq_container(
         container.stop()
 
 
-def configured_container(image: str = RABBITMQ_IMAGE,
-                         docker_client_kw: dict[str, Any] | None = None, *,
-                         tried: str = "AMQP_URL is not set") -> Any:
+def configured_container(
+    image: str = RABBITMQ_IMAGE,
+    docker_client_kw: dict[str, Any] | None = None,
+    *,
+    tried: str = "AMQP_URL is not set",
+) -> Any:
     """The testcontainers container for `image`, configured but not started.
 
     Uses testcontainers' structured wait strategy: its RabbitMqContainer is built on a
@@ -111,21 +108,25 @@ def configured_container(image: str = RABBITMQ_IMAGE,
             from testcontainers.core.container import DockerContainer
             from testcontainers.core.wait_strategies import LogMessageWaitStrategy
     except ImportError:
-        raise BrokerUnavailable(NO_BROKER.format(
-            tried=f"{tried}, and testcontainers (>= 4.13) is not installed")) from None
+        raise BrokerUnavailable(
+            NO_BROKER.format(tried=f"{tried}, and testcontainers (>= 4.13) is not installed")
+        ) from None
     failure = None
     try:
         container = DockerContainer(image, docker_client_kw=docker_client_kw)
-    except Exception as exc:  # docker.errors.DockerException: no daemon to ask for its API
+    except Exception as exc:  # noqa: BLE001 - DockerException: no daemon to ask
         failure = _short(exc)
     if failure is not None:
         _collect_quietly()
-        raise BrokerUnavailable(NO_BROKER.format(
-            tried=f"{tried}, and Docker is not available ({failure})"))
-    return (container.with_exposed_ports(AMQP_PORT)
-            .with_env("RABBITMQ_DEFAULT_USER", "guest")
-            .with_env("RABBITMQ_DEFAULT_PASS", "guest")
-            .waiting_for(LogMessageWaitStrategy(READY_LOG_LINE)))
+        raise BrokerUnavailable(
+            NO_BROKER.format(tried=f"{tried}, and Docker is not available ({failure})")
+        )
+    return (
+        container.with_exposed_ports(AMQP_PORT)
+        .with_env("RABBITMQ_DEFAULT_USER", "guest")
+        .with_env("RABBITMQ_DEFAULT_PASS", "guest")
+        .waiting_for(LogMessageWaitStrategy(READY_LOG_LINE))
+    )
 
 
 def _start(container: Any) -> str | None:
@@ -133,7 +134,7 @@ def _start(container: Any) -> str | None:
     failure = None
     try:
         container.start()
-    except Exception as exc:  # Docker's errors have no common base worth naming here
+    except Exception as exc:  # noqa: BLE001 - Docker's errors have no common base worth naming here
         failure = _short(exc)
         with contextlib.suppress(Exception):
             container.stop()
@@ -186,6 +187,20 @@ class BrokerAdmin:
             declared = await channel.declare_queue(queue, passive=True)
             return declared.declaration_result.message_count or 0
 
+    async def consumer_count(self, queue: str) -> int:
+        """Consumers subscribed to `queue` (passive declare)."""
+        async with self._connection.channel() as channel:
+            declared = await channel.declare_queue(queue, passive=True)
+            return declared.declaration_result.consumer_count or 0
+
+    async def wait_for_consumers(self, queue: str, expected: int, timeout: float = 30.0) -> None:
+        """Wait until `queue` has `expected` consumers (raises `TimeoutError` after `timeout`),
+        e.g. to know a paused worker's subscription is gone."""
+        async with asyncio.timeout(timeout):
+            # the broker pushes no consumer events to a non-consumer: polling is the only way
+            while await self.consumer_count(queue) != expected:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+
     async def wait_for_depth(self, queue: str, expected: int, timeout: float = 30.0) -> int:
         """Wait until `queue` holds `expected` ready messages; returns the last depth seen."""
         depth = -1
@@ -196,8 +211,9 @@ class BrokerAdmin:
                     await asyncio.sleep(0.1)
         return depth
 
-    async def wait_drained(self, worker: Worker, timeout: float = 30.0,
-                           interval: float = 0.1) -> None:
+    async def wait_drained(
+        self, worker: Worker, timeout: float = 30.0, interval: float = 0.1
+    ) -> None:
         """Wait until `worker` has nothing left: its queue and delay queues are empty, nothing
         is in flight, and its counters stood still for two checks in a row.
 
@@ -205,8 +221,10 @@ class BrokerAdmin:
         `MemoryBus.drain`; messages already in the DLQ do not count as pending.)
         """
         spec = worker.spec
-        queues = [spec.queue, *(names.retry_queue_name(spec.queue, t)
-                                for t in spec.policy.tiers_ms())]
+        queues = [
+            spec.queue,
+            *(names.retry_queue_name(spec.queue, t) for t in spec.policy.tiers_ms()),
+        ]
         previous: tuple[Any, ...] | None = None
         quiet = 0
         state: tuple[Any, ...] = ()
@@ -225,12 +243,14 @@ class BrokerAdmin:
                 f"stats={worker.stats.as_dict()}"
             ) from None
 
-    async def publish_raw(self, routing_key: str, body: bytes, *, exchange: str = "",
-                          **properties: Any) -> None:
+    async def publish_raw(
+        self, routing_key: str, body: bytes, *, exchange: str = "", **properties: Any
+    ) -> None:
         """Publish arbitrary bytes (confirmed), e.g. to inject malformed messages."""
         async with self._connection.channel(publisher_confirms=True) as channel:
             target = (
-                channel.default_exchange if exchange == ""
+                channel.default_exchange
+                if exchange == ""
                 else await channel.get_exchange(exchange, ensure=False)
             )
             properties.setdefault("message_id", f"raw-{os.urandom(6).hex()}")
@@ -245,10 +265,15 @@ class BrokerAdmin:
                 incoming: AbstractIncomingMessage | None = await declared.get(fail=False)
                 if incoming is None:
                     return taken
-                taken.append(DrainedMessage(
-                    body=incoming.body, message_id=incoming.message_id, type=incoming.type,
-                    headers=dict(incoming.headers or {}), correlation_id=incoming.correlation_id,
-                ))
+                taken.append(
+                    DrainedMessage(
+                        body=incoming.body,
+                        message_id=incoming.message_id,
+                        type=incoming.type,
+                        headers=dict(incoming.headers or {}),
+                        correlation_id=incoming.correlation_id,
+                    )
+                )
                 await incoming.ack()
 
     async def delete_queues(self, *queue_names: str) -> None:

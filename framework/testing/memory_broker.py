@@ -128,9 +128,6 @@ class MemoryDelivery:
     async def ack(self, multiple: bool = False) -> None:
         self.channel.settle(self, requeue=False)
 
-    async def reject(self, requeue: bool = False) -> None:
-        self.channel.settle(self, requeue=requeue)
-
     async def nack(self, multiple: bool = False, requeue: bool = True) -> None:
         self.channel.settle(self, requeue=requeue)
 
@@ -163,8 +160,9 @@ class MemoryChannel:
         self.prefetch = prefetch_count
         self.broker.changed()
 
-    async def declare_queue(self, name: str, *, durable: bool = True,
-                            arguments: dict[str, Any] | None = None, **_: Any) -> MemoryQueue:
+    async def declare_queue(
+        self, name: str, *, durable: bool = True, arguments: dict[str, Any] | None = None, **_: Any
+    ) -> MemoryQueue:
         self.broker.ensure_queue(name, arguments or {})
         return MemoryQueue(name, self)
 
@@ -230,16 +228,14 @@ class MemoryBroker:
 
     # ---- publishing --------------------------------------------------------------------
 
-    def publish(self, message: aio_pika.Message, exchange: str, routing_key: str, *,
-                mandatory: bool = True) -> list[str]:
+    def publish(
+        self, message: aio_pika.Message, exchange: str, routing_key: str, *, mandatory: bool = True
+    ) -> list[str]:
         """Route and store `message`; returns the queues it went to."""
         targets = self._route(message, exchange, routing_key)
         if not targets and mandatory:
-            raise Unroutable(
-                f"no queue is bound for {message.type or routing_key!r} "
-                f"(exchange {exchange or '(default)'!r}, routing key {routing_key!r}): "
-                "start or declare the worker that handles it first",
-                routing_key=routing_key, message_id=message.message_id or "",
+            raise Unroutable.no_queue(
+                message.type or "", exchange, routing_key, message.message_id or ""
             )
         for name in targets:
             self._check_capacity(self._queues[name], message, routing_key)
@@ -251,30 +247,30 @@ class MemoryBroker:
 
     def _route(self, message: aio_pika.Message, exchange: str, routing_key: str) -> list[str]:
         if exchange != "" and exchange not in self._exchanges:
-            raise Unroutable(
-                f"exchange {exchange!r} does not exist: declare the topology first "
-                "(bus.declare(WorkerClass))",
-                routing_key=routing_key, message_id=message.message_id or "",
-            )
+            raise Unroutable.no_exchange(exchange, routing_key, message.message_id or "")
         return self._targets(exchange, routing_key)
 
     def _targets(self, exchange: str, routing_key: str) -> list[str]:
         if exchange == "":
             return [routing_key] if routing_key in self._queues else []
         kind = self._exchanges.get(exchange, "direct")
-        return sorted({
-            queue for ex, key, queue in self._bindings
-            if ex == exchange and _matches(kind, key, routing_key)
-        })
+        return sorted(
+            {
+                queue
+                for ex, key, queue in self._bindings
+                if ex == exchange and _matches(kind, key, routing_key)
+            }
+        )
 
     def _check_capacity(self, queue: _Queue, message: aio_pika.Message, routing_key: str) -> None:
         limit = queue.arguments.get("x-max-length")
-        if (isinstance(limit, int) and queue.arguments.get("x-overflow") == "reject-publish"
-                and len(queue.ready) >= limit):
-            raise Overloaded(
-                f"broker refused {message.type or 'message'} {message.message_id} for "
-                f"{routing_key!r}: a destination queue is full; back off and retry later",
-                routing_key=routing_key, message_id=message.message_id or "", queue=queue.name,
+        if (
+            isinstance(limit, int)
+            and queue.arguments.get("x-overflow") == "reject-publish"
+            and len(queue.ready) >= limit
+        ):
+            raise Overloaded.queue_full(
+                message.type or "", message.message_id or "", routing_key, queue.name
             )
 
     def _enqueue(self, queue: _Queue, stored: StoredMessage) -> None:
@@ -285,8 +281,9 @@ class MemoryBroker:
             return
         if stored.expiration_ms is not None:
             delay = min(delay, stored.expiration_ms)
-        heapq.heappush(self._delayed, (self.now + delay / 1000, next(self._seq), queue.name,
-                                       stored))
+        heapq.heappush(
+            self._delayed, (self.now + delay / 1000, next(self._seq), queue.name, stored)
+        )
 
     def requeue(self, delivery: MemoryDelivery) -> None:
         queue = self._queues[delivery.queue]
@@ -302,13 +299,6 @@ class MemoryBroker:
             raise FrameworkError(f"queue {queue!r} was never declared")
         delayed = [m for _, _, name, m in sorted(self._delayed) if name == queue]
         return [*found.ready, *delayed]
-
-    def take(self, queue: str) -> list[StoredMessage]:
-        """Remove and return the ready messages of `queue` (like draining it)."""
-        found = self._queues[queue]
-        taken = list(found.ready)
-        found.ready.clear()
-        return taken
 
     # ---- consuming ---------------------------------------------------------------------
 
@@ -347,8 +337,14 @@ class MemoryBroker:
 
     def _dispatch(self, queue: _Queue) -> None:
         while queue.ready:
-            consumer = next((c for c in queue.consumers.values()
-                             if len(c.channel.unacked) < c.channel.prefetch), None)
+            consumer = next(
+                (
+                    c
+                    for c in queue.consumers.values()
+                    if len(c.channel.unacked) < c.channel.prefetch
+                ),
+                None,
+            )
             if consumer is None:
                 return
             stored = queue.ready.popleft()
@@ -372,11 +368,13 @@ class MemoryBroker:
         """What is still going on: unsettled deliveries and deliverable ready messages."""
         reasons = [
             f"{len(channel.unacked)} unsettled deliveries (prefetch {channel.prefetch})"
-            for channel in self._channels if channel.unacked
+            for channel in self._channels
+            if channel.unacked
         ]
         reasons += [
             f"{queue.name}: {len(queue.ready)} ready"
-            for queue in self._queues.values() if queue.ready and queue.consumers
+            for queue in self._queues.values()
+            if queue.ready and queue.consumers
         ]
         if self._tasks:
             reasons.append(f"{len(self._tasks)} consumer callbacks running")

@@ -64,7 +64,6 @@ M = TypeVar("M", bound=Message)
 R = TypeVar("R", bound=BaseModel)
 
 
-
 @dataclass(frozen=True)
 class Published:
     """A message the bus accepted (from a test or from a handler's `ctx.publish`/`ctx.send`)."""
@@ -83,8 +82,15 @@ class MemoryPublisher:
     def __init__(self, broker: MemoryBroker) -> None:
         self._broker = broker
 
-    async def publish(self, message: aio_pika.Message, exchange: str, routing_key: str, *,
-                      mandatory: bool = True, timeout: float | None = None) -> None:
+    async def publish(
+        self,
+        message: aio_pika.Message,
+        exchange: str,
+        routing_key: str,
+        *,
+        mandatory: bool = True,
+        timeout: float | None = None,
+    ) -> None:
         if not message.message_id:
             raise ValueError("every published message needs a message_id")
         self._broker.publish(message, exchange, routing_key, mandatory=mandatory)
@@ -123,8 +129,12 @@ class MemoryBus:
         await self.start()
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         await self.close()
 
     async def start(self) -> None:
@@ -198,8 +208,9 @@ class MemoryBus:
         """Send a command to the one queue that handles it (`Unroutable` if none)."""
         require_kind(command, command=True, verb="send")
         refuse_direct_publish("send")
-        return await self._emit(command, idempotency_key, correlation_id, causation_id,
-                                deadline, ttl, traceparent)
+        return await self._emit(
+            command, idempotency_key, correlation_id, causation_id, deadline, ttl, traceparent
+        )
 
     async def publish(
         self,
@@ -216,8 +227,9 @@ class MemoryBus:
         """Publish an event to every subscribed queue (none is fine)."""
         require_kind(event, command=False, verb="publish")
         refuse_direct_publish("publish")
-        return await self._emit(event, idempotency_key, correlation_id, causation_id,
-                                deadline, ttl, traceparent)
+        return await self._emit(
+            event, idempotency_key, correlation_id, causation_id, deadline, ttl, traceparent
+        )
 
     async def send_many(
         self,
@@ -232,14 +244,18 @@ class MemoryBus:
         with each key's fate (`results`) and what to send again (`unconfirmed`)."""
         for command in commands:
             require_kind(command, command=True, verb="send")
-        keys = list(idempotency_keys) if idempotency_keys is not None else [
-            new_key() for _ in commands]
+        keys = (
+            list(idempotency_keys)
+            if idempotency_keys is not None
+            else [new_key() for _ in commands]
+        )
 
         async def one(command: Command, key: str) -> str:
             return await self.send(command, idempotency_key=key, timeout=timeout)
 
-        results = await send_batch(one, commands, keys, window=window,
-                                   stop_on_failure=stop_on_failure)
+        results = await send_batch(
+            one, commands, keys, window=window, stop_on_failure=stop_on_failure
+        )
         return raise_for_failures(results)
 
     async def request(
@@ -272,8 +288,9 @@ class MemoryBus:
         try:
             async with asyncio.timeout(timeout):
                 try:
-                    await self._emit(command, key, correlation_id, None, None, timeout, None,
-                                     reply_to=reply_to)
+                    await self._emit(
+                        command, key, correlation_id, None, None, timeout, None, reply_to=reply_to
+                    )
                 except Unroutable as exc:  # the same text as Bus.request
                     raise unroutable_request(command.type_name, key) from exc
                 body, status = await self._await_reply(future, timeout)
@@ -283,8 +300,9 @@ class MemoryBus:
             self._pending.forget(key)
         return decode_reply(body, status, reply_type)
 
-    async def _await_reply(self, future: asyncio.Future[tuple[bytes, str]],
-                           timeout: float) -> tuple[bytes, str]:
+    async def _await_reply(
+        self, future: asyncio.Future[tuple[bytes, str]], timeout: float
+    ) -> tuple[bytes, str]:
         """Wait for `future`, jumping the virtual clock when nothing else can happen."""
         loop = asyncio.get_running_loop()
         started, virtual_start = loop.time(), self.broker.now
@@ -313,17 +331,36 @@ class MemoryBus:
         await delivery.ack()  # direct reply-to is no-ack
         self._pending.deliver(delivery.headers, delivery.body)
 
-    async def _emit(self, message: Message, key: str | None, correlation_id: str | None,
-                    causation_id: str | None, deadline: datetime | None, ttl: float | None,
-                    traceparent: str | None, *, reply_to: str | None = None) -> str:
+    async def _emit(
+        self,
+        message: Message,
+        key: str | None,
+        correlation_id: str | None,
+        causation_id: str | None,
+        deadline: datetime | None,
+        ttl: float | None,
+        traceparent: str | None,
+        *,
+        reply_to: str | None = None,
+    ) -> str:
         key = key or new_key()
         envelope, expiration = outgoing_envelope(
-            message, key, app_id=self.service, correlation_id=correlation_id,
-            causation_id=causation_id, deadline=deadline, ttl=ttl, traceparent=traceparent,
+            message,
+            key,
+            app_id=self.service,
+            correlation_id=correlation_id,
+            causation_id=causation_id,
+            deadline=deadline,
+            ttl=ttl,
+            traceparent=traceparent,
             reply_to=reply_to,
         )
-        refuse_oversized(len(envelope.body), self.settings.max_message_size,
-                         routing_key=message.type_name, message_id=key)
+        refuse_oversized(
+            len(envelope.body),
+            self.settings.max_message_size,
+            routing_key=message.type_name,
+            message_id=key,
+        )
         deadline_ms = envelope.deadline_ms
         command = is_command(type(message))
         routed = self.broker.publish(
@@ -332,8 +369,11 @@ class MemoryBus:
             message.type_name,
             mandatory=command,
         )
-        self.published.append(Published(message, key, envelope.correlation_id, causation_id,
-                                         deadline_ms, tuple(routed)))
+        self.published.append(
+            Published(
+                message, key, envelope.correlation_id, causation_id, deadline_ms, tuple(routed)
+            )
+        )
         return key
 
     # ---- test helpers -------------------------------------------------------------------
@@ -384,8 +424,9 @@ class MemoryBus:
         """The messages of `message_type` accepted by this bus, in order."""
         return [p.message for p in self.published if isinstance(p.message, message_type)]
 
-    async def publish_raw(self, routing_key: str, body: bytes, *, exchange: str = "",
-                          **properties: Any) -> None:
+    async def publish_raw(
+        self, routing_key: str, body: bytes, *, exchange: str = "", **properties: Any
+    ) -> None:
         """Inject arbitrary bytes (like `BrokerAdmin.publish_raw`), e.g. malformed bodies."""
         properties.setdefault("message_id", f"raw-{os.urandom(6).hex()}")
         self.broker.publish(aio_pika.Message(body=body, **properties), exchange, routing_key)

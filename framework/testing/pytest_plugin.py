@@ -64,9 +64,7 @@ WorkerFactory = Callable[..., Awaitable[Any]]
 
 
 @async_fixture
-async def worker_factory(
-    bus: Bus, broker_admin: BrokerAdmin
-) -> AsyncIterator[WorkerFactory]:
+async def worker_factory(bus: Bus, broker_admin: BrokerAdmin) -> AsyncIterator[WorkerFactory]:
     """Start workers that run until the test ends; stop them cleanly and delete their queues."""
     running: list[tuple[Worker, asyncio.Task[None]]] = []
 

@@ -6,8 +6,9 @@ import asyncio
 from collections.abc import Callable
 
 
-async def eventually(condition: Callable[[], bool], timeout: float = 30.0,
-                     interval: float = 0.02) -> None:
+async def eventually(
+    condition: Callable[[], bool], timeout: float = 30.0, interval: float = 0.02
+) -> None:
     """Return once `condition()` holds; raise `TimeoutError` after `timeout` seconds.
 
     For state that has no event to await (e.g. `worker.stats`, updated after settlement);

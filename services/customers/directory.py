@@ -22,21 +22,25 @@ class Directory:
     @classmethod
     def sample(cls, count: int) -> Directory:
         """`count` made-up customers c0, c1, ... (the demo's customer base)."""
-        return cls([Customer(f"c{n}", f"Customer {n}", f"customer{n}@example.com")
-                    for n in range(count)])
+        return cls(
+            [Customer(f"c{n}", f"Customer {n}", f"customer{n}@example.com") for n in range(count)]
+        )
 
     def get(self, customer_id: str) -> Customer | None:
         return self._customers.get(customer_id)
 
     def all(self, ids: list[str] | None = None) -> list[Customer]:
         """Every customer, or those of `ids` that exist, sorted by id."""
-        chosen = self._customers if ids is None else {
-            i: self._customers[i] for i in ids if i in self._customers
-        }
+        chosen = (
+            self._customers
+            if ids is None
+            else {i: self._customers[i] for i in ids if i in self._customers}
+        )
         return [chosen[i] for i in sorted(chosen)]
 
-    def update(self, customer_id: str, *, name: str | None = None,
-               email: str | None = None) -> Customer:
+    def update(
+        self, customer_id: str, *, name: str | None = None, email: str | None = None
+    ) -> Customer:
         """Change a customer (or create it), bumping its version."""
         old = self._customers.get(customer_id)
         new = Customer(

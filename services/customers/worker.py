@@ -20,8 +20,12 @@ class CustomersSettings(BaseSettings):
 
 
 def as_event(customer: Customer) -> CustomerUpdated:
-    return CustomerUpdated(customer_id=customer.customer_id, version=customer.version,
-                           name=customer.name, email=customer.email)
+    return CustomerUpdated(
+        customer_id=customer.customer_id,
+        version=customer.version,
+        name=customer.name,
+        email=customer.email,
+    )
 
 
 class CustomerWorker(Worker):
@@ -49,8 +53,9 @@ class CustomerWorker(Worker):
                 idempotency_key=f"customer-{customer.customer_id}-v{customer.version}",
             )
 
-    async def update(self, customer_id: str, *, name: str | None = None,
-                     email: str | None = None) -> CustomerUpdated:
+    async def update(
+        self, customer_id: str, *, name: str | None = None, email: str | None = None
+    ) -> CustomerUpdated:
         """Change a customer and announce it."""
         event = as_event(self.directory.update(customer_id, name=name, email=email))
         await self.bus.publish(event, idempotency_key=f"customer-{customer_id}-v{event.version}")

@@ -23,8 +23,7 @@ class Mailer:
         self.sent.append(email)
 
 
-def receipt_email(name: str, email: str, order_id: str, amount_cents: int,
-                  outcome: str) -> Email:
+def receipt_email(name: str, email: str, order_id: str, amount_cents: int, outcome: str) -> Email:
     """The receipt text (pure)."""
     amount = f"{amount_cents / 100:.2f}"
     if outcome == "paid":

@@ -32,8 +32,13 @@ class CustomerNotReplicated(Exception):
 
 
 def customers_replica(path: str | None) -> Replica[CustomerUpdated]:
-    return Replica("customers", CustomerUpdated, key=lambda c: c.customer_id,
-                   version=lambda c: c.version, path=path)
+    return Replica(
+        "customers",
+        CustomerUpdated,
+        key=lambda c: c.customer_id,
+        version=lambda c: c.version,
+        path=path,
+    )
 
 
 class NotificationWorker(Worker):
@@ -54,13 +59,15 @@ class NotificationWorker(Worker):
         await self.bus.declare(type(self))  # subscribed before asking for a snapshot
         with self.customers:
             async with self.customers.refreshing(
-                self.bus, lambda: RefreshCustomers(requested_by=self.spec.queue),
+                self.bus,
+                lambda: RefreshCustomers(requested_by=self.spec.queue),
                 every=self.settings.refresh_every,
             ):
                 await super().run()
 
-    async def handle(self, msg: PaymentSucceeded | PaymentFailed | CustomerUpdated,
-                     ctx: Context) -> None:
+    async def handle(
+        self, msg: PaymentSucceeded | PaymentFailed | CustomerUpdated, ctx: Context
+    ) -> None:
         if isinstance(msg, CustomerUpdated):
             self.customers.apply(msg, event_key=ctx.message_id)
             return
@@ -70,11 +77,16 @@ class NotificationWorker(Worker):
                 f"customer {msg.customer_id} not in the local replica yet "
                 f"(staleness {self.customers.staleness():.1f}s)"
             )
-        await ctx.send(SendReceipt(
-            order_id=msg.order_id, customer_id=msg.customer_id, name=customer.name,
-            email=customer.email, amount_cents=msg.amount_cents,
-            outcome="paid" if isinstance(msg, PaymentSucceeded) else "declined",
-        ))
+        await ctx.send(
+            SendReceipt(
+                order_id=msg.order_id,
+                customer_id=msg.customer_id,
+                name=customer.name,
+                email=customer.email,
+                amount_cents=msg.amount_cents,
+                outcome="paid" if isinstance(msg, PaymentSucceeded) else "declined",
+            )
+        )
 
 
 class ReceiptWorker(Worker):
@@ -90,7 +102,7 @@ class ReceiptWorker(Worker):
         self.mailer = mailer or Mailer()
 
     async def handle(self, msg: SendReceipt, ctx: Context) -> None:
-        await self.mailer.send(receipt_email(msg.name, msg.email, msg.order_id,
-                                             msg.amount_cents, msg.outcome))
-        await ctx.publish(ReceiptSent(order_id=msg.order_id, email=msg.email,
-                                      outcome=msg.outcome))
+        await self.mailer.send(
+            receipt_email(msg.name, msg.email, msg.order_id, msg.amount_cents, msg.outcome)
+        )
+        await ctx.publish(ReceiptSent(order_id=msg.order_id, email=msg.email, outcome=msg.outcome))

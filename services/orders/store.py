@@ -42,8 +42,9 @@ class OrderStore:
         return insert(self._db, order_id, customer_id, amount_cents)
 
     def status(self, order_id: str) -> str | None:
-        found = self._db.execute("SELECT status FROM orders WHERE order_id = ?",
-                                 (order_id,)).fetchone()
+        found = self._db.execute(
+            "SELECT status FROM orders WHERE order_id = ?", (order_id,)
+        ).fetchone()
         return None if found is None else str(found[0])
 
     def count(self) -> int:

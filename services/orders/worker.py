@@ -61,6 +61,7 @@ class OrderWorker(Worker):
         # with keys derived from this delivery's key) commit together or not at all.
         async with ctx.transaction() as tx:
             await tx.connection.run(
-                lambda db: insert(db, msg.order_id, msg.customer_id, msg.amount_cents))
+                lambda db: insert(db, msg.order_id, msg.customer_id, msg.amount_cents)
+            )
             await ctx.publish(OrderPlaced(**fields))
             await ctx.send(ChargePayment(**fields))

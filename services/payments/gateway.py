@@ -37,8 +37,9 @@ class Verdict(StrEnum):
     HANGS = "hangs"
 
 
-def verdict(elapsed: float, failure_draw: float, decline_draw: float,
-            settings: GatewaySettings) -> Verdict:
+def verdict(
+    elapsed: float, failure_draw: float, decline_draw: float, settings: GatewaySettings
+) -> Verdict:
     """What the gateway does with a call made `elapsed` seconds after it started."""
     outage_end = settings.outage_start + settings.outage_duration
     if settings.outage_duration > 0 and settings.outage_start <= elapsed < outage_end:
@@ -64,8 +65,13 @@ class ChargeResult:
 class Gateway:
     """The client of the simulated gateway."""
 
-    def __init__(self, settings: GatewaySettings, *, clock: Callable[[], float] = time.monotonic,
-                 rand: Callable[[], float] = random.random) -> None:
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
         self.settings = settings
         self._clock = clock
         self._rand = rand
@@ -75,8 +81,7 @@ class Gateway:
     async def charge(self, order_id: str, amount_cents: int) -> ChargeResult:
         """Charge once; raises GatewayError on a failure, hangs during the outage."""
         self.calls += 1
-        decided = verdict(self._clock() - self._started, self._rand(), self._rand(),
-                          self.settings)
+        decided = verdict(self._clock() - self._started, self._rand(), self._rand(), self.settings)
         latency = self.settings.latency * (0.5 + self._rand())
         if decided is Verdict.HANGS:
             await asyncio.sleep(3600)  # cut by the caller's timeout

@@ -28,9 +28,14 @@ class PaymentWorker(Worker):
         super().__init__(bus)
         self.gateway = gateway or Gateway(GatewaySettings())
         # Per instance: a breaker describes this process's view of the gateway.
-        self.breaker = CircuitBreaker("payment-gateway", failure_threshold=10,
-                                      failure_rate=0.5, min_calls=20, window=5.0,
-                                      reset_timeout=1.0)
+        self.breaker = CircuitBreaker(
+            "payment-gateway",
+            failure_threshold=10,
+            failure_rate=0.5,
+            min_calls=20,
+            window=5.0,
+            reset_timeout=1.0,
+        )
         self.breakers = (self.breaker,)
 
     async def handle(self, msg: ChargePayment, ctx: Context) -> None:

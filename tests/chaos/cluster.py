@@ -80,34 +80,60 @@ class Install:
 def host_install() -> Install:
     """The machine's RabbitMQ (3.10): the PATH rabbitmqctl su's to rabbitmq (its cookie)."""
     account = pwd.getpwnam(RABBITMQ_USER)
-    return Install("3.10", RABBITMQ_SERVER, RABBITMQCTL, RABBITMQ_QUEUES, account.pw_uid,
-                   account.pw_gid, COOKIE_HOME)
+    return Install(
+        "3.10",
+        RABBITMQ_SERVER,
+        RABBITMQCTL,
+        RABBITMQ_QUEUES,
+        account.pw_uid,
+        account.pw_gid,
+        COOKIE_HOME,
+    )
 
 
-BROKER4_ROOT = Path(os.environ.get("BROKER4_DIR", Path(__file__).parents[2] / ".broker4"),
-                    "root")
+BROKER4_ROOT = Path(os.environ.get("BROKER4_DIR", Path(__file__).parents[2] / ".broker4"), "root")
 
 
 def broker4_install(root: Path = BROKER4_ROOT) -> Install:
     """RabbitMQ 4.0 of the scripts/broker4 root, run through chroot as its rabbitmq user."""
-    fields = next((line.split(":") for line in (root / "etc/passwd").read_text().splitlines()
-                   if line.startswith(f"{RABBITMQ_USER}:")), None)
+    fields = next(
+        (
+            line.split(":")
+            for line in (root / "etc/passwd").read_text().splitlines()
+            if line.startswith(f"{RABBITMQ_USER}:")
+        ),
+        None,
+    )
     if fields is None:
         raise ClusterUnavailable(f"no rabbitmq user in {root}: run scripts/broker4 build")
     uid, gid = int(fields[2]), int(fields[3])
     bin_dir = "/usr/lib/rabbitmq/bin"
-    return Install("4.0", f"{bin_dir}/rabbitmq-server", f"{bin_dir}/rabbitmqctl",
-                   f"{bin_dir}/rabbitmq-queues", uid, gid, "/var/lib/rabbitmq",
-                   tmp_parent=root / "tmp", root=root,
-                   wrap=("chroot", f"--userspec={uid}:{gid}", str(root)), run_as_root=True)
+    return Install(
+        "4.0",
+        f"{bin_dir}/rabbitmq-server",
+        f"{bin_dir}/rabbitmqctl",
+        f"{bin_dir}/rabbitmq-queues",
+        uid,
+        gid,
+        "/var/lib/rabbitmq",
+        tmp_parent=root / "tmp",
+        root=root,
+        wrap=("chroot", f"--userspec={uid}:{gid}", str(root)),
+        run_as_root=True,
+    )
 
 
 def cluster_for(broker: str | None = None) -> Cluster:
     """The throwaway cluster of the broker under test (FRAMEWORK_TEST_BROKER, default 3.10)."""
     broker = broker or os.environ.get("FRAMEWORK_TEST_BROKER", "3.10")
     if broker == "4.0":
-        return Cluster(install=broker4_install(), base_port=5711, dist_base_port=25711,
-                       prefix="rabbit4", names="abc")
+        return Cluster(
+            install=broker4_install(),
+            base_port=5711,
+            dist_base_port=25711,
+            prefix="rabbit4",
+            names="abc",
+        )
     return Cluster()
 
 
@@ -164,8 +190,9 @@ class Node:
             OWNER_VAR: str(os.getpid()),  # which test process started it (leftover checks)
             # distribution listens on loopback only, like the shared node; one scheduler
             # each so three extra nodes do not starve the shared one on a 2-CPU machine
-            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS":
-                "-kernel inet_dist_use_interface {127,0,0,1} +S 1:1 +sbwt none",
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": (
+                "-kernel inet_dist_use_interface {127,0,0,1} +S 1:1 +sbwt none"
+            ),
         }
 
     def write_files(self) -> None:
@@ -201,16 +228,18 @@ class Cluster:
 
     def __post_init__(self) -> None:
         ports = {self.base_port + i for i in range(self.size)} | {
-            self.dist_base_port + i for i in range(self.size)}
+            self.dist_base_port + i for i in range(self.size)
+        }
         if ports & SHARED_NODE_PORTS:
-            raise ValueError(f"ports {sorted(ports & SHARED_NODE_PORTS)} belong to the "
-                             "shared node rabbit@localhost")
+            raise ValueError(
+                f"ports {sorted(ports & SHARED_NODE_PORTS)} belong to the "
+                "shared node rabbit@localhost"
+            )
 
     # ---- addresses -----------------------------------------------------------------------
 
     def url(self, index: int) -> str:
-        return (f"amqp://{self.user}:{self.password}@127.0.0.1:"
-                f"{self.nodes[index].amqp_port}/")
+        return f"amqp://{self.user}:{self.password}@127.0.0.1:{self.nodes[index].amqp_port}/"
 
     def node(self, name: str) -> Node:
         for node in self.nodes:
@@ -229,8 +258,14 @@ class Cluster:
         self.tmp = Path(tempfile.mkdtemp(prefix="fw-cluster-", dir=install.tmp_parent))
         for i in range(self.size):
             short = self.node_short(i)
-            node = Node(i, f"{short}@localhost", self.base_port + i,
-                        self.dist_base_port + i, self.tmp / short, install)
+            node = Node(
+                i,
+                f"{short}@localhost",
+                self.base_port + i,
+                self.dist_base_port + i,
+                self.tmp / short,
+                install,
+            )
             node.write_files()
             self.nodes.append(node)
         for path in [self.tmp, *self.tmp.rglob("*")]:
@@ -248,14 +283,17 @@ class Cluster:
         except TimeoutError as exc:
             raise ClusterUnavailable(
                 f"the {self.size}-node cluster did not come up within {timeout:g}s:\n"
-                f"{self.diagnostics()}") from exc
+                f"{self.diagnostics()}"
+            ) from exc
         except ClusterUnavailable:
             raise
         except Exception as exc:
             raise ClusterUnavailable(f"{exc}\n{self.diagnostics()}") from exc
         if sorted(running) != sorted(n.name for n in self.nodes):
-            raise ClusterUnavailable(f"cluster formed with running nodes {running}, "
-                                     f"expected {[n.name for n in self.nodes]}")
+            raise ClusterUnavailable(
+                f"cluster formed with running nodes {running}, "
+                f"expected {[n.name for n in self.nodes]}"
+            )
         return self
 
     async def stop(self) -> None:
@@ -292,8 +330,12 @@ class Cluster:
         """/proc and /dev inside the root (scripts/broker4 mounts them, idempotently)."""
         script = Path(__file__).parents[2] / "scripts" / "broker4"
         process = await asyncio.create_subprocess_exec(
-            str(script), "run", "true", stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT)
+            str(script),
+            "run",
+            "true",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
         out, _ = await process.communicate()
         if process.returncode != 0:
             raise ClusterUnavailable(f"scripts/broker4 run true failed: {out.decode()}")
@@ -317,15 +359,15 @@ class Cluster:
     # ---- queries -------------------------------------------------------------------------
 
     async def running_nodes(self, via: str | None = None) -> list[str]:
-        out = await self.ctl(via or self.nodes[0].name, "cluster_status",
-                             "--formatter", "json")
+        out = await self.ctl(via or self.nodes[0].name, "cluster_status", "--formatter", "json")
         status = json.loads(out)
         return [str(n) for n in status.get("running_nodes", [])]
 
     async def queues(self, via: str) -> list[dict[str, Any]]:
         """`list_queues name type leader members online` as seen from node `via`."""
-        out = await self.ctl(via, "list_queues", "name", "type", "leader", "members",
-                             "online", "--formatter", "json")
+        out = await self.ctl(
+            via, "list_queues", "name", "type", "leader", "members", "online", "--formatter", "json"
+        )
         return list(json.loads(out))
 
     async def queue_info(self, queue: str, via: str | None = None) -> dict[str, Any]:
@@ -338,8 +380,9 @@ class Cluster:
         info = await self.queue_info(queue, via)
         return str(info["leader"])
 
-    async def wait_new_leader(self, queue: str, old: str, via: str,
-                              timeout: float = 60.0) -> tuple[str, float]:
+    async def wait_new_leader(
+        self, queue: str, old: str, via: str, timeout: float = 60.0
+    ) -> tuple[str, float]:
         """Wait until `queue` reports a leader other than `old`; returns it and the wait."""
         started = time.monotonic()
         last: Any = None
@@ -371,11 +414,18 @@ class Cluster:
         install = self._install()
         env = None
         if install.root is not None:  # the root's CLI, its HOME (cookie), a clean env
-            env = {"HOME": install.cookie_home, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
-                   "PATH": "/usr/lib/rabbitmq/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+            env = {
+                "HOME": install.cookie_home,
+                "LANG": "C.UTF-8",
+                "LC_ALL": "C.UTF-8",
+                "PATH": "/usr/lib/rabbitmq/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            }
         process = await asyncio.create_subprocess_exec(
-            *install.command(program, *args), stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT, env=env)
+            *install.command(program, *args),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            env=env,
+        )
         try:
             out, _ = await asyncio.wait_for(process.communicate(), timeout)
         except TimeoutError:
@@ -385,11 +435,13 @@ class Cluster:
             self.log.append(f"{program} {' '.join(args)}: timed out after {timeout:g}s")
             raise
         text = out.decode(errors="replace")
-        self.log.append(f"{program} {' '.join(args)}: rc={process.returncode} "
-                        f"{time.monotonic() - began:.1f}s")
+        self.log.append(
+            f"{program} {' '.join(args)}: rc={process.returncode} {time.monotonic() - began:.1f}s"
+        )
         if process.returncode != 0:
-            raise RuntimeError(f"{program} {' '.join(args)} failed "
-                               f"(rc={process.returncode}): {text[-1500:]}")
+            raise RuntimeError(
+                f"{program} {' '.join(args)} failed (rc={process.returncode}): {text[-1500:]}"
+            )
         return text
 
     # ---- internals -----------------------------------------------------------------------
@@ -417,23 +469,33 @@ class Cluster:
         self._kill_leftovers_of_earlier_runs()
         busy = [p for p in self._all_ports() if _port_in_use(p)]
         if busy:
-            problems.append(f"ports already in use: {busy} (another run of this scenario "
-                            "going on, or something else listening there)")
+            problems.append(
+                f"ports already in use: {busy} (another run of this scenario "
+                "going on, or something else listening there)"
+            )
         if problems:
             raise ClusterUnavailable("; ".join(problems))
 
     def _all_ports(self) -> list[int]:
-        return [p for i in range(self.size)
-                for p in (self.base_port + i, self.dist_base_port + i)]
+        return [p for i in range(self.size) for p in (self.base_port + i, self.dist_base_port + i)]
 
     async def _start_node(self, node: Node) -> None:
         log = node.startup_log.open("wb")
         install = self._install()
-        as_user: dict[str, Any] = {} if install.run_as_root else {
-            "user": install.uid, "group": install.gid, "extra_groups": []}
+        as_user: dict[str, Any] = (
+            {}
+            if install.run_as_root
+            else {"user": install.uid, "group": install.gid, "extra_groups": []}
+        )
         node.process = await asyncio.create_subprocess_exec(
-            *install.command(install.server), cwd=str(node.base), env=node.env(), stdout=log,
-            stderr=log, stdin=asyncio.subprocess.DEVNULL, start_new_session=True, **as_user,
+            *install.command(install.server),
+            cwd=str(node.base),
+            env=node.env(),
+            stdout=log,
+            stderr=log,
+            stdin=asyncio.subprocess.DEVNULL,
+            start_new_session=True,
+            **as_user,
         )
         log.close()
 
@@ -443,10 +505,10 @@ class Cluster:
             if node.process is not None and node.process.returncode is not None:
                 raise ClusterUnavailable(
                     f"{node.name} exited with {node.process.returncode} during start-up:\n"
-                    f"{_tail(node.startup_log)}")
+                    f"{_tail(node.startup_log)}"
+                )
             await asyncio.sleep(0.2)
-        await self.ctl(node.name, "wait", node.inside(node.pid_file), "--timeout", "60",
-                       timeout=70)
+        await self.ctl(node.name, "wait", node.inside(node.pid_file), "--timeout", "60", timeout=70)
 
     def _beam_pids(self, node: Node, owner: int | None = None) -> dict[int, int]:
         """beam processes of exactly this node name -> the pid of the process that started
@@ -467,8 +529,14 @@ class Cluster:
                 continue
             if wanted not in environ:
                 continue
-            started_by = next((int(v.split(b"=", 1)[1]) for v in environ
-                               if v.startswith(OWNER_VAR.encode() + b"=")), 0)
+            started_by = next(
+                (
+                    int(v.split(b"=", 1)[1])
+                    for v in environ
+                    if v.startswith(OWNER_VAR.encode() + b"=")
+                ),
+                0,
+            )
             if owner is None or started_by == owner:
                 found[int(proc.name)] = started_by
         return found

@@ -60,9 +60,7 @@ async def chaos_run(
 
 
 @pytest.fixture
-def own_broker_run(
-    tmp_path: Path, request: pytest.FixtureRequest
-) -> Iterator[Callable[..., Run]]:
+def own_broker_run(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..., Run]]:
     """`chaos_run` for scenarios that bring their own broker (the throwaway cluster): no
     dependency on AMQP_URL's broker; the scenario sets `run.amqp_url` and calls
     `run.configure()`; its queues go away with its broker."""
@@ -125,8 +123,9 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     terminalreporter.section("chaos figures")
     terminalreporter.write_line(table())
     for result in RESULTS:
-        extra = {k: v for k, v in result.items()
-                 if k not in {key for _, key in COLUMNS} and k != "dead"}
+        extra = {
+            k: v for k, v in result.items() if k not in {key for _, key in COLUMNS} and k != "dead"
+        }
         terminalreporter.write_line(f"{result['scenario']}: {extra}")
     report = os.environ.get("CHAOS_REPORT")
     if report:
@@ -138,8 +137,11 @@ def write_report(path: Path) -> None:
     mode = "long (CHAOS_LONG=1)" if LONG else "short (CI)"
     details = "\n".join(
         f"- **{r['scenario']}**: "
-        + ", ".join(f"{k}={_cell(v)}" for k, v in r.items()
-                    if k not in {key for _, key in COLUMNS} and k != "dead")
+        + ", ".join(
+            f"{k}={_cell(v)}"
+            for k, v in r.items()
+            if k not in {key for _, key in COLUMNS} and k != "dead"
+        )
         for r in sorted(RESULTS, key=lambda r: str(r["scenario"]))
     )
     broker = os.environ.get("FRAMEWORK_TEST_BROKER", "AMQP_URL's broker")
@@ -151,8 +153,7 @@ def write_report(path: Path) -> None:
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     previous = path.read_text() if path.exists() else ""
-    kept = [s for s in previous.split(_SECTION)[1:]
-            if not s.startswith(f"{broker} -->")]
+    kept = [s for s in previous.split(_SECTION)[1:] if not s.startswith(f"{broker} -->")]
     others = [_SECTION + s for s in kept]
     path.write_text(
         "# Reliability figures\n\n"

@@ -64,7 +64,8 @@ def management(method: str, path: str, body: Any = None) -> Any:
 async def connections_named(prefix: str) -> list[str]:
     connections = await asyncio.to_thread(management, "GET", "/api/connections")
     return [
-        c["name"] for c in connections
+        c["name"]
+        for c in connections
         if str(c.get("client_properties", {}).get("connection_name", "")).startswith(prefix)
     ]
 
@@ -96,14 +97,18 @@ def rabbitmqctl_command() -> list[str]:
         return shlex.split(configured)
     port = urlsplit(os.environ.get("AMQP_URL", "amqp://localhost/")).port or 5672
     if port != 5672:
-        raise RuntimeError(f"AMQP_URL names a broker on port {port}: set CHAOS_RABBITMQCTL "
-                           "to the CLI of that node (scripts/on-broker does)")
+        raise RuntimeError(
+            f"AMQP_URL names a broker on port {port}: set CHAOS_RABBITMQCTL "
+            "to the CLI of that node (scripts/on-broker does)"
+        )
     return ["rabbitmqctl"]
 
 
 async def rabbitmqctl(*args: str, timeout: float = 60.0) -> str:
     process = await asyncio.create_subprocess_exec(
-        *rabbitmqctl_command(), *args, stdout=asyncio.subprocess.PIPE,
+        *rabbitmqctl_command(),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
     out, _ = await asyncio.wait_for(process.communicate(), timeout)
@@ -145,11 +150,11 @@ class Run:
             **{k: v for k, v in self.worker_env.items() if k.startswith("CHAOS_")},
             **env,
         }
-        self.worker_cls: type[Worker] = worker_class(self.job, **settings_from_env(
-            self.worker_env))
+        self.worker_cls: type[Worker] = worker_class(self.job, **settings_from_env(self.worker_env))
 
-    def pool(self, size: int = 1, slot_env: Sequence[Mapping[str, str]] = (),
-             **env: str) -> WorkerPool:
+    def pool(
+        self, size: int = 1, slot_env: Sequence[Mapping[str, str]] = (), **env: str
+    ) -> WorkerPool:
         """`size` workers; `slot_env[i]` adds variables for worker i only (e.g. AMQP_URL)."""
         log_dir = self.tmp / "logs"
         log_dir.mkdir(exist_ok=True)
@@ -157,8 +162,9 @@ class Run:
 
     def bus(self, url: str | None = None, **settings: Any) -> Bus:
         """The producer's bus (service `<prefix>-pub`, so its connections can be found)."""
-        return Bus.connect(url or self.amqp_url, settings=Settings(**settings),
-                           service=f"{self.prefix}-pub")
+        return Bus.connect(
+            url or self.amqp_url, settings=Settings(**settings), service=f"{self.prefix}-pub"
+        )
 
     @property
     def queues(self) -> list[str]:
@@ -217,9 +223,14 @@ class Sender:
             self.run.ledger.settle(key, ledger_mod.CONFIRMED, tries)
             return ledger_mod.CONFIRMED
 
-    async def send_many(self, numbers: Iterable[int], kind: str = "ok",
-                        vary: Callable[[int], dict[str, Any]] | None = None,
-                        rate: float | None = None, **fields: Any) -> Counter[str]:
+    async def send_many(
+        self,
+        numbers: Iterable[int],
+        kind: str = "ok",
+        vary: Callable[[int], dict[str, Any]] | None = None,
+        rate: float | None = None,
+        **fields: Any,
+    ) -> Counter[str]:
         """Send jobs `numbers`, `concurrency` at a time, at most `rate` per second if set;
         `vary(n)` adds per-job fields."""
         gate = asyncio.Semaphore(self.concurrency)
@@ -256,8 +267,9 @@ async def wait_settled(run: Run, admin: BrokerAdmin, timeout: float) -> float:
     )
 
 
-async def finish(run: Run, admin: BrokerAdmin, pool: WorkerPool | None,
-                 settle_timeout: float = 60.0) -> Accounting:
+async def finish(
+    run: Run, admin: BrokerAdmin, pool: WorkerPool | None, settle_timeout: float = 60.0
+) -> Accounting:
     """Settle, stop the workers gracefully, drain the DLQ, and account."""
     try:
         run.figures["settle_s"] = round(await wait_settled(run, admin, settle_timeout), 2)
@@ -283,18 +295,17 @@ async def finish(run: Run, admin: BrokerAdmin, pool: WorkerPool | None,
 
 def recovery_times(run: Run, moments: Iterable[float]) -> list[float]:
     """Seconds from each fault to the first handling of a message sent after it."""
-    return [
-        first - at for at in moments
-        if (first := run.ledger.recovered_after(at)) is not None
-    ]
+    return [first - at for at in moments if (first := run.ledger.recovered_after(at)) is not None]
 
 
 def recovery(times: list[float]) -> dict[str, float]:
     """Summary of recovery times (seconds)."""
     if not times:
         return {}
-    return {"recovery_max_s": round(max(times), 2),
-            "recovery_median_s": round(statistics.median(times), 2)}
+    return {
+        "recovery_max_s": round(max(times), 2),
+        "recovery_median_s": round(statistics.median(times), 2),
+    }
 
 
 def check(run: Run, accounting: Accounting) -> None:

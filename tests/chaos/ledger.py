@@ -185,9 +185,7 @@ class Ledger:
         return int(self._conn.execute("SELECT COUNT(*) FROM handlings").fetchone()[0])
 
     def handlings_per_key(self) -> Counter[str]:
-        return Counter(
-            dict(self._conn.execute("SELECT key, COUNT(*) FROM handlings GROUP BY key"))
-        )
+        return Counter(dict(self._conn.execute("SELECT key, COUNT(*) FROM handlings GROUP BY key")))
 
     def first_handling_after(self, moment: float) -> float | None:
         row = self._conn.execute("SELECT MIN(at) FROM handlings WHERE at > ?", (moment,))

@@ -37,8 +37,14 @@ class Slot:
 class WorkerPool:
     """Start `size` workers of `target` with `env`; restart them when they die."""
 
-    def __init__(self, target: str, env: dict[str, str], log_dir: Path, size: int = 1,
-                 slot_env: Sequence[Mapping[str, str]] = ()) -> None:
+    def __init__(
+        self,
+        target: str,
+        env: dict[str, str],
+        log_dir: Path,
+        size: int = 1,
+        slot_env: Sequence[Mapping[str, str]] = (),
+    ) -> None:
         self.target = target
         self.env = {**os.environ, **env, "FRAMEWORK_LOG_FORMAT": "json"}
         self.slot_env = list(slot_env)  # per worker position, over `env` (e.g. AMQP_URL)
@@ -102,12 +108,16 @@ class WorkerPool:
             slot.process.send_signal(sig)
         return time.time()
 
-    async def kill_random_ready(self, rng: random.Random,
-                                sig: signal.Signals = signal.SIGKILL) -> float:
+    async def kill_random_ready(
+        self, rng: random.Random, sig: signal.Signals = signal.SIGKILL
+    ) -> float:
         """Kill a worker that is up and consuming (waits for one). Returns the moment."""
         while True:
-            ready = [s.index for s in self.slots
-                     if s.ready and s.process is not None and s.process.returncode is None]
+            ready = [
+                s.index
+                for s in self.slots
+                if s.ready and s.process is not None and s.process.returncode is None
+            ]
             if ready:
                 return self.kill(rng.choice(ready), sig)
             await asyncio.sleep(0.02)
@@ -146,8 +156,15 @@ class WorkerPool:
         slot.log = self.log_dir / f"worker-{slot.index}-{slot.generation}.log"
         with slot.log.open("wb") as log:
             slot.process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "framework", "run", self.target,
-                cwd=REPO, env=self._env(slot), stdout=log, stderr=log,
+                sys.executable,
+                "-m",
+                "framework",
+                "run",
+                self.target,
+                cwd=REPO,
+                env=self._env(slot),
+                stdout=log,
+                stderr=log,
             )
 
     def _env(self, slot: Slot) -> dict[str, str]:
@@ -169,8 +186,9 @@ class WorkerPool:
                     f"consuming:\n{slot.log.read_text()[-3000:]}"
                 )
             await asyncio.sleep(0.05)
-        raise AssertionError(f"worker {slot.index} not consuming after {timeout}s:\n"
-                             f"{slot.log.read_text()[-3000:]}")
+        raise AssertionError(
+            f"worker {slot.index} not consuming after {timeout}s:\n{slot.log.read_text()[-3000:]}"
+        )
 
     async def _supervise(self) -> None:
         while self._running:

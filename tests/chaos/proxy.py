@@ -46,8 +46,9 @@ class Link:
 class FaultProxy:
     """Listen on 127.0.0.1:<port> and forward to `target_host:target_port`."""
 
-    def __init__(self, target_host: str, target_port: int,
-                 fallbacks: Sequence[tuple[str, int]] = ()) -> None:
+    def __init__(
+        self, target_host: str, target_port: int, fallbacks: Sequence[tuple[str, int]] = ()
+    ) -> None:
         self.target_host = target_host
         self.target_port = target_port
         self.targets = [(target_host, target_port), *fallbacks]
@@ -169,8 +170,9 @@ class FaultProxy:
         link.close()
         self.links.discard(link)
 
-    async def _pump(self, link: Link, reader: asyncio.StreamReader,
-                    writer: asyncio.StreamWriter) -> None:
+    async def _pump(
+        self, link: Link, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         try:
             while True:
                 data = await reader.read(65536)

@@ -50,8 +50,7 @@ def worker_class(job: type[Job], **settings: Any) -> type[Worker]:
         _recorder().record(ctx.message_id)
 
     handle.__annotations__ = {"msg": job, "ctx": Context, "return": None}
-    return type("ChaosWorker", (Worker,), {"handle": handle, "__module__": __name__,
-                                           **settings})
+    return type("ChaosWorker", (Worker,), {"handle": handle, "__module__": __name__, **settings})
 
 
 def settings_from_env(env: dict[str, str] | os._Environ[str] = os.environ) -> dict[str, Any]:

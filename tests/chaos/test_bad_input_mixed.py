@@ -21,6 +21,9 @@ from tests.chaos import ledger
 from tests.chaos.harness import Run, Sender, check, finish, scale
 from tests.integration.raw_publish import publish_keyless, publish_poisoned
 
+# a chaos scenario starts processes and waits out faults: far past the 30 s default
+pytestmark = pytest.mark.timeout(scale(300, 1200))
+
 # bad kind -> what becomes of it
 EXPECTED_REASON = {
     "poisoned-header": "invalid",

@@ -26,6 +26,9 @@ from tests.chaos.harness import (
     scale,
 )
 
+# a chaos scenario starts processes and waits out faults: far past the 30 s default
+pytestmark = pytest.mark.timeout(scale(300, 1200))
+
 OUTAGE_S = 1.0  # beyond the seconds stop_app and start_app take themselves
 
 
@@ -63,17 +66,25 @@ async def test_broker_restart_mid_run(
         await pool.start()
         try:
             sender = Sender(run, bus, concurrency=16, max_tries=60, retry_pause=0.5)
-            sending = asyncio.create_task(sender.send_many(
-                range(total), rate=total / (restarts * 25.0 + 5.0),
-                vary=lambda _: {"work_ms": rng.randint(5, 30)}))
+            sending = asyncio.create_task(
+                sender.send_many(
+                    range(total),
+                    rate=total / (restarts * 25.0 + 5.0),
+                    vary=lambda _: {"work_ms": rng.randint(5, 30)},
+                )
+            )
             for _ in range(restarts):
                 await asyncio.sleep(3.0)
                 down, phases = time.time(), {}
                 async with broker_stopped(phases):
                     await asyncio.sleep(OUTAGE_S)
                 back.append(phases.pop("start_app_at"))
-                outages.append({k: round(v, 1) for k, v in
-                                {**phases, "down_total_s": time.time() - down}.items()})
+                outages.append(
+                    {
+                        k: round(v, 1)
+                        for k, v in {**phases, "down_total_s": time.time() - down}.items()
+                    }
+                )
                 await asyncio.sleep(2.0)
             await sending
             accounting = await finish(run, broker_admin, pool, settle_timeout=scale(90, 300))

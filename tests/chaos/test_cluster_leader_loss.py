@@ -32,6 +32,9 @@ from tests.chaos import ledger as ledger_mod
 from tests.chaos.cluster import Cluster, cluster_for
 from tests.chaos.harness import Run, Sender, check, finish, recovery, recovery_times, scale
 
+# a chaos scenario starts processes and waits out faults: far past the 30 s default
+pytestmark = pytest.mark.timeout(scale(300, 1200))
+
 
 def node_urls(cluster: Cluster, order: list[int]) -> str:
     """AMQP_URL for a client that tries the nodes in `order`."""

@@ -21,6 +21,9 @@ from tests.chaos.harness import (
     scale,
 )
 
+# a chaos scenario starts processes and waits out faults: far past the 30 s default
+pytestmark = pytest.mark.timeout(scale(300, 1200))
+
 
 @pytest.mark.timeout(scale(180, 900))
 async def test_force_closed_connections_of_publisher_and_workers(
@@ -41,8 +44,11 @@ async def test_force_closed_connections_of_publisher_and_workers(
         await pool.start()
         try:
             sender = Sender(run, bus, concurrency=16)
-            sending = asyncio.create_task(sender.send_many(
-                range(total), rate=rate, vary=lambda _: {"work_ms": rng.randint(5, 30)}))
+            sending = asyncio.create_task(
+                sender.send_many(
+                    range(total), rate=rate, vary=lambda _: {"work_ms": rng.randint(5, 30)}
+                )
+            )
             for _ in range(rounds):
                 await asyncio.sleep(rng.uniform(1.5, 2.5))
                 faults.append(time.time())

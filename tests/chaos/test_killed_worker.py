@@ -11,13 +11,19 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from framework import Bus, Command, Context, Worker
 from framework.testing import eventually
+from tests.chaos.harness import scale
+
+# a chaos scenario starts processes and waits out faults: far past the 30 s default
+pytestmark = pytest.mark.timeout(scale(300, 1200))
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 
 # The worker process: same queue and settings as the survivor; its handler hangs.
-DOOMED = textwrap.dedent('''
+DOOMED = textwrap.dedent("""
     import asyncio, sys
     from pathlib import Path
     from framework import Bus, Command, Context, Worker
@@ -43,7 +49,7 @@ DOOMED = textwrap.dedent('''
             await JobWorker(bus).run()
 
     asyncio.run(main())
-''')
+""")
 
 
 class Job(Command):
@@ -73,8 +79,14 @@ async def test_sigkilled_claim_holder_is_taken_over_after_lease(
         await bus.declare(JobWorker)
         key = await bus.send(Job(n=1))
         doomed = await asyncio.create_subprocess_exec(
-            sys.executable, str(script), queue_name, amqp_url, REDIS_URL, str(marker),
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+            sys.executable,
+            str(script),
+            queue_name,
+            amqp_url,
+            REDIS_URL,
+            str(marker),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
         )
         try:
             await eventually(marker.exists, timeout=30)

@@ -17,6 +17,9 @@ from framework.testing import BrokerAdmin
 from tests.chaos import ledger
 from tests.chaos.harness import Run, Sender, check, finish, rabbitmqctl, scale
 
+# a chaos scenario starts processes and waits out faults: far past the 30 s default
+pytestmark = pytest.mark.timeout(scale(300, 1200))
+
 PUBLISH_TIMEOUT = 2.0
 NORMAL_WATERMARK = "0.4"
 
@@ -72,8 +75,9 @@ async def test_memory_alarm_blocks_then_times_out_then_resumes(
             resumed = time.monotonic()
             retried = await sender.send_many(range(before, before + during))
             timings["resume_s"] = time.monotonic() - resumed
-            assert (await sender.send_many(range(before + during, before + during + after))
-                    )[ledger.CONFIRMED] == after
+            assert (await sender.send_many(range(before + during, before + during + after)))[
+                ledger.CONFIRMED
+            ] == after
             accounting = await finish(run, broker_admin, pool, settle_timeout=scale(60, 300))
         finally:
             await pool.stop()

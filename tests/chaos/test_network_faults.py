@@ -15,6 +15,9 @@ from framework.testing import BrokerAdmin
 from tests.chaos.harness import Run, Sender, check, finish, recovery, recovery_times, scale
 from tests.chaos.proxy import FaultProxy
 
+# a chaos scenario starts processes and waits out faults: far past the 30 s default
+pytestmark = pytest.mark.timeout(scale(300, 1200))
+
 HEARTBEAT = 2  # seconds; aiormq gives up after (heartbeat + 1) * 3 without a frame
 
 
@@ -40,9 +43,13 @@ async def test_latency_half_open_stall_and_cuts_through_a_proxy(
             await pool.start()
             try:
                 sender = Sender(run, bus, concurrency=16, max_tries=40, retry_pause=0.3)
-                sending = asyncio.create_task(sender.send_many(
-                    range(total), rate=total / (rounds * 22.0 + 3.0),
-                    vary=lambda _: {"work_ms": rng.randint(5, 30)}))
+                sending = asyncio.create_task(
+                    sender.send_many(
+                        range(total),
+                        rate=total / (rounds * 22.0 + 3.0),
+                        vary=lambda _: {"work_ms": rng.randint(5, 30)},
+                    )
+                )
                 for _ in range(rounds):
                     await asyncio.sleep(2.0)
                     faults.append(("latency", time.time()))
@@ -53,7 +60,8 @@ async def test_latency_half_open_stall_and_cuts_through_a_proxy(
                     stalled = proxy.stall()
                     assert len(stalled) >= 6  # producer 2 + workers 2 each
                     stall_detected.append(
-                        await proxy.wait_closed(stalled, timeout=(HEARTBEAT + 1) * 3 + 10))
+                        await proxy.wait_closed(stalled, timeout=(HEARTBEAT + 1) * 3 + 10)
+                    )
                     await asyncio.sleep(3.0)
                     faults.append(("cut", time.time()))
                     assert proxy.cut() >= 6
@@ -62,8 +70,7 @@ async def test_latency_half_open_stall_and_cuts_through_a_proxy(
                 accounting = await finish(run, broker_admin, pool, settle_timeout=scale(90, 300))
             finally:
                 await pool.stop()
-    recoveries = {kind: [round(t, 2) for t in recovery_times(run, [at])]
-                  for kind, at in faults}
+    recoveries = {kind: [round(t, 2) for t in recovery_times(run, [at])] for kind, at in faults}
     run.figures.update(
         faults=f"{rounds} x (latency 50 ms 4 s, half-open stall, cut)",
         stall_detected_s=[round(s, 1) for s in stall_detected],

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import asyncpg
+import pytest
 
 from framework import Context, Worker, names
 from framework.testing import BrokerAdmin
@@ -29,6 +30,9 @@ from framework.worker_spec import build_spec
 from tests.chaos.harness import Run, scale
 from tests.chaos.postgres_cluster import PostgresCluster, postgres_cluster
 from tests.integration.outbox_service import POSTGRES_TABLE, AddItem, ItemAdded, ItemWorker
+
+# a chaos scenario starts processes and waits out faults: far past the 30 s default
+pytestmark = pytest.mark.timeout(scale(300, 1200))
 
 REPO = Path(__file__).resolve().parents[2]
 RESTARTS = (("fast", 1.0), ("immediate", 2.0), ("immediate", 3.0))  # (stop mode, seconds down)

@@ -12,6 +12,9 @@ from framework.testing import BrokerAdmin
 from tests.chaos import ledger
 from tests.chaos.harness import Run, Sender, check, finish, scale
 
+# a chaos scenario starts processes and waits out faults: far past the 30 s default
+pytestmark = pytest.mark.timeout(scale(300, 1200))
+
 PREFETCH = 4
 WORK_MS = 100  # so the worker handles about PREFETCH / 0.1 s = 40 messages per second
 MAX_LENGTH = 200
@@ -49,8 +52,7 @@ async def test_slow_consumer_sheds_with_overloaded_and_stays_bounded(
             baseline = pool.rss_kib(0) or 0
             sampler = asyncio.create_task(sample())
             sender = Sender(run, bus, concurrency=CONCURRENCY)
-            outcome = await sender.send_many(range(total), rate=send_rate,
-                                             work_ms=WORK_MS, pad=PAD)
+            outcome = await sender.send_many(range(total), rate=send_rate, work_ms=WORK_MS, pad=PAD)
             accounting = await finish(run, broker_admin, pool, settle_timeout=scale(60, 300))
         finally:
             sampler.cancel()

@@ -18,6 +18,9 @@ from framework.testing import BrokerAdmin
 from tests.chaos import ledger
 from tests.chaos.harness import Run, Sender, check, finish, scale
 
+# a chaos scenario starts processes and waits out faults: far past the 30 s default
+pytestmark = pytest.mark.timeout(scale(300, 1200))
+
 # poison kind -> the reason its DLQ copy must carry (fw-reason, or x-death for crashes)
 EXPECTED_REASON = {
     "malformed": "invalid",
@@ -37,8 +40,12 @@ async def test_poison_flood_ends_in_dlq_with_reasons(
     healthy = scale(450, 4500)
     crash = scale(4, 20)
     per_kind = (healthy // 9 - crash) // 3
-    poison = {"crash": crash, "malformed": per_kind, "schema": per_kind,
-              "permanent": healthy // 9 - crash - 2 * per_kind}
+    poison = {
+        "crash": crash,
+        "malformed": per_kind,
+        "schema": per_kind,
+        "permanent": healthy // 9 - crash - 2 * per_kind,
+    }
     plan = ["ok"] * healthy + [kind for kind, count in poison.items() for _ in range(count)]
     rng = random.Random()
     rng.shuffle(plan)
@@ -57,11 +64,19 @@ async def test_poison_flood_ends_in_dlq_with_reasons(
                     return
                 key = sender.key(n)
                 run.ledger.attempt(key, kind)
-                body = b"\xff{not json" if kind == "malformed" else json.dumps(
-                    {"n": "not a number", "mode": 7}).encode()
+                body = (
+                    b"\xff{not json"
+                    if kind == "malformed"
+                    else json.dumps({"n": "not a number", "mode": 7}).encode()
+                )
                 await broker_admin.publish_raw(
-                    run.type_name, body, exchange=names.COMMANDS_EXCHANGE, message_id=key,
-                    type=run.type_name, content_type="application/json")
+                    run.type_name,
+                    body,
+                    exchange=names.COMMANDS_EXCHANGE,
+                    message_id=key,
+                    type=run.type_name,
+                    content_type="application/json",
+                )
                 run.ledger.settle(key, ledger.CONFIRMED, 1)
 
             gate = asyncio.Semaphore(8)
@@ -76,13 +91,17 @@ async def test_poison_flood_ends_in_dlq_with_reasons(
             await pool.stop()
     handled_s = time.time() - started
     kinds = run.ledger.sends()
-    wrong = [(d.key, kinds.get(d.key), d.reason) for d in run.figures["dead"]
-             if EXPECTED_REASON.get(kinds.get(d.key, "")) != d.reason]
+    wrong = [
+        (d.key, kinds.get(d.key), d.reason)
+        for d in run.figures["dead"]
+        if EXPECTED_REASON.get(kinds.get(d.key, "")) != d.reason
+    ]
     dead_by_kind = Counter(kinds.get(d.key) for d in run.figures["dead"])
     crashes = [code for code in pool.exits() if code == 3]
     run.figures.update(
         faults=f"{sum(poison.values())} poison ("
-        + ", ".join(f"{k} {v}" for k, v in poison.items()) + ")",
+        + ", ".join(f"{k} {v}" for k, v in poison.items())
+        + ")",
         worker_crashes=len(crashes),
         healthy_per_s=round(healthy / handled_s, 1),
         dead_by_kind=dict(dead_by_kind),

@@ -17,6 +17,9 @@ from framework.testing import BrokerAdmin
 from tests.chaos.harness import Run, Sender, check, finish, recovery, recovery_times, scale
 from tests.chaos.proxy import FaultProxy
 
+# a chaos scenario starts processes and waits out faults: far past the 30 s default
+pytestmark = pytest.mark.timeout(scale(300, 1200))
+
 STORES = {
     "redis": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
     "postgres": os.environ.get("POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"),

@@ -11,6 +11,9 @@ import pytest
 from framework.testing import BrokerAdmin
 from tests.chaos.harness import Run, Sender, check, finish, recovery, scale
 
+# a chaos scenario starts processes and waits out faults: far past the 30 s default
+pytestmark = pytest.mark.timeout(scale(300, 1200))
+
 
 @pytest.mark.timeout(scale(180, 900))
 async def test_sigkill_workers_mid_handler(
@@ -31,9 +34,13 @@ async def test_sigkill_workers_mid_handler(
             sender = Sender(run, bus, concurrency=16)
             # paced so that the work outlasts `kills` kills (one every 0.2-1.0 s): unpaced,
             # fast workers finish before the faults are in
-            sending = asyncio.create_task(sender.send_many(
-                range(total), rate=total / (kills * 1.0 + 2.0),
-                vary=lambda _: {"work_ms": rng.randint(10, 60)}))
+            sending = asyncio.create_task(
+                sender.send_many(
+                    range(total),
+                    rate=total / (kills * 1.0 + 2.0),
+                    vary=lambda _: {"work_ms": rng.randint(10, 60)},
+                )
+            )
             # keep killing while there is work in flight, at least `kills` times
             while len(faults) < kills or not sending.done():
                 await asyncio.sleep(rng.uniform(0.2, 1.0))

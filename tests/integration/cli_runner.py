@@ -13,13 +13,23 @@ REPO = Path(__file__).resolve().parents[2]
 DEAD_MANAGEMENT = "http://guest:guest@127.0.0.1:1/"
 
 
-def framework(amqp_url: str, *args: str, stdin: str = "",
-              env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def framework(
+    amqp_url: str, *args: str, stdin: str = "", env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "framework", *args], cwd=REPO, input=stdin, capture_output=True,
-        text=True, timeout=60,
-        env={**os.environ, "AMQP_URL": amqp_url, "FRAMEWORK_LOG_LEVEL": "warning",
-             "FRAMEWORK_CONNECT_ATTEMPTS": "2", **(env or {})},
+        [sys.executable, "-m", "framework", *args],
+        cwd=REPO,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={
+            **os.environ,
+            "AMQP_URL": amqp_url,
+            "FRAMEWORK_LOG_LEVEL": "warning",
+            "FRAMEWORK_CONNECT_ATTEMPTS": "2",
+            **(env or {}),
+        },
     )
 
 

@@ -18,9 +18,15 @@ REPO = Path(__file__).resolve().parents[2]
 
 async def _worker(env: dict[str, str]) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "framework", "run",
+        sys.executable,
+        "-m",
+        "framework",
+        "run",
         "tests.integration.acking_service:HoldingAcksWorker",
-        cwd=REPO, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        cwd=REPO,
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
     )
 
 
@@ -31,9 +37,13 @@ async def test_sigkill_after_handling_is_absorbed_by_idempotency(
     (SQLite) idempotency store makes the restarted worker skip them: effects once each."""
     effects = tmp_path / "effects.txt"
     effects.touch()
-    env = {**os.environ, "AMQP_URL": amqp_url, "ACKWINDOW_QUEUE": queue_name,
-           "ACKWINDOW_EFFECTS": str(effects),
-           "FRAMEWORK_IDEMPOTENCY_URL": f"sqlite:///{tmp_path / 'keys.sqlite3'}"}
+    env = {
+        **os.environ,
+        "AMQP_URL": amqp_url,
+        "ACKWINDOW_QUEUE": queue_name,
+        "ACKWINDOW_EFFECTS": str(effects),
+        "FRAMEWORK_IDEMPOTENCY_URL": f"sqlite:///{tmp_path / 'keys.sqlite3'}",
+    }
     worker_cls = type("Here", (HoldingAcksWorker,), {"queue": queue_name})
     try:
         async with Bus.connect(amqp_url, service="tests") as bus:
@@ -55,5 +65,6 @@ async def test_sigkill_after_handling_is_absorbed_by_idempotency(
         assert sorted(int(n) for n in effects.read_text().split()) == list(range(20))
         assert await broker_admin.depth(queue_name) == 0  # the held acks were flushed on stop
     finally:
-        await broker_admin.delete_worker_queues(queue_name,
-                                                build_spec(worker_cls).policy.tiers_ms())
+        await broker_admin.delete_worker_queues(
+            queue_name, build_spec(worker_cls).policy.tiers_ms()
+        )

@@ -13,19 +13,37 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_bench_quick_consume_runs_for_aio_pika_and_framework(
-    amqp_url: str, tmp_path: Path
-) -> None:
+def test_bench_quick_consume_runs_for_aio_pika_and_framework(amqp_url: str, tmp_path: Path) -> None:
     raw = tmp_path / "results.json"
     done = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--workloads", "B",
-         "--contenders", "aio-pika,framework", "-n", "300", "--no-profile",
-         "--output", str(tmp_path / "RESULTS.md"), "--json", str(raw)],
-        cwd=ROOT, env={**os.environ, "AMQP_URL": amqp_url},
-        capture_output=True, text=True, timeout=100, check=False,
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--quick",
+            "--workloads",
+            "B",
+            "--contenders",
+            "aio-pika,framework",
+            "-n",
+            "300",
+            "--no-profile",
+            "--output",
+            str(tmp_path / "RESULTS.md"),
+            "--json",
+            str(raw),
+        ],
+        cwd=ROOT,
+        env={**os.environ, "AMQP_URL": amqp_url},
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(raw.read_text())["results"]["B"]
@@ -36,16 +54,34 @@ def test_bench_quick_consume_runs_for_aio_pika_and_framework(
     assert "## B: consume" in (tmp_path / "RESULTS.md").read_text()
 
 
+@pytest.mark.timeout(90)  # ~10 s alone; more under load
 def test_bench_quick_store_overhead_runs_for_every_store(amqp_url: str, tmp_path: Path) -> None:
     """Workload S: the framework worker completes through the no-op store and every real one."""
     from bench.stores import STORES
 
     raw = tmp_path / "results.json"
     done = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--workloads", "S", "-n", "200",
-         "--no-profile", "--output", str(tmp_path / "RESULTS.md"), "--json", str(raw)],
-        cwd=ROOT, env={**os.environ, "AMQP_URL": amqp_url},
-        capture_output=True, text=True, timeout=120, check=False,
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--quick",
+            "--workloads",
+            "S",
+            "-n",
+            "200",
+            "--no-profile",
+            "--output",
+            str(tmp_path / "RESULTS.md"),
+            "--json",
+            str(raw),
+        ],
+        cwd=ROOT,
+        env={**os.environ, "AMQP_URL": amqp_url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(raw.read_text())["results"]["S"]
@@ -57,16 +93,34 @@ def test_bench_quick_store_overhead_runs_for_every_store(amqp_url: str, tmp_path
     assert "## S: idempotency store overhead" in (tmp_path / "RESULTS.md").read_text()
 
 
+@pytest.mark.timeout(60)  # ~5 s alone; more under load
 def test_bench_quick_profiles_say_where_the_time_goes(amqp_url: str, tmp_path: Path) -> None:
     """Workloads A and B under the profiler for the framework and the tuned reference: the
     results file gets each profile and the table of time per package."""
     raw = tmp_path / "results.json"
     done = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--workloads", "A",
-         "--contenders", "tuned raw,framework", "-n", "300",
-         "--output", str(tmp_path / "RESULTS.md"), "--json", str(raw)],
-        cwd=ROOT, env={**os.environ, "AMQP_URL": amqp_url},
-        capture_output=True, text=True, timeout=120, check=False,
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--quick",
+            "--workloads",
+            "A",
+            "--contenders",
+            "tuned raw,framework",
+            "-n",
+            "300",
+            "--output",
+            str(tmp_path / "RESULTS.md"),
+            "--json",
+            str(raw),
+        ],
+        cwd=ROOT,
+        env={**os.environ, "AMQP_URL": amqp_url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     profiles = json.loads(raw.read_text())["profiles"]
@@ -92,11 +146,29 @@ def test_tuned_reference_acks_with_far_fewer_frames_than_messages(
     raw = tmp_path / "results.json"
     n = 3000
     done = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--workloads", "B",
-         "--contenders", "tuned raw", "-n", str(n), "--no-profile",
-         "--output", str(tmp_path / "RESULTS.md"), "--json", str(raw)],
-        cwd=ROOT, env={**os.environ, "AMQP_URL": amqp_url},
-        capture_output=True, text=True, timeout=100, check=False,
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--quick",
+            "--workloads",
+            "B",
+            "--contenders",
+            "tuned raw",
+            "-n",
+            str(n),
+            "--no-profile",
+            "--output",
+            str(tmp_path / "RESULTS.md"),
+            "--json",
+            str(raw),
+        ],
+        cwd=ROOT,
+        env={**os.environ, "AMQP_URL": amqp_url},
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     (run,) = json.loads(raw.read_text())["results"]["B"]["tuned raw"]

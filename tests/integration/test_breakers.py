@@ -50,12 +50,13 @@ async def test_open_breaker_pauses_consumer_and_messages_stay_queued(
             break
         await asyncio.sleep(0.05)
     assert breaker.state is BreakerState.OPEN
-    await asyncio.sleep(0.2)
+    # paused: the subscription is cancelled, so nothing sent now can be delivered
+    await broker_admin.wait_for_consumers(queue_name, 0, timeout=1.0)
     for n in range(2, 12):
         await bus.send(Charge(n=n))
-    await asyncio.sleep(0.5)
-    # paused: the new messages are buffered in the queue, not delivered
+    # the new messages are buffered in the queue, not delivered
     assert await broker_admin.depth(queue_name) >= 10
+    assert await broker_admin.consumer_count(queue_name) == 0
     assert not any(n >= 2 for n in attempts_seen)
     gateway_up.set()
     await asyncio.wait_for(all_done.wait(), 20)

@@ -62,8 +62,7 @@ async def test_listing_a_dlq_many_times_loses_nothing(
 
     async with declared(bus, broker_admin, ChoreWorker):
         dlq = names.dlq_name(queue_name)
-        await broker_admin.publish_raw(dlq, b'{"n": 1}', type=Chore.type_name,
-                                       message_id="dead-1")
+        await broker_admin.publish_raw(dlq, b'{"n": 1}', type=Chore.type_name, message_id="dead-1")
         for listing in range(25):
             # a returned message is counted again a few ms after the channel closes
             assert await broker_admin.wait_for_depth(dlq, 1) == 1, f"lost after {listing}"
@@ -165,16 +164,24 @@ async def test_client_set_x_headers_never_decide_a_dead_letters_reason(
         async def handle(self, msg: Chore, ctx: Context) -> None:
             raise PermanentError("refused")
 
-    forged = {"x-death": [{"count": 9, "reason": "expired", "queue": "elsewhere"}],
-              "x-first-death-reason": "expired", "fw-attempt": 2}
+    forged = {
+        "x-death": [{"count": 9, "reason": "expired", "queue": "elsewhere"}],
+        "x-first-death-reason": "expired",
+        "fw-attempt": 2,
+    }
     async with declared(bus, broker_admin, ChoreWorker):
         worker = ChoreWorker(bus)
         task = asyncio.create_task(worker.run())
         try:
             await worker.wait_ready()
-            await broker_admin.publish_raw(queue_name, b'{"n": 1}', type=Chore.type_name,
-                                           message_id="forged-1", headers=forged,
-                                           content_type="application/json")
+            await broker_admin.publish_raw(
+                queue_name,
+                b'{"n": 1}',
+                type=Chore.type_name,
+                message_id="forged-1",
+                headers=forged,
+                content_type="application/json",
+            )
             dlq = names.dlq_name(queue_name)
             assert await broker_admin.wait_for_depth(dlq, 1) == 1
         finally:

@@ -96,8 +96,9 @@ async def test_full_queue_raises_overloaded(
 
 async def test_connect_to_dead_port_fails_with_one_clear_error() -> None:
     """A dead broker gives BrokerUnavailable naming the masked URL, never the password."""
-    settings = Settings(amqp_url="amqp://user:s3cret-pw@127.0.0.1:1/", connect_attempts=2,
-                        connect_timeout=1.0)
+    settings = Settings(
+        amqp_url="amqp://user:s3cret-pw@127.0.0.1:1/", connect_attempts=2, connect_timeout=1.0
+    )
     with pytest.raises(BrokerUnavailable) as caught:
         async with Bus.connect(settings=settings):
             pass
@@ -130,11 +131,20 @@ async def test_send_with_retry_waits_for_room(
         except Overloaded:
             break
         sent += 1
-    late = asyncio.create_task(
-        bus.send(Fill(n=99), retry=RetryOnOverload(within=20.0), idempotency_key="late-99")
-    )
-    await asyncio.sleep(0.5)
-    assert not late.done()  # still waiting for room, not failed
+    pauses = 0
+    refused_thrice = asyncio.Event()
+
+    async def counting_sleep(seconds: float) -> None:
+        nonlocal pauses
+        pauses += 1
+        if pauses >= 3:
+            refused_thrice.set()
+        await asyncio.sleep(seconds)
+
+    retry = RetryOnOverload(within=20.0, sleep=counting_sleep)
+    late = asyncio.create_task(bus.send(Fill(n=99), retry=retry, idempotency_key="late-99"))
+    await asyncio.wait_for(refused_thrice.wait(), 10)
+    assert not late.done()  # refused three times, still waiting for room, not failed
     await worker_factory(Bounded)
     assert await asyncio.wait_for(late, 20) == "late-99"
 
@@ -182,8 +192,11 @@ async def test_send_many_pipelines_confirms_and_keeps_order(
                 done.set()
 
     await worker_factory(Sink)
-    keys = await bus.send_many([Fill(n=n) for n in range(500)],
-                               idempotency_keys=[f"many-{n}" for n in range(500)], window=64)
+    keys = await bus.send_many(
+        [Fill(n=n) for n in range(500)],
+        idempotency_keys=[f"many-{n}" for n in range(500)],
+        window=64,
+    )
     assert keys == [f"many-{n}" for n in range(500)]
     await asyncio.wait_for(done.wait(), 30)
     assert sorted(seen) == list(range(500))

@@ -255,8 +255,12 @@ async def test_request_handler_sees_deadline_and_conversation(
             return msg.n * 2
 
     await harness.start(Echo)
-    assert await harness.bus.request(Ping(n=21), timeout=5, idempotency_key="req-1",
-                                     correlation_id="conv-9") == 42
+    assert (
+        await harness.bus.request(
+            Ping(n=21), timeout=5, idempotency_key="req-1", correlation_id="conv-9"
+        )
+        == 42
+    )
     [(key, correlation, deadline_ms)] = seen
     assert (key, correlation) == ("req-1", "conv-9")
     assert deadline_ms is not None
@@ -310,10 +314,10 @@ async def test_request_to_silent_handler_times_out(harness: Harness, queue_name:
 
 async def test_late_reply_is_discarded(harness: Harness, queue_name: str) -> None:
     """A reply after the timeout does no harm: the next request gets its own answer."""
-    await harness.start(_pricing(queue_name))
+    worker = await harness.start(_pricing(queue_name))
     with pytest.raises(RequestTimeout):
         await harness.bus.request(GetQuote(sku="slow", delay=0.6), timeout=0.2)
-    await asyncio.sleep(0.8)  # the late reply arrives now and is dropped
+    await harness.settle(worker)  # the slow request is done: its late reply is dropped
     quote = await harness.bus.request(GetQuote(sku="ok"), timeout=5, reply_type=Quote)
     assert quote.sku == "ok"
 
@@ -323,11 +327,14 @@ async def test_concurrent_requests_are_correlated(harness: Harness, queue_name: 
     order."""
     await harness.start(_pricing(queue_name))
     skus = [f"s{'x' * (i % 7)}{i}" for i in range(100)]
-    replies = await asyncio.gather(*(
-        harness.bus.request(GetQuote(sku=sku, delay=(100 - i) * 0.003), timeout=10,
-                            reply_type=Quote)
-        for i, sku in enumerate(skus)
-    ))
+    replies = await asyncio.gather(
+        *(
+            harness.bus.request(
+                GetQuote(sku=sku, delay=(100 - i) * 0.003), timeout=10, reply_type=Quote
+            )
+            for i, sku in enumerate(skus)
+        )
+    )
     assert [(r.sku, r.price_cents) for r in replies] == [(s, len(s) * 100) for s in skus]
 
 

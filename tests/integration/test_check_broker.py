@@ -18,16 +18,20 @@ from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import aio_pika
+import pytest
 
 from tests.integration.cli_runner import framework
 
 
 def management(method: str, path: str, body: Any = None) -> Any:
-    parts = urlsplit(os.environ.get("FRAMEWORK_MANAGEMENT_URL",
-                                    "http://guest:guest@127.0.0.1:15672/"))
+    parts = urlsplit(
+        os.environ.get("FRAMEWORK_MANAGEMENT_URL", "http://guest:guest@127.0.0.1:15672/")
+    )
     request = urllib.request.Request(
-        f"{parts.scheme}://{parts.hostname}:{parts.port}{path}", method=method,
-        data=None if body is None else json.dumps(body).encode())
+        f"{parts.scheme}://{parts.hostname}:{parts.port}{path}",
+        method=method,
+        data=None if body is None else json.dumps(body).encode(),
+    )
     token = base64.b64encode(f"{parts.username}:{parts.password}".encode()).decode()
     request.add_header("Authorization", f"Basic {token}")
     request.add_header("Content-Type", "application/json")
@@ -36,6 +40,7 @@ def management(method: str, path: str, body: Any = None) -> Any:
     return json.loads(raw) if raw else None
 
 
+@pytest.mark.timeout(120)  # polls the management API for up to 60 s
 async def test_check_broker_refuses_a_conflicting_queue_and_a_lowering_policy(
     amqp_url: str, queue_name: str
 ) -> None:
@@ -46,31 +51,59 @@ async def test_check_broker_refuses_a_conflicting_queue_and_a_lowering_policy(
     await asyncio.to_thread(management, "PUT", f"/api/vhosts/{path}", {})
     try:
         user = urlsplit(amqp_url).username or "guest"
-        await asyncio.to_thread(management, "PUT", f"/api/permissions/{path}/{user}",
-                                {"configure": ".*", "write": ".*", "read": ".*"})
         await asyncio.to_thread(
-            management, "PUT", f"/api/policies/{path}/low",
-            {"pattern": f"^{re.escape(queue_name)}$", "apply-to": "queues",
-             "definition": {"delivery-limit": 2}})
+            management,
+            "PUT",
+            f"/api/permissions/{path}/{user}",
+            {"configure": ".*", "write": ".*", "read": ".*"},
+        )
+        await asyncio.to_thread(
+            management,
+            "PUT",
+            f"/api/policies/{path}/low",
+            {
+                "pattern": f"^{re.escape(queue_name)}$",
+                "apply-to": "queues",
+                "definition": {"delivery-limit": 2},
+            },
+        )
         url = urlunsplit(urlsplit(amqp_url)._replace(path="/" + path))
         connection = await aio_pika.connect(url)
         async with connection:
             channel = await connection.channel()
-            await channel.declare_queue(queue_name, durable=True, arguments={
-                "x-queue-type": "quorum", "x-delivery-limit": 3})
+            await channel.declare_queue(
+                queue_name,
+                durable=True,
+                arguments={"x-queue-type": "quorum", "x-delivery-limit": 3},
+            )
         async with asyncio.timeout(60):  # the API shows the policy with its next stats
-            while (await asyncio.to_thread(  # noqa: ASYNC110 - no event for API refreshes
+            while (  # noqa: ASYNC110 - no event for API refreshes
+                await asyncio.to_thread(
                     management, "GET", f"/api/queues/{path}/{quote(queue_name, safe='')}"
-            )).get("policy") != "low":
+                )
+            ).get("policy") != "low":
                 await asyncio.sleep(0.5)
         result = await asyncio.to_thread(
-            framework, url, "check", "--broker", "-m", "tests.integration.ops_service",
-            env={"OPS_QUEUE": queue_name, "OPS_TYPE": f"tests.check.{uuid.uuid4().hex[:6]}"})
+            framework,
+            url,
+            "check",
+            "--broker",
+            "-m",
+            "tests.integration.ops_service",
+            env={"OPS_QUEUE": queue_name, "OPS_TYPE": f"tests.check.{uuid.uuid4().hex[:6]}"},
+        )
     finally:
         await asyncio.to_thread(management, "DELETE", f"/api/vhosts/{path}")
     assert result.returncode == 1, result
     lines = result.stdout.splitlines()
-    assert (f"error: [queue-arguments] queue {queue_name} exists with x-delivery-limit=3 but "
-            "JobWorker declares 10") in "\n".join(lines)
-    assert any(line.startswith(f"error: [policy-delivery-limit] policy low lowers the "
-                               f"delivery limit of {queue_name} to 2") for line in lines), lines
+    assert (
+        f"error: [queue-arguments] queue {queue_name} exists with x-delivery-limit=3 but "
+        "JobWorker declares 10"
+    ) in "\n".join(lines)
+    assert any(
+        line.startswith(
+            f"error: [policy-delivery-limit] policy low lowers the "
+            f"delivery limit of {queue_name} to 2"
+        )
+        for line in lines
+    ), lines

@@ -6,6 +6,8 @@ import asyncio
 import uuid
 from collections import Counter
 
+import pytest
+
 from framework import Bus, Command, Context, PublishFailed, Worker, names
 from framework.testing import BrokerAdmin, eventually
 from tests.integration.test_reconnect import _close_connections_named
@@ -18,6 +20,7 @@ class Deposit(Command):
     n: int
 
 
+@pytest.mark.timeout(90)  # ~14 s alone; more under load
 async def test_forced_disconnects_lose_nothing_and_duplicate_nothing(
     amqp_url: str, broker_admin: BrokerAdmin, queue_name: str
 ) -> None:

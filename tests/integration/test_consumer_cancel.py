@@ -65,7 +65,6 @@ async def test_consumer_subscribes_again_when_its_channel_is_reopened(
     # acking a tag the broker never delivered is a channel error: it closes the channel
     await old_channel.basic_ack(10**9)
     await eventually(lambda: old_channel.is_closed, timeout=10)
-    await eventually(lambda: consumer.consuming and consumer._raw is not old_channel,
-                     timeout=20)
+    await eventually(lambda: consumer.consuming and consumer._raw is not old_channel, timeout=20)
     await bus.send(Ping(n=2))
     await eventually(lambda: 2 in seen, timeout=10)

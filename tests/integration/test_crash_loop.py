@@ -8,6 +8,8 @@ import signal
 import sys
 from pathlib import Path
 
+import pytest
+
 from framework import Bus, names
 from framework.testing import BrokerAdmin
 from framework.worker_spec import build_spec
@@ -18,12 +20,19 @@ REPO = Path(__file__).resolve().parents[2]
 
 async def _start_worker(env: dict[str, str]) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "framework", "run",
+        sys.executable,
+        "-m",
+        "framework",
+        "run",
         "tests.integration.crashing_service:CrashingWorker",
-        cwd=REPO, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        cwd=REPO,
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
     )
 
 
+@pytest.mark.timeout(120)  # ~23 s alone; more under load
 async def test_crash_looping_poison_ends_in_dlq_rest_handled(
     amqp_url: str, broker_admin: BrokerAdmin, queue_name: str, tmp_path: Path
 ) -> None:
@@ -31,8 +40,13 @@ async def test_crash_looping_poison_ends_in_dlq_rest_handled(
     the DLQ by the broker's delivery limit and every healthy message is handled once."""
     effects = tmp_path / "effects.txt"
     effects.touch()
-    env = {**os.environ, "AMQP_URL": amqp_url, "CRASH_QUEUE": queue_name,
-           "CRASH_EFFECTS": str(effects), "FRAMEWORK_LOG_FORMAT": "json"}
+    env = {
+        **os.environ,
+        "AMQP_URL": amqp_url,
+        "CRASH_QUEUE": queue_name,
+        "CRASH_EFFECTS": str(effects),
+        "FRAMEWORK_LOG_FORMAT": "json",
+    }
     worker_cls = type("CrashingWorkerHere", (CrashingWorker,), {"queue": queue_name})
     healthy = [f"ok{i}" for i in range(20)]
     async with Bus.connect(amqp_url, service="tests") as bus:

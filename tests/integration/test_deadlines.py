@@ -67,8 +67,12 @@ async def test_expired_on_delivery_is_dead_lettered_by_worker(
     worker = await worker_factory(quote_worker(queue_name, handled), strict_bus)
     past_ms = int(time.time() * 1000) - 5_000
     await broker_admin.publish_raw(
-        Quote.type_name, b'{"n": 2}', exchange=names.COMMANDS_EXCHANGE,
-        type=Quote.type_name, content_type=names.CONTENT_TYPE, headers={names.DEADLINE: past_ms},
+        Quote.type_name,
+        b'{"n": 2}',
+        exchange=names.COMMANDS_EXCHANGE,
+        type=Quote.type_name,
+        content_type=names.CONTENT_TYPE,
+        headers={names.DEADLINE: past_ms},
     )
     assert await broker_admin.wait_for_depth(names.dlq_name(queue_name), 1, timeout=10) == 1
     [dead] = await broker_admin.drain(names.dlq_name(queue_name))

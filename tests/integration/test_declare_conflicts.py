@@ -35,11 +35,11 @@ async def test_worker_refuses_a_queue_with_another_delivery_limit(
 
     connection = await aio_pika.connect_robust(amqp_url)
     try:
-        declared = next(q for q in build_spec(ErrandWorker).topology.queues
-                        if q.name == queue_name)
+        declared = next(q for q in build_spec(ErrandWorker).topology.queues if q.name == queue_name)
         async with connection.channel() as channel:  # the same queue, but with limit 3
-            await channel.declare_queue(queue_name, durable=True, arguments={
-                **declared.arguments, "x-delivery-limit": 3})
+            await channel.declare_queue(
+                queue_name, durable=True, arguments={**declared.arguments, "x-delivery-limit": 3}
+            )
         worker = ErrandWorker(bus)
         with pytest.raises(QueueArgumentsDiffer) as raised:
             await asyncio.wait_for(worker.run(), 30)

@@ -16,7 +16,10 @@ def test_demo_accounts_for_every_order(amqp_url: str) -> None:
     reason, some gateway failures retried, exit 0 with a summary."""
     result = subprocess.run(
         [sys.executable, "-m", "framework", "demo", "--orders", "100", "--timeout", "60"],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={**os.environ, "AMQP_URL": amqp_url, "COLUMNS": "120"},
     )
     assert result.returncode == 0, result.stderr[-3000:]

@@ -61,7 +61,11 @@ async def test_list_show_replay_and_duplicate_absorbed(
     for _ in range(2):  # browsing twice loses nothing
         (row,) = await cli_json(amqp_url, "dlq", "list", queue_name, "--json")
     assert (row["key"], row["type"], row["reason"], row["attempts"]) == (
-        "key-j1", Job.type_name, "permanent", 1)
+        "key-j1",
+        Job.type_name,
+        "permanent",
+        1,
+    )
     assert "downstream rejects it" in row["error"] and row["age_seconds"] >= 0
     assert await broker_admin.depth(dlq) == 1
 
@@ -78,9 +82,13 @@ async def test_list_show_replay_and_duplicate_absorbed(
     assert await broker_admin.depth(dlq) == 0
 
     # the same key lands in the DLQ again (say, a crash between publish and ack): absorbed
-    await broker_admin.publish_raw(dlq, json.dumps({"job_id": "j1"}).encode(),
-                                   type=Job.type_name, message_id="key-j1",
-                                   headers={names.REASON: "exhausted", names.ATTEMPT: 5})
+    await broker_admin.publish_raw(
+        dlq,
+        json.dumps({"job_id": "j1"}).encode(),
+        type=Job.type_name,
+        message_id="key-j1",
+        headers={names.REASON: "exhausted", names.ATTEMPT: 5},
+    )
     result = await cli(amqp_url, "dlq", "replay", queue_name, "--key", "key-j1")
     assert result.returncode == 0, result.stderr
     await wait_until(lambda: worker.stats.duplicates == 1)
@@ -102,8 +110,13 @@ async def test_replay_respects_key_and_limit(
     dlq = names.dlq_name(queue_name)
     try:
         for n in range(5):
-            await broker_admin.publish_raw(dlq, b"{}", type=Job.type_name, message_id=f"k{n}",
-                                           headers={names.ATTEMPT: 3, names.DEADLINE: 1})
+            await broker_admin.publish_raw(
+                dlq,
+                b"{}",
+                type=Job.type_name,
+                message_id=f"k{n}",
+                headers={names.ATTEMPT: 3, names.DEADLINE: 1},
+            )
         result = await cli(amqp_url, "dlq", "replay", queue_name, "--key", "k3")
         assert "replayed 1 message" in result.stdout, result.stderr
         result = await cli(amqp_url, "dlq", "replay", queue_name, "--limit", "2")
@@ -111,8 +124,7 @@ async def test_replay_respects_key_and_limit(
         assert await broker_admin.depth(dlq) == 2
         moved = await broker_admin.drain(queue_name)
         assert [m.message_id for m in moved] == ["k3", "k0", "k1"]
-        assert all(m.headers[names.ATTEMPT] == 1 and names.DEADLINE not in m.headers
-                   for m in moved)
+        assert all(m.headers[names.ATTEMPT] == 1 and names.DEADLINE not in m.headers for m in moved)
         assert {m.message_id for m in await broker_admin.drain(dlq)} == {"k2", "k4"}
     finally:
         await broker_admin.delete_worker_queues(queue_name, Idle(bus).spec.policy.tiers_ms())
@@ -165,16 +177,26 @@ async def idle_queue(bus: Bus, broker_admin: BrokerAdmin, queue_name: str) -> As
         await broker_admin.delete_worker_queues(queue_name, build_spec(worker).policy.tiers_ms())
 
 
-async def on_terminal(amqp_url: str, *args: str, answer: str,
-                      before_answer: Callable[[], Awaitable[None]] | None = None,
-                      ) -> tuple[int, str, str]:
+async def on_terminal(
+    amqp_url: str,
+    *args: str,
+    answer: str,
+    before_answer: Callable[[], Awaitable[None]] | None = None,
+) -> tuple[int, str, str]:
     """Run the CLI with a terminal on stdin; answer its prompt (after `before_answer`).
     Returns (exit code, stdout, stderr)."""
     master, slave = pty.openpty()
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "framework", *args, cwd=REPO, stdin=slave,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "AMQP_URL": amqp_url, "FRAMEWORK_LOG_LEVEL": "warning"})
+        sys.executable,
+        "-m",
+        "framework",
+        *args,
+        cwd=REPO,
+        stdin=slave,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "AMQP_URL": amqp_url, "FRAMEWORK_LOG_LEVEL": "warning"},
+    )
     os.close(slave)
     try:
         assert proc.stderr is not None and proc.stdout is not None
@@ -224,7 +246,8 @@ async def test_purge_without_terminal_refuses_and_says_pass_yes(
         assert refused.returncode == 2
         assert refused.stderr.strip().splitlines() == [
             f"error: refusing to delete 3 messages from {dlq} without confirmation "
-            "(stdin is not a terminal): pass --yes"]
+            "(stdin is not a terminal): pass --yes"
+        ]
         assert await broker_admin.depth(dlq) == 3
 
 
@@ -241,8 +264,9 @@ async def test_purge_deletes_exactly_what_was_counted(
             for n in range(50):
                 await broker_admin.publish_raw(dlq, b"{}", message_id=f"new-{n}")
 
-        code, out, err = await on_terminal(amqp_url, "dlq", "purge", queue_name, answer="y",
-                                           before_answer=more_arrive)
+        code, out, err = await on_terminal(
+            amqp_url, "dlq", "purge", queue_name, answer="y", before_answer=more_arrive
+        )
         assert code == 0, err
         assert f"delete 5 messages from {dlq}?" in err
         assert out.strip() == f"purged 5 messages from {dlq}; 50 left"
@@ -256,8 +280,13 @@ async def test_list_shows_the_same_window_and_attempts_every_time(
     """Three `list --limit 3` calls show the same three keys with the same attempts, also
     for a message the broker dead-lettered (whose DLQ delivery count each browse raises)."""
     async with idle_queue(bus, broker_admin, queue_name) as dlq:
-        await broker_admin.publish_raw(queue_name, b"{}", type=Job.type_name,
-                                       message_id="by-broker", headers={names.ATTEMPT: 2})
+        await broker_admin.publish_raw(
+            queue_name,
+            b"{}",
+            type=Job.type_name,
+            message_id="by-broker",
+            headers={names.ATTEMPT: 2},
+        )
         connection = await aio_pika.connect(amqp_url)
         async with connection, connection.channel() as channel:
             queue = await channel.declare_queue(queue_name, passive=True)
@@ -265,16 +294,24 @@ async def test_list_shows_the_same_window_and_attempts_every_time(
             await message.reject(requeue=False)
         assert await broker_admin.wait_for_depth(dlq, 1) == 1
         for n in range(5):
-            await broker_admin.publish_raw(dlq, b"{}", type=Job.type_name, message_id=f"d{n}",
-                                           headers={names.REASON: "exhausted",
-                                                    names.ATTEMPTS: 5})
-        windows = [[(r["key"], r["attempts"]) for r in
-                    await cli_json(amqp_url, "dlq", "list", queue_name, "--limit", "3",
-                                   "--json")]
-                   for _ in range(3)]
+            await broker_admin.publish_raw(
+                dlq,
+                b"{}",
+                type=Job.type_name,
+                message_id=f"d{n}",
+                headers={names.REASON: "exhausted", names.ATTEMPTS: 5},
+            )
+        windows = [
+            [
+                (r["key"], r["attempts"])
+                for r in await cli_json(
+                    amqp_url, "dlq", "list", queue_name, "--limit", "3", "--json"
+                )
+            ]
+            for _ in range(3)
+        ]
         assert windows == [[("by-broker", 2), ("d0", 5), ("d1", 5)]] * 3
-        shown = [await cli_json(amqp_url, "dlq", "show", queue_name, "by-broker")
-                 for _ in range(2)]
+        shown = [await cli_json(amqp_url, "dlq", "show", queue_name, "by-broker") for _ in range(2)]
         assert shown[0] == shown[1]  # headers included: browsing left no trace
         assert shown[0]["attempts"] == 2 and shown[0]["reason"] == "rejected"
         assert await broker_admin.depth(dlq) == 6
@@ -286,9 +323,13 @@ async def test_piped_table_keeps_keys_whole(
     """`dlq list` into a pipe prints every key in full (what `dlq show` needs)."""
     key = f"order-{'0123456789' * 7}"  # longer than an 80-column table leaves for it
     async with idle_queue(bus, broker_admin, queue_name) as dlq:
-        await broker_admin.publish_raw(dlq, b"{}", type=Job.type_name, message_id=key,
-                                       headers={names.REASON: "permanent",
-                                                names.ERROR: "ValueError: " + "x" * 200})
+        await broker_admin.publish_raw(
+            dlq,
+            b"{}",
+            type=Job.type_name,
+            message_id=key,
+            headers={names.REASON: "permanent", names.ERROR: "ValueError: " + "x" * 200},
+        )
         result = await cli(amqp_url, "dlq", "list", queue_name)
         assert result.returncode == 0, result.stderr
         assert key in result.stdout
@@ -301,7 +342,8 @@ def test_unknown_queue_is_one_error_line(amqp_url: str, command: tuple[str, ...]
     result = framework(amqp_url, "dlq", command[0], name, *command[1:])
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip().splitlines() == [
-        f"error: unknown queue '{name}': it has no dead-letter queue '{name}.dlq'"]
+        f"error: unknown queue '{name}': it has no dead-letter queue '{name}.dlq'"
+    ]
 
 
 async def test_keyless_dlq_messages_are_listed_and_replayed_under_their_content_key(

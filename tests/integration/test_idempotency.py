@@ -87,10 +87,13 @@ async def test_two_replicas_handle_each_key_once(
     first, second = bus_pair
     workers = [await worker_factory(BillWorker, first), await worker_factory(BillWorker, second)]
     run = uuid.uuid4().hex
-    await asyncio.gather(*(
-        bus.send(Bill(n=n), idempotency_key=f"bill-{run}-{n}")
-        for n in range(200) for bus in (first, second)
-    ))
+    await asyncio.gather(
+        *(
+            bus.send(Bill(n=n), idempotency_key=f"bill-{run}-{n}")
+            for n in range(200)
+            for bus in (first, second)
+        )
+    )
 
     def settled() -> int:
         return sum(w.stats.handled + w.stats.duplicates for w in workers)
@@ -146,16 +149,18 @@ class DeadHolder:
         self._store = store
         self._lease = lease
 
-    async def claim(self, scope: str, key: str, lease: float,
-                    token: str | None = None) -> ClaimResult:
+    async def claim(
+        self, scope: str, key: str, lease: float, token: str | None = None
+    ) -> ClaimResult:
         return await self._store.claim(scope, key, self._lease, token)
 
     async def renew(self, scope: str, key: str, lease: float, token: str) -> bool:
         """A killed process renews nothing (its lease runs out)."""
         return True
 
-    async def complete(self, scope: str, key: str, retention: float,
-                       token: str | None = None) -> bool | None:
+    async def complete(
+        self, scope: str, key: str, retention: float, token: str | None = None
+    ) -> bool | None:
         return await self._store.complete(scope, key, retention, token)
 
     async def release(self, scope: str, key: str, token: str | None = None) -> None:

@@ -17,6 +17,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     return install_into_empty_venv(build_wheel(into), into)
 
 
+@pytest.mark.timeout(90)  # ~6 s alone, plus building the install
 @pytest.mark.parametrize("processes", [False, True], ids=["in-process", "processes"])
 def test_demo_from_an_install(
     installed: Installed, tmp_path: Path, amqp_url: str, processes: bool

@@ -101,7 +101,7 @@ class LoopThread:
     def _main(self) -> None:
         try:
             asyncio.run(self._run())
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread owner
             self.error = exc
             self.ready.set()
 
@@ -126,6 +126,7 @@ class LoopThread:
         await asyncio.to_thread(self._thread.join, 30)
 
 
+@pytest.mark.timeout(60)  # ~6 s alone; more under load
 @pytest.mark.parametrize("store_kind", SHARED)
 async def test_blocked_loop_past_lease_takes_effect_once(
     amqp_url: str,

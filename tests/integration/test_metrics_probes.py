@@ -76,8 +76,10 @@ async def test_metrics_match_handled_and_readyz_follows_consuming(
             status, body = await get(server.port, "/metrics")
             assert status == 200
             assert sample(body, f"framework_messages_handled_total{{{q}}}") == 6
-            assert sample(body, f'framework_messages_dead_lettered_total{{{q},reason="permanent"}}'
-                          ) == 2
+            assert (
+                sample(body, f'framework_messages_dead_lettered_total{{{q},reason="permanent"}}')
+                == 2
+            )
             assert sample(body, f"framework_handler_duration_seconds_count{{{q}}}") == 8
             assert sample(body, f"framework_messages_in_flight{{{q}}}") == 0
             assert sample(body, f"framework_queue_ready_messages{{{q}}}") is not None
@@ -99,11 +101,24 @@ async def test_framework_run_serves_metrics_port(
 ) -> None:
     """`framework run` with FRAMEWORK_METRICS_PORT: ready after start, counts what it handled."""
     port = _free_port()
-    env = {**os.environ, "AMQP_URL": amqp_url, "OPS_QUEUE": queue_name,
-           "FRAMEWORK_METRICS_PORT": str(port), "FRAMEWORK_LOG_LEVEL": "warning"}
+    env = {
+        **os.environ,
+        "AMQP_URL": amqp_url,
+        "OPS_QUEUE": queue_name,
+        "FRAMEWORK_METRICS_PORT": str(port),
+        "FRAMEWORK_LOG_LEVEL": "warning",
+    }
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "framework", "run", "tests.integration.ops_service:JobWorker",
-        cwd=REPO, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "framework",
+        "run",
+        "tests.integration.ops_service:JobWorker",
+        cwd=REPO,
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
     body: Any = ""
     try:
         async with asyncio.timeout(30):

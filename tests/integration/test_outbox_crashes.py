@@ -81,6 +81,7 @@ async def start(env: dict[str, str], log: Path) -> asyncio.subprocess.Process:
         )
 
 
+@pytest.mark.timeout(90)  # ~13 s alone; more under load
 async def test_sigkill_at_random_points_loses_and_duplicates_nothing(
     amqp_url: str,
     broker_admin: BrokerAdmin,

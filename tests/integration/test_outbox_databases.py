@@ -97,7 +97,7 @@ async def test_concurrent_relays_publish_each_row_once_and_streams_in_order(
     keys = [m.message_id for m in published]
     assert sorted(keys) == sorted(item for _, item in rows), "a row published twice or never"
     by_stream: dict[str, list[str]] = defaultdict(list)
-    stream_of = dict((item, stream) for stream, item in rows)
+    stream_of = {item: stream for stream, item in rows}
     for key in keys:
         by_stream[stream_of[str(key)]].append(str(key))
     for stream, items in by_stream.items():

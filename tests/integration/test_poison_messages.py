@@ -32,12 +32,15 @@ async def test_malformed_and_invalid_go_to_dlq_while_valid_flow(
     worker = await worker_factory(OrderWorker)
     for i in range(5):
         await bus.send(Order(order_id=f"a{i}", amount_cents=1))
-    await broker_admin.publish_raw(queue_name, b"{not json", type=Order.type_name,
-                                   message_id="bad-json")
-    await broker_admin.publish_raw(queue_name, b'{"order_id": "x"}', type=Order.type_name,
-                                   message_id="bad-schema")
-    await broker_admin.publish_raw(queue_name, b"{}", type="tests.poison.Nope",
-                                   message_id="bad-type")
+    await broker_admin.publish_raw(
+        queue_name, b"{not json", type=Order.type_name, message_id="bad-json"
+    )
+    await broker_admin.publish_raw(
+        queue_name, b'{"order_id": "x"}', type=Order.type_name, message_id="bad-schema"
+    )
+    await broker_admin.publish_raw(
+        queue_name, b"{}", type="tests.poison.Nope", message_id="bad-type"
+    )
     for i in range(5):
         await bus.send(Order(order_id=f"b{i}", amount_cents=1))
 

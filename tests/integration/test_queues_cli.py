@@ -6,6 +6,8 @@ import asyncio
 import json
 from typing import Any
 
+import pytest
+
 from framework import Bus, Command, Context, Worker, names
 from framework.queue_source import default_retry_queues
 from framework.testing import BrokerAdmin
@@ -36,19 +38,22 @@ def _worker(queue_name: str) -> type[Worker]:
     return ParcelWorker
 
 
-async def _poll(amqp_url: str, queue: str, want: dict[str, int], env: dict[str, str] | None = None
-                ) -> dict[str, Any]:
+async def _poll(
+    amqp_url: str, queue: str, want: dict[str, int], env: dict[str, str] | None = None
+) -> dict[str, Any]:
     """Management statistics lag by ~5 s: poll until they show the expected numbers."""
     row: dict[str, Any] = {}
     for _ in range(40):
-        (row,) = await asyncio.to_thread(framework_json, amqp_url, "queues", "--json", queue,
-                                         env=env)
+        (row,) = await asyncio.to_thread(
+            framework_json, amqp_url, "queues", "--json", queue, env=env
+        )
         if all(row[k] == v for k, v in want.items()):
             return row
         await asyncio.sleep(0.5)
     return row
 
 
+@pytest.mark.timeout(120)  # management stats lag ~5 s
 async def test_json_depths_from_management_api(
     amqp_url: str, bus: Bus, broker_admin: BrokerAdmin, queue_name: str
 ) -> None:
@@ -59,10 +64,16 @@ async def test_json_depths_from_management_api(
         await _fill(bus, broker_admin, queue_name)
         row = await _poll(amqp_url, queue_name, {"ready": 7, "dlq": 2, "retry": 1})
         assert (row["ready"], row["dlq"], row["retry"], row["unacked"], row["consumers"]) == (
-            7, 2, 1, 0, 0)
+            7,
+            2,
+            1,
+            0,
+            0,
+        )
         assert row["source"] == "management" and row["rates_available"]
-        listed = await asyncio.to_thread(framework_json, amqp_url, "queues", "--json",
-                                         "--filter", queue_name)
+        listed = await asyncio.to_thread(
+            framework_json, amqp_url, "queues", "--json", "--filter", queue_name
+        )
         assert [r["name"] for r in listed] == [queue_name]
     finally:
         await _cleanup(broker_admin, queue_name)
@@ -77,8 +88,9 @@ async def test_json_depths_via_amqp_when_management_is_down(
     try:
         await _fill(bus, broker_admin, queue_name)
         env = {"FRAMEWORK_MANAGEMENT_URL": DEAD_MANAGEMENT}
-        result = await asyncio.to_thread(framework, amqp_url, "queues", "--json", queue_name,
-                                         env=env)
+        result = await asyncio.to_thread(
+            framework, amqp_url, "queues", "--json", queue_name, env=env
+        )
         assert result.returncode == 0, result.stderr
         assert "rates unavailable" in result.stderr and "guest:guest" not in result.stderr
         (row,) = json.loads(result.stdout)
@@ -89,6 +101,7 @@ async def test_json_depths_via_amqp_when_management_is_down(
         await _cleanup(broker_admin, queue_name)
 
 
+@pytest.mark.timeout(120)  # management stats lag ~5 s
 async def test_bus_queue_stats_matches(
     bus: Bus, broker_admin: BrokerAdmin, queue_name: str
 ) -> None:
@@ -113,7 +126,8 @@ def test_unknown_queue_is_one_error_line(amqp_url: str) -> None:
         result = framework(amqp_url, "queues", "no.such.queue.x1", env=env)
         assert result.returncode == 2
         assert result.stderr.strip().splitlines() == [
-            "error: unknown queue 'no.such.queue.x1': it does not exist on the broker"]
+            "error: unknown queue 'no.such.queue.x1': it does not exist on the broker"
+        ]
 
 
 async def _cleanup(admin: BrokerAdmin, queue: str) -> None:

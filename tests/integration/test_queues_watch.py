@@ -19,11 +19,23 @@ from tests.integration.ops_service import Job
 def watch(amqp_url: str, queue: str, seconds: float) -> tuple[int, str]:
     """Run `queues --watch 0.5 QUEUE` on a pty for `seconds`, then Ctrl-C; return the screen."""
     master, slave = pty.openpty()
-    env = {**os.environ, "AMQP_URL": amqp_url, "COLUMNS": "160", "LINES": "40",
-           "TERM": "xterm-256color", "FRAMEWORK_MANAGEMENT_URL": DEAD_MANAGEMENT}
+    env = {
+        **os.environ,
+        "AMQP_URL": amqp_url,
+        "COLUMNS": "160",
+        "LINES": "40",
+        "TERM": "xterm-256color",
+        "FRAMEWORK_MANAGEMENT_URL": DEAD_MANAGEMENT,
+    }
     process = subprocess.Popen(
         [sys.executable, "-m", "framework", "queues", "--watch", "0.5", queue],
-        cwd=REPO, env=env, stdin=slave, stdout=slave, stderr=slave, close_fds=True)
+        cwd=REPO,
+        env=env,
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        close_fds=True,
+    )
     os.close(slave)
     output = b""
     deadline = time.monotonic() + seconds

@@ -39,7 +39,8 @@ async def _close_connections_named(prefix: str, expected: int) -> int:
         connections = await asyncio.to_thread(_management, "GET", "/api/connections")
         assert isinstance(connections, list)
         ours = [
-            c["name"] for c in connections
+            c["name"]
+            for c in connections
             if c.get("client_properties", {}).get("connection_name", "").startswith(prefix)
         ]
         if len(ours) >= expected:

@@ -21,12 +21,14 @@ class RefreshPrices(Command):
 
 
 def prices(path: Path) -> Replica[PriceChanged]:
-    return Replica("prices", PriceChanged, key=lambda p: p.sku, version=lambda p: p.version,
-                   path=path)
+    return Replica(
+        "prices", PriceChanged, key=lambda p: p.sku, version=lambda p: p.version, path=path
+    )
 
 
-def feed(queue_name: str, replica: Replica[PriceChanged], seen: asyncio.Queue[ApplyResult]
-         ) -> type[Worker]:
+def feed(
+    queue_name: str, replica: Replica[PriceChanged], seen: asyncio.Queue[ApplyResult]
+) -> type[Worker]:
     class PriceFeed(Worker):
         queue = queue_name
         retry_base_delay = 0.1
@@ -70,8 +72,9 @@ async def test_events_update_the_replica_and_survive_a_restart(
     reopened.close()
 
 
-async def test_duplicate_event_keys_are_ignored(bus: Bus, worker_factory, queue_name: str,
-                                               tmp_path: Path) -> None:
+async def test_duplicate_event_keys_are_ignored(
+    bus: Bus, worker_factory, queue_name: str, tmp_path: Path
+) -> None:
     """The same event published twice (same key) is applied once."""
     seen: asyncio.Queue[ApplyResult] = asyncio.Queue()
     with prices(tmp_path / "p.db") as replica:
@@ -89,8 +92,9 @@ async def test_duplicate_event_keys_are_ignored(bus: Bus, worker_factory, queue_
         assert replica.version("a") == 2
 
 
-async def test_refresh_requests_reach_the_owner(bus: Bus, worker_factory, queue_name: str,
-                                               tmp_path: Path) -> None:
+async def test_refresh_requests_reach_the_owner(
+    bus: Bus, worker_factory, queue_name: str, tmp_path: Path
+) -> None:
     """While the replica is empty the refresher sends the owner its refresh command."""
     asked = asyncio.Event()
 

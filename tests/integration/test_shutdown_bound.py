@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import pytest
+
 from framework.shutdown import CLOSE_MARGIN
 from framework.testing import BrokerAdmin
 from framework.worker_spec import build_spec
@@ -29,6 +31,7 @@ async def appears(path: Path, timeout: float = 30.0) -> None:
             await asyncio.sleep(0.02)
 
 
+@pytest.mark.timeout(60)  # ~5 s alone; more under load
 async def test_sigterm_during_stalled_retry_move_exits_within_grace_and_loses_nothing(
     amqp_url: str, broker_admin: BrokerAdmin, queue_name: str, tmp_path: Path
 ) -> None:

@@ -52,11 +52,35 @@ def test_each_field_alone_and_each_left_out(name: str) -> None:
     _same(**{k: v for k, v in FULL.items() if k != name})
 
 
-@pytest.mark.parametrize("value", [
-    0, -1, 127, 128, -128, -129, 32767, 40000, 70000, 2**31, 2**40, -(2**40),
-    True, False, 1.5, Decimal("1.25"), "", "ünïcødé", None, b"", [1, "a"], {"n": {"m": 1}},
-    datetime(2026, 1, 1, tzinfo=UTC), bytearray(b"xy"),
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        0,
+        -1,
+        127,
+        128,
+        -128,
+        -129,
+        32767,
+        40000,
+        70000,
+        2**31,
+        2**40,
+        -(2**40),
+        True,
+        False,
+        1.5,
+        Decimal("1.25"),
+        "",
+        "ünïcødé",
+        None,
+        b"",
+        [1, "a"],
+        {"n": {"m": 1}},
+        datetime(2026, 1, 1, tzinfo=UTC),
+        bytearray(b"xy"),
+    ],
+)
 def test_header_values_of_every_kind(value: Any) -> None:
     _same(headers={"k": value, "a-string": "s"})
 
@@ -92,10 +116,17 @@ def test_too_long_short_string_is_refused_like_pamqp() -> None:
 def test_envelope_properties_match_the_aio_pika_message() -> None:
     """The publish hot path writes what `to_amqp` (aio-pika's Message) would have written."""
     envelope = Envelope(
-        message_id="k-1", type="orders.PlaceOrder", body=b"{}", correlation_id="c-1",
-        causation_id="k-0", attempt=2, deadline_ms=1_800_000_000_000,
-        timestamp=datetime(2026, 11, 27, 6, 30, 1, tzinfo=UTC), app_id="orders",
-        traceparent="00-abc-def-01", reply_to="amq.rabbitmq.reply-to.x",
+        message_id="k-1",
+        type="orders.PlaceOrder",
+        body=b"{}",
+        correlation_id="c-1",
+        causation_id="k-0",
+        attempt=2,
+        deadline_ms=1_800_000_000_000,
+        timestamp=datetime(2026, 11, 27, 6, 30, 1, tzinfo=UTC),
+        app_id="orders",
+        traceparent="00-abc-def-01",
+        reply_to="amq.rabbitmq.reply-to.x",
         headers={"custom": "v"},
     )
     fast = amqp_properties(envelope, expiration_ms=1500)

@@ -47,8 +47,18 @@ def test_tiers_double_from_base_to_max() -> None:
     assert RetryPolicy(base_delay=1.0, max_delay=10.0).tiers_ms() == [1000, 2000, 4000, 8000]
 
 
-@pytest.mark.parametrize(("delay", "tier"), [(1, 1000), (999, 1000), (1000, 1000), (1999, 1000),
-                                             (2000, 2000), (7999, 4000), (50_000, 8000)])
+@pytest.mark.parametrize(
+    ("delay", "tier"),
+    [
+        (1, 1000),
+        (999, 1000),
+        (1000, 1000),
+        (1999, 1000),
+        (2000, 2000),
+        (7999, 4000),
+        (50_000, 8000),
+    ],
+)
 def test_tier_for_picks_largest_bound_below(delay: int, tier: int) -> None:
     """A delay waits in the tier with the largest lower bound not above it."""
     assert tier_for(delay, [1000, 2000, 4000, 8000]) == tier
@@ -60,8 +70,10 @@ def test_tier_cap_bounds_waiting() -> None:
     assert [tier_cap_ms(t, tiers) for t in tiers] == [2000, 4000, 8000]
 
 
-@pytest.mark.parametrize("kwargs", [{"max_attempts": 0}, {"base_delay": 0},
-                                    {"base_delay": 5, "max_delay": 1}, {"jitter": 2}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"max_attempts": 0}, {"base_delay": 0}, {"base_delay": 5, "max_delay": 1}, {"jitter": 2}],
+)
 def test_invalid_policy_rejected(kwargs: dict[str, float]) -> None:
     """Nonsense policies fail at construction."""
     with pytest.raises(ValueError, match="must"):

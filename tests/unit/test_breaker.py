@@ -45,8 +45,9 @@ def test_success_resets_consecutive_count() -> None:
 
 def test_opens_on_failure_rate_over_window() -> None:
     """With failure_rate set, enough calls failing at that rate open it."""
-    core = BreakerCore(BreakerPolicy(failure_threshold=100, failure_rate=0.5, min_calls=4,
-                                     window=10))
+    core = BreakerCore(
+        BreakerPolicy(failure_threshold=100, failure_rate=0.5, min_calls=4, window=10)
+    )
     for ok in (True, False, True, False):
         (core.record_success if ok else core.record_failure)(1)
     assert core.state(1) is BreakerState.OPEN
@@ -54,8 +55,9 @@ def test_opens_on_failure_rate_over_window() -> None:
 
 def test_old_calls_leave_the_window() -> None:
     """Failures older than the window no longer count towards the rate."""
-    fresh = BreakerCore(BreakerPolicy(failure_threshold=100, failure_rate=0.5, min_calls=4,
-                                      window=10))
+    fresh = BreakerCore(
+        BreakerPolicy(failure_threshold=100, failure_rate=0.5, min_calls=4, window=10)
+    )
     for _ in range(3):
         fresh.record_failure(0)
     assert fresh.state(0) is BreakerState.CLOSED  # below min_calls
@@ -66,8 +68,7 @@ def test_old_calls_leave_the_window() -> None:
 
 def test_half_open_after_reset_timeout_admits_limited_probes() -> None:
     """Open -> half-open after reset_timeout; only half_open_max_calls probes go through."""
-    core = BreakerCore(BreakerPolicy(failure_threshold=1, reset_timeout=5,
-                                     half_open_max_calls=2))
+    core = BreakerCore(BreakerPolicy(failure_threshold=1, reset_timeout=5, half_open_max_calls=2))
     core.record_failure(0)
     assert core.retry_in(2) == 3
     assert core.state(5) is BreakerState.HALF_OPEN

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from framework.broker_checks import queue_problems, version_problems
 
-DECLARED = {"x-queue-type": "quorum", "x-delivery-limit": 10,
-            "x-dead-letter-exchange": "", "x-dead-letter-routing-key": "orders.dlq"}
+DECLARED = {
+    "x-queue-type": "quorum",
+    "x-delivery-limit": 10,
+    "x-dead-letter-exchange": "",
+    "x-dead-letter-routing-key": "orders.dlq",
+}
 
 
 def test_tested_versions_pass_and_others_warn() -> None:
@@ -33,8 +37,11 @@ def test_a_conflicting_argument_is_an_error_naming_it_and_the_migration() -> Non
 
 def test_a_policy_lowering_the_delivery_limit_is_an_error() -> None:
     """A policy's delivery-limit below the worker's wins on the broker: refused."""
-    existing = {"arguments": DECLARED, "policy": "tight",
-                "effective_policy_definition": {"delivery-limit": 2}}
+    existing = {
+        "arguments": DECLARED,
+        "policy": "tight",
+        "effective_policy_definition": {"delivery-limit": 2},
+    }
     (problem,) = queue_problems("orders", "OrderWorker", DECLARED, existing)
     assert problem.code == "policy-delivery-limit"
     assert "policy tight lowers the delivery limit of orders to 2" in problem.text
@@ -45,9 +52,11 @@ def test_a_policy_lowering_the_delivery_limit_is_an_error() -> None:
 def test_a_policy_that_moves_dead_letters_out_of_the_dlq_is_an_error() -> None:
     """A dead-letter target or TTL from a policy on a queue that declares none is refused."""
     dlq = {"x-queue-type": "quorum", "x-delivery-limit": 1_000_000}
-    existing = {"arguments": dlq, "policy": "everything",
-                "effective_policy_definition": {"dead-letter-exchange": "elsewhere",
-                                                "message-ttl": 60000}}
+    existing = {
+        "arguments": dlq,
+        "policy": "everything",
+        "effective_policy_definition": {"dead-letter-exchange": "elsewhere", "message-ttl": 60000},
+    }
     codes = [p.code for p in queue_problems("orders.dlq", "OrderWorker", dlq, existing)]
     assert codes == ["policy-moves-messages", "policy-moves-messages"]
     # the main queue's own dead-letter arguments win over a policy's

@@ -20,7 +20,10 @@ BROKEN = "tests.fixtures.broken_services"
 def framework(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "framework", *args],
-        cwd=REPO, capture_output=True, text=True, timeout=60,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
         env={"PATH": "/usr/bin:/bin", "AMQP_URL": "amqp://u:secret@rabbit.example:5673/"},
     )
 
@@ -80,10 +83,16 @@ def test_asyncapi_has_exchanges_queues_and_dlq(document: dict[str, Any]) -> None
     assert channels["fw.commands"]["bindings"]["amqp"]["exchange"]["type"] == "direct"
     assert channels["fw.events"]["bindings"]["amqp"]["exchange"]["type"] == "topic"
     assert set(channels["fw.commands"]["messages"]) >= {
-        "orders.PlaceOrder.v1", "payments.ChargePayment.v1", "customers.RefreshCustomers.v1"}
+        "orders.PlaceOrder.v1",
+        "payments.ChargePayment.v1",
+        "customers.RefreshCustomers.v1",
+    }
     assert set(channels["fw.events"]["messages"]) >= {
-        "orders.OrderPlaced.v1", "payments.PaymentSucceeded.v1", "payments.PaymentFailed.v1",
-        "customers.CustomerUpdated.v1"}
+        "orders.OrderPlaced.v1",
+        "payments.PaymentSucceeded.v1",
+        "payments.PaymentFailed.v1",
+        "customers.CustomerUpdated.v1",
+    }
     assert not set(channels["fw.commands"]["messages"]) & set(channels["fw.events"]["messages"])
     assert channels["orders"]["bindings"]["amqp"]["queue"]["name"] == "orders"
     assert set(channels["orders"]["messages"]) == {"orders.PlaceOrder.v1"}
@@ -101,9 +110,7 @@ def test_asyncapi_operations_say_who_receives_and_sends(document: dict[str, Any]
     send = operations["orders.send.fw.events"]
     assert send["action"] == "send"
     assert send["channel"] == {"$ref": "#/channels/fw.events"}
-    assert send["messages"] == [
-        {"$ref": "#/channels/fw.events/messages/orders.OrderPlaced.v1"}
-    ]
+    assert send["messages"] == [{"$ref": "#/channels/fw.events/messages/orders.OrderPlaced.v1"}]
 
 
 def test_asyncapi_messages_carry_pydantic_schemas(document: dict[str, Any]) -> None:

@@ -21,8 +21,14 @@ WHEN = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
 def death(reason: str, queue: str = "orders", count: int = 1) -> dict[str, object]:
-    return {"reason": reason, "queue": queue, "count": count, "time": WHEN,
-            "exchange": "", "routing-keys": [queue]}
+    return {
+        "reason": reason,
+        "queue": queue,
+        "count": count,
+        "time": WHEN,
+        "exchange": "",
+        "routing-keys": [queue],
+    }
 
 
 @pytest.mark.parametrize("reason", ["invalid", "permanent", "exhausted", "expired"])
@@ -32,10 +38,15 @@ def test_framework_reason_wins(reason: str) -> None:
     assert dead_letter_reason(headers) == reason
 
 
-@pytest.mark.parametrize(("broker", "reported"), [
-    ("delivery_limit", "delivery-limit"), ("expired", "expired"), ("rejected", "rejected"),
-    ("maxlen", "maxlen"),
-])
+@pytest.mark.parametrize(
+    ("broker", "reported"),
+    [
+        ("delivery_limit", "delivery-limit"),
+        ("expired", "expired"),
+        ("rejected", "rejected"),
+        ("maxlen", "maxlen"),
+    ],
+)
 def test_broker_reasons_map_to_one_word(broker: str, reported: str) -> None:
     """x-death reasons of broker dead-lettering are reported in the framework's words."""
     assert dead_letter_reason({names.X_DEATH: [death(broker)]}) == reported
@@ -81,10 +92,20 @@ def test_dead_at_from_failed_at_then_x_death_then_timestamp() -> None:
 
 def test_describe_summarises_for_listing() -> None:
     """`dlq list --json` rows carry key, type, reason, error, attempts and age."""
-    headers = {names.REASON: "exhausted", names.ERROR: "ValueError: boom", names.ATTEMPTS: 5,
-               names.FAILED_AT: WHEN.isoformat()}
-    letter = describe(message_id="k1", type_="t.Order", correlation_id="c", headers=headers,
-                      timestamp=None, body=b"{}")
+    headers = {
+        names.REASON: "exhausted",
+        names.ERROR: "ValueError: boom",
+        names.ATTEMPTS: 5,
+        names.FAILED_AT: WHEN.isoformat(),
+    }
+    letter = describe(
+        message_id="k1",
+        type_="t.Order",
+        correlation_id="c",
+        headers=headers,
+        timestamp=None,
+        body=b"{}",
+    )
     summary = letter.summary(datetime(2026, 1, 2, 3, 5, 5, tzinfo=UTC))
     assert summary["key"] == "k1" and summary["reason"] == "exhausted"
     assert summary["attempts"] == 5 and summary["age_seconds"] == 60.0
@@ -93,12 +114,26 @@ def test_describe_summarises_for_listing() -> None:
 
 def test_replay_headers_reset_attempt_and_drop_death_details() -> None:
     """A replayed copy starts at attempt 1 with no deadline, keeping everything else."""
-    headers = {names.REASON: "exhausted", names.ERROR: "x", names.ATTEMPTS: 5,
-               names.ORIGINAL_QUEUE: "q", names.FAILED_AT: "t", names.DEADLINE: 1,
-               names.ATTEMPT: 5, names.X_DEATH: [death("rejected")], "x-first-death-reason": "r",
-               names.TRACEPARENT: "00-abc", names.CAUSATION_ID: "parent", "custom": "kept"}
-    assert replay_headers(headers) == {names.ATTEMPT: 1, names.TRACEPARENT: "00-abc",
-                                       names.CAUSATION_ID: "parent", "custom": "kept"}
+    headers = {
+        names.REASON: "exhausted",
+        names.ERROR: "x",
+        names.ATTEMPTS: 5,
+        names.ORIGINAL_QUEUE: "q",
+        names.FAILED_AT: "t",
+        names.DEADLINE: 1,
+        names.ATTEMPT: 5,
+        names.X_DEATH: [death("rejected")],
+        "x-first-death-reason": "r",
+        names.TRACEPARENT: "00-abc",
+        names.CAUSATION_ID: "parent",
+        "custom": "kept",
+    }
+    assert replay_headers(headers) == {
+        names.ATTEMPT: 1,
+        names.TRACEPARENT: "00-abc",
+        names.CAUSATION_ID: "parent",
+        "custom": "kept",
+    }
 
 
 def test_keyless_dead_letter_is_known_by_its_content_key() -> None:
@@ -106,8 +141,9 @@ def test_keyless_dead_letter_is_known_by_its_content_key() -> None:
     delivery tag); one with a message_id under that id."""
     from framework.keys import content_key
 
-    letter = describe(message_id=None, type_="t", correlation_id=None, headers={},
-                      timestamp=None, body=b"{}")
+    letter = describe(
+        message_id=None, type_="t", correlation_id=None, headers={}, timestamp=None, body=b"{}"
+    )
     assert letter.key == content_key("t", b"{}")
     assert dead_letter_key(None, "t", b"{}") == dead_letter_key(None, "t", b"{}")
     assert dead_letter_key(None, "t", b"{}") != dead_letter_key(None, "t", b"[]")

@@ -66,8 +66,11 @@ def target(worker: type[Worker]) -> str:
 def queues_of_worker(worker: type[Worker]) -> list[str]:
     """Main queue, DLQ and every delay tier of one worker."""
     spec = build_spec(worker)
-    return [spec.queue, names.dlq_name(spec.queue),
-            *(names.retry_queue_name(spec.queue, t) for t in spec.policy.tiers_ms())]
+    return [
+        spec.queue,
+        names.dlq_name(spec.queue),
+        *(names.retry_queue_name(spec.queue, t) for t in spec.policy.tiers_ms()),
+    ]
 
 
 def queues_of(service: str) -> list[str]:
@@ -141,15 +144,19 @@ def test_workers_are_discovered() -> None:
 # ---- every file parses ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", sorted([*DEPLOY.rglob("*.yml"), *DEPLOY.rglob("*.yaml")]),
-                         ids=lambda p: str(p.relative_to(DEPLOY)))
+@pytest.mark.parametrize(
+    "path",
+    sorted([*DEPLOY.rglob("*.yml"), *DEPLOY.rglob("*.yaml")]),
+    ids=lambda p: str(p.relative_to(DEPLOY)),
+)
 def test_yaml_parses(path: Path) -> None:
     """Every YAML file is valid YAML (all documents) with at least one document."""
     assert documents(path)
 
 
-@pytest.mark.parametrize("path", sorted(DEPLOY.rglob("*.json")),
-                         ids=lambda p: str(p.relative_to(DEPLOY)))
+@pytest.mark.parametrize(
+    "path", sorted(DEPLOY.rglob("*.json")), ids=lambda p: str(p.relative_to(DEPLOY))
+)
 def test_json_parses(path: Path) -> None:
     assert json.loads(path.read_text())
 
@@ -229,9 +236,11 @@ def test_definitions_declare_the_framework_exchanges() -> None:
 
 def effective_policy(queue: str) -> dict[str, Any] | None:
     """The policy RabbitMQ applies to `queue`: the highest-priority match."""
-    matching = [p for p in DEFINITIONS["policies"]
-                if p["apply-to"] in ("queues", "quorum_queues", "all")
-                and re.search(p["pattern"], queue)]
+    matching = [
+        p
+        for p in DEFINITIONS["policies"]
+        if p["apply-to"] in ("queues", "quorum_queues", "all") and re.search(p["pattern"], queue)
+    ]
     if not matching:
         return None
     top = max(p["priority"] for p in matching)
@@ -245,8 +254,9 @@ def test_policies_only_set_keys_that_cannot_override_the_framework() -> None:
     assert DEFINITIONS["policies"]
     for policy in DEFINITIONS["policies"]:
         assert set(policy["definition"]) <= SAFE_POLICY_KEYS, policy["name"]
-        assert any(re.search(policy["pattern"], q) for q in ALL_QUEUES), \
+        assert any(re.search(policy["pattern"], q) for q in ALL_QUEUES), (
             f"policy {policy['name']} matches no framework queue"
+        )
 
 
 @pytest.mark.parametrize("worker", WORKERS, ids=worker_id)
@@ -265,8 +275,9 @@ def test_every_framework_queue_has_its_policy(worker: type[Worker]) -> None:
     ceiling = main["definition"].get("delivery-limit")
     assert ceiling is None or ceiling >= declared["x-delivery-limit"]
     dlq = effective_policy(names.dlq_name(spec.queue))
-    assert dlq is not None and "delivery-limit" not in dlq["definition"], \
+    assert dlq is not None and "delivery-limit" not in dlq["definition"], (
         "a delivery limit on a DLQ (which has no dead-letter target) would drop dead letters"
+    )
 
 
 # ---- rabbitmq.conf ----------------------------------------------------------------------
@@ -329,8 +340,10 @@ def test_prometheus_scrapes_rabbitmq_and_every_worker() -> None:
     assert ("rabbitmq", "rabbitmq:15692") in targets
     workers = {t for job, t in targets if job == "framework-workers"}
     assert workers == {f"{component(w)}:{compose_port(w)}" for w in WORKERS}
-    assert "./prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro" in \
-        COMPOSE["services"]["prometheus"]["volumes"]
+    assert (
+        "./prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro"
+        in COMPOSE["services"]["prometheus"]["volumes"]
+    )
 
 
 def test_grafana_is_provisioned_with_the_dashboard() -> None:
@@ -347,16 +360,35 @@ def test_grafana_is_provisioned_with_the_dashboard() -> None:
 
 # ---- Grafana dashboard ------------------------------------------------------------------
 
-_PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or",
-                 "unless", "bool", "offset", "inf", "nan"}
+_PROMQL_WORDS = {
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "and",
+    "or",
+    "unless",
+    "bool",
+    "offset",
+    "inf",
+    "nan",
+}
 
 
 def defined_metric_names() -> set[str]:
     """Every series name the Metrics registry can expose (counter and histogram suffixes)."""
-    suffixes = {"counter": ("_total", "_created"), "gauge": ("",),
-                "histogram": ("_bucket", "_sum", "_count", "_created")}
-    return {family.name + suffix for family in Metrics().registry.collect()
-            for suffix in suffixes[family.type]}
+    suffixes = {
+        "counter": ("_total", "_created"),
+        "gauge": ("",),
+        "histogram": ("_bucket", "_sum", "_count", "_created"),
+    }
+    return {
+        family.name + suffix
+        for family in Metrics().registry.collect()
+        for suffix in suffixes[family.type]
+    }
 
 
 def metric_names(expr: str) -> set[str]:
@@ -380,7 +412,7 @@ def dashboard_queries() -> list[str]:
 
 def test_metric_name_extraction() -> None:
     assert metric_names(
-        'histogram_quantile(0.99, sum by (queue, le) '
+        "histogram_quantile(0.99, sum by (queue, le) "
         '(rate(framework_handler_duration_seconds_bucket{queue=~"$queue"}[5m])))'
     ) == {"framework_handler_duration_seconds_bucket"}
 
@@ -400,12 +432,18 @@ def test_dashboard_only_uses_metrics_the_framework_defines() -> None:
 
 def test_one_k8s_file_per_service() -> None:
     assert {p.name for p in K8S.iterdir()} == {f"{s}.yaml" for s in SERVICES} | {
-        "rabbitmq-cluster.yaml", STORE_FILE}
+        "rabbitmq-cluster.yaml",
+        STORE_FILE,
+    }
 
 
 def test_k8s_has_nothing_for_unknown_workers() -> None:
-    scaled = {d["metadata"]["name"] for p in K8S.glob("*.yaml") for d in documents(p)
-              if d["kind"] in ("Deployment", "ScaledObject") and p.name != STORE_FILE}
+    scaled = {
+        d["metadata"]["name"]
+        for p in K8S.glob("*.yaml")
+        for d in documents(p)
+        if d["kind"] in ("Deployment", "ScaledObject") and p.name != STORE_FILE
+    }
     assert scaled == {component(w) for w in WORKERS}
 
 
@@ -416,8 +454,9 @@ def test_k8s_deployment(worker: type[Worker]) -> None:
     docs = documents(K8S / f"{worker.service}.yaml")
     deployment = find(docs, "Deployment", component(worker))
     pod = deployment["spec"]["template"]
-    assert deployment["spec"]["selector"]["matchLabels"].items() <= pod["metadata"][
-        "labels"].items()
+    assert (
+        deployment["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    )
     (container,) = pod["spec"]["containers"]
     assert container["args"] == ["run", target(worker)]
     env = env_of(container)
@@ -505,13 +544,15 @@ def test_rabbitmq_cluster() -> None:
     assert {"load_definitions", "consumer_timeout"} <= settings.keys()
     pod = spec["override"]["statefulSet"]["spec"]["template"]["spec"]
     (container,) = [c for c in pod["containers"] if c["name"] == "rabbitmq"]
-    (mount,) = [m for m in container["volumeMounts"]
-                if m["mountPath"] == settings["load_definitions"]]
+    (mount,) = [
+        m for m in container["volumeMounts"] if m["mountPath"] == settings["load_definitions"]
+    ]
     (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
     secret = find(docs, "Secret", volume["secret"]["secretName"])
     embedded = secret["stringData"][mount["subPath"]]
-    assert embedded == (DEPLOY / "rabbitmq" / "definitions.json").read_text(), \
+    assert embedded == (DEPLOY / "rabbitmq" / "definitions.json").read_text(), (
         "the Secret must carry deploy/rabbitmq/definitions.json unchanged"
+    )
     # every service's AMQP_URL points at the cluster's Service
     for service in SERVICES:
         url = find(documents(K8S / f"{service}.yaml"), "Secret", f"{service}-amqp")

@@ -44,11 +44,19 @@ def _incoming(message: aio_pika.Message) -> aio_pika.IncomingMessage:
 
 def test_round_trip_keeps_identity_and_headers() -> None:
     """to_amqp then from_amqp gives back the same envelope fields."""
-    env = Envelope(message_id="k1", type=PlaceOrder.type_name,
-                   body=encode_body(PlaceOrder(order_id="1", amount_cents=5)),
-                   correlation_id="c1", causation_id="p1", attempt=3, deadline_ms=123,
-                   timestamp=datetime(2026, 1, 1, tzinfo=UTC), app_id="svc",
-                   traceparent="00-" + "a" * 32 + "-" + "b" * 16 + "-01", headers={"x": "y"})
+    env = Envelope(
+        message_id="k1",
+        type=PlaceOrder.type_name,
+        body=encode_body(PlaceOrder(order_id="1", amount_cents=5)),
+        correlation_id="c1",
+        causation_id="p1",
+        attempt=3,
+        deadline_ms=123,
+        timestamp=datetime(2026, 1, 1, tzinfo=UTC),
+        app_id="svc",
+        traceparent="00-" + "a" * 32 + "-" + "b" * 16 + "-01",
+        headers={"x": "y"},
+    )
     amqp = to_amqp(env)
     assert amqp.message_id == "k1" and amqp.correlation_id == "c1"
     assert amqp.content_type == "application/json"
@@ -104,8 +112,9 @@ def test_sender_key_is_kept() -> None:
     assert names.KEY_ORIGIN not in env.headers
 
 
-@pytest.mark.parametrize("attempt", [2**62, 2**63, 2**64, "18446744073709551616", 0, -3, True,
-                                     "many", 6])
+@pytest.mark.parametrize(
+    "attempt", [2**62, 2**63, 2**64, "18446744073709551616", 0, -3, True, "many", 6]
+)
 def test_out_of_range_attempt_counts_as_first(attempt: Any) -> None:
     """An fw-attempt that is not an integer in 1..max_attempt is ignored (attempt 1, noted)."""
     raw = aio_pika.Message(b"{}", message_id="k", headers={names.ATTEMPT: "x"})
@@ -122,8 +131,9 @@ def test_in_range_attempt_is_kept() -> None:
     assert env.attempt == 5 and env.ignored == ()
 
 
-@pytest.mark.parametrize("deadline", [2**63, 2**64, "18446744073709551616", -1,
-                                      MAX_DEADLINE_MS + 1, "soon"])
+@pytest.mark.parametrize(
+    "deadline", [2**63, 2**64, "18446744073709551616", -1, MAX_DEADLINE_MS + 1, "soon"]
+)
 def test_unusable_deadline_is_invalid(deadline: Any) -> None:
     """An fw-deadline that is no epoch-ms time in 1970..9999 makes the delivery invalid."""
     raw = aio_pika.Message(b"{}", message_id="k", headers={names.DEADLINE: 1})
@@ -136,8 +146,15 @@ def test_unusable_deadline_is_invalid(deadline: Any) -> None:
 def test_copies_of_forged_headers_encode() -> None:
     """Retry and DLQ copies of a delivery with forged headers encode (no TypeError)."""
     raw = aio_pika.Message(b"{}", message_id="k", headers={})
-    raw.headers.update({names.ATTEMPT: 2**64, names.DEADLINE: 2**64, "big": 2**70,
-                        "raw": b"\xff\xfe", "deep": {"a": [{"b": b"\xff"}]}})
+    raw.headers.update(
+        {
+            names.ATTEMPT: 2**64,
+            names.DEADLINE: 2**64,
+            "big": 2**70,
+            "raw": b"\xff\xfe",
+            "deep": {"a": [{"b": b"\xff"}]},
+        }
+    )
     env = from_amqp(_incoming(raw))
     retry = Retry(delay_ms=10, tier_ms=10, next_attempt=env.attempt + 1, error="e" * 200_000)
     dead = DeadLetter(Reason.INVALID, env.invalid or "", env.attempt)
@@ -150,19 +167,23 @@ def _env(body: bytes, type_name: str = PlaceOrder.type_name) -> Envelope:
     return Envelope(message_id="k", type=type_name, body=body, correlation_id="c")
 
 
-@pytest.mark.parametrize(("body", "type_name", "fragment"), [
-    (b"{nope", PlaceOrder.type_name, "not valid JSON"),
-    (b'{"order_id": "1"}', PlaceOrder.type_name, "amount_cents"),
-    (b'{"order_id": "1", "amount_cents": 1}', "other.Type", "unknown message type"),
-])
+@pytest.mark.parametrize(
+    ("body", "type_name", "fragment"),
+    [
+        (b"{nope", PlaceOrder.type_name, "not valid JSON"),
+        (b'{"order_id": "1"}', PlaceOrder.type_name, "amount_cents"),
+        (b'{"order_id": "1", "amount_cents": 1}', "other.Type", "unknown message type"),
+    ],
+)
 def test_decode_rejects_with_reason(body: bytes, type_name: str, fragment: str) -> None:
     """Decoding problems are InvalidMessage errors saying what is wrong."""
     with pytest.raises(InvalidMessage, match=fragment):
         decode_body(_env(body, type_name), PlaceOrder)
 
 
-@pytest.mark.parametrize("body", [b"[" * 100_000 + b"]" * 100_000,
-                                  b'{"order_id": ' + b"[" * 5000 + b"]" * 5000 + b"}"])
+@pytest.mark.parametrize(
+    "body", [b"[" * 100_000 + b"]" * 100_000, b'{"order_id": ' + b"[" * 5000 + b"]" * 5000 + b"}"]
+)
 def test_deeply_nested_json_is_invalid(body: bytes) -> None:
     """A deeply nested JSON body is InvalidMessage (never a RecursionError, never retried)."""
     with pytest.raises(InvalidMessage, match="nested too deeply"):
@@ -173,7 +194,6 @@ def test_decode_valid_body() -> None:
     """A valid body becomes the model."""
     message: Any = decode_body(_env(b'{"order_id": "1", "amount_cents": 2}'), PlaceOrder)
     assert message == PlaceOrder(order_id="1", amount_cents=2)
-
 
 
 def test_encode_body_is_model_dump_json() -> None:
@@ -193,9 +213,14 @@ def test_encode_body_is_model_dump_json() -> None:
 
 def test_overlong_causation_and_trace_ids_are_dropped() -> None:
     """A 100 KB fw-causation-id or traceparent is dropped (noted), never propagated."""
-    raw = aio_pika.Message(b"{}", message_id="k",
-                           headers={names.CAUSATION_ID: "c" * 100_000,
-                                    names.TRACEPARENT: "00-" + "a" * 32 + "-" + "b" * 16 + "-01"})
+    raw = aio_pika.Message(
+        b"{}",
+        message_id="k",
+        headers={
+            names.CAUSATION_ID: "c" * 100_000,
+            names.TRACEPARENT: "00-" + "a" * 32 + "-" + "b" * 16 + "-01",
+        },
+    )
     env = from_amqp(_incoming(raw))
     assert env.causation_id is None and env.traceparent is not None
     assert len(env.ignored) == 1 and names.CAUSATION_ID in env.ignored[0]

@@ -29,15 +29,25 @@ class Pay(Command):
     cents: int
 
 
-POLICY = HandlingPolicy(queue="q", message_types={Pay.type_name: Pay}, timeout=0.5, lease=5,
-                        retention=60, clock_skew=0)
+POLICY = HandlingPolicy(
+    queue="q", message_types={Pay.type_name: Pay}, timeout=0.5, lease=5, retention=60, clock_skew=0
+)
 
 
-def envelope(body: bytes | None = None, *, deadline_ms: int | None = None,
-             key: str = "k1", type_name: str = Pay.type_name) -> Envelope:
-    return Envelope(message_id=key, type=type_name,
-                    body=body if body is not None else encode_body(Pay(cents=1)),
-                    correlation_id="c", deadline_ms=deadline_ms)
+def envelope(
+    body: bytes | None = None,
+    *,
+    deadline_ms: int | None = None,
+    key: str = "k1",
+    type_name: str = Pay.type_name,
+) -> Envelope:
+    return Envelope(
+        message_id=key,
+        type=type_name,
+        body=body if body is not None else encode_body(Pay(cents=1)),
+        correlation_id="c",
+        deadline_ms=deadline_ms,
+    )
 
 
 def no_context(env: Envelope) -> Context:
@@ -108,8 +118,9 @@ async def test_expired_before_handling() -> None:
     async def record(msg: Any, ctx: Context) -> None:
         ran.append(1)
 
-    result = await process(envelope(deadline_ms=now_ms() - 10_000), POLICY, MemoryStore(),
-                           record, no_context)
+    result = await process(
+        envelope(deadline_ms=now_ms() - 10_000), POLICY, MemoryStore(), record, no_context
+    )
     assert isinstance(result, Expired) and not ran
 
 
@@ -133,14 +144,16 @@ class BrokenStore(MemoryStore):
         super().__init__()
         self.broken = broken
 
-    async def claim(self, scope: str, key: str, lease: float,
-                    token: str | None = None) -> ClaimResult:
+    async def claim(
+        self, scope: str, key: str, lease: float, token: str | None = None
+    ) -> ClaimResult:
         if "claim" in self.broken:
             raise ConnectionError("redis down")
         return await super().claim(scope, key, lease, token)
 
-    async def complete(self, scope: str, key: str, retention: float,
-                       token: str | None = None) -> bool | None:
+    async def complete(
+        self, scope: str, key: str, retention: float, token: str | None = None
+    ) -> bool | None:
         if "complete" in self.broken:
             raise ConnectionError("redis down")
         return await super().complete(scope, key, retention, token)
@@ -159,8 +172,9 @@ async def test_store_down_at_claim_defers() -> None:
 
 async def test_store_down_at_complete_still_acks_the_effect() -> None:
     """The handler's effect happened: the outcome stays Handled even if marking fails."""
-    assert await process(envelope(), POLICY, BrokenStore({"complete"}), ok,
-                         no_context) == Handled("result")
+    assert await process(envelope(), POLICY, BrokenStore({"complete"}), ok, no_context) == Handled(
+        "result"
+    )
 
 
 @pytest.mark.parametrize("broken", [{"release"}])
@@ -223,8 +237,9 @@ async def test_thread_failing_after_the_timeout_releases_the_key() -> None:
 class HangingStore(MemoryStore):
     """A store whose claims never answer (a stalled server)."""
 
-    async def claim(self, scope: str, key: str, lease: float,
-                    token: str | None = None) -> ClaimResult:
+    async def claim(
+        self, scope: str, key: str, lease: float, token: str | None = None
+    ) -> ClaimResult:
         await asyncio.Event().wait()
         raise AssertionError("unreachable")
 
@@ -238,7 +253,8 @@ async def test_store_that_does_not_answer_defers_within_the_bound() -> None:
     health = StoreHealth()
     policy = replace(POLICY, store_timeout=0.1)
     result = await asyncio.wait_for(
-        process(envelope(), policy, HangingStore(), ok, no_context, health=health), 2)
+        process(envelope(), policy, HangingStore(), ok, no_context, health=health), 2
+    )
     assert isinstance(result, Deferred) and "did not answer within 0.1s" in result.error
     assert not health.healthy and health.failures == 1
     await process(envelope(key="k2"), POLICY, MemoryStore(), ok, no_context, health=health)
@@ -278,8 +294,7 @@ async def test_unusable_envelope_is_invalid_without_claiming() -> None:
     """An envelope marked invalid (e.g. keyless) is Invalid and its key is never claimed."""
     store = MemoryStore()
     env = replace(envelope(), invalid="message has no message_id")
-    assert await process(env, POLICY, store, ok, no_context) == Invalid(
-        "message has no message_id")
+    assert await process(env, POLICY, store, ok, no_context) == Invalid("message has no message_id")
     assert await store.claim("q", "k1", 5) is ClaimResult.CLAIMED
 
 
@@ -296,6 +311,21 @@ async def test_oversized_body_is_invalid_without_parsing() -> None:
 async def test_deeply_nested_body_is_invalid_at_once() -> None:
     """A 100k-level nested JSON body is Invalid, not a transient failure."""
     body = b'{"cents": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
-    outcome = await process(envelope(body), replace(POLICY, max_body_bytes=10**6), MemoryStore(),
-                            ok, no_context)
+    outcome = await process(
+        envelope(body), replace(POLICY, max_body_bytes=10**6), MemoryStore(), ok, no_context
+    )
     assert isinstance(outcome, Invalid) and "nested too deeply" in outcome.error
+
+
+async def test_timeout_failure_text_comes_from_handler_timeout() -> None:
+    """The error of a timed-out handler is a HandlerTimeout's own type and text."""
+    from framework.errors import HandlerTimeout
+
+    async def slow(msg: Any, ctx: Context) -> None:
+        await asyncio.sleep(5)
+
+    result = await process(envelope(), POLICY, MemoryStore(), slow, no_context)
+    expected = HandlerTimeout(timeout=POLICY.timeout)
+    assert isinstance(result, Failed) and not result.permanent
+    assert result.error == f"HandlerTimeout: {expected}"
+    assert str(expected) == f"handler ran past timeout={POLICY.timeout:g}s"

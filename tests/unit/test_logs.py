@@ -22,6 +22,7 @@ async def test_handler_and_framework_logs_carry_the_delivery(
 ) -> None:
     configure_logging("json", "info", force=True)
     try:
+
         class Charger(Worker):
             queue = "t.logs.charge"
             retry_base_delay = 0.01
@@ -36,8 +37,11 @@ async def test_handler_and_framework_logs_carry_the_delivery(
         await asyncio.wait_for(test_bus.drain(), 5)
         await worker.stop()
     finally:
-        lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()
-                 if line.startswith("{")]
+        lines = [
+            json.loads(line)
+            for line in capsys.readouterr().err.splitlines()
+            if line.startswith("{")
+        ]
         reset_logging()
     charging = [r for r in lines if r["event"] == "charging"]
     retried = [r for r in lines if r["event"] == "delivery.retry_scheduled"]
@@ -49,6 +53,9 @@ async def test_handler_and_framework_logs_carry_the_delivery(
         assert record["queue"] == "t.logs.charge"
         assert record["service"] == test_bus.service
     # outside a delivery nothing is attached
-    outside = [r for r in lines if r["event"] not in {"charging", "delivery.retry_scheduled"}
-               and "message_id" in r]
+    outside = [
+        r
+        for r in lines
+        if r["event"] not in {"charging", "delivery.retry_scheduled"} and "message_id" in r
+    ]
     assert all(r["event"].startswith(("delivery.", "idempotency.")) for r in outside)

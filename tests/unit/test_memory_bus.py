@@ -128,8 +128,10 @@ async def test_two_services_share_one_broker() -> None:
         async def handle(self, msg: Job, ctx: Context) -> None:
             got.append(msg.n)
 
-    async with MemoryBus(broker=broker, service="a") as a, \
-            MemoryBus(broker=broker, service="b") as b:
+    async with (
+        MemoryBus(broker=broker, service="a") as a,
+        MemoryBus(broker=broker, service="b") as b,
+    ):
         await b.start_worker(Consumer)
         await a.send(Job(n=9))
         await a.drain()
@@ -154,8 +156,10 @@ class Doubler(Worker):
 async def test_request_needs_no_drain_and_is_recorded(test_bus: MemoryBus) -> None:
     """Awaiting the request is enough; it is a published command carrying reply_to."""
     await test_bus.start_worker(Doubler)
-    assert await asyncio.wait_for(test_bus.request(Double(n=4), timeout=5,
-                                                  idempotency_key="d-4"), 1) == 8
+    assert (
+        await asyncio.wait_for(test_bus.request(Double(n=4), timeout=5, idempotency_key="d-4"), 1)
+        == 8
+    )
     [published] = test_bus.published
     assert (published.key, published.message) == ("d-4", Double(n=4))
     assert published.deadline_ms is not None
@@ -204,8 +208,10 @@ async def test_requests_from_two_buses_get_their_own_replies() -> None:
     broker = MemoryBroker()
     async with MemoryBus(broker=broker, service="server") as server:
         await server.start_worker(Doubler)
-        async with MemoryBus(broker=broker, service="a") as a, \
-                MemoryBus(broker=broker, service="b") as b:
+        async with (
+            MemoryBus(broker=broker, service="a") as a,
+            MemoryBus(broker=broker, service="b") as b,
+        ):
             results = await asyncio.gather(
                 *(bus.request(Double(n=n), timeout=5) for n in range(10) for bus in (a, b))
             )
@@ -240,13 +246,14 @@ async def test_keyless_messages_behave_as_on_rabbitmq(test_bus: MemoryBus) -> No
     await test_bus.start_worker(ByContent)
     for queue in ("mem.keyless.strict", "mem.keyless.content"):
         for n in (1, 2, 1):
-            await test_bus.publish_raw(queue, b'{"n": %d}' % n, type=Job.type_name,
-                                       message_id=None)
+            await test_bus.publish_raw(queue, b'{"n": %d}' % n, type=Job.type_name, message_id=None)
     await asyncio.wait_for(test_bus.drain(), 2)
     assert sorted(handled) == [10, 20]
     dead = test_bus.dead_letters("mem.keyless.strict")
     assert len(dead) == 3 and all(m.headers[names.REASON] == "invalid" for m in dead)
     assert test_bus.dead_letters("mem.keyless.content") == []
+
+
 class _Big(Event):
     type_name = "tests.memory.Big"
     blob: str

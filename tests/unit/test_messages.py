@@ -43,8 +43,17 @@ def test_kind() -> None:
 def test_derived_keys_are_deterministic_and_distinct() -> None:
     """The same parent, position and type give the same key; anything else differs."""
     assert derive_key("k", 1, "T") == derive_key("k", 1, "T")
-    assert len({derive_key("k", 1, "T"), derive_key("k", 2, "T"), derive_key("k", 1, "U"),
-                derive_key("j", 1, "T")}) == 4
+    assert (
+        len(
+            {
+                derive_key("k", 1, "T"),
+                derive_key("k", 2, "T"),
+                derive_key("k", 1, "U"),
+                derive_key("j", 1, "T"),
+            }
+        )
+        == 4
+    )
     assert new_key() != new_key()
 
 

@@ -41,8 +41,9 @@ def test_settlements_recorded_by_stats_reach_the_counters(metrics: Metrics) -> N
     assert value(metrics, "framework_messages_duplicate_total", queue="q") == 1
     assert value(metrics, "framework_messages_retried_total", queue="q") == 1
     assert value(metrics, "framework_messages_expired_total", queue="q") == 1
-    assert value(metrics, "framework_messages_dead_lettered_total", queue="q",
-                 reason="permanent") == 1
+    assert (
+        value(metrics, "framework_messages_dead_lettered_total", queue="q", reason="permanent") == 1
+    )
     assert value(metrics, "framework_messages_failed_total", queue="q", reason="transient") == 1
     assert value(metrics, "framework_messages_failed_total", queue="q", reason="expired") == 1
 
@@ -71,9 +72,14 @@ def test_latency_only_where_the_handler_ran(metrics: Metrics) -> None:
 
 def test_queue_depth_gauges(metrics: Metrics) -> None:
     """Depth gauges come from the same QueueStats as `framework queues`."""
-    (row,) = group([QueueSample("q", ready=7, unacked=1, consumers=1, publish_rate=1.0,
-                                deliver_rate=2.0), QueueSample("q.dlq", ready=2)], ["q"],
-                   "management")
+    (row,) = group(
+        [
+            QueueSample("q", ready=7, unacked=1, consumers=1, publish_rate=1.0, deliver_rate=2.0),
+            QueueSample("q.dlq", ready=2),
+        ],
+        ["q"],
+        "management",
+    )
     metrics.set_queue_stats(row)
     assert value(metrics, "framework_queue_ready_messages", queue="q") == 7
     assert value(metrics, "framework_queue_unacked_messages", queue="q") == 1
@@ -115,8 +121,7 @@ async def test_watched_worker_breaker_transitions_reach_the_gauge(
     metrics.watch(worker)
 
     def gauge() -> float | None:
-        return value(metrics, "framework_breaker_state", queue="metrics.guarded",
-                     breaker="gateway")
+        return value(metrics, "framework_breaker_state", queue="metrics.guarded", breaker="gateway")
 
     assert gauge() == 0
     for _ in range(2):
@@ -138,7 +143,6 @@ def test_registries_are_independent() -> None:
     a.record("q", Ack(), 0.1)
     assert value(b, "framework_messages_handled_total", queue="q") is None
     assert b"framework_messages_handled_total" in a.render()
-
 
 
 class Tick(Command):

@@ -27,8 +27,12 @@ async def test_routes_and_status_codes() -> None:
     async def before() -> None:
         state["scrapes"] += 1
 
-    probes = Probes(metrics=lambda: b"m 1\n", healthy=lambda: bool(state["healthy"]),
-                    ready=lambda: bool(state["ready"]), before_scrape=before)
+    probes = Probes(
+        metrics=lambda: b"m 1\n",
+        healthy=lambda: bool(state["healthy"]),
+        ready=lambda: bool(state["ready"]),
+        before_scrape=before,
+    )
     async with ProbeServer(probes, host="127.0.0.1") as server:
         assert (await get(server.port, "/healthz"))[0] == 503
         assert (await get(server.port, "/readyz"))[0] == 503
@@ -56,20 +60,32 @@ async def test_garbage_request_does_not_break_the_server() -> None:
 async def test_readyz_is_503_while_the_store_fails() -> None:
     """A consuming worker whose idempotency store fails is not ready; ready again after."""
     store = {"ok": False}
-    probes = Probes(metrics=lambda: b"", healthy=lambda: True, ready=lambda: True,
-                    store_ready=lambda: store["ok"])
+    probes = Probes(
+        metrics=lambda: b"",
+        healthy=lambda: True,
+        ready=lambda: True,
+        store_ready=lambda: store["ok"],
+    )
     async with ProbeServer(probes, host="127.0.0.1") as server:
         assert await get(server.port, "/readyz") == (503, "idempotency store failing\n")
         assert (await get(server.port, "/healthz"))[0] == 200  # alive: no restart for this
         store["ok"] = True
         assert await get(server.port, "/readyz") == (200, "consuming\n")
+
+
 async def test_healthz_names_the_broker_in_use() -> None:
     """/healthz says which node the bus is on (masked), alive or not."""
     state = {"healthy": True}
-    probes = Probes(metrics=lambda: b"", healthy=lambda: state["healthy"], ready=lambda: True,
-                    broker=lambda: "amqp://u:***@b:5672/")
+    probes = Probes(
+        metrics=lambda: b"",
+        healthy=lambda: state["healthy"],
+        ready=lambda: True,
+        broker=lambda: "amqp://u:***@b:5672/",
+    )
     async with ProbeServer(probes, host="127.0.0.1") as server:
         assert await get(server.port, "/healthz") == (200, "alive amqp://u:***@b:5672/\n")
         state["healthy"] = False
         assert await get(server.port, "/healthz") == (
-            503, "not alive: worker stopped or stuck amqp://u:***@b:5672/\n")
+            503,
+            "not alive: worker stopped or stuck amqp://u:***@b:5672/\n",
+        )

@@ -34,8 +34,10 @@ def test_row_folds_in_retry_tiers_and_dlq() -> None:
 
 def test_json_has_contract_keys_and_no_infinity() -> None:
     """The --json object starts with the contract keys and stays valid JSON when growing."""
-    growing = [QueueSample("q", ready=5, unacked=0, consumers=1, publish_rate=9.0,
-                           deliver_rate=1.0), QueueSample("q.dlq", ready=0)]
+    growing = [
+        QueueSample("q", ready=5, unacked=0, consumers=1, publish_rate=9.0, deliver_rate=1.0),
+        QueueSample("q.dlq", ready=0),
+    ]
     (row,) = group(growing, ["q"], "management")
     data = row.as_json()
     assert list(data)[:6] == ["name", "ready", "unacked", "consumers", "retry", "dlq"]
@@ -56,18 +58,31 @@ def test_missing_worker_queue_is_an_error() -> None:
         group(SAMPLES, ["nope"], "management")
 
 
-@pytest.mark.parametrize(("name", "pattern", "expected"), [
-    ("orders", None, True), ("orders", "ord", True), ("billing", "ord", False),
-    ("orders", "ord*", True), ("my.orders", "ord*", False), ("t.abc.1", "t.*.1", True),
-])
+@pytest.mark.parametrize(
+    ("name", "pattern", "expected"),
+    [
+        ("orders", None, True),
+        ("orders", "ord", True),
+        ("billing", "ord", False),
+        ("orders", "ord*", True),
+        ("my.orders", "ord*", False),
+        ("t.abc.1", "t.*.1", True),
+    ],
+)
 def test_filter_is_glob_or_substring(name: str, pattern: str | None, expected: bool) -> None:
     """--filter: glob when it has wildcards, else substring."""
     assert matches(name, pattern) is expected
 
 
-@pytest.mark.parametrize(("previous", "current", "arrow"), [
-    (None, 5, "·"), (3, 5, "↑"), (5, 3, "↓"), (4, 4, "→"),
-])
+@pytest.mark.parametrize(
+    ("previous", "current", "arrow"),
+    [
+        (None, 5, "·"),
+        (3, 5, "↑"),
+        (5, 3, "↓"),
+        (4, 4, "→"),
+    ],
+)
 def test_trend_arrows(previous: int | None, current: int, arrow: str) -> None:
     """The arrow compares the backlog with the previous refresh."""
     assert trend(previous, current) == arrow

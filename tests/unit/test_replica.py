@@ -34,8 +34,14 @@ class FakeClock:
 
 
 def people(clock: FakeClock, path: Path | None = None) -> Replica[Person]:
-    return Replica("people", Person, key=lambda p: p.person_id, version=lambda p: p.version,
-                   path=path, clock=clock)
+    return Replica(
+        "people",
+        Person,
+        key=lambda p: p.person_id,
+        version=lambda p: p.version,
+        path=path,
+        clock=clock,
+    )
 
 
 def test_decide_apply_rule() -> None:
@@ -53,12 +59,18 @@ def test_newer_versions_win_and_late_events_are_ignored(durable: bool, tmp_path:
     """An older version arriving after a newer one does not overwrite it (both backends)."""
     clock = FakeClock()
     with people(clock, tmp_path / "r.db" if durable else None) as replica:
-        assert replica.apply(Person(person_id="p1", version=2, email="new@x"),
-                             event_key="k2") is ApplyResult.APPLIED
-        assert replica.apply(Person(person_id="p1", version=1, email="old@x"),
-                             event_key="k1") is ApplyResult.STALE
-        assert replica.apply(Person(person_id="p1", version=2, email="new@x"),
-                             event_key="k2") is ApplyResult.DUPLICATE
+        assert (
+            replica.apply(Person(person_id="p1", version=2, email="new@x"), event_key="k2")
+            is ApplyResult.APPLIED
+        )
+        assert (
+            replica.apply(Person(person_id="p1", version=1, email="old@x"), event_key="k1")
+            is ApplyResult.STALE
+        )
+        assert (
+            replica.apply(Person(person_id="p1", version=2, email="new@x"), event_key="k2")
+            is ApplyResult.DUPLICATE
+        )
         found = replica.get("p1")
         assert found is not None and found.email == "new@x"
         assert replica.get("nobody") is None
@@ -92,8 +104,10 @@ def test_sqlite_replica_survives_a_restart(tmp_path: Path) -> None:
         assert reopened.version("p1") == 4
         assert reopened.last_updated == 1000.0
         assert reopened.staleness() == pytest.approx(10)
-        assert reopened.apply(Person(person_id="p1", version=4, email="a@x"),
-                              event_key="k4") is ApplyResult.DUPLICATE
+        assert (
+            reopened.apply(Person(person_id="p1", version=4, email="a@x"), event_key="k4")
+            is ApplyResult.DUPLICATE
+        )
         assert [p.person_id for p in reopened.items()] == ["p1"]
 
 
@@ -116,16 +130,39 @@ class RecordingSender:
         return "key"
 
 
+class Rounds:
+    """The refresher's sleep, stepped by the test: the first `limit - 1` pauses return at
+    once, the `limit`-th parks until the block exits (its cancellation is recorded)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.pauses = 0
+        self.parked = asyncio.Event()
+        self.cancelled = False
+
+    async def sleep(self, seconds: float) -> None:
+        self.pauses += 1
+        if self.pauses < self.limit:
+            await asyncio.sleep(0)
+            return
+        self.parked.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.cancelled = True
+            raise
+
+
 async def test_refresher_asks_while_stale_and_stops_with_its_block() -> None:
     """Asks at once while the replica is empty, repeats each period, stops on exit."""
     replica = people(FakeClock())
     sender = RecordingSender()
-    async with replica.refreshing(sender, Refresh, every=0.01) as refresher:
-        await asyncio.sleep(0.05)
-    count = len(sender.sent)
-    assert count >= 2 and refresher.requests_sent == count
-    await asyncio.sleep(0.03)
-    assert len(sender.sent) == count, "the task was cancelled with its block"
+    rounds = Rounds(limit=3)
+    async with replica.refreshing(sender, Refresh, every=0.01, sleep=rounds.sleep) as refresher:
+        await rounds.parked.wait()
+        assert len(sender.sent) == refresher.requests_sent == 3  # at once, then after 2 pauses
+    assert rounds.cancelled, "the task was cancelled with its block"
+    assert len(sender.sent) == 3
 
 
 async def test_refresher_stays_quiet_while_fresh() -> None:
@@ -134,14 +171,18 @@ async def test_refresher_stays_quiet_while_fresh() -> None:
     replica = people(clock)
     replica.apply(Person(person_id="p1", version=1, email="a@x"), event_key="k1")
     sender = RecordingSender()
-    async with replica.refreshing(sender, Refresh, every=0.01, max_age=60):
-        await asyncio.sleep(0.03)
+    rounds = Rounds(limit=3)
+    async with replica.refreshing(sender, Refresh, every=0.01, max_age=60, sleep=rounds.sleep):
+        await rounds.parked.wait()
     assert sender.sent == []
 
 
 async def test_refresher_survives_an_absent_owner() -> None:
     """Unroutable (owner not deployed) is logged and asked again next period, not raised."""
     sender = RecordingSender(fail=True)
-    async with people(FakeClock()).refreshing(sender, Refresh, every=0.01) as refresher:
-        await asyncio.sleep(0.03)
+    rounds = Rounds(limit=3)
+    replica = people(FakeClock())
+    async with replica.refreshing(sender, Refresh, every=0.01, sleep=rounds.sleep) as refresher:
+        await rounds.parked.wait()  # three checks, each refused, and the task still runs
     assert refresher.requests_sent == 0
+    assert rounds.cancelled

@@ -8,7 +8,7 @@ from yarl import URL
 from framework.robust import JitteredRobustConnection, next_node, reconnect_delay
 
 
-@pytest.mark.parametrize("failures", range(0, 40))
+@pytest.mark.parametrize("failures", range(40))
 @pytest.mark.parametrize("rand", [0.0, 0.5, 1.0])
 def test_delay_bounds(failures: int, rand: float) -> None:
     """Delays stay within [base/2, cap]."""

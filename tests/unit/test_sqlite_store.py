@@ -60,8 +60,9 @@ class RecordingStore(SqliteStore):
         self.batches.append(len(batch))
         return super()._run_batch(db, batch)
 
-    def _claim(self, db: sqlite3.Connection, scope: str, key: str, token: str,
-               lease: float) -> ClaimResult:
+    def _claim(
+        self, db: sqlite3.Connection, scope: str, key: str, token: str, lease: float
+    ) -> ClaimResult:
         result = super()._claim(db, scope, key, token, lease)
         if key == "bad":
             raise ValueError("injected")
@@ -89,8 +90,12 @@ async def test_one_batch_gives_sequential_results(db_path: Path) -> None:
     store = await open_recording(db_path, clock)
     held = await clock.hold(store)
     calls = asyncio.gather(
-        store.claim("q", "k", 30), store.claim("q", "k", 30), store.complete("q", "k", 60),
-        store.claim("q", "k", 30), store.claim("q", "other", 30))
+        store.claim("q", "k", 30),
+        store.claim("q", "k", 30),
+        store.complete("q", "k", 60),
+        store.claim("q", "k", 30),
+        store.claim("q", "other", 30),
+    )
     await asyncio.sleep(0)  # the calls' tasks run up to their wait: all are queued
     clock.gate.set()
     assert list(await calls) == [CLAIMED, BUSY, None, DONE, CLAIMED]
@@ -105,9 +110,13 @@ async def test_failing_call_fails_alone(db_path: Path) -> None:
     store = await open_recording(db_path, clock)
     held = await clock.hold(store)
     calls = asyncio.gather(
-        store.claim("q", "a", 30), store.claim("q", "bad", 30), store.claim("q", "a", 30),
-        store.complete("q", "a", 60), store.claim("q", "a", 30),
-        return_exceptions=True)
+        store.claim("q", "a", 30),
+        store.claim("q", "bad", 30),
+        store.claim("q", "a", 30),
+        store.complete("q", "a", 60),
+        store.claim("q", "a", 30),
+        return_exceptions=True,
+    )
     await asyncio.sleep(0)  # the calls' tasks run up to their wait: all are queued
     clock.gate.set()
     a1, bad, a2, completed, a3 = await calls
@@ -128,8 +137,11 @@ async def test_failed_transaction_fails_every_call(db_path: Path) -> None:
     store = await open_recording(db_path, clock)
     held = await clock.hold(store)
     calls = asyncio.gather(
-        store.claim("q", "a", 30), store.complete("q", "b", 60), store.claim("q", "abort", 30),
-        return_exceptions=True)
+        store.claim("q", "a", 30),
+        store.complete("q", "b", 60),
+        store.claim("q", "abort", 30),
+        return_exceptions=True,
+    )
     await asyncio.sleep(0)  # the calls' tasks run up to their wait: all are queued
     clock.gate.set()
     results = await calls
@@ -299,7 +311,8 @@ async def test_two_stores_on_one_file_exclude_each_other(db_path: Path) -> None:
     second = await SqliteStore.open(str(db_path))
     keys = [f"k{n}" for n in range(200)]
     results = await asyncio.gather(
-        *(store.claim("q", k, 30) for k in keys for store in (first, second)))
+        *(store.claim("q", k, 30) for k in keys for store in (first, second))
+    )
     winners = [(first, second)[i % 2] for i, r in enumerate(results) if r is CLAIMED]
     assert len(winners) == 200
     assert all(r is BUSY for r in results if r is not CLAIMED)

@@ -11,8 +11,12 @@ POLICY = RetryPolicy(base_delay=1.0, max_delay=4.0)
 
 
 def _queues(max_length: int | None = None) -> dict[str, dict[str, object]]:
-    topology = worker_topology("orders", {"PlaceOrder": names.COMMANDS_EXCHANGE}, POLICY,
-                               QueueOptions(delivery_limit=7, max_length=max_length))
+    topology = worker_topology(
+        "orders",
+        {"PlaceOrder": names.COMMANDS_EXCHANGE},
+        POLICY,
+        QueueOptions(delivery_limit=7, max_length=max_length),
+    )
     return {q.name: dict(q.arguments) for q in topology.queues}
 
 
@@ -43,8 +47,13 @@ def test_max_length_sheds_with_reject_publish() -> None:
 def test_retry_tiers_dead_letter_back_to_queue() -> None:
     """Each delay tier caps its TTL and dead-letters back into the worker queue."""
     queues = _queues()
-    assert set(queues) == {"orders", "orders.dlq", "orders.retry.1s", "orders.retry.2s",
-                           "orders.retry.4s"}
+    assert set(queues) == {
+        "orders",
+        "orders.dlq",
+        "orders.retry.1s",
+        "orders.retry.2s",
+        "orders.retry.4s",
+    }
     for tier, cap in (("1s", 2000), ("2s", 4000), ("4s", 8000)):
         args = queues[f"orders.retry.{tier}"]
         assert args["x-message-ttl"] == cap
@@ -55,11 +64,15 @@ def test_retry_tiers_dead_letter_back_to_queue() -> None:
 
 def test_bindings_route_by_type_name() -> None:
     """Commands bind on the commands exchange with the type name as routing key."""
-    topology = worker_topology("orders", {"PlaceOrder": names.COMMANDS_EXCHANGE}, POLICY,
-                               QueueOptions())
+    topology = worker_topology(
+        "orders", {"PlaceOrder": names.COMMANDS_EXCHANGE}, POLICY, QueueOptions()
+    )
     [binding] = topology.bindings
     assert (binding.queue, binding.exchange, binding.routing_key) == (
-        "orders", names.COMMANDS_EXCHANGE, "PlaceOrder")
+        "orders",
+        names.COMMANDS_EXCHANGE,
+        "PlaceOrder",
+    )
     assert {e.name for e in topology.exchanges} == {names.COMMANDS_EXCHANGE, names.EVENTS_EXCHANGE}
 
 
@@ -87,6 +100,8 @@ def test_legacy_arguments_are_those_of_the_default_exchange() -> None:
     assert legacy is not None and legacy["x-dead-letter-exchange"] == ""
     assert legacy["x-dead-letter-routing-key"] == "orders.dlq"
     assert by_name["orders.dlq"].legacy_arguments is None
+
+
 def test_dlq_sets_its_own_large_delivery_limit() -> None:
     """The DLQ never falls under 4.x's default limit of 20 (listing it returns messages)."""
     args = _queues()["orders.dlq"]
@@ -98,12 +113,15 @@ def test_earlier_versions_arguments_are_accepted_after_the_current_ones() -> Non
     """A queue tries its current arguments first, then those of earlier versions: the DLQ
     without its own delivery limit, the queue dead-lettering through the default exchange;
     a retry tier has no earlier form but its default-exchange one."""
-    topology = worker_topology("orders", {"PlaceOrder": names.COMMANDS_EXCHANGE}, POLICY,
-                               QueueOptions())
+    topology = worker_topology(
+        "orders", {"PlaceOrder": names.COMMANDS_EXCHANGE}, POLICY, QueueOptions()
+    )
     by_name = {q.name: q for q in topology.queues}
     dlq = [dict(a) for a in by_name["orders.dlq"].accepted_arguments()]
-    assert dlq == [{"x-queue-type": "quorum", "x-delivery-limit": DLQ_DELIVERY_LIMIT},
-                   {"x-queue-type": "quorum"}]
+    assert dlq == [
+        {"x-queue-type": "quorum", "x-delivery-limit": DLQ_DELIVERY_LIMIT},
+        {"x-queue-type": "quorum"},
+    ]
     main = [dict(a) for a in by_name["orders"].accepted_arguments()]
     assert len(main) == 2 and main[0] == dict(by_name["orders"].arguments)
     assert main[1]["x-dead-letter-exchange"] == ""
@@ -111,11 +129,17 @@ def test_earlier_versions_arguments_are_accepted_after_the_current_ones() -> Non
 
 def test_argument_mismatch_error_names_the_argument_setting_and_migration() -> None:
     """PRECONDITION_FAILED becomes one line: which argument, which setting, what to do."""
-    error = QueueArgumentsDiffer("orders", (
-        "PRECONDITION_FAILED - inequivalent arg 'x-max-length' for queue 'orders' in vhost "
-        "'/': received the value '5' of type 'signedint' but current is none"))
+    error = QueueArgumentsDiffer(
+        "orders",
+        (
+            "PRECONDITION_FAILED - inequivalent arg 'x-max-length' for queue 'orders' in vhost "
+            "'/': received the value '5' of type 'signedint' but current is none"
+        ),
+    )
     text = str(error)
-    assert text.startswith("queue 'orders' exists with another x-max-length than declared "
-                           "(max_length): inequivalent arg 'x-max-length'")
+    assert text.startswith(
+        "queue 'orders' exists with another x-max-length than declared "
+        "(max_length): inequivalent arg 'x-max-length'"
+    )
     assert "delete_queue orders" in text and "\n" not in text
     assert error.argument == "x-max-length"

@@ -9,12 +9,15 @@ from framework.settings import Settings
 from framework.urls import mask_text, mask_url, split_urls
 
 
-@pytest.mark.parametrize(("url", "masked"), [
-    ("amqp://guest:guest@localhost:5672/", "amqp://guest:***@localhost:5672/"),
-    ("amqps://u:p%40ss@host/vhost?heartbeat=5", "amqps://u:***@host/vhost?heartbeat=5"),
-    ("amqp://localhost/", "amqp://localhost/"),
-    ("redis://:pw@[::1]:6379/0", "redis://:***@[::1]:6379/0"),
-])
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        ("amqp://guest:guest@localhost:5672/", "amqp://guest:***@localhost:5672/"),
+        ("amqps://u:p%40ss@host/vhost?heartbeat=5", "amqps://u:***@host/vhost?heartbeat=5"),
+        ("amqp://localhost/", "amqp://localhost/"),
+        ("redis://:pw@[::1]:6379/0", "redis://:***@[::1]:6379/0"),
+    ],
+)
 def test_mask_url(url: str, masked: str) -> None:
     """The password is replaced, everything else stays readable."""
     assert mask_url(url) == masked
@@ -30,7 +33,10 @@ def test_log_processor_masks_every_string_value() -> None:
     """The structlog processor masks URLs in any field of a log line."""
     event = {"event": "connect amqp://u:pw@h/", "url": "amqp://u:pw@h/", "n": 3}
     assert mask_secrets(None, "info", event) == {
-        "event": "connect amqp://u:***@h/", "url": "amqp://u:***@h/", "n": 3}
+        "event": "connect amqp://u:***@h/",
+        "url": "amqp://u:***@h/",
+        "n": 3,
+    }
 
 
 def test_settings_never_show_the_password(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -47,14 +53,22 @@ def test_settings_reject_non_amqp_url() -> None:
         Settings(amqp_url="http://u:pw@h/")
 
 
-@pytest.mark.parametrize(("text", "urls"), [
-    ("amqp://u:p@a:5672/", ["amqp://u:p@a:5672/"]),
-    ("amqp://u:p@a:5672/, amqp://v:q@b:5673/x", ["amqp://u:p@a:5672/", "amqp://v:q@b:5673/x"]),
-    ("amqp://u:p@a:5672,b:5673,c/vh?heartbeat=5",
-     ["amqp://u:p@a:5672/vh?heartbeat=5", "amqp://u:p@b:5673/vh?heartbeat=5",
-      "amqp://u:p@c/vh?heartbeat=5"]),
-    ("amqps://a,b", ["amqps://a", "amqps://b"]),
-])
+@pytest.mark.parametrize(
+    ("text", "urls"),
+    [
+        ("amqp://u:p@a:5672/", ["amqp://u:p@a:5672/"]),
+        ("amqp://u:p@a:5672/, amqp://v:q@b:5673/x", ["amqp://u:p@a:5672/", "amqp://v:q@b:5673/x"]),
+        (
+            "amqp://u:p@a:5672,b:5673,c/vh?heartbeat=5",
+            [
+                "amqp://u:p@a:5672/vh?heartbeat=5",
+                "amqp://u:p@b:5673/vh?heartbeat=5",
+                "amqp://u:p@c/vh?heartbeat=5",
+            ],
+        ),
+        ("amqps://a,b", ["amqps://a", "amqps://b"]),
+    ],
+)
 def test_split_urls(text: str, urls: list[str]) -> None:
     """A comma-separated list gives one URL per node; hosts inherit credentials and vhost."""
     assert split_urls(text) == urls
@@ -68,8 +82,7 @@ def test_split_urls_needs_a_url_first() -> None:
         split_urls(" , ")
 
 
-def test_settings_take_a_node_list_and_mask_every_password(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_settings_take_a_node_list_and_mask_every_password(monkeypatch: pytest.MonkeyPatch) -> None:
     """AMQP_URL may list the nodes of a cluster; each is checked and shown masked."""
     monkeypatch.setenv("AMQP_URL", "amqp://s:pw1@a:5672/,amqp://s:pw2@b:5672/")
     settings = Settings()

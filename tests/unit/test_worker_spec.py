@@ -19,6 +19,7 @@ class Charged(Event):
 def test_misspelled_setting_is_an_error() -> None:
     """`prefech = 10` is caught with a suggestion."""
     with pytest.raises(ConfigurationError, match="did you mean 'prefetch'"):
+
         class Typo(Worker):
             queue = "q"
             prefech = 10
@@ -65,18 +66,21 @@ def test_missing_annotation_is_an_error() -> None:
         build_spec(Untyped)
 
 
-@pytest.mark.parametrize(("name", "value", "fragment"), [
-    ("prefetch", 0, "positive integer"),
-    ("timeout", -1, "positive number"),
-    ("timeout", 4000, "consumer_timeout"),
-    ("max_attempts", 0, "positive integer"),
-    ("retry_max_delay", 0.1, "at most retry_max_delay"),
-    ("queue", "", "must set `queue"),
-    ("queue", "x.dlq", "clashes"),
-    ("max_queue_length", 0, "max_queue_length"),
-    ("max_body_bytes", 0, "max_body_bytes must be a positive integer"),
-    ("keyless", "hash", "keyless must be one of 'reject', 'content'"),
-])
+@pytest.mark.parametrize(
+    ("name", "value", "fragment"),
+    [
+        ("prefetch", 0, "positive integer"),
+        ("timeout", -1, "positive number"),
+        ("timeout", 4000, "consumer_timeout"),
+        ("max_attempts", 0, "positive integer"),
+        ("retry_max_delay", 0.1, "at most retry_max_delay"),
+        ("queue", "", "must set `queue"),
+        ("queue", "x.dlq", "clashes"),
+        ("max_queue_length", 0, "max_queue_length"),
+        ("max_body_bytes", 0, "max_body_bytes must be a positive integer"),
+        ("keyless", "hash", "keyless must be one of 'reject', 'content'"),
+    ],
+)
 def test_bad_settings_are_rejected(name: str, value: object, fragment: str) -> None:
     """Out-of-range settings fail with a message naming the setting."""
 
@@ -105,6 +109,7 @@ def test_keyless_and_body_limit_settings() -> None:
     spec = build_spec(ContentKeyed)
     assert spec.keyless == "content" and spec.max_body_bytes == 4096
     with pytest.raises(ConfigurationError, match="did you mean 'keyless'"):
+
         class Typo(Worker):
             queue = "q"
             keyles = "content"

@@ -6,8 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-import aio_pika
-
+from framework.connection import broker_answers
 from framework.errors import BrokerUnavailable
 from framework.settings import DEFAULT_AMQP_URL
 from framework.urls import mask_url
@@ -21,43 +20,38 @@ HOW_TO_GET_RABBITMQ = (
 )
 
 
-async def reachable(url: str, timeout: float = 3.0) -> bool:
-    """Can we open (and close) an AMQP connection to `url`?"""
-    try:
-        connection = await aio_pika.connect(url, timeout=timeout)
-    except (OSError, TimeoutError, aio_pika.exceptions.AMQPError):
-        return False
-    await connection.close()
-    return True
-
-
 @contextlib.asynccontextmanager
 async def demo_broker(url: str) -> AsyncIterator[tuple[str, str]]:
     """Yield (url, where it came from); a started container lives for the block."""
     explicit = url != DEFAULT_AMQP_URL
-    if await reachable(url):
+    if await broker_answers(url):
         yield url, "configured" if explicit else "localhost"
         return
     if explicit:
-        raise BrokerUnavailable(HOW_TO_GET_RABBITMQ.format(
-            tried=f"Nothing answered at {mask_url(url)} (from --url or AMQP_URL)."))
+        raise BrokerUnavailable(
+            HOW_TO_GET_RABBITMQ.format(
+                tried=f"Nothing answered at {mask_url(url)} (from --url or AMQP_URL)."
+            )
+        )
     tried = f"Nothing answered at {mask_url(url)}"
     try:
         from testcontainers.rabbitmq import RabbitMqContainer
     except ImportError:
-        raise BrokerUnavailable(HOW_TO_GET_RABBITMQ.format(
-            tried=f"{tried}, and testcontainers is not installed.")) from None
+        raise BrokerUnavailable(
+            HOW_TO_GET_RABBITMQ.format(tried=f"{tried}, and testcontainers is not installed.")
+        ) from None
     container = RabbitMqContainer("rabbitmq:3.13-management")
     try:
         await asyncio.to_thread(container.start)
-    except Exception as exc:
-        raise BrokerUnavailable(HOW_TO_GET_RABBITMQ.format(
-            tried=f"{tried}, and Docker could not start a container ({type(exc).__name__}).")
+    except Exception as exc:  # noqa: BLE001 - any Docker failure: one clear error
+        raise BrokerUnavailable(
+            HOW_TO_GET_RABBITMQ.format(
+                tried=f"{tried}, and Docker could not start a container ({type(exc).__name__})."
+            )
         ) from None
     try:
         host = container.get_container_host_ip()
         port = container.get_exposed_port(container.port)
-        yield (f"amqp://{container.username}:{container.password}@{host}:{port}/",
-               "testcontainers")
+        yield (f"amqp://{container.username}:{container.password}@{host}:{port}/", "testcontainers")
     finally:
         await asyncio.to_thread(container.stop)

@@ -117,19 +117,28 @@ def _sends(plan: Plan) -> int:
 def _order(tally: Tally, plan: Plan, n: int) -> PlaceOrder:
     poison = plan.every(plan.poison)
     amount = POISON_AMOUNT if poison and n % poison == poison // 2 else 500 + n % 9000
-    return PlaceOrder(order_id=f"{tally.prefix}{n}", customer_id=f"c{n % 50}",
-                      amount_cents=amount)
+    return PlaceOrder(order_id=f"{tally.prefix}{n}", customer_id=f"c{n % 50}", amount_cents=amount)
 
 
-async def _drive(bus: Bus, plan: Plan, tally: Tally, fleet: Fleet, depths: Depths,
-                 console: Console) -> bool:
-    progress = Progress(TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
-                        TimeElapsedColumn(), console=console)
+async def _drive(
+    bus: Bus, plan: Plan, tally: Tally, fleet: Fleet, depths: Depths, console: Console
+) -> bool:
+    progress = Progress(
+        TextColumn("{task.description:<10}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    )
     sending = progress.add_task("sent", total=plan.count)
     settling = progress.add_task("accounted", total=plan.count)
     rows = await depths.rows()
-    with Live(Group(progress, live_table(rows, fleet, tally)), console=console,
-              refresh_per_second=4, transient=False) as live:
+    with Live(
+        Group(progress, live_table(rows, fleet, tally)),
+        console=console,
+        refresh_per_second=4,
+        transient=False,
+    ) as live:
         sender = asyncio.create_task(_send_all(bus, plan, tally, progress, sending))
         try:
             async with asyncio.timeout(plan.wait):
@@ -140,11 +149,11 @@ async def _drive(bus: Bus, plan: Plan, tally: Tally, fleet: Fleet, depths: Depth
                     progress.update(settling, completed=min(done, plan.count))
                     live.update(Group(progress, live_table(rows, fleet, tally)))
                     receipts_due = len(tally.receipts) + depths.new_dead(
-                        rows, "notifications", "notifications.receipts")
+                        rows, "notifications", "notifications.receipts"
+                    )
                     if sender.done() and sender.exception() is not None:
                         break  # reported below; waiting longer cannot help
-                    if sender.done() and done >= plan.count and receipts_due >= len(
-                            tally.outcomes):
+                    if sender.done() and done >= plan.count and receipts_due >= len(tally.outcomes):
                         break
                     await asyncio.sleep(0.25)  # the broker pushes no depth events: poll
             return sender.exception() is None
@@ -160,8 +169,7 @@ async def _drive(bus: Bus, plan: Plan, tally: Tally, fleet: Fleet, depths: Depth
                     await sender
 
 
-async def _send_all(bus: Bus, plan: Plan, tally: Tally, progress: Progress,
-                    task: object) -> None:
+async def _send_all(bus: Bus, plan: Plan, tally: Tally, progress: Progress, task: object) -> None:
     """Send every order (a bounded number in flight), some twice with the same key."""
     dup = plan.every(plan.duplicates)
     limit = asyncio.Semaphore(64)
@@ -184,7 +192,8 @@ async def _send_all(bus: Bus, plan: Plan, tally: Tally, progress: Progress,
 
 def _verdict(tally: Tally, finished: bool, console: Console) -> int:
     missing = tally.missing() + [f"(never sent: {tally.expected - len(tally.sent_at)})"] * (
-        len(tally.sent_at) < tally.expected)
+        len(tally.sent_at) < tally.expected
+    )
     if finished and tally.all_accounted():
         console.print(f"[green]every order accounted for: {tally.expected}/{tally.expected}[/]")
         return 0

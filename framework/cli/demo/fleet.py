@@ -24,7 +24,11 @@ from services.payments.gateway import Gateway, GatewaySettings
 from services.payments.worker import PaymentWorker
 
 WORKERS: tuple[type[Worker], ...] = (
-    CustomerWorker, OrderWorker, PaymentWorker, NotificationWorker, ReceiptWorker,
+    CustomerWorker,
+    OrderWorker,
+    PaymentWorker,
+    NotificationWorker,
+    ReceiptWorker,
 )
 
 
@@ -65,8 +69,7 @@ async def in_process(bus: Bus, gateway: GatewaySettings) -> AsyncIterator[Fleet]
             fleet.workers.append(payments)
         else:
             fleet.workers.append(cls(bus))
-    tasks = [asyncio.create_task(w.run(), name=f"demo:{type(w).__name__}")
-             for w in fleet.workers]
+    tasks = [asyncio.create_task(w.run(), name=f"demo:{type(w).__name__}") for w in fleet.workers]
     try:
         for worker in fleet.workers:
             await worker.wait_ready()
@@ -82,19 +85,25 @@ def gateway_env(gateway: GatewaySettings) -> dict[str, str]:
 
 
 @contextlib.asynccontextmanager
-async def as_processes(url: str, gateway: GatewaySettings, log_dir: Path,
-                       ready: Callable[[], Awaitable[bool]]) -> AsyncIterator[Fleet]:
+async def as_processes(
+    url: str, gateway: GatewaySettings, log_dir: Path, ready: Callable[[], Awaitable[bool]]
+) -> AsyncIterator[Fleet]:
     """Each service as `framework run MODULE:Class` in its own process; SIGTERM on exit."""
-    env = {**os.environ, "AMQP_URL": url, "FRAMEWORK_LOG_FORMAT": "json",
-           **gateway_env(gateway)}
+    env = {**os.environ, "AMQP_URL": url, "FRAMEWORK_LOG_FORMAT": "json", **gateway_env(gateway)}
     procs: list[subprocess.Popen[bytes]] = []
     try:
         for cls in WORKERS:
             target = f"{cls.__module__}:{cls.__name__}"
             with (log_dir / f"{cls.queue}.log").open("wb") as log:
-                procs.append(subprocess.Popen(  # noqa: ASYNC220 - starting, not waiting
-                    [sys.executable, "-m", "framework", "run", target], cwd=examples_root(),
-                    env=env, stdout=log, stderr=subprocess.STDOUT))
+                procs.append(
+                    subprocess.Popen(  # noqa: ASYNC220 - starting, not waiting
+                        [sys.executable, "-m", "framework", "run", target],
+                        cwd=examples_root(),
+                        env=env,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                    )
+                )
         deadline = time.monotonic() + 60
         while not await ready():
             dead = [p.args for p in procs if p.poll() is not None]

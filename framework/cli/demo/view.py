@@ -16,8 +16,9 @@ def live_table(rows: list[QueueRow], fleet: Fleet, tally: Tally) -> Table:
     for column in ("queue", "ready", "consumers", "in retry", "DLQ"):
         table.add_column(column, justify="left" if column == "queue" else "right")
     for row in rows:
-        table.add_row(row.name, str(row.ready), str(row.unacked_or_consumers), str(row.retry),
-                      str(row.dlq))
+        table.add_row(
+            row.name, str(row.ready), str(row.unacked_or_consumers), str(row.retry), str(row.dlq)
+        )
     counts = tally.counts()
     retried = fleet.stat("retried")
     table.caption = (
@@ -53,8 +54,10 @@ def summary_table(tally: Tally, fleet: Fleet, wall: float, sends: int) -> Table:
         ("retries (all services)", _fmt(fleet.stat("retried"))),
         ("duplicates suppressed", _fmt(fleet.stat("duplicates"))),
         ("breaker opened", _fmt(fleet.breaker_opened if fleet.breaker else None)),
-        ("latency p50 / p99",
-         f"{_ms(percentile(latencies, 50))} / {_ms(percentile(latencies, 99))}"),
+        (
+            "latency p50 / p99",
+            f"{_ms(percentile(latencies, 50))} / {_ms(percentile(latencies, 99))}",
+        ),
         ("wall time", f"{wall:.1f}s"),
     ]
     for what, value in rows:

@@ -33,8 +33,9 @@ def observer(tally: Tally) -> type[Worker]:
         prefetch = 256
         timeout = 5.0
 
-        async def handle(self, msg: OrderPlaced | PaymentSucceeded | PaymentFailed | ReceiptSent,
-                         ctx: Context) -> None:
+        async def handle(
+            self, msg: OrderPlaced | PaymentSucceeded | PaymentFailed | ReceiptSent, ctx: Context
+        ) -> None:
             if not tally.mine(msg.order_id):
                 return  # a leftover of an earlier run
             if isinstance(msg, OrderPlaced):
@@ -119,8 +120,11 @@ async def delete_observer(bus: Bus, worker: type[Worker]) -> None:
     spec = build_spec(worker)
     channel = await bus.consume_channel(prefetch=0)
     try:
-        for name in (spec.queue, names.dlq_name(spec.queue),
-                     *(names.retry_queue_name(spec.queue, t) for t in spec.policy.tiers_ms())):
+        for name in (
+            spec.queue,
+            names.dlq_name(spec.queue),
+            *(names.retry_queue_name(spec.queue, t) for t in spec.policy.tiers_ms()),
+        ):
             with contextlib.suppress(aio_pika.exceptions.ChannelClosed):
                 await channel.queue_delete(name, if_unused=False, if_empty=False)
     finally:

@@ -25,13 +25,11 @@ class RecordingBus:
         self.sent: list[Command] = []
         self.keys: list[str] = []
 
-    async def publish(self, event: Event, *, idempotency_key: str | None = None,
-                      **_: Any) -> str:
+    async def publish(self, event: Event, *, idempotency_key: str | None = None, **_: Any) -> str:
         self.published.append(event)
         return self._key(idempotency_key)
 
-    async def send(self, command: Command, *, idempotency_key: str | None = None,
-                   **_: Any) -> str:
+    async def send(self, command: Command, *, idempotency_key: str | None = None, **_: Any) -> str:
         self.sent.append(command)
         return self._key(idempotency_key)
 
@@ -44,24 +42,38 @@ class RecordingBus:
         return [*self.published, *self.sent]
 
 
-def context(bus: RecordingBus, message_id: str = "m-1", attempt: int = 1,
-            database: WorkerDatabase | None = None) -> Context:
+def context(
+    bus: RecordingBus,
+    message_id: str = "m-1",
+    attempt: int = 1,
+    database: WorkerDatabase | None = None,
+) -> Context:
     """A Context for one delivery, publishing into `bus` (through `database`'s outbox if
     given, as a worker with a `database` does)."""
     import structlog
 
-    return Context(bus=bus, queue="unit", message_id=message_id,  # type: ignore[arg-type]
-                   correlation_id="corr-1", attempt=attempt,
-                   log=structlog.get_logger("unit"), database=database)
+    return Context(
+        bus=bus,
+        queue="unit",
+        message_id=message_id,  # type: ignore[arg-type]
+        correlation_id="corr-1",
+        attempt=attempt,
+        log=structlog.get_logger("unit"),
+        database=database,
+    )
 
 
 @contextlib.asynccontextmanager
 async def worker_database(worker: Worker, bus: RecordingBus) -> AsyncIterator[WorkerDatabase]:
     """The database a running `worker` would have (its `database`), relaying into `bus`."""
     assert worker.database, f"{type(worker).__name__} has no database"
-    database = await WorkerDatabase.open(worker.database, bus,  # type: ignore[arg-type]
-                                         app_id=bus.service, retention=60.0,
-                                         stats=RelayStats())
+    database = await WorkerDatabase.open(
+        worker.database,
+        bus,  # type: ignore[arg-type]
+        app_id=bus.service,
+        retention=60.0,
+        stats=RelayStats(),
+    )
     try:
         yield database
     finally:

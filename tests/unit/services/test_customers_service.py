@@ -22,10 +22,14 @@ async def test_refresh_republishes_a_snapshot() -> None:
     worker = CustomerWorker(bus, Directory.sample(3))  # type: ignore[arg-type]
     await worker.handle(RefreshCustomers(requested_by="t"), context(bus))
     assert [e.customer_id for e in bus.published if isinstance(e, CustomerUpdated)] == [
-        "c0", "c1", "c2"]
+        "c0",
+        "c1",
+        "c2",
+    ]
     bus.published.clear()
-    await worker.handle(RefreshCustomers(requested_by="t", customer_ids=["c2", "zz"]),
-                        context(bus, "m-2"))
+    await worker.handle(
+        RefreshCustomers(requested_by="t", customer_ids=["c2", "zz"]), context(bus, "m-2")
+    )
     assert [e.customer_id for e in bus.published if isinstance(e, CustomerUpdated)] == ["c2"]
 
 

@@ -42,13 +42,27 @@ async def test_payment_outcome_becomes_a_receipt_from_the_replica() -> None:
     worker = notifications(bus)
     worker.customers.apply(ALICE, event_key="e1")
     await worker.handle(PAID, context(bus))
-    await worker.handle(PaymentFailed(order_id="o2", customer_id="c1", amount_cents=5,
-                                      reason="card declined"), context(bus, "m-2"))
+    await worker.handle(
+        PaymentFailed(order_id="o2", customer_id="c1", amount_cents=5, reason="card declined"),
+        context(bus, "m-2"),
+    )
     assert bus.sent == [
-        SendReceipt(order_id="o1", customer_id="c1", name="Alice", email="alice@example.com",
-                    amount_cents=1250, outcome="paid"),
-        SendReceipt(order_id="o2", customer_id="c1", name="Alice", email="alice@example.com",
-                    amount_cents=5, outcome="declined"),
+        SendReceipt(
+            order_id="o1",
+            customer_id="c1",
+            name="Alice",
+            email="alice@example.com",
+            amount_cents=1250,
+            outcome="paid",
+        ),
+        SendReceipt(
+            order_id="o2",
+            customer_id="c1",
+            name="Alice",
+            email="alice@example.com",
+            amount_cents=5,
+            outcome="declined",
+        ),
     ]
 
 
@@ -65,8 +79,16 @@ async def test_receipt_worker_sends_the_email_and_announces_it() -> None:
     bus = RecordingBus()
     mailer = Mailer()
     await ReceiptWorker(bus, mailer).handle(  # type: ignore[arg-type]
-        SendReceipt(order_id="o1", customer_id="c1", name="Alice", email="a@example.com",
-                    amount_cents=1250, outcome="paid"), context(bus))
+        SendReceipt(
+            order_id="o1",
+            customer_id="c1",
+            name="Alice",
+            email="a@example.com",
+            amount_cents=1250,
+            outcome="paid",
+        ),
+        context(bus),
+    )
     assert [e.to for e in mailer.sent] == ["a@example.com"]
     assert bus.published == [ReceiptSent(order_id="o1", email="a@example.com", outcome="paid")]
 

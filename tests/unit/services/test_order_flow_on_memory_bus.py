@@ -16,8 +16,16 @@ from services.payments.worker import PaymentWorker
 
 
 def reliable_gateway(decline_rate: float = 0.0) -> Gateway:
-    return Gateway(GatewaySettings(latency=0.0, failure_rate=0.0, decline_rate=decline_rate,
-                                   outage_start=0.0, outage_duration=0.0, timeout=1.0))
+    return Gateway(
+        GatewaySettings(
+            latency=0.0,
+            failure_rate=0.0,
+            decline_rate=decline_rate,
+            outage_start=0.0,
+            outage_duration=0.0,
+            timeout=1.0,
+        )
+    )
 
 
 class ApprovingPayments(PaymentWorker):
@@ -42,16 +50,21 @@ async def _start_system(test_bus: MemoryBus, payments: type[PaymentWorker]) -> N
 async def test_paid_order_ends_in_a_receipt(test_bus: MemoryBus) -> None:
     """Every hop happens once, in one conversation, and the receipt uses replica data."""
     await _start_system(test_bus, ApprovingPayments)
-    await test_bus.send(PlaceOrder(order_id="o1", customer_id="c3", amount_cents=1200),
-                        idempotency_key="order-o1")
+    await test_bus.send(
+        PlaceOrder(order_id="o1", customer_id="c3", amount_cents=1200), idempotency_key="order-o1"
+    )
     await test_bus.drain()
     assert [e.order_id for e in test_bus.published_of(OrderPlaced)] == ["o1"]
     assert [e.order_id for e in test_bus.published_of(PaymentSucceeded)] == ["o1"]
     [receipt] = test_bus.published_of(ReceiptSent)
     assert (receipt.order_id, receipt.email, receipt.outcome) == (
-        "o1", "customer3@example.com", "paid")
-    conversation = {p.correlation_id for p in test_bus.published
-                    if getattr(p.message, "order_id", None) == "o1"}
+        "o1",
+        "customer3@example.com",
+        "paid",
+    )
+    conversation = {
+        p.correlation_id for p in test_bus.published if getattr(p.message, "order_id", None) == "o1"
+    }
     assert conversation == {"order-o1"}
     for queue in ("orders", "payments", "notifications", "notifications.receipts"):
         assert test_bus.dead_letters(queue) == []

@@ -28,8 +28,9 @@ async def payments_queue(test_bus: MemoryBus) -> None:
 async def test_place_order_announces_order_placed(test_bus: MemoryBus) -> None:
     """PlaceOrder is handled once and OrderPlaced is published in the same conversation."""
     worker = await test_bus.start_worker(OrderWorker)
-    await test_bus.send(PlaceOrder(order_id="42", customer_id="c1", amount_cents=999),
-                        idempotency_key="order-42")
+    await test_bus.send(
+        PlaceOrder(order_id="42", customer_id="c1", amount_cents=999), idempotency_key="order-42"
+    )
     await test_bus.drain()
     assert test_bus.published_of(OrderPlaced) == [
         OrderPlaced(order_id="42", customer_id="c1", amount_cents=999)
@@ -54,8 +55,7 @@ async def test_retried_order_republishes_the_same_key(test_bus: MemoryBus) -> No
     assert len(keys) == 2 and keys[0] == keys[1]
 
 
-async def test_a_redelivered_order_is_not_handled_twice_by_one_replica(
-        test_bus: MemoryBus) -> None:
+async def test_a_redelivered_order_is_not_handled_twice_by_one_replica(test_bus: MemoryBus) -> None:
     """Its transaction committed: the redelivery is acked as a duplicate, nothing re-sent."""
     worker = await test_bus.start_worker(OrderWorker)
     order = PlaceOrder(order_id="8", customer_id="c", amount_cents=1)
@@ -71,8 +71,11 @@ async def test_a_redelivered_order_is_not_handled_twice_by_one_replica(
 async def test_invalid_order_goes_to_dlq(test_bus: MemoryBus) -> None:
     """A PlaceOrder failing its schema (amount 0) is dead-lettered as invalid."""
     await test_bus.start_worker(OrderWorker)
-    await test_bus.publish_raw("orders", b'{"order_id": "1", "customer_id": "c", '
-                               b'"amount_cents": 0}', type=PlaceOrder.type_name)
+    await test_bus.publish_raw(
+        "orders",
+        b'{"order_id": "1", "customer_id": "c", "amount_cents": 0}',
+        type=PlaceOrder.type_name,
+    )
     await test_bus.drain()
     [dead] = test_bus.dead_letters("orders")
     assert dead.reason == "invalid"

@@ -24,8 +24,10 @@ async def test_place_order_stores_announces_and_requests_the_charge(tmp_path: Pa
     bus = RecordingBus()
     orders = worker(bus, db=str(tmp_path / "orders.db"))
     async with worker_database(orders, bus) as database:
-        await orders.handle(PlaceOrder(order_id="o1", customer_id="c1", amount_cents=500),
-                            context(bus, database=database))
+        await orders.handle(
+            PlaceOrder(order_id="o1", customer_id="c1", amount_cents=500),
+            context(bus, database=database),
+        )
     assert orders.orders.status("o1") == "placed"
     assert bus.published == [OrderPlaced(order_id="o1", customer_id="c1", amount_cents=500)]
     assert bus.sent == [ChargePayment(order_id="o1", customer_id="c1", amount_cents=500)]
@@ -59,7 +61,8 @@ async def test_an_order_over_the_limit_is_refused_for_good() -> None:
     bus = RecordingBus()
     with pytest.raises(PermanentError, match="exceeds the limit"):
         await worker(bus, max_amount_cents=1000).handle(
-            PlaceOrder(order_id="o1", customer_id="c1", amount_cents=1001), context(bus))
+            PlaceOrder(order_id="o1", customer_id="c1", amount_cents=1001), context(bus)
+        )
     assert bus.messages() == []
 
 

@@ -14,8 +14,14 @@ CHARGE = ChargePayment(order_id="o1", customer_id="c1", amount_cents=500)
 
 
 def settings(**overrides: float) -> GatewaySettings:
-    values = {"latency": 0.0, "failure_rate": 0.0, "decline_rate": 0.0, "outage_start": 0.0,
-              "outage_duration": 0.0, "timeout": 0.05}
+    values = {
+        "latency": 0.0,
+        "failure_rate": 0.0,
+        "decline_rate": 0.0,
+        "outage_start": 0.0,
+        "outage_duration": 0.0,
+        "timeout": 0.05,
+    }
     values.update(overrides)
     return GatewaySettings(**values)
 
@@ -39,8 +45,7 @@ class Draws:
         return self.values.pop(0) if self.values else 0.99
 
 
-def payments(bus: RecordingBus, gateway_settings: GatewaySettings,
-             *draws: float) -> PaymentWorker:
+def payments(bus: RecordingBus, gateway_settings: GatewaySettings, *draws: float) -> PaymentWorker:
     return PaymentWorker(bus, Gateway(gateway_settings, rand=Draws(*draws)))  # type: ignore[arg-type]
 
 
@@ -56,8 +61,9 @@ async def test_decline_is_a_business_outcome_not_an_error() -> None:
     """Declined: PaymentFailed is published and the delivery succeeds (no retry, no DLQ)."""
     bus = RecordingBus()
     await payments(bus, settings(decline_rate=1.0)).handle(CHARGE, context(bus))
-    assert bus.published == [PaymentFailed(order_id="o1", customer_id="c1", amount_cents=500,
-                                           reason="card declined")]
+    assert bus.published == [
+        PaymentFailed(order_id="o1", customer_id="c1", amount_cents=500, reason="card declined")
+    ]
 
 
 async def test_gateway_failure_is_transient() -> None:
