@@ -57,16 +57,7 @@ class Context:
     async def publish(self, event: Event, *, idempotency_key: str | None = None) -> str:
         """Publish an event caused by this delivery; returns its (derived) key once confirmed."""
         key = idempotency_key or self._next_key(event)
-        if self._through_outbox("publish"):
-            assert self._tx is not None
-            return await self._tx.publish(
-                event,
-                idempotency_key=key,
-                correlation_id=self.correlation_id,
-                causation_id=self.message_id,
-                traceparent=child_traceparent(self.traceparent),
-            )
-        return await self.bus.publish(
+        return await self._emitter("publish").publish(
             event,
             idempotency_key=key,
             correlation_id=self.correlation_id,
@@ -84,18 +75,7 @@ class Context:
     ) -> str:
         """Send a command caused by this delivery; returns its (derived) key once confirmed."""
         key = idempotency_key or self._next_key(command)
-        if self._through_outbox("send"):
-            assert self._tx is not None
-            return await self._tx.send(
-                command,
-                idempotency_key=key,
-                correlation_id=self.correlation_id,
-                causation_id=self.message_id,
-                traceparent=child_traceparent(self.traceparent),
-                deadline=deadline,
-                ttl=ttl,
-            )
-        return await self.bus.send(
+        return await self._emitter("send").send(
             command,
             idempotency_key=key,
             correlation_id=self.correlation_id,
@@ -134,14 +114,15 @@ class Context:
                 self._tx = None
         self._committed = True
 
-    def _through_outbox(self, verb: str) -> bool:
-        """True inside the transaction; after its commit a publish could be lost, so no."""
+    def _emitter(self, verb: str) -> Transaction | Transport:
+        """Inside the transaction its outbox, else the bus; after the commit a publish could
+        be lost, so neither."""
         if self._tx is not None:
-            return True
+            return self._tx
         if self._committed:
             raise OutboxMisuse(
                 f"ctx.{verb}() after ctx.transaction() committed would be lost if the "
                 "process died before it (a redelivery is acked as a duplicate without "
                 f"running the handler): move the {verb} inside the `async with` block"
             )
-        return False
+        return self.bus
