@@ -53,8 +53,11 @@ lint: $(STAMP)
 BROKERS ?= 3.10 4.0
 
 ## test: lint, type-check, the unit tests once, then integration and chaos on each of BROKERS
+## (the RabbitMQ 4.0 node of scripts/broker4 is started first when 4.0 is among them)
 test: lint
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+	case " $(BROKERS) " in *" 4.0 "*) \
+	    scripts/broker4 status >/dev/null 2>&1 || scripts/broker4 start;; esac
 	for broker in $(BROKERS); do \
 	    scripts/on-broker $$broker $(BIN)/pytest tests/integration tests/chaos $(PYTEST_ARGS) \
 	        || exit 1; \
