@@ -16,7 +16,8 @@ environment, never by a broad pattern), then the tmp dir is removed.
 `Cluster(install=broker4_install())` builds the same cluster from RabbitMQ 4.0 in the
 trixie root of scripts/broker4 (nodes `rabbit4a..c@localhost`, AMQP 5711-5713, distribution
 25711-25713, their dirs under the root's /tmp): every node and CLI call runs through
-`chroot` as the root's rabbitmq user, with the root's cookie (the 4.0 CLI on Erlang 27).
+`scripts/in-root` (chroot as the root's rabbitmq user, /proc in a private mount namespace),
+with the root's cookie (the 4.0 CLI on Erlang 27).
 `cluster_for(broker)` picks the install of the broker under test (FRAMEWORK_TEST_BROKER).
 
 `python -m tests.chaos.cluster [4.0]` starts a cluster, prints its status and tears it down
@@ -91,6 +92,7 @@ def host_install() -> Install:
     )
 
 
+IN_ROOT = Path(__file__).parents[2] / "scripts" / "in-root"
 BROKER4_ROOT = Path(os.environ.get("BROKER4_DIR", Path(__file__).parents[2] / ".broker4"), "root")
 
 
@@ -118,7 +120,8 @@ def broker4_install(root: Path = BROKER4_ROOT) -> Install:
         "/var/lib/rabbitmq",
         tmp_parent=root / "tmp",
         root=root,
-        wrap=("chroot", f"--userspec={uid}:{gid}", str(root)),
+        # chroot as the root's rabbitmq user, /proc mounted in a private mount namespace
+        wrap=(str(IN_ROOT), str(root)),
         run_as_root=True,
     )
 
@@ -253,8 +256,6 @@ class Cluster:
         """Start the nodes, join 2..n to node 1, check all are running members."""
         self._preflight()
         install = self.install = self.install or host_install()
-        if install.tmp_parent is not None:
-            await self._mount_root()
         self.tmp = Path(tempfile.mkdtemp(prefix="fw-cluster-", dir=install.tmp_parent))
         for i in range(self.size):
             short = self.node_short(i)
@@ -325,20 +326,6 @@ class Cluster:
 
     def node_short(self, index: int) -> str:
         return self.prefix + (self.names[index] if self.names else str(index + 1))
-
-    async def _mount_root(self) -> None:
-        """/proc and /dev inside the root (scripts/broker4 mounts them, idempotently)."""
-        script = Path(__file__).parents[2] / "scripts" / "broker4"
-        process = await asyncio.create_subprocess_exec(
-            str(script),
-            "run",
-            "true",
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-        out, _ = await process.communicate()
-        if process.returncode != 0:
-            raise ClusterUnavailable(f"scripts/broker4 run true failed: {out.decode()}")
 
     # ---- faults --------------------------------------------------------------------------
 
