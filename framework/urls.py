@@ -89,7 +89,8 @@ def disables_tls_verification(url: str) -> bool:
     """True for an amqps URL whose `no_verify_ssl` turns certificate checks off.
 
     aiormq verifies only when the parameter is absent or exactly "0"; any other value
-    (1, true, yes, empty) switches verification off.
+    (1, true, yes, empty) switches verification off. A repeated parameter counts if any of
+    its values would: aiormq reads the first, a proxy or another client may read the last.
     """
     try:
         parts = urlsplit(url)
@@ -97,8 +98,12 @@ def disables_tls_verification(url: str) -> bool:
         return False
     if parts.scheme.lower() != "amqps":
         return False
-    query = dict(parse_qsl(parts.query, keep_blank_values=True))
-    return "no_verify_ssl" in query and query["no_verify_ssl"] != "0"
+    values = [
+        value
+        for name, value in parse_qsl(parts.query, keep_blank_values=True)
+        if name.strip().lower() == "no_verify_ssl"
+    ]
+    return any(value != "0" for value in values)
 
 
 def split_urls(text: str) -> list[str]:

@@ -80,6 +80,9 @@ def test_settings_reject_a_non_numeric_port() -> None:
         ("amqps://h/?no_verify_ssl=0", False),
         ("amqps://h/?cafile=/ca.pem", False),
         ("amqp://h/?no_verify_ssl=1", False),
+        ("amqps://h/?no_verify_ssl=1&no_verify_ssl=0", True),
+        ("amqps://h/?no_verify_ssl=0&no_verify_ssl=1", True),
+        ("amqps://h/?no%5Fverify%5Fssl=1", True),
     ],
 )
 def test_which_urls_turn_verification_off(url: str, off: bool) -> None:
