@@ -3,6 +3,7 @@ what a redelivery does, what a misuse gets, and what the relay sweeps and cleans
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 from typing import TypeVar
@@ -10,7 +11,9 @@ from typing import TypeVar
 import pytest
 
 from framework import Command, ConfigurationError, Context, Event, Worker
+from framework.metrics import Metrics
 from framework.outbox import Relay, RelayPolicy, open_database
+from framework.settings import Settings
 from framework.testing import MemoryBus
 
 W = TypeVar("W", bound=Worker)
@@ -274,3 +277,52 @@ async def test_a_failed_publish_after_commit_is_retried_by_the_sweep(
     assert queued.message_id == "early" and await database.backlog() == 0
     await relay.close()
     await database.close()
+
+
+class Nowhere(Command):
+    type_name = "tests.outbox.Nowhere"  # no queue takes it: unroutable
+
+
+class SendsNowhere(ItemWorker):
+    queue = "outbox-stuck"
+
+    async def handle(self, msg: AddItem, ctx: Context) -> None:
+        async with ctx.transaction():
+            await ctx.send(Nowhere())
+
+
+def sample(metrics: Metrics, name: str, queue: str) -> float | None:
+    return metrics.registry.get_sample_value(name, {"queue": queue})
+
+
+async def test_outbox_publish_latency_reaches_its_histogram(
+    test_bus: MemoryBus, db_path: Path
+) -> None:
+    """Each row the relay publishes is one observation of commit-to-confirm seconds."""
+    metrics = Metrics()
+    worker = await start(test_bus, db_path)
+    metrics.watch(worker)
+    for item in ("a", "b"):
+        await test_bus.send(AddItem(item_id=item), idempotency_key=f"add-{item}")
+    await test_bus.drain()
+    await worker.stop()
+    latency = "framework_outbox_publish_latency_seconds"
+    assert sample(metrics, f"{latency}_count", "outbox-items") == 2
+    assert (sample(metrics, f"{latency}_sum", "outbox-items") or 0.0) >= 0.0
+
+
+async def test_rows_left_unsent_show_in_the_backlog_gauge(db_path: Path) -> None:
+    """A row the relay cannot publish (unroutable) stays in the outbox and in the gauge."""
+    metrics = Metrics()
+    async with MemoryBus(settings=Settings(outbox_poll_interval=0.02)) as bus:
+        worker = await start(bus, db_path, SendsNowhere)
+        metrics.watch(worker)
+        assert sample(metrics, "framework_outbox_backlog", "outbox-stuck") == 0
+        await bus.send(AddItem(item_id="a"), idempotency_key="add-a")
+        await bus.drain()
+        async with asyncio.timeout(10):
+            # a gauge has no event to wait on: polled, bounded by the timeout
+            while sample(metrics, "framework_outbox_backlog", "outbox-stuck") != 1:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        await worker.stop()
+    assert rows(db_path, "SELECT COUNT(*) FROM fw_outbox WHERE sent_at IS NULL") == [(1,)]
