@@ -74,6 +74,15 @@ class Settings(BaseSettings):
         "the broker's setting.",
     )
     management_url: SecretStr | None = None
+    broker_consumer_timeout: float = Field(
+        default=1800.0,
+        gt=0,
+        description="Seconds the broker lets a delivery stay unacked (RabbitMQ's "
+        "consumer_timeout, 30 min by default; a server setting no client can read): a worker "
+        "whose handler timeout is at or above it refuses to start. Set it when the broker's "
+        "is lower. Per-queue values (x-consumer-timeout, a policy's consumer-timeout) are "
+        "read through the management API when FRAMEWORK_MANAGEMENT_URL is set.",
+    )
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     topology_check_interval: float = Field(
         default=30.0,

@@ -12,7 +12,7 @@ import click
 import yaml
 
 from framework.asyncapi import build_document
-from framework.broker_checks import queue_problems, version_problems
+from framework.broker_checks import version_problems
 from framework.cli.broker import BrokerSession
 from framework.cli.context import state
 from framework.cli.options import PROJECT_DEFAULT, module_option
@@ -20,6 +20,7 @@ from framework.contracts import Problem, find_problems
 from framework.discovery import discover
 from framework.management import ManagementUnavailable
 from framework.settings import Settings
+from framework.startup_checks import worker_queue_problems
 from framework.worker import Worker
 from framework.worker_spec import build_spec
 
@@ -87,11 +88,9 @@ async def broker_problems(settings: Settings, workers: Sequence[type[Worker]]) -
         problems = version_problems((await session.connection()).server_version)
         try:
             for worker in workers:
-                for queue in build_spec(worker).topology.queues:
-                    existing = await session.management.queue(queue.name)
-                    problems += queue_problems(
-                        queue.name, worker.__name__, dict(queue.arguments), existing
-                    )
+                problems += await worker_queue_problems(
+                    session.management, build_spec(worker), worker.__name__
+                )
         except ManagementUnavailable as exc:
             problems.append(
                 Problem(

@@ -1,5 +1,6 @@
-"""`framework check --broker` refuses what would break the guarantees on the broker as it is:
-a queue with another argument than its worker declares, a policy lowering the delivery limit.
+"""`framework check --broker`, and each worker at start, refuse what would break the guarantees
+on the broker as it is: a queue with another argument than its worker declares, a policy
+lowering the delivery limit or dropping dead letters.
 
 Runs on a vhost the test creates (and deletes), so its policy touches nothing else; needs the
 management API (FRAMEWORK_MANAGEMENT_URL).
@@ -20,6 +21,8 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import aio_pika
 import pytest
 
+from framework import Bus, Command, ConfigurationError, Context, Worker
+from framework.settings import Settings
 from tests.integration.cli_runner import framework
 
 
@@ -107,3 +110,69 @@ async def test_check_broker_refuses_a_conflicting_queue_and_a_lowering_policy(
         )
         for line in lines
     ), lines
+
+
+class Chore(Command):
+    type_name = "tests.check.Chore"
+    n: int
+
+
+@pytest.mark.timeout(120)  # polls the management API for up to 60 s
+async def test_a_worker_refuses_to_start_where_a_policy_would_move_its_dead_letters(
+    amqp_url: str, queue_name: str
+) -> None:
+    """With FRAMEWORK_MANAGEMENT_URL set, a worker checks its own queues at start: a policy
+    giving its DLQ a message TTL (dead letters silently dropped) stops it with one error;
+    without the policy the same worker starts."""
+
+    class ChoreWorker(Worker):
+        queue = queue_name
+
+        async def handle(self, msg: Chore, ctx: Context) -> None:
+            pass
+
+    vhost = f"t.check.{uuid.uuid4().hex[:8]}"
+    path = quote(vhost, safe="")
+    settings = Settings(
+        management_url=os.environ.get(
+            "FRAMEWORK_MANAGEMENT_URL", "http://guest:guest@127.0.0.1:15672/"
+        )
+    )
+    await asyncio.to_thread(management, "PUT", f"/api/vhosts/{path}", {})
+    try:
+        user = urlsplit(amqp_url).username or "guest"
+        await asyncio.to_thread(
+            management,
+            "PUT",
+            f"/api/permissions/{path}/{user}",
+            {"configure": ".*", "write": ".*", "read": ".*"},
+        )
+        url = urlunsplit(urlsplit(amqp_url)._replace(path="/" + path))
+        async with Bus.connect(url, settings=settings, service="tests.check") as bus:
+            await bus.declare(ChoreWorker)  # no policy yet: checked, and nothing to say
+        dlq = f"{queue_name}.dlq"
+        await asyncio.to_thread(
+            management,
+            "PUT",
+            f"/api/policies/{path}/drop-dead-letters",
+            {
+                "pattern": f"^{re.escape(dlq)}$",
+                "apply-to": "queues",
+                "definition": {"message-ttl": 60000},
+            },
+        )
+        async with asyncio.timeout(60):  # the API shows the policy with its next stats
+            while (  # noqa: ASYNC110 - no event for API refreshes
+                await asyncio.to_thread(
+                    management, "GET", f"/api/queues/{path}/{quote(dlq, safe='')}"
+                )
+            ).get("policy") != "drop-dead-letters":
+                await asyncio.sleep(0.5)
+        async with Bus.connect(url, settings=settings, service="tests.check") as bus:
+            with pytest.raises(ConfigurationError) as raised:
+                await asyncio.wait_for(ChoreWorker(bus).run(), 30)
+    finally:
+        await asyncio.to_thread(management, "DELETE", f"/api/vhosts/{path}")
+    text = str(raised.value)
+    assert "the broker would break ChoreWorker's guarantees: [policy-moves-messages]" in text
+    assert f"policy drop-dead-letters sets message-ttl=60000 on {dlq}" in text

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from framework.broker_checks import queue_problems, version_problems
+from framework.broker_checks import HandlerNeeds, queue_problems, version_problems
 
 DECLARED = {
     "x-queue-type": "quorum",
@@ -62,3 +62,46 @@ def test_a_policy_that_moves_dead_letters_out_of_the_dlq_is_an_error() -> None:
     # the main queue's own dead-letter arguments win over a policy's
     main = {"arguments": DECLARED, "effective_policy_definition": {"dead-letter-exchange": "x"}}
     assert queue_problems("orders", "OrderWorker", DECLARED, main) == []
+
+
+NEEDS = HandlerNeeds(max_attempts=5, timeout=30.0)
+
+
+def test_a_queue_of_another_type_is_an_error() -> None:
+    """A classic queue where the worker declares a quorum queue: its guarantees do not hold."""
+    existing = {"arguments": DECLARED, "type": "classic"}
+    (problem,) = queue_problems("orders", "OrderWorker", DECLARED, existing)
+    assert (problem.level, problem.code) == ("error", "queue-type")
+    assert "orders is a classic queue but OrderWorker declares quorum" in problem.text
+
+
+def test_a_consumer_timeout_at_or_below_the_handler_timeout_is_an_error() -> None:
+    """A policy's consumer-timeout (ms) of 30 s against a 30 s handler timeout: refused;
+    the lower of policy and queue argument counts, and a longer one passes."""
+    existing = {
+        "arguments": DECLARED,
+        "policy": "short",
+        "effective_policy_definition": {"consumer-timeout": 30_000},
+    }
+    (problem,) = queue_problems("orders", "OrderWorker", DECLARED, existing, NEEDS)
+    assert (problem.level, problem.code) == ("error", "consumer-timeout")
+    assert "policy short closes the channel" in problem.text and "30s" in problem.text
+    argument = {"arguments": {**DECLARED, "x-consumer-timeout": 10_000}}
+    (by_argument,) = [
+        p
+        for p in queue_problems("orders", "OrderWorker", DECLARED, argument, NEEDS)
+        if p.code == "consumer-timeout"
+    ]
+    assert "x-consumer-timeout" in by_argument.text and "10s" in by_argument.text
+    longer = {**existing, "effective_policy_definition": {"consumer-timeout": 60_000}}
+    assert queue_problems("orders", "OrderWorker", DECLARED, longer, NEEDS) == []
+
+
+def test_a_delivery_limit_below_max_attempts_is_a_warning() -> None:
+    """The worker's own delivery_limit below its max_attempts is its choice: a warning
+    that says what it costs; at or above max_attempts nothing is reported."""
+    low = {**DECLARED, "x-delivery-limit": 2}
+    (problem,) = queue_problems("orders", "OrderWorker", low, {"arguments": low}, NEEDS)
+    assert (problem.level, problem.code) == ("warning", "delivery-limit-below-attempts")
+    assert "OrderWorker.delivery_limit is 2 but it makes up to 5 attempts" in problem.text
+    assert queue_problems("orders", "OrderWorker", DECLARED, {"arguments": DECLARED}, NEEDS) == []

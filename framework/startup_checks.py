@@ -1,0 +1,35 @@
+"""The broker checks of `framework.broker_checks` on a worker's own queues, read through the
+management API: `framework check --broker` runs them for every worker, and each worker runs
+them for itself at start when `FRAMEWORK_MANAGEMENT_URL` is set (errors refuse the start,
+warnings are logged). Without that setting a worker does not reach for the management API
+(least privilege: a service user may have none); the queue arguments are still checked by
+the declaration itself (`QueueArgumentsDiffer`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from framework.broker_checks import HandlerNeeds, queue_problems
+from framework.contracts import Problem
+from framework.management import ManagementApi
+from framework.worker_spec import WorkerSpec
+
+
+async def worker_queue_problems(api: ManagementApi, spec: WorkerSpec, worker: str) -> list[Problem]:
+    """Every queue of `spec`'s topology as it exists on the broker against what `worker`
+    declares; the main queue also against what its handling needs. Raises
+    `ManagementUnavailable` when the API cannot be read."""
+    queues = spec.topology.queues
+    existing = await asyncio.gather(*(api.queue(queue.name) for queue in queues))
+    needs = HandlerNeeds(spec.policy.max_attempts, spec.timeout)
+    problems: list[Problem] = []
+    for index, (queue, found) in enumerate(zip(queues, existing, strict=True)):
+        problems += queue_problems(
+            queue.name,
+            worker,
+            dict(queue.arguments),
+            found,
+            needs if index == 0 else None,
+        )
+    return problems
