@@ -31,7 +31,7 @@ from framework.idempotency.health import StoreHealth
 from framework.idempotency.leases import LeaseKeeper, install_tracking_executor
 from framework.idempotency.sharing import warn_if_unshared
 from framework.log_throttle import LogThrottle
-from framework.logs import bind_delivery, unbind_delivery
+from framework.logs import bind_delivery, trace_fields, unbind_delivery
 from framework.loop_lag import LoopLagWatchdog
 from framework.messages import Message
 from framework.outbox.relay import RelayStats
@@ -354,6 +354,7 @@ class Worker:
                 "message_id": envelope.message_id,
                 "correlation_id": envelope.correlation_id,
                 "attempt": envelope.attempt,
+                **trace_fields(envelope.traceparent),
             }
         )
         self._deliveries.add(me)
