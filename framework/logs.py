@@ -34,7 +34,7 @@ def unbind_delivery(token: Token[Mapping[str, Any] | None]) -> None:
 
 
 # W3C trace context: version-traceid-parentid-flags (a later version may append fields)
-_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}(?:-|$)")
+_TRACEPARENT = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}(?:-|$)")
 _NO_TRACE: Mapping[str, str] = {}
 _ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
 
@@ -43,11 +43,10 @@ def trace_fields(traceparent: str | None) -> Mapping[str, str]:
     """The log fields of a delivery's W3C `traceparent` header: `trace_id` (search a
     tracing backend with it) and `parent_span_id` (the span that sent the message); none
     when the header is absent or not a valid traceparent."""
-    match = _TRACEPARENT.match(traceparent or "")
-    if match is None:
+    if traceparent is None or _TRACEPARENT.match(traceparent) is None:
         return _NO_TRACE
-    version, trace_id, span_id = match.groups()
-    if version == "ff" or trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
+    trace_id, span_id = traceparent[3:35], traceparent[36:52]  # no groups: cheaper
+    if traceparent[:2] == "ff" or trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
         return _NO_TRACE
     return {"trace_id": trace_id, "parent_span_id": span_id}
 
