@@ -9,9 +9,10 @@ import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from framework import Bus, Command, Context, Worker, names
+from framework import Bus, Command, Context, Settings, Worker, names
 from framework.envelope import encode_body
 from framework.observability import serve_worker_probes
 from framework.testing import BrokerAdmin, eventually
@@ -82,8 +83,9 @@ async def publish_stamped(
 async def test_a_delayed_message_shows_its_wait(
     worker_factory, broker_admin: BrokerAdmin, queue_name: str
 ) -> None:
-    """A message published 42 s before the worker took it is timed at 42 s (the timestamp is
-    in whole seconds: at most a second more) in framework_time_in_queue_seconds."""
+    """A message published 42 s before the worker took it is timed at 42 s (plus up to a
+    second: the timestamp is in whole seconds, plus its delivery) in
+    framework_time_in_queue_seconds."""
     worker = await worker_factory(order_worker(queue_name))
     q = {"queue": queue_name}
     async with scraped(worker) as scrape:
@@ -93,26 +95,33 @@ async def test_a_delayed_message_shows_its_wait(
         await eventually(lambda: worker.stats.handled == 1, timeout=10)
         text = await scrape()
     assert value(text, "framework_time_in_queue_seconds_count", **q) == 1
-    assert 42 <= (value(text, "framework_time_in_queue_seconds_sum", **q) or 0) < 44
+    assert 42 <= (value(text, "framework_time_in_queue_seconds_sum", **q) or 0) < 50
     assert value(text, "framework_time_in_queue_seconds_bucket", le="30.0", **q) == 0
     assert value(text, "framework_time_in_queue_seconds_bucket", le="60.0", **q) == 1
 
 
+@pytest.fixture
+async def tolerant_bus(amqp_url: str) -> AsyncIterator[Bus]:
+    """A Bus whose workers tolerate 5 s of clock skew."""
+    settings = Settings(clock_skew_tolerance=5.0)
+    async with Bus.connect(amqp_url, settings=settings, service="tests") as bus:
+        yield bus
+
+
 async def test_a_timestamp_ahead_within_the_skew_tolerance_reads_zero(
-    worker_factory, broker_admin: BrokerAdmin, queue_name: str
+    tolerant_bus: Bus, worker_factory, broker_admin: BrokerAdmin, queue_name: str
 ) -> None:
-    """A sender clock 0.9 s ahead (inside the default 1 s tolerance) yields a wait of 0,
-    never a negative one."""
-    worker = await worker_factory(order_worker(queue_name))
+    """A sender clock 3 s ahead, inside a 5 s tolerance, yields a wait of exactly 0, never a
+    negative one, and is not counted as skewed."""
+    worker = await worker_factory(order_worker(queue_name), tolerant_bus)
     q = {"queue": queue_name}
     async with scraped(worker) as scrape:
-        ahead = datetime.fromtimestamp(time.time() + 0.9, UTC)
+        ahead = datetime.fromtimestamp(time.time() + 3, UTC)
         await publish_stamped(broker_admin, queue_name, ahead)
         await eventually(lambda: worker.stats.handled == 1, timeout=10)
         text = await scrape()
     assert value(text, "framework_time_in_queue_seconds_count", **q) == 1
-    assert value(text, "framework_time_in_queue_seconds_bucket", le="0.5", **q) == 1
-    assert (value(text, "framework_time_in_queue_seconds_sum", **q) or 0) >= 0
+    assert value(text, "framework_time_in_queue_seconds_sum", **q) == 0
     assert value(text, "framework_time_in_queue_skewed_total", **q) == 0
 
 
