@@ -205,6 +205,7 @@ async def _run_holding(
             f"{error}; its thread finished afterwards, so its effect stands and "
             "the handler was not run again",
             permanent=True,
+            timed_out=isinstance(outcome, Failed) and outcome.timed_out,
         ), True
     return outcome, False
 
@@ -227,7 +228,7 @@ async def _run_handler(
             return Failed(_describe(exc)), False
         if bounded_by_deadline:
             return Expired(f"deadline passed while handling (after {budget:.3g}s)"), True
-        return Failed(_describe(HandlerTimeout(timeout=policy.timeout))), True
+        return Failed(_describe(HandlerTimeout(timeout=policy.timeout)), timed_out=True), True
     except CircuitOpenError as exc:
         return Deferred(_describe(exc), not_before=exc.retry_in), False
     except AlreadyHandled:  # a concurrent delivery of this key committed first

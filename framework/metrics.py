@@ -14,7 +14,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 from framework.breaker import BreakerState, CircuitBreaker
 from framework.settlement import Ack, DeadLetter, Reason, Retry, Settlement
-from framework.stats import SettlementObserver
+from framework.sla import Breach
+from framework.stats import SettlementObserver, WorkerStats
 
 if TYPE_CHECKING:
     from framework.queue_stats import QueueStats
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
 
 LAG_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+# time in queue: publish times are whole seconds (framework.sla), so nothing finer than 0.5 s
+WAIT_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 
 # dead-letter reasons where the handler did not run (nothing to time)
 _UNTIMED = frozenset({Reason.INVALID, Reason.EXPIRED, Reason.DELIVERY_LIMIT})
@@ -76,6 +79,28 @@ class Metrics:
             "Time from delivery to outcome for deliveries whose handler ran.",
             ["queue"],
             buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.time_in_queue = Histogram(
+            "framework_time_in_queue_seconds",
+            "Time from a message's publish (its AMQP timestamp: whole seconds) to the start "
+            "of its handling; first deliveries only. Clock skew within the tolerance reads 0.",
+            ["queue"],
+            buckets=WAIT_BUCKETS,
+            registry=r,
+        )
+        self.skewed_timestamps = Counter(
+            "framework_time_in_queue_skewed",
+            "First deliveries not timed: their timestamp was ahead of the worker's clock by "
+            "more than the clock skew tolerance.",
+            ["queue"],
+            registry=r,
+        )
+        self.sla_breaches = Counter(
+            "framework_sla_breaches",
+            "SLA breaches: kind=deadline (dead-lettered, its deadline passed), kind=timeout "
+            "(its handler ran past the worker's timeout).",
+            ["queue", "kind"],
             registry=r,
         )
         self.in_flight = Gauge(
@@ -214,6 +239,7 @@ class Metrics:
         worker.stats.observers.append(self.observer(queue))
         refused = self.replies_refused.labels(queue)
         worker.stats.refusal_observers.append(lambda: refused.inc())
+        self._watch_sla(worker.stats, queue)
         self.in_flight.labels(queue).set_function(lambda: worker.stats.in_flight)
         for breaker in worker.breakers:
             self.set_breaker_state(queue, breaker.name, breaker.state)
@@ -249,6 +275,20 @@ class Metrics:
             seen[:] = [health.failures, health.fenced]
 
         self._before_render.append(catch_up)
+
+    def _watch_sla(self, stats: WorkerStats, queue: str) -> None:
+        """Time in queue and breaches of `queue`, every series present (at 0) from the start."""
+        waits, skewed = self.time_in_queue.labels(queue), self.skewed_timestamps.labels(queue)
+        breaches = {kind: self.sla_breaches.labels(queue, kind.value) for kind in Breach}
+
+        def observe_wait(seconds: float | None) -> None:
+            if seconds is None:
+                skewed.inc()
+            else:
+                waits.observe(seconds)
+
+        stats.wait_observers.append(observe_wait)
+        stats.breach_observers.append(lambda kind: breaches[kind].inc())
 
     @staticmethod
     def refresh_breakers(worker: Worker) -> None:

@@ -55,10 +55,12 @@ class Expired:
 
 @dataclass(frozen=True, slots=True)
 class Failed:
-    """The handler raised (or timed out). `permanent` means it must not be retried."""
+    """The handler raised (or timed out). `permanent` means it must not be retried;
+    `timed_out` that it ran past the worker's timeout (an SLA breach, `framework.sla`)."""
 
     error: str
     permanent: bool = False
+    timed_out: bool = False
 
 
 @dataclass(frozen=True, slots=True)

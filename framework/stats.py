@@ -6,9 +6,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 
 from framework.settlement import Ack, DeadLetter, Reason, Retry, Settlement
+from framework.sla import Breach, breach_of
 
 # Called with every applied settlement and the seconds from delivery to outcome (metrics).
 SettlementObserver = Callable[[Settlement, float], None]
+# Called with a first delivery's time in queue (seconds), or None when its timestamp was
+# further ahead than the clock skew tolerance (framework.sla).
+WaitObserver = Callable[[float | None], None]
 
 
 @dataclass
@@ -21,12 +25,21 @@ class WorkerStats:
     settle_failures: int = 0
     in_flight: int = 0
     replies_refused: int = 0
+    timeouts: int = 0
+    skewed_timestamps: int = 0
     observers: list[SettlementObserver] = field(default_factory=list, repr=False, compare=False)
     refusal_observers: list[Callable[[], None]] = field(
         default_factory=list, repr=False, compare=False
     )
+    breach_observers: list[Callable[[Breach], None]] = field(
+        default_factory=list, repr=False, compare=False
+    )
+    wait_observers: list[WaitObserver] = field(default_factory=list, repr=False, compare=False)
 
-    def record(self, settlement: Settlement, duration: float = 0.0) -> None:
+    def record(
+        self, settlement: Settlement, duration: float = 0.0, timed_out: bool = False
+    ) -> None:
+        """Count one applied settlement; `timed_out`: its handler ran past the timeout."""
         match settlement:
             case Ack(duplicate=True):
                 self.duplicates += 1
@@ -40,6 +53,22 @@ class WorkerStats:
                     self.expired += 1
         for observer in self.observers:
             observer(settlement, duration)
+        breach = breach_of(settlement, timed_out)
+        if breach is not None:
+            self._breached(breach)
+
+    def _breached(self, breach: Breach) -> None:
+        if breach is Breach.TIMEOUT:  # a deadline breach is counted in `expired`
+            self.timeouts += 1
+        for observer in self.breach_observers:
+            observer(breach)
+
+    def waited(self, seconds: float | None) -> None:
+        """A first delivery's time in queue; None: its timestamp was too far ahead to trust."""
+        if seconds is None:
+            self.skewed_timestamps += 1
+        for observer in self.wait_observers:
+            observer(seconds)
 
     def reply_refused(self) -> None:
         """A request's `reply_to` was not a direct reply-to name: no reply was sent."""

@@ -31,7 +31,7 @@ from framework.idempotency.health import StoreHealth
 from framework.idempotency.leases import LeaseKeeper, install_tracking_executor
 from framework.idempotency.sharing import warn_if_unshared
 from framework.log_throttle import LogThrottle
-from framework.logs import bind_delivery, unbind_delivery
+from framework.logs import bind_delivery, trace_fields, unbind_delivery
 from framework.loop_lag import LoopLagWatchdog
 from framework.messages import Message
 from framework.outbox.relay import RelayStats
@@ -50,6 +50,7 @@ from framework.settlement import (
     decide,
 )
 from framework.shutdown import ShutdownBudget, within
+from framework.sla import published_at, time_in_queue
 from framework.stats import WorkerStats
 from framework.worker_spec import WorkerSpec, build_spec, check_spelling
 
@@ -343,6 +344,9 @@ class Worker:
         envelope = from_amqp(
             incoming, keyless=self.spec.keyless, max_attempt=self.spec.policy.max_attempts
         )
+        published = published_at(envelope)
+        if published is not None:
+            self.stats.waited(time_in_queue(published, time.time(), self._handling.clock_skew))
         bound = bind_delivery(
             {
                 "service": self._service,
@@ -350,6 +354,7 @@ class Worker:
                 "message_id": envelope.message_id,
                 "correlation_id": envelope.correlation_id,
                 "attempt": envelope.attempt,
+                **trace_fields(envelope.traceparent),
             }
         )
         self._deliveries.add(me)
@@ -429,7 +434,7 @@ class Worker:
                 hint="returned to the queue for redelivery",
             )
             return
-        self.stats.record(settlement, duration)
+        self.stats.record(settlement, duration, isinstance(outcome, Failed) and outcome.timed_out)
         _log_settlement(settlement, self._deferral_log)
 
     async def _reply(self, settlement: Settlement, outcome: Outcome, envelope: Envelope) -> None:

@@ -12,10 +12,11 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from framework import Bus, Context, PermanentError, Worker
+from framework import Bus, CircuitBreaker, Context, PermanentError, Worker
+from framework.breaker import BreakerState
 from framework.metrics import Metrics
 from framework.observability import serve_worker_probes
-from framework.testing import BrokerAdmin
+from framework.testing import BrokerAdmin, eventually
 from tests.integration.cli_runner import REPO
 from tests.integration.ops_service import Job
 from tests.integration.ops_service import JobWorker as Template  # queue unset here: tiers only
@@ -141,3 +142,48 @@ async def test_framework_run_serves_metrics_port(
         _, stderr = await asyncio.wait_for(process.communicate(), 30)
         await broker_admin.delete_worker_queues(queue_name, Template(bus).spec.policy.tiers_ms())
     assert process.returncode == 0, stderr.decode()[-2000:]
+
+
+async def test_running_worker_reports_its_breaker_transitions(
+    bus: Bus, broker_admin: BrokerAdmin, queue_name: str
+) -> None:
+    """/metrics of a running worker follows its breaker: 0 closed, 2 once failures open
+    it, 0 again after the probe that the half-open breaker lets through succeeds."""
+    gateway_up = asyncio.Event()
+    probed = asyncio.Event()
+    breaker = CircuitBreaker("gateway", failure_threshold=2, reset_timeout=0.5)
+
+    class Guarded(Worker):
+        queue = queue_name
+        retry_base_delay = 0.2
+        retry_max_delay = 0.5
+        breakers = (breaker,)
+
+        async def handle(self, msg: Job, ctx: Context) -> None:
+            async with breaker:
+                if not gateway_up.is_set():
+                    raise ConnectionError("gateway down")
+            probed.set()
+
+    worker = Guarded(bus)
+    labels = f'breaker="gateway",queue="{queue_name}"'
+    try:
+        async with serve_worker_probes(worker, 0, host="127.0.0.1") as server:
+            run = asyncio.create_task(worker.run())
+            await worker.wait_ready()
+            body = (await get(server.port, "/metrics"))[1]
+            assert sample(body, f"framework_breaker_state{{{labels}}}") == 0
+            for n in range(2):
+                await bus.send(Job(job_id=str(n)))
+            await eventually(lambda: breaker.state is BreakerState.OPEN, timeout=10)
+            body = (await get(server.port, "/metrics"))[1]
+            assert sample(body, f"framework_breaker_state{{{labels}}}") == 2
+            gateway_up.set()
+            await asyncio.wait_for(probed.wait(), 10)
+            await eventually(lambda: breaker.state is BreakerState.CLOSED, timeout=10)
+            body = (await get(server.port, "/metrics"))[1]
+            assert sample(body, f"framework_breaker_state{{{labels}}}") == 0
+            await worker.stop()
+            await run
+    finally:
+        await broker_admin.delete_worker_queues(queue_name, worker.spec.policy.tiers_ms())
