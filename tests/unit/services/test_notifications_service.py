@@ -136,6 +136,16 @@ async def test_two_instances_each_keep_every_customer() -> None:
         ]
 
 
+async def test_a_dead_feed_makes_the_instance_unhealthy(test_bus: MemoryBus) -> None:
+    """If the instance's own feed stops, the replica would go stale unseen: `/healthz` and
+    `/readyz` (alive, receiving) say so."""
+    worker = await test_bus.start_worker(NotificationWorker)
+    assert worker.feed is not None and worker.feed.queue.startswith("notifications.customers.")
+    assert worker.alive and worker.receiving
+    await worker.feed.worker.stop()
+    assert not worker.alive and not worker.receiving
+
+
 def test_receipt_text() -> None:
     """The receipt names the customer, the order and the amount."""
     email = receipt_email("Alice", "a@example.com", "o1", 1250, "paid")
