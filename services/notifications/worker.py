@@ -18,8 +18,7 @@ from __future__ import annotations
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from framework import Bus, Context, Replica, Worker
-from framework.replica_feed import Feeding, instance_name
+from framework import Bus, Context, Replica, Worker, instance_name
 from schemas.customers import CustomerUpdated, RefreshCustomers
 from schemas.notifications import ReceiptSent, SendReceipt
 from schemas.payments import PaymentFailed, PaymentSucceeded
@@ -69,14 +68,15 @@ class NotificationWorker(Worker):
         self.customers = customers_replica(
             None if path is None else path.replace("{instance}", self.instance)
         )
-        self.feed: Feeding | None = None  # while running: this instance's customer events
+        self.feed: Worker | None = None  # from run on: consumes this instance's customer events
 
     async def run(self) -> None:
         with self.customers:
             # subscribed (own queue, and the shared one) before asking for a snapshot
             async with self.customers.feeding(
                 self.bus, CUSTOMERS_FEED, instance=self.instance
-            ) as self.feed:
+            ) as feeding:
+                self.feed = feeding.worker
                 await self.bus.declare(type(self))
                 async with self.customers.refreshing(
                     self.bus,
@@ -88,12 +88,12 @@ class NotificationWorker(Worker):
     @property
     def alive(self) -> bool:
         """Also False once the feed's run loop ended: the replica would silently go stale."""
-        return super().alive and (self.feed is None or self.feed.worker.alive)
+        return super().alive and (self.feed is None or self.feed.alive)
 
     @property
     def receiving(self) -> bool:
         """Also False while the feed's subscription is lost (`/readyz`)."""
-        return super().receiving and self.feed is not None and self.feed.worker.receiving
+        return super().receiving and self.feed is not None and self.feed.receiving
 
     async def handle(
         self, msg: PaymentSucceeded | PaymentFailed | CustomerUpdated, ctx: Context

@@ -140,9 +140,10 @@ async def test_a_dead_feed_makes_the_instance_unhealthy(test_bus: MemoryBus) -> 
     """If the instance's own feed stops, the replica would go stale unseen: `/healthz` and
     `/readyz` (alive, receiving) say so."""
     worker = await test_bus.start_worker(NotificationWorker)
-    assert worker.feed is not None and worker.feed.queue.startswith("notifications.customers.")
+    assert worker.feed is not None
+    assert worker.feed.spec.queue.startswith("notifications.customers.")
     assert worker.alive and worker.receiving
-    await worker.feed.worker.stop()
+    await worker.feed.stop()
     assert not worker.alive and not worker.receiving
 
 
