@@ -23,6 +23,7 @@ from framework.errors import (
 )
 from framework.messages import Command, Event, Message
 from framework.replica import Replica
+from framework.replica_feed import instance_name
 from framework.replica_store import ApplyResult
 from framework.send_batch import SendResult
 from framework.send_retry import RetryOnOverload
@@ -60,4 +61,5 @@ __all__ = [
     "Settings",
     "Unroutable",
     "Worker",
+    "instance_name",
 ]

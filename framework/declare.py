@@ -65,12 +65,14 @@ class QueueArgumentsDiffer(ConfigurationError):
 
 async def declare(connection: AbstractConnection, topology: Topology) -> None:
     """Check (or create) the shared exchanges, then declare the worker's own exchange,
-    queues and bindings (durable)."""
+    queues and bindings (durable; an expiring topology's exchange is auto-delete)."""
     for spec in topology.exchanges:
         await ensure_shared_exchange(connection, spec)
     async with connection.channel(publisher_confirms=False) as channel:
         for name in topology.own_exchanges:
-            await channel.declare_exchange(name, aio_pika.ExchangeType.DIRECT, durable=True)
+            await channel.declare_exchange(
+                name, aio_pika.ExchangeType.DIRECT, durable=True, auto_delete=topology.expiring
+            )
     await declare_queues(connection, topology.queues)
     async with connection.channel(publisher_confirms=False) as channel:
         for binding in (*topology.bindings, *topology.moves):

@@ -11,6 +11,10 @@ its staleness, and can periodically ask the owner to re-publish a snapshot.
     async with customers.refreshing(bus, lambda: RefreshCustomers(requested_by="me"),
                                     every=60.0):
         ...                                                 # run the worker
+
+A service that runs several instances feeds each one from a queue of its own, so every
+instance gets every event (`feeding`, framework.replica_feed) instead of the worker's shared
+queue, where competing consumers would split them.
 """
 
 from __future__ import annotations
@@ -21,11 +25,12 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from pydantic import BaseModel
 
 from framework.messages import Command
+from framework.replica_feed import DEFAULT_EXPIRES, Feeding, feed_worker
 from framework.replica_refresh import Refresher, Sender
 from framework.replica_store import (
     ApplyResult,
@@ -35,6 +40,9 @@ from framework.replica_store import (
     SqliteReplicaStore,
     decide_apply,
 )
+
+if TYPE_CHECKING:
+    from framework.transport import Transport
 
 M = TypeVar("M", bound=BaseModel)
 Clock = Callable[[], float]
@@ -162,6 +170,23 @@ class Replica(Generic[M]):
             every if max_age is None else max_age,
             sleep=sleep,
         )
+
+    def feeding(
+        self,
+        bus: Transport,
+        queue: str,
+        *,
+        instance: str | None = None,
+        expires: float = DEFAULT_EXPIRES,
+    ) -> Feeding:
+        """An `async with` block during which this process consumes the replica's events
+        from a queue of its own, `{queue}.{instance}`, and applies them: every instance of
+        a scaled-out service gets every event. Enter it before asking for a snapshot.
+
+        `instance` defaults to host name and process id (`replica_feed.instance_name`);
+        the broker deletes the queue `expires` seconds after its process is gone.
+        """
+        return Feeding(bus, feed_worker(self, queue, instance=instance, expires=expires))
 
 
 def _table_name(name: str) -> str:

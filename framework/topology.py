@@ -66,6 +66,9 @@ class Topology:
     queues: tuple[QueueSpec, ...] = ()
     bindings: tuple[BindingSpec, ...] = ()
     moves: tuple[BindingSpec, ...] = ()
+    # the queues expire when unused (a queue of one instance): the moves exchange is then
+    # auto-delete, so it goes with the last of them instead of staying behind
+    expiring: bool = False
 
     def __add__(self, other: Topology) -> Topology:
         return Topology(
@@ -73,6 +76,7 @@ class Topology:
             _unique(self.queues + other.queues),
             _unique(self.bindings + other.bindings),
             _unique(self.moves + other.moves),
+            self.expiring or other.expiring,
         )
 
     @property
@@ -106,6 +110,9 @@ class QueueOptions:
 
     delivery_limit: int = 10
     max_length: int | None = None
+    # milliseconds unused (no consumer, not declared again) before the broker deletes the
+    # queue, its DLQ and its delay queues: only for a queue of one instance, never shared
+    expires_ms: int | None = None
 
 
 def worker_topology(
@@ -129,6 +136,8 @@ def worker_topology(
         "x-dead-letter-exchange": moves,
         "x-dead-letter-routing-key": dlq,
     }
+    expiry: dict[str, Any] = {} if options.expires_ms is None else {"x-expires": options.expires_ms}
+    main_args.update(expiry)
     if options.max_length is not None:
         main_args["x-max-length"] = options.max_length
         main_args["x-overflow"] = "reject-publish"
@@ -144,6 +153,7 @@ def worker_topology(
                 "x-dead-letter-routing-key": queue,
                 "x-overflow": "reject-publish",
                 "x-dead-letter-strategy": "at-least-once",
+                **expiry,
             },
         )
         for tier in tiers
@@ -153,8 +163,8 @@ def worker_topology(
             QueueSpec(queue, main_args),
             QueueSpec(
                 dlq,
-                {"x-queue-type": "quorum", "x-delivery-limit": DLQ_DELIVERY_LIMIT},
-                fallback={"x-queue-type": "quorum"},  # DLQs declared before the limit
+                {"x-queue-type": "quorum", "x-delivery-limit": DLQ_DELIVERY_LIMIT, **expiry},
+                fallback=None if expiry else {"x-queue-type": "quorum"},  # DLQs before the limit
             ),
             *retry_queues,
         ),
@@ -166,4 +176,5 @@ def worker_topology(
             BindingSpec(q.name, moves, q.name)
             for q in (QueueSpec(queue), QueueSpec(dlq), *retry_queues)
         ),
+        expiring=options.expires_ms is not None,
     )

@@ -75,6 +75,9 @@ class Worker:
     retry_jitter: ClassVar[float] = 0.5
     delivery_limit: ClassVar[int] = 10
     max_queue_length: ClassVar[int | None] = None
+    # seconds unused after which the broker deletes the queue, its DLQ and delay queues:
+    # for a queue of one process (framework.replica_feed), never for a shared queue
+    queue_expires: ClassVar[float | None] = None
     idempotency_retention: ClassVar[float] = 7 * 24 * 3600.0
     shutdown_grace: ClassVar[float] = 30.0
     idempotency_lease: ClassVar[float | None] = None  # default: timeout + 30 s

@@ -17,6 +17,9 @@ from framework.topology import QueueOptions, Topology, worker_topology
 
 # RabbitMQ 3.x closes the channel of a delivery unacked for 30 minutes (consumer_timeout).
 CONSUMER_TIMEOUT_LIMIT = 1800.0
+# The shortest `queue_expires`: the delay queues of a live instance have no consumer, so only
+# declaring them again (on reconnect and the bus's topology check, every 30 s) keeps them.
+MIN_QUEUE_EXPIRES = 300.0
 
 SETTINGS = (
     "queue",
@@ -28,6 +31,7 @@ SETTINGS = (
     "retry_jitter",
     "delivery_limit",
     "max_queue_length",
+    "queue_expires",
     "idempotency_retention",
     "idempotency_lease",
     "ack_batch_size",
@@ -133,7 +137,7 @@ def build_spec(cls: type) -> WorkerSpec:
         name: names.COMMANDS_EXCHANGE if is_command(t) else names.EVENTS_EXCHANGE
         for name, t in message_types.items()
     }
-    options = QueueOptions(_positive_int(cls, "delivery_limit"), max_length)
+    options = QueueOptions(_positive_int(cls, "delivery_limit"), max_length, _expires_ms(cls))
     return WorkerSpec(
         queue=queue,
         prefetch=prefetch,
@@ -147,6 +151,19 @@ def build_spec(cls: type) -> WorkerSpec:
         max_body_bytes=_positive_int(cls, "max_body_bytes"),
         keyless=_keyless(cls),
     )
+
+
+def _expires_ms(cls: type) -> int | None:
+    """`queue_expires` in milliseconds (None: the queue never expires)."""
+    if getattr(cls, "queue_expires", None) is None:
+        return None
+    expires = _positive(cls, "queue_expires")
+    if expires < MIN_QUEUE_EXPIRES:
+        raise ConfigurationError(
+            f"{cls.__name__}.queue_expires must be at least {MIN_QUEUE_EXPIRES:g}s "
+            f"(got {expires:g}s): a queue of a live instance must outlast a reconnect"
+        )
+    return int(expires * 1000)
 
 
 def _keyless(cls: type) -> Keyless:

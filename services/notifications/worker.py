@@ -3,17 +3,22 @@
 `NotificationWorker` (queue `notifications`) keeps the customers replica (CustomerUpdated)
 and turns PaymentSucceeded/PaymentFailed into SendReceipt; a payment for a customer not yet
 replicated is retried later (the replica asks the owner for a snapshot while it is stale).
+It scales out: each process's replica is fed from a queue of its own,
+`notifications.customers.<instance>` (`Replica.feeding`), so every process gets every
+CustomerUpdated; the payment events are shared by all on `notifications`.
 `ReceiptWorker` (queue `notifications.receipts`) sends the email and announces ReceiptSent.
 
-Settings from the environment: NOTIFICATIONS_REPLICA_PATH (SQLite file; default in memory),
-NOTIFICATIONS_REFRESH_EVERY (seconds between staleness checks).
+Settings from the environment: NOTIFICATIONS_REPLICA_PATH (SQLite file, one per instance:
+`{instance}` in it is replaced by the instance's name; default in memory),
+NOTIFICATIONS_REFRESH_EVERY (seconds between staleness checks), NOTIFICATIONS_INSTANCE (the
+instance's name; default host name and process id).
 """
 
 from __future__ import annotations
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from framework import Bus, Context, Replica, Worker
+from framework import Bus, Context, Replica, Worker, instance_name
 from schemas.customers import CustomerUpdated, RefreshCustomers
 from schemas.notifications import ReceiptSent, SendReceipt
 from schemas.payments import PaymentFailed, PaymentSucceeded
@@ -25,6 +30,11 @@ class NotificationsSettings(BaseSettings):
 
     replica_path: str | None = None
     refresh_every: float = 60.0
+    instance: str | None = None
+
+
+# The prefix of each instance's own customer-events queue: `notifications.customers.<instance>`
+CUSTOMERS_FEED = "notifications.customers"
 
 
 class CustomerNotReplicated(Exception):
@@ -53,22 +63,44 @@ class NotificationWorker(Worker):
     def __init__(self, bus: Bus, settings: NotificationsSettings | None = None) -> None:
         super().__init__(bus)
         self.settings = settings or NotificationsSettings()
-        self.customers = customers_replica(self.settings.replica_path)
+        self.instance = self.settings.instance or instance_name()
+        path = self.settings.replica_path
+        self.customers = customers_replica(
+            None if path is None else path.replace("{instance}", self.instance)
+        )
+        self.feed: Worker | None = None  # from run on: consumes this instance's customer events
 
     async def run(self) -> None:
-        await self.bus.declare(type(self))  # subscribed before asking for a snapshot
         with self.customers:
-            async with self.customers.refreshing(
-                self.bus,
-                lambda: RefreshCustomers(requested_by=self.spec.queue),
-                every=self.settings.refresh_every,
-            ):
-                await super().run()
+            # subscribed (own queue, and the shared one) before asking for a snapshot
+            async with self.customers.feeding(
+                self.bus, CUSTOMERS_FEED, instance=self.instance
+            ) as feeding:
+                self.feed = feeding.worker
+                await self.bus.declare(type(self))
+                async with self.customers.refreshing(
+                    self.bus,
+                    lambda: RefreshCustomers(requested_by=self.spec.queue),
+                    every=self.settings.refresh_every,
+                ):
+                    await super().run()
+
+    @property
+    def alive(self) -> bool:
+        """Also False once the feed's run loop ended: the replica would silently go stale."""
+        return super().alive and (self.feed is None or self.feed.alive)
+
+    @property
+    def receiving(self) -> bool:
+        """Also False while the feed's subscription is lost (`/readyz`)."""
+        return super().receiving and self.feed is not None and self.feed.receiving
 
     async def handle(
         self, msg: PaymentSucceeded | PaymentFailed | CustomerUpdated, ctx: Context
     ) -> None:
         if isinstance(msg, CustomerUpdated):
+            # still bound to the shared queue (brokers keep the binding of earlier versions):
+            # this instance applies its copy, the feed gives every instance its own
             self.customers.apply(msg, event_key=ctx.message_id)
             return
         customer = self.customers.get(msg.customer_id)

@@ -38,12 +38,10 @@ COMPOSE = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
 PROMETHEUS = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
 DASHBOARD = json.loads((DEPLOY / "grafana" / "framework-dashboard.json").read_text())
 
-# Workers that must run as one replica, and why (their ScaledObject caps them at 1).
-SINGLE_REPLICA = {
-    # keeps a process-local replica of customers fed by events on its own queue: competing
-    # consumers would each see only part of the events
-    "notifications": "process-local replica",
-}
+# Workers that must run as one replica, and why (their ScaledObject caps them at 1). None
+# today: `notifications` keeps a process-local replica, fed from a queue of each instance's
+# own (Replica.feeding), so every replica process gets every customer event.
+SINGLE_REPLICA: dict[str, str] = {}
 # Policy keys that cannot override or tighten what framework/topology.py declares (see
 # deploy/rabbitmq/rabbitmq.conf). `delivery-limit` is resolved as the lower of policy and
 # argument, so it is allowed only as a ceiling at or above every worker's delivery_limit.
@@ -494,6 +492,8 @@ def test_keda_scaled_object(worker: type[Worker]) -> None:
     assert 1 <= scaled["minReplicaCount"] <= scaled["maxReplicaCount"]
     if worker.queue in SINGLE_REPLICA:
         assert scaled["maxReplicaCount"] == 1, SINGLE_REPLICA[worker.queue]
+    else:
+        assert scaled["maxReplicaCount"] > 1, "every example worker scales out"
     triggers = scaled["triggers"]
     assert {t["type"] for t in triggers} == {"rabbitmq"}
     assert {t["metadata"]["queueName"] for t in triggers} == {worker.queue}

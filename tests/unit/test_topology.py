@@ -143,3 +143,19 @@ def test_argument_mismatch_error_names_the_argument_setting_and_migration() -> N
     )
     assert "delete_queue orders" in text and "\n" not in text
     assert error.argument == "x-max-length"
+
+
+def test_an_instance_queue_expires_with_its_companions_and_exchange() -> None:
+    """`expires_ms` puts x-expires on the queue, its DLQ and every tier, and makes the moves
+    exchange auto-delete (it goes with its last queue); the DLQ then has no older form."""
+    topology = worker_topology("feed.a", {}, POLICY, QueueOptions(expires_ms=900_000))
+    assert topology.expiring
+    assert {q.name: q.arguments.get("x-expires") for q in topology.queues} == dict.fromkeys(
+        (q.name for q in topology.queues), 900_000
+    )
+    by_name = {q.name: q for q in topology.queues}
+    assert by_name["feed.a.dlq"].fallback is None
+    shared = worker_topology("orders", {}, POLICY, QueueOptions())
+    assert not shared.expiring
+    assert all("x-expires" not in q.arguments for q in shared.queues)
+    assert (shared + topology).expiring

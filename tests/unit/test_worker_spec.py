@@ -79,6 +79,8 @@ def test_missing_annotation_is_an_error() -> None:
         ("max_queue_length", 0, "max_queue_length"),
         ("max_body_bytes", 0, "max_body_bytes must be a positive integer"),
         ("keyless", "hash", "keyless must be one of 'reject', 'content'"),
+        ("queue_expires", 0, "queue_expires must be a positive number"),
+        ("queue_expires", 60, "queue_expires must be at least 300s"),
     ],
 )
 def test_bad_settings_are_rejected(name: str, value: object, fragment: str) -> None:

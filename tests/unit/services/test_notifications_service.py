@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from service_fakes import RecordingBus, context
 
-from framework import ApplyResult
+from framework import ApplyResult, Bus
+from framework.testing import MemoryBroker, MemoryBus
 from schemas.customers import CustomerUpdated
 from schemas.notifications import ReceiptSent, SendReceipt
 from schemas.payments import PaymentFailed, PaymentSucceeded
@@ -91,6 +92,59 @@ async def test_receipt_worker_sends_the_email_and_announces_it() -> None:
     )
     assert [e.to for e in mailer.sent] == ["a@example.com"]
     assert bus.published == [ReceiptSent(order_id="o1", email="a@example.com", outcome="paid")]
+
+
+async def test_two_instances_each_keep_every_customer() -> None:
+    """Scaled out (two processes, one broker): both replicas get every CustomerUpdated, and
+    each payment, taken by one of them, becomes one SendReceipt."""
+    broker = MemoryBroker()
+    workers: list[NotificationWorker] = []
+
+    def instance(name: str) -> type[NotificationWorker]:
+        class Instance(NotificationWorker):
+            def __init__(self, bus: Bus) -> None:
+                super().__init__(bus, NotificationsSettings(instance=name, refresh_every=3600))
+                workers.append(self)
+
+        return Instance
+
+    async with (
+        MemoryBus(service="notifications", broker=broker) as first,
+        MemoryBus(service="notifications", broker=broker) as second,
+        MemoryBus(service="tests", broker=broker) as tests,
+    ):
+        await tests.start_worker(ReceiptWorker)
+        await first.start_worker(instance("a"))
+        await second.start_worker(instance("b"))
+        for n in range(6):
+            await tests.publish(
+                CustomerUpdated(customer_id=f"c{n}", version=1, name="N", email=f"{n}@x")
+            )
+        await tests.drain()
+        assert [len(w.customers) for w in workers] == [6, 6]
+        for n in range(6):
+            await tests.publish(
+                PaymentSucceeded(
+                    order_id=f"o{n}", customer_id=f"c{n}", amount_cents=1, payment_id="p"
+                )
+            )
+        await tests.drain()
+        sent = first.published_of(SendReceipt) + second.published_of(SendReceipt)
+        assert sorted(m.order_id for m in sent) == [f"o{n}" for n in range(6)]
+        assert sorted(m.order_id for m in tests.published_of(ReceiptSent)) == [
+            f"o{n}" for n in range(6)
+        ]
+
+
+async def test_a_dead_feed_makes_the_instance_unhealthy(test_bus: MemoryBus) -> None:
+    """If the instance's own feed stops, the replica would go stale unseen: `/healthz` and
+    `/readyz` (alive, receiving) say so."""
+    worker = await test_bus.start_worker(NotificationWorker)
+    assert worker.feed is not None
+    assert worker.feed.spec.queue.startswith("notifications.customers.")
+    assert worker.alive and worker.receiving
+    await worker.feed.stop()
+    assert not worker.alive and not worker.receiving
 
 
 def test_receipt_text() -> None:
