@@ -1,0 +1,86 @@
+"""Taking messages from a queue to look at them, and giving back the ones not removed, in
+their order.
+
+Messages are taken with basic.get and not acked. Closing the channel would give them back
+too, but a RabbitMQ 3.x quorum queue then requeues more than 32 of them in an arbitrary
+order; and a channel closed while more than 32 returns or acks are in flight has the queue
+handle those it had not sent yet in an arbitrary order too. So the kept messages are given
+back explicitly, oldest first, 16 at a time, each batch once the queue counts the previous
+one as ready again; removals are single acks, each after a synchronous get. If the queue
+does not count a batch in time (someone else consumes it), the rest go back when the
+channel closes: in some order, but nothing is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiormq.abc
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
+
+RETURN_BATCH = 16  # under the quorum queue client's 32 commands in flight
+RETURN_WAIT = 5.0  # seconds for the queue to count one batch as ready
+
+
+class Borrowing:
+    """Messages taken from `queue` on `channel`: `take`, `remove` some, `give_back` the rest."""
+
+    def __init__(self, channel: AbstractChannel, queue: AbstractQueue) -> None:
+        self.queue = queue
+        self._channel = channel
+        self._kept: list[int] = []  # delivery tags taken and not removed, oldest first
+
+    @property
+    def depth(self) -> int:
+        """Messages ready when the queue was opened."""
+        return self.queue.declaration_result.message_count or 0
+
+    async def take(self) -> AbstractIncomingMessage | None:
+        """The next ready message (kept unless removed), or None if there is none."""
+        message = await self.queue.get(no_ack=False, fail=False)
+        if message is not None and message.delivery_tag is not None:
+            self._kept.append(message.delivery_tag)
+        return message
+
+    async def remove(self, message: AbstractIncomingMessage) -> None:
+        """Delete a taken message from the queue (a single ack: never `multiple`)."""
+        await message.ack()
+        tag = message.delivery_tag
+        if tag is None:
+            return
+        if self._kept and self._kept[-1] == tag:
+            self._kept.pop()
+        else:
+            self._kept.remove(tag)
+
+    async def give_back(self) -> bool:
+        """Requeue every kept message in the order taken; False if the queue stopped
+        counting them (the channel's close then returns the rest)."""
+        if not self._kept:
+            return True
+        amqp = await self._channel.get_underlay_channel()
+        ready = await self._ready(amqp)
+        for start in range(0, len(self._kept), RETURN_BATCH):
+            batch = self._kept[start : start + RETURN_BATCH]
+            await amqp.basic_nack(batch[-1], multiple=True, requeue=True)
+            ready += len(batch)
+            if not await self._ready_reaches(amqp, ready):
+                return False
+        self._kept.clear()
+        return True
+
+    async def _ready(self, amqp: aiormq.abc.AbstractChannel) -> int:
+        # on the AMQP channel itself: a robust channel answers a passive declare from its cache
+        declared = await amqp.queue_declare(self.queue.name, passive=True)
+        return declared.message_count or 0
+
+    async def _ready_reaches(self, amqp: aiormq.abc.AbstractChannel, count: int) -> bool:
+        pause = 0.001
+        try:
+            async with asyncio.timeout(RETURN_WAIT):
+                while await self._ready(amqp) < count:
+                    await asyncio.sleep(pause)  # the broker applies returns asynchronously
+                    pause = min(pause * 2, 0.05)
+        except TimeoutError:
+            return False
+        return True
