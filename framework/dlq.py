@@ -1,11 +1,11 @@
 """Dead-letter queue operations: browse without losing anything, replay, purge.
 
-Browsing takes messages with basic.get *without* acking and then closes the channel, so
-the broker puts every one of them back. (A quorum queue counts such returns towards its
-delivery limit; `Q.dlq` has no dead-letter target and on RabbitMQ 3.x no default limit,
-so browsing cannot lose a message there.) Replaying is a confirmed publish to `Q` through
-the default exchange, then the ack of the DLQ copy: a crash in between duplicates, which
-the worker's idempotency store absorbs; nothing is lost.
+Browsing takes messages with basic.get *without* acking and then gives every one of them
+back, in order (`queue_borrow`); closing the channel would give back any left. (A quorum
+queue counts such returns towards its delivery limit; `Q.dlq` has a limit of a million
+and no dead-letter target, so browsing cannot lose a message there.) Replaying is a
+confirmed publish to `Q` through the default exchange, then the ack of the DLQ copy: a
+crash in between duplicates, which the worker's idempotency store absorbs; nothing is lost.
 """
 
 from __future__ import annotations
@@ -16,27 +16,29 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import aio_pika
-from aio_pika.abc import (
-    AbstractIncomingMessage,
-    AbstractQueue,
-    AbstractRobustConnection,
-)
+from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
 from framework import names
 from framework.dead_letters import DeadLetteredMessage, dead_letter_key, describe, replay_headers
 from framework.errors import UnknownQueue
+from framework.failure_groups import group_of
 from framework.publisher import Publisher
+from framework.queue_borrow import Borrowing
 
 
 @dataclass(frozen=True, slots=True)
 class Selection:
-    """Which DLQ messages an operation touches: those with `key` (any if None), up to `limit`."""
+    """Which DLQ messages an operation touches: those with `key` and in failure group `group`
+    (any if None), up to `limit`."""
 
     limit: int | None = None
     key: str | None = None
+    group: str | None = None
 
     def wants(self, message: AbstractIncomingMessage) -> bool:
-        return self.key is None or _key(message) == self.key
+        if self.key is not None and _key(message) != self.key:
+            return False
+        return self.group is None or group_of(_describe(message)) == self.group
 
     def full(self, taken: int) -> bool:
         return self.limit is not None and taken >= self.limit
@@ -48,8 +50,9 @@ def worker_queue(name: str) -> str:
 
 
 @contextlib.asynccontextmanager
-async def _open(connection: AbstractRobustConnection, queue: str) -> AsyncIterator[AbstractQueue]:
-    """A channel with `Q.dlq` passively declared; closing it returns unacked messages."""
+async def _open(connection: AbstractRobustConnection, queue: str) -> AsyncIterator[Borrowing]:
+    """`Q.dlq` on a channel of its own; what was taken and not removed goes back in order
+    (after an error, when the channel closes)."""
     channel = await connection.channel(publisher_confirms=False)
     try:
         try:
@@ -58,20 +61,18 @@ async def _open(connection: AbstractRobustConnection, queue: str) -> AsyncIterat
             raise UnknownQueue(
                 f"unknown queue {queue!r}: it has no dead-letter queue {names.dlq_name(queue)!r}"
             ) from exc
-        yield dlq
+        borrowing = Borrowing(channel, dlq)
+        yield borrowing
+        await borrowing.give_back()
     finally:
         if not channel.is_closed:
             await channel.close()
 
 
-def _depth(queue: AbstractQueue) -> int:
-    return queue.declaration_result.message_count or 0
-
-
 async def depth(connection: AbstractRobustConnection, queue: str) -> int:
     """Messages waiting in `Q.dlq`."""
     async with _open(connection, queue) as dlq:
-        return _depth(dlq)
+        return dlq.depth
 
 
 def _key(message: AbstractIncomingMessage) -> str:
@@ -98,8 +99,8 @@ async def browse(
     """Read DLQ messages in order without removing them (get without ack, close channel)."""
     found: list[DeadLetteredMessage] = []
     async with _open(connection, queue) as dlq:
-        for _ in range(_depth(dlq)):  # bounded: never loop over messages put back meanwhile
-            message = await dlq.get(no_ack=False, fail=False)
+        for _ in range(dlq.depth):  # bounded: never loop over messages put back meanwhile
+            message = await dlq.take()
             if message is None:
                 break
             if selection.wants(message):
@@ -107,6 +108,24 @@ async def browse(
                 if selection.full(len(found)):
                     break
     return found
+
+
+async def scan(
+    connection: AbstractRobustConnection,
+    queue: str,
+    visit: Callable[[DeadLetteredMessage], None],
+) -> int:
+    """Show every DLQ message, in order, to `visit`, keeping none (browsing as `browse`
+    does, so the queue is left as it was); returns how many were seen."""
+    seen = 0
+    async with _open(connection, queue) as dlq:
+        for _ in range(dlq.depth):
+            message = await dlq.take()
+            if message is None:
+                break
+            visit(_describe(message))
+            seen += 1
+    return seen
 
 
 def replay_message(message: AbstractIncomingMessage) -> aio_pika.Message:
@@ -145,16 +164,16 @@ async def replay(
     try:
         async with _open(connection, queue) as dlq:
             await _require_queue(connection, queue)
-            for _ in range(_depth(dlq)):
+            for _ in range(dlq.depth):
                 if selection.full(moved):
                     break
-                message = await dlq.get(no_ack=False, fail=False)
+                message = await dlq.take()
                 if message is None:
                     break
                 if not selection.wants(message):
-                    continue  # stays unacked: back in the DLQ when the channel closes
+                    continue  # stays unacked: given back in its place at the end
                 await publisher.publish(replay_message(message), "", queue, mandatory=True)
-                await message.ack()
+                await dlq.remove(message)
                 moved += 1
                 if on_moved is not None:
                     on_moved(_describe(message))
@@ -171,31 +190,32 @@ async def _require_queue(connection: AbstractRobustConnection, queue: str) -> No
         raise UnknownQueue(f"unknown queue {queue!r}: nothing to replay into") from exc
 
 
-PURGE_CHUNK = 500  # deliveries taken before one multiple ack deletes them
-
-
-async def purge(connection: AbstractRobustConnection, queue: str, count: int | None = None) -> int:
+async def purge(
+    connection: AbstractRobustConnection,
+    queue: str,
+    count: int | None = None,
+    *,
+    group: str | None = None,
+) -> int:
     """Delete the `count` oldest messages of `Q.dlq` (every one if None); returns how many.
 
-    With a count, exactly those are deleted (taken with basic.get, acked in chunks), so
+    With a count, exactly those are deleted (taken with basic.get, acked one by one), so
     messages dead-lettered after the operator counted them stay; fewer are deleted only if
-    someone else took some meanwhile.
+    someone else took some meanwhile. With a `group`, only that failure group's messages
+    are deleted (the `count` oldest of them); the others stay, in their order.
     """
     async with _open(connection, queue) as dlq:
-        if count is None:
-            result = await dlq.purge()
+        if count is None and group is None:
+            result = await dlq.queue.purge()
             return int(result.message_count or 0)
         removed = 0
-        dry = False
-        while removed < count and not dry:
-            last: AbstractIncomingMessage | None = None
-            for _ in range(min(PURGE_CHUNK, count - removed)):
-                message = await dlq.get(no_ack=False, fail=False)
-                if message is None:
-                    dry = True
-                    break
-                last = message
+        for _ in range(dlq.depth):
+            if count is not None and removed >= count:
+                break
+            message = await dlq.take()
+            if message is None:
+                break
+            if group is None or group_of(_describe(message)) == group:
+                await dlq.remove(message)
                 removed += 1
-            if last is not None:
-                await last.ack(multiple=True)
         return removed

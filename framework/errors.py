@@ -168,3 +168,7 @@ class RemoteError(FrameworkError):
 
 class UnknownQueue(ConfigurationError):
     """A queue named by the user does not exist on the broker."""
+
+
+class UnknownGroup(ConfigurationError):
+    """A failure group named by the user has no message in the dead-letter queue."""

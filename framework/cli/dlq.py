@@ -1,4 +1,4 @@
-"""`framework dlq list|show|replay|purge QUEUE`: inspect and repair dead-lettered messages."""
+"""`framework dlq list|show|groups|replay|purge QUEUE`: inspect and repair dead letters."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ from rich.table import Table
 from framework import dlq, names
 from framework.cli.broker import BrokerSession
 from framework.cli.context import state
+from framework.cli.dlq_groups import find_group, print_groups, read_groups
 from framework.dead_letters import DeadLetteredMessage
+from framework.failure_groups import FailureGroup
 from framework.header_values import shown_text
 from framework.scaling import format_duration
 from framework.settings import Settings
@@ -120,6 +122,28 @@ def show_command(ctx: click.Context, queue: str, key: str) -> None:
     )
 
 
+@dlq_group.command("groups")
+@click.argument("queue")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
+@click.pass_context
+def groups_command(ctx: click.Context, queue: str, as_json: bool) -> None:
+    """Dead letters grouped by cause: reason, exception type and error text with ids and
+    numbers masked; count, first and last seen, an example key per group (nothing removed).
+
+    The group ids are stable: pass one to `replay --group` or `purge --group`. Every
+    message is read once, keeping only per-group totals.
+    """
+    queue = dlq.worker_queue(queue)
+
+    async def read(session: BrokerSession) -> list[FailureGroup]:
+        return (await read_groups(session, queue)).rows()
+
+    print_groups(queue, _run(ctx, read), as_json)
+
+
+GROUP_HELP = "Only messages of this failure group (an id `dlq groups` prints)."
+
+
 @dlq_group.command("replay")
 @click.argument("queue")
 @click.option(
@@ -129,12 +153,19 @@ def show_command(ctx: click.Context, queue: str, key: str) -> None:
     help="Move at most this many messages (default: all).",
 )
 @click.option("--key", default=None, help="Only messages with this idempotency key.")
+@click.option("--group", default=None, metavar="ID", help=GROUP_HELP)
 @click.pass_context
-def replay_command(ctx: click.Context, queue: str, limit: int | None, key: str | None) -> None:
-    """Move messages back to QUEUE with the attempt counter reset and their keys kept."""
+def replay_command(
+    ctx: click.Context, queue: str, limit: int | None, key: str | None, group: str | None
+) -> None:
+    """Move messages back to QUEUE with the attempt counter reset and their keys kept.
+
+    With --group, only that group's messages move; the others stay in the DLQ in order.
+    """
     queue = dlq.worker_queue(queue)
     settings = state(ctx).settings
-    moved = _run(ctx, lambda session: _replay(session, settings, queue, dlq.Selection(limit, key)))
+    selection = dlq.Selection(limit, key, group)
+    moved = _run(ctx, lambda session: _replay(session, settings, queue, selection))
     click.echo(
         f"replayed {moved} message{'s' * (moved != 1)} from {names.dlq_name(queue)} to {queue}"
     )
@@ -144,7 +175,10 @@ async def _replay(
     session: BrokerSession, settings: Settings, queue: str, selection: dlq.Selection
 ) -> int:
     connection = await session.connection()
-    waiting = await dlq.depth(connection, queue)
+    if selection.group is not None:  # an unknown group is an error before anything moves
+        waiting = (await find_group(session, queue, selection.group)).count
+    else:
+        waiting = await dlq.depth(connection, queue)
     total = None if selection.key else min(waiting, selection.limit or waiting)
     with Progress(
         TextColumn("{task.description}"),
@@ -165,36 +199,41 @@ async def _replay(
 
 @dlq_group.command("purge")
 @click.argument("queue")
+@click.option("--group", default=None, metavar="ID", help=GROUP_HELP)
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.pass_context
-def purge_command(ctx: click.Context, queue: str, yes: bool) -> None:
+def purge_command(ctx: click.Context, queue: str, group: str | None, yes: bool) -> None:
     """Delete the messages in QUEUE's dead-letter queue (asks first unless --yes).
 
     Exactly the messages counted are deleted (the oldest ones): any dead-lettered after
-    the count stay, and the output says how many are left.
+    the count stay, and the output says how many are left. With --group, only that
+    group's messages are counted and deleted; the others stay in the DLQ in order.
     """
     queue = dlq.worker_queue(queue)
     dead = names.dlq_name(queue)
+    which = dead if group is None else f"{dead} (group {group})"
 
     async def waiting(session: BrokerSession) -> int:
+        if group is not None:
+            return (await find_group(session, queue, group)).count
         return await dlq.depth(await session.connection(), queue)
 
     count = _run(ctx, waiting)
     if count and not yes:  # asked with no connection open: a slow answer cannot time it out
         if not sys.stdin.isatty():
             raise click.UsageError(
-                f"refusing to delete {_messages(count)} from {dead} without confirmation "
+                f"refusing to delete {_messages(count)} from {which} without confirmation "
                 "(stdin is not a terminal): pass --yes"
             )
-        click.confirm(f"delete {_messages(count)} from {dead}?", abort=True, err=True)
+        click.confirm(f"delete {_messages(count)} from {which}?", abort=True, err=True)
 
     async def purge(session: BrokerSession) -> tuple[int, int]:
         connection = await session.connection()
-        removed = await dlq.purge(connection, queue, count)
+        removed = await dlq.purge(connection, queue, count, group=group)
         return removed, await dlq.depth(connection, queue)
 
     removed, left = _run(ctx, purge)
-    click.echo(f"purged {_messages(removed)} from {dead}; {left} left")
+    click.echo(f"purged {_messages(removed)} from {which}; {left} left")
 
 
 def _messages(n: int) -> str:

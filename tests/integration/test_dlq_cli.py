@@ -4,13 +4,12 @@ purge only when confirmed."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import pty
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aio_pika
@@ -18,23 +17,9 @@ import pytest
 
 from framework import Bus, Context, PermanentError, Worker, names
 from framework.testing import BrokerAdmin
-from framework.worker_spec import build_spec
-from tests.integration.cli_runner import REPO, framework, framework_json
+from tests.integration.cli_runner import REPO, framework
+from tests.integration.dlq_harness import cli, cli_json, idle_queue, wait_until
 from tests.integration.ops_service import Job
-
-
-async def cli(amqp_url: str, *args: str, stdin: str = "") -> Any:
-    return await asyncio.to_thread(framework, amqp_url, *args, stdin=stdin)
-
-
-async def cli_json(amqp_url: str, *args: str) -> Any:
-    return await asyncio.to_thread(framework_json, amqp_url, *args)
-
-
-async def wait_until(predicate: Any, timeout: float = 20.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():  # noqa: ASYNC110 - state changes in the worker's tasks
-            await asyncio.sleep(0.05)
 
 
 async def test_list_show_replay_and_duplicate_absorbed(
@@ -155,26 +140,6 @@ async def test_broker_dead_lettered_reason_from_x_death(
         assert "dead-lettered by the broker from" in row["error"]
     finally:
         await broker_admin.delete_worker_queues(queue_name, Idle(bus).spec.policy.tiers_ms())
-
-
-class Idle(Worker):
-    """Declares a queue and its DLQ; never consumes (the tests fill the DLQ directly)."""
-
-    queue = "set-per-test"
-
-    async def handle(self, msg: Job, ctx: Context) -> None:  # pragma: no cover
-        pass
-
-
-@contextlib.asynccontextmanager
-async def idle_queue(bus: Bus, broker_admin: BrokerAdmin, queue_name: str) -> AsyncIterator[str]:
-    """`queue_name` and its DLQ declared; yields the DLQ's name; deletes both afterwards."""
-    worker = type("IdleHere", (Idle,), {"queue": queue_name})
-    await bus.declare(worker)
-    try:
-        yield names.dlq_name(queue_name)
-    finally:
-        await broker_admin.delete_worker_queues(queue_name, build_spec(worker).policy.tiers_ms())
 
 
 async def on_terminal(

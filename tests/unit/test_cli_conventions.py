@@ -44,7 +44,7 @@ def test_version() -> None:
     ("args", "commands"),
     [
         ((), ("run", "send", "queues", "dlq", "demo")),
-        (("dlq",), ("list", "show", "replay", "purge")),
+        (("dlq",), ("list", "show", "groups", "replay", "purge")),
     ],
 )
 def test_nothing_asked_prints_the_full_help(

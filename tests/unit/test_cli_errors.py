@@ -57,6 +57,11 @@ def framework(*args: str) -> subprocess.CompletedProcess[str]:
         (("run", "missing-colon"), "expected MODULE:NAME"),
         (("queues", "orders"), "cannot connect to amqp://admin:***@127.0.0.1:1/"),
         (("dlq", "list", "orders"), "cannot connect to amqp://admin:***@127.0.0.1:1/"),
+        (("dlq", "groups", "orders"), "cannot connect to amqp://admin:***@127.0.0.1:1/"),
+        (
+            ("dlq", "purge", "orders", "--group", "0123456789", "--yes"),
+            "cannot connect to amqp://admin:***@127.0.0.1:1/",
+        ),
         (("dlq", "replay", "orders", "--limit", "0"), "Invalid value for '--limit'"),
         (("queues", "--json", "--watch", "1"), "--json and --watch do not go together"),
         (
