@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import random
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -40,11 +41,16 @@ from framework.send_batch import raise_for_failures, send_batch
 from framework.send_retry import RetryOnOverload
 from framework.settings import Settings
 from framework.topology import EXCHANGES, Topology
+from framework.tracing import open_tracing
 from framework.urls import mask_urls, split_urls
 from framework.worker_spec import build_spec
 
 if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
+
+    from framework.envelope import Envelope
     from framework.queue_stats import QueueStats
+    from framework.spans import Tracing
     from framework.worker import Worker
 
 M = TypeVar("M", bound=BaseModel)
@@ -54,7 +60,9 @@ class Bus:
     """A connection to the broker for sending, publishing and running workers.
 
     Use `async with Bus.connect(url) as bus:`; the idempotency store is a Bus-level setting
-    shared by every worker on this bus.
+    shared by every worker on this bus. With `opentelemetry-api` installed, sends, publishes
+    and its workers' deliveries are spans of `tracer_provider` (default: the global one, if
+    an SDK set it before the bus starts; otherwise no spans, at no cost).
     """
 
     def __init__(
@@ -64,6 +72,7 @@ class Bus:
         settings: Settings | None = None,
         service: str | None = None,
         idempotency: IdempotencyStore | str | None = None,
+        tracer_provider: TracerProvider | None = None,
     ) -> None:
         self.settings = settings or Settings()
         self._urls = (
@@ -73,6 +82,8 @@ class Bus:
         )
         self.service = service or self.settings.service_name
         self._idempotency_arg = idempotency
+        self._tracer_provider = tracer_provider
+        self.tracing: Tracing | None = None  # OpenTelemetry spans: set by `start` if recorded
         self._store: IdempotencyStore | None = None
         self._publish_conn: JitteredRobustConnection | None = None
         self._consume_conn: JitteredRobustConnection | None = None
@@ -119,6 +130,7 @@ class Bus:
     async def start(self) -> None:
         """Open both connections, declare the exchanges, open the idempotency store."""
         s = self.settings
+        self.tracing = open_tracing(self._tracer_provider)
         self._publish_conn = await self._open(f"{self.service}.publish")
         try:
             self._consume_conn = await self._open(f"{self.service}.consume")
@@ -414,23 +426,54 @@ class Bus:
         timeout: float | None,
     ) -> str:
         key = key or new_key()
+        tracing = self.tracing
+        if tracing is None:
+            envelope, expiration = outgoing_envelope(
+                message,
+                key,
+                app_id=self.service,
+                correlation_id=correlation_id,
+                causation_id=causation_id,
+                deadline=deadline,
+                ttl=ttl,
+                traceparent=traceparent,
+            )
+            await self._publish_envelope(message, envelope, expiration, timeout)
+            return key
         command = is_command(type(message))
-        envelope, expiration = outgoing_envelope(
-            message,
+        with tracing.producing(
+            "send" if command else "publish",
+            names.COMMANDS_EXCHANGE if command else names.EVENTS_EXCHANGE,
+            message.type_name,
             key,
-            app_id=self.service,
-            correlation_id=correlation_id,
-            causation_id=causation_id,
-            deadline=deadline,
-            ttl=ttl,
-            traceparent=traceparent,
-        )
+            correlation_id or key,
+            traceparent,
+        ) as trace:
+            envelope, expiration = outgoing_envelope(
+                message,
+                key,
+                app_id=self.service,
+                correlation_id=correlation_id,
+                causation_id=causation_id,
+                deadline=deadline,
+                ttl=ttl,
+                traceparent=trace.traceparent,
+            )
+            if trace.tracestate is not None:
+                envelope = replace(envelope, headers={names.TRACESTATE: trace.tracestate})
+            await self._publish_envelope(message, envelope, expiration, timeout)
+        return key
+
+    async def _publish_envelope(
+        self, message: Message, envelope: Envelope, expiration: int | None, timeout: float | None
+    ) -> None:
         refuse_oversized(
             len(envelope.body),
             self.settings.max_message_size,
             routing_key=message.type_name,
-            message_id=key,
+            message_id=envelope.message_id,
         )
+        command = is_command(type(message))
         await self.publisher.publish_properties(
             envelope.body,
             amqp_properties(envelope, expiration_ms=expiration),
@@ -439,7 +482,6 @@ class Bus:
             mandatory=command,
             timeout=timeout,
         )
-        return key
 
     def outbox(self, connection: Any, *, stream: str | None = None) -> OutboxWriter:
         """Send and publish through the outbox inside a transaction you own (outside handlers).
