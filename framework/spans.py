@@ -71,7 +71,11 @@ class Tracing:
         """The span of one send or publish (`operation`), child of `traceparent` if it is
         valid, else of the current context; the message carries the span's context. An
         exception leaving the block is recorded on the span (status ERROR)."""
-        parent = _parent_context(traceparent, None)
+        current = trace.get_current_span().get_span_context()
+        # the current span itself (a handler's ctx.publish): keep its context, tracestate too
+        parent = (
+            None if traceparent == _format_if_valid(current) else _parent_context(traceparent, None)
+        )
         span = self._tracer.start_span(
             f"{operation} {routing_key}",
             parent,
@@ -92,8 +96,7 @@ class Tracing:
     def current_traceparent(self) -> str | None:
         """The `traceparent` of the current span (a delivery's `process` span in its
         handler), or None if there is none."""
-        context = trace.get_current_span().get_span_context()
-        return format_traceparent(context) if context.is_valid else None
+        return _format_if_valid(trace.get_current_span().get_span_context())
 
     def delivery(self, envelope: Envelope, queue: str) -> DeliverySpan:
         """Start the `process` span of one delivery and make it current (end it with
@@ -184,6 +187,10 @@ class DeliverySpan:
 
 def format_traceparent(context: SpanContext) -> str:
     return f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+
+
+def _format_if_valid(context: SpanContext) -> str | None:
+    return format_traceparent(context) if context.is_valid else None
 
 
 def _span_context(traceparent: object, tracestate: object) -> SpanContext | None:
