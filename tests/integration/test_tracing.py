@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
+import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -17,6 +19,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from framework import Bus, Worker
+from framework.testing import BrokerAdmin
+from framework.worker_spec import build_spec
 from schemas.orders import PlaceOrder
 from services.customers.worker import CustomerWorker
 from services.notifications.mailer import Mailer
@@ -24,7 +28,11 @@ from services.notifications.worker import NotificationWorker, ReceiptWorker
 from services.orders.worker import OrdersSettings, OrderWorker
 from services.payments.gateway import ChargeResult, Gateway, GatewayError, GatewaySettings
 from services.payments.worker import PaymentWorker
+from tests.integration.ops_service import Job, JobWorker
 from tests.integration.vhost_admin import Permissions, VhostAdmin, url_for
+from tests.otlp_collector import otlp_collector
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 class FailsFirstCharge(Gateway):
@@ -178,3 +186,50 @@ async def test_an_order_is_one_trace_across_three_services(
     for process in (order, charged, notified, mailed):
         assert (process.attributes or {})["fw.settlement"] == "ack"
         assert (process.attributes or {})["messaging.message.conversation_id"] == "order-o1"
+
+
+async def test_framework_run_exports_spans_where_otel_variables_say(
+    amqp_url: str, bus: Bus, broker_admin: BrokerAdmin, queue_name: str
+) -> None:
+    """`framework run` with OTEL_EXPORTER_OTLP_ENDPOINT: the delivery's process span reaches
+    that collector over OTLP/HTTP, under the worker's service name."""
+    worker_cls = type("Here", (JobWorker,), {"queue": queue_name})
+    await bus.declare(worker_cls)
+    with otlp_collector() as collector:
+        env = {
+            **os.environ,
+            "AMQP_URL": amqp_url,
+            "OPS_QUEUE": queue_name,
+            "OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint,
+            "OTEL_BSP_SCHEDULE_DELAY": "50",  # ms between batches
+            "FRAMEWORK_LOG_LEVEL": "warning",
+        }
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "framework",
+            "run",
+            "tests.integration.ops_service:JobWorker",
+            cwd=REPO,
+            env=env,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        try:
+            await bus.send(Job(job_id="traced"), idempotency_key="job-traced")
+            name = f"process {queue_name}"
+            assert await asyncio.to_thread(collector.wait_for_span, name, 20)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(process.wait(), 30) == 0
+            await broker_admin.delete_worker_queues(
+                queue_name, build_spec(worker_cls).policy.tiers_ms()
+            )
+    [resource] = {
+        attribute.value.string_value
+        for request in collector.requests
+        for spans in request.resource_spans
+        for attribute in spans.resource.attributes
+        if attribute.key == "service.name"
+    }
+    assert resource == queue_name  # JobWorker sets no `service`: named after its queue
