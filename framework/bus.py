@@ -15,7 +15,6 @@ from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import aio_pika
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from pydantic import BaseModel, SecretStr
@@ -426,53 +425,18 @@ class Bus:
         timeout: float | None,
     ) -> str:
         key = key or new_key()
-        tracing = self.tracing
-        if tracing is None:
-            envelope, expiration = outgoing_envelope(
-                message,
-                key,
-                app_id=self.service,
-                correlation_id=correlation_id,
-                causation_id=causation_id,
-                deadline=deadline,
-                ttl=ttl,
-                traceparent=traceparent,
-            )
-            await self._publish_envelope(message, envelope, expiration, timeout)
+        fields = (key, correlation_id, causation_id, deadline, ttl)
+        if self.tracing is None:
+            await self._publish(message, *self._envelope(message, *fields, traceparent), timeout)
             return key
-        command = is_command(type(message))
-        with tracing.producing(
-            "send" if command else "publish",
-            names.COMMANDS_EXCHANGE if command else names.EVENTS_EXCHANGE,
-            message.type_name,
-            key,
-            correlation_id or key,
-            traceparent,
-        ) as trace:
-            envelope, expiration = outgoing_envelope(
-                message,
-                key,
-                app_id=self.service,
-                correlation_id=correlation_id,
-                causation_id=causation_id,
-                deadline=deadline,
-                ttl=ttl,
-                traceparent=trace.traceparent,
-            )
-            if trace.tracestate is not None:
-                envelope = replace(envelope, headers={names.TRACESTATE: trace.tracestate})
-            await self._publish_envelope(message, envelope, expiration, timeout)
+        with self.tracing.producing(message, key, correlation_id, traceparent) as trace:
+            envelope, expiration = self._envelope(message, *fields, *trace.headers)
+            await self._publish(message, envelope, expiration, timeout)
         return key
 
-    async def _publish_envelope(
+    async def _publish(
         self, message: Message, envelope: Envelope, expiration: int | None, timeout: float | None
     ) -> None:
-        refuse_oversized(
-            len(envelope.body),
-            self.settings.max_message_size,
-            routing_key=message.type_name,
-            message_id=envelope.message_id,
-        )
         command = is_command(type(message))
         await self.publisher.publish_properties(
             envelope.body,
@@ -492,7 +456,7 @@ class Bus:
         """
         return OutboxWriter(connection, app_id=self.service, stream=stream)
 
-    def _outgoing(
+    def _envelope(
         self,
         message: Message,
         key: str,
@@ -501,7 +465,9 @@ class Bus:
         deadline: datetime | None,
         ttl: float | None,
         traceparent: str | None,
-    ) -> aio_pika.Message:
+        tracestate: str | None = None,
+    ) -> tuple[Envelope, int | None]:
+        """A new message's envelope and expiration (ms), refused if over the size limit."""
         envelope, expiration = outgoing_envelope(
             message,
             key,
@@ -512,13 +478,15 @@ class Bus:
             ttl=ttl,
             traceparent=traceparent,
         )
+        if tracestate is not None:
+            envelope = replace(envelope, headers={names.TRACESTATE: tracestate})
         refuse_oversized(
             len(envelope.body),
             self.settings.max_message_size,
             routing_key=message.type_name,
             message_id=key,
         )
-        return to_amqp(envelope, expiration_ms=expiration)
+        return envelope, expiration
 
     async def request(
         self,
@@ -541,8 +509,16 @@ class Bus:
                 self._connection(self._publish_conn), self.settings.publish_timeout
             )
         key = idempotency_key or new_key()
-        outgoing = self._outgoing(command, key, correlation_id, None, None, timeout, None)
-        return await self._requests.request(outgoing, command.type_name, timeout, reply_type)
+        requests, fields = self._requests, (key, correlation_id, None, None, timeout)
+        if self.tracing is None:
+            envelope, expiration = self._envelope(command, *fields, None)
+            outgoing = to_amqp(envelope, expiration_ms=expiration)
+            return await requests.request(outgoing, command.type_name, timeout, reply_type)
+        # the span lasts until the reply (or the timeout): the request's round trip
+        with self.tracing.producing(command, key, correlation_id, None) as trace:
+            envelope, expiration = self._envelope(command, *fields, *trace.headers)
+            outgoing = to_amqp(envelope, expiration_ms=expiration)
+            return await requests.request(outgoing, command.type_name, timeout, reply_type)
 
 
 def _is_store(arg: IdempotencyStore | str | None) -> bool:

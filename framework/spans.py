@@ -33,6 +33,7 @@ from opentelemetry.trace import (
 from framework import names
 from framework.envelope import Envelope
 from framework.header_values import header_text
+from framework.messages import Message, is_command
 from framework.settlement import Ack, DeadLetter, Retry, Settlement
 from framework.tracing import parse_traceparent
 
@@ -60,17 +61,14 @@ class Tracing:
 
     @contextmanager
     def producing(
-        self,
-        operation: str,
-        exchange: str,
-        routing_key: str,
-        message_id: str,
-        conversation_id: str,
-        traceparent: str | None,
+        self, message: Message, key: str, correlation_id: str | None, traceparent: str | None
     ) -> Iterator[OutgoingTrace]:
-        """The span of one send or publish (`operation`), child of `traceparent` if it is
-        valid, else of the current context; the message carries the span's context. An
-        exception leaving the block is recorded on the span (status ERROR)."""
+        """The span of sending a command or publishing an event, child of `traceparent` if
+        it is valid, else of the current context; the message carries the span's context
+        (`OutgoingTrace.headers`). An exception leaving the block is recorded on the span
+        (status ERROR)."""
+        command = is_command(type(message))
+        operation, routing_key = "send" if command else "publish", message.type_name
         current = trace.get_current_span().get_span_context()
         # the current span itself (a handler's ctx.publish): keep its context, tracestate too
         parent = (
@@ -84,10 +82,12 @@ class Tracing:
                 "messaging.system": SYSTEM,
                 "messaging.operation.type": "send",
                 "messaging.operation.name": operation,
-                "messaging.destination.name": exchange,
+                "messaging.destination.name": (
+                    names.COMMANDS_EXCHANGE if command else names.EVENTS_EXCHANGE
+                ),
                 "messaging.rabbitmq.destination.routing_key": routing_key,
-                "messaging.message.id": message_id,
-                "messaging.message.conversation_id": conversation_id,
+                "messaging.message.id": key,
+                "messaging.message.conversation_id": correlation_id or key,
             },
         )
         with trace.use_span(span, end_on_exit=True):
@@ -128,11 +128,11 @@ class Tracing:
 class OutgoingTrace:
     """The trace headers of a message being sent: its producer span's context."""
 
-    __slots__ = ("traceparent", "tracestate")
+    __slots__ = ("headers",)
 
     def __init__(self, context: SpanContext) -> None:
-        self.traceparent = format_traceparent(context)
-        self.tracestate = context.trace_state.to_header() or None
+        #: (traceparent, tracestate or None)
+        self.headers = (format_traceparent(context), context.trace_state.to_header() or None)
 
 
 class DeliverySpan:

@@ -354,39 +354,11 @@ class MemoryBus:
         reply_to: str | None = None,
     ) -> str:
         key = key or new_key()
-        tracing = self.tracing
-        if tracing is None:
-            return self._route(
-                message,
-                key,
-                correlation_id,
-                causation_id,
-                deadline,
-                ttl,
-                traceparent,
-                None,
-                reply_to,
-            )
-        command = is_command(type(message))
-        with tracing.producing(
-            "send" if command else "publish",
-            names.COMMANDS_EXCHANGE if command else names.EVENTS_EXCHANGE,
-            message.type_name,
-            key,
-            correlation_id or key,
-            traceparent,
-        ) as trace:
-            return self._route(
-                message,
-                key,
-                correlation_id,
-                causation_id,
-                deadline,
-                ttl,
-                trace.traceparent,
-                trace.tracestate,
-                reply_to,
-            )
+        fields = (message, key, correlation_id, causation_id, deadline, ttl)
+        if self.tracing is None:
+            return self._route(*fields, traceparent, None, reply_to)
+        with self.tracing.producing(message, key, correlation_id, traceparent) as trace:
+            return self._route(*fields, *trace.headers, reply_to)
 
     def _route(
         self,

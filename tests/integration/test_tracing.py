@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from framework import Bus, Worker
+from framework import Bus, Command, Context, Worker
 from framework.testing import BrokerAdmin
 from framework.worker_spec import build_spec
 from schemas.orders import PlaceOrder
@@ -233,3 +233,34 @@ async def test_framework_run_exports_spans_where_otel_variables_say(
         if attribute.key == "service.name"
     }
     assert resource == queue_name  # JobWorker sets no `service`: named after its queue
+
+
+class Quote(Command):
+    type_name = "tests.tracing.Quote"
+    sku: str
+
+
+async def test_a_request_span_lasts_until_the_reply(
+    amqp_url: str,
+    worker_factory,
+    provider: TracerProvider,
+    exporter: InMemorySpanExporter,
+    queue_name: str,
+) -> None:
+    """Bus.request: its send span is the parent of the worker's process span and ends only
+    once the reply is back."""
+
+    class QuoteWorker(Worker):
+        queue = queue_name
+
+        async def handle(self, msg: Quote, ctx: Context) -> dict[str, int]:
+            return {"cents": 100}
+
+    async with Bus.connect(amqp_url, service="tests", tracer_provider=provider) as traced:
+        await worker_factory(QuoteWorker, traced)
+        assert await traced.request(Quote(sku="a"), timeout=10) == {"cents": 100}
+    [send] = [s for s in exporter.get_finished_spans() if s.name == "send tests.tracing.Quote"]
+    [process] = [s for s in exporter.get_finished_spans() if s.name == f"process {queue_name}"]
+    assert process.parent is not None and process.parent.span_id == ids(send)[1]
+    assert send.end_time is not None and process.end_time is not None
+    assert send.end_time >= process.end_time
