@@ -118,6 +118,8 @@ async def consume(
         "broker_cpu_us": broker_cpu / n * 1e6 if broker_cpu is not None else None,
         # ack frames the contender sent, where it counts them (the tuned reference does)
         "ack_frames": getattr(c, "ack_frames", None),
+        # spans the contender recorded, where it counts them (framework+otel does)
+        "spans": getattr(c, "spans", None),
     }
 
 

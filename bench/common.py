@@ -102,7 +102,12 @@ async def preload(url: str, queue: str, n: int) -> float:
                 message_id=uuid.uuid4().hex,
                 content_type="application/json",
                 message_type=type_name(queue),
-                headers={"fw-attempt": 1},
+                # as the framework sends it: a W3C trace context (the `process` span's
+                # parent for framework+otel)
+                headers={
+                    "fw-attempt": 1,
+                    "traceparent": f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-01",
+                },
             )
             task = asyncio.ensure_future(
                 channel.basic_publish(

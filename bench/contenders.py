@@ -376,11 +376,20 @@ class Framework(Contender):
         from framework.logs import configure_logging
 
         configure_logging("json", "info", force=True)
-        self.bus = Bus.connect(url, service="bench", idempotency=self.idempotency)
+        self.bus = Bus.connect(
+            url,
+            service="bench",
+            idempotency=self.idempotency,
+            tracer_provider=self.tracer_provider(),
+        )
         await self.bus.start()
         freeze_startup_heap()  # what `framework run` does (and the docs advise for your main)
         self.worker: Any = None
         self.task: asyncio.Task[None] | None = None
+
+    def tracer_provider(self) -> Any:
+        """None: the global one, which no SDK set (OpenTelemetry's API only: no spans)."""
+        return None
 
     def _worker_cls(self, queue: str) -> Any:
         if self.database is not None:
@@ -426,6 +435,40 @@ class FrameworkUvloop(Framework):
     name = "framework+uvloop"
     uvloop = True
     description = "the same code as framework, on uvloop"
+
+
+class FrameworkOtel(Framework):
+    name = "framework+otel"
+    description = (
+        "the framework contender with OpenTelemetry spans on: the SDK's TracerProvider with a "
+        "BatchSpanProcessor whose exporter drops every batch (the cost of recording and "
+        "batching the spans, not of shipping them); framework alone has the API installed "
+        "and no SDK, i.e. tracing off"
+    )
+
+    def tracer_provider(self) -> Any:
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import (
+            BatchSpanProcessor,
+            SpanExporter,
+            SpanExportResult,
+        )
+
+        contender = self
+        self.spans = 0  # exported (and dropped) so far
+
+        class Dropping(SpanExporter):
+            def export(self, spans: Any) -> SpanExportResult:
+                contender.spans += len(spans)
+                return SpanExportResult.SUCCESS
+
+        self.provider = TracerProvider()
+        self.provider.add_span_processor(BatchSpanProcessor(Dropping()))
+        return self.provider
+
+    async def close(self) -> None:
+        await super().close()
+        self.provider.shutdown()
 
 
 # ---- FastStream -----------------------------------------------------------------------------
@@ -494,6 +537,7 @@ class FastStream(Contender):
 
 
 CONTENDERS: dict[str, type[Contender]] = {
-    c.name: c for c in (AioPika, AioPikaUvloop, Tuned, Framework, FrameworkUvloop, FastStream)
+    c.name: c
+    for c in (AioPika, AioPikaUvloop, Tuned, Framework, FrameworkUvloop, FrameworkOtel, FastStream)
 }
 BASELINE = AioPika.name

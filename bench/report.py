@@ -152,6 +152,21 @@ def _ack_frames_line(plan: Plan) -> list[str]:
     ]
 
 
+def _tracing_line(plan: Plan, key: str) -> list[str]:
+    """What OpenTelemetry spans cost per message: framework+otel against framework."""
+    traced, plain = "framework+otel", "framework"
+    cpu = _median(plan, key, traced, "cpu_us"), _median(plan, key, plain, "cpu_us")
+    if cpu[0] is None or cpu[1] is None:
+        return []
+    rate = _median(plan, key, traced, "rate"), _median(plan, key, plain, "rate")
+    return [
+        f"Tracing on ({traced}: spans recorded and batched by the OpenTelemetry SDK) costs "
+        f"{cpu[0] - cpu[1]:+.1f} µs of client CPU per message over {plain} (API installed, "
+        f"no SDK: tracing off); its rate is {_ratio(*rate)} of {plain}'s.",
+        "",
+    ]
+
+
 def _latency_table(plan: Plan) -> list[str]:
     lines = [
         "| contender | p50 ms | p99 ms | max ms | achieved msg/s | p99 × aio-pika |",
@@ -411,6 +426,7 @@ def render(plan: Plan, elapsed: float) -> str:
         "",
         *_throughput_table(plan, "A"),
         "",
+        *_tracing_line(plan, "A"),
         "## B: consume a pre-loaded queue of N, ack after the handler",
         "",
         "Rate between the first and the last handled message; *client CPU* is the consuming "
@@ -419,6 +435,7 @@ def render(plan: Plan, elapsed: float) -> str:
         *_throughput_table(plan, "B"),
         "",
         *_ack_frames_line(plan),
+        *_tracing_line(plan, "B"),
         f"## C: end-to-end latency at {plan.rate} msg/s for {plan.seconds:g} s",
         "",
         "From the publish call to the handler, publisher and consumer in one process "

@@ -10,11 +10,11 @@ import asyncio
 import contextlib
 import random
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import aio_pika
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from pydantic import BaseModel, SecretStr
@@ -40,11 +40,16 @@ from framework.send_batch import raise_for_failures, send_batch
 from framework.send_retry import RetryOnOverload
 from framework.settings import Settings
 from framework.topology import EXCHANGES, Topology
+from framework.tracing import open_tracing
 from framework.urls import mask_urls, split_urls
 from framework.worker_spec import WorkerSpec, build_spec
 
 if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
+
+    from framework.envelope import Envelope
     from framework.queue_stats import QueueStats
+    from framework.spans import Tracing
     from framework.worker import Worker
 
 M = TypeVar("M", bound=BaseModel)
@@ -54,7 +59,9 @@ class Bus:
     """A connection to the broker for sending, publishing and running workers.
 
     Use `async with Bus.connect(url) as bus:`; the idempotency store is a Bus-level setting
-    shared by every worker on this bus.
+    shared by every worker on this bus. With `opentelemetry-api` installed, sends, publishes
+    and its workers' deliveries are spans of `tracer_provider` (default: the global one, if
+    an SDK set it before the bus starts; otherwise no spans, at no cost).
     """
 
     def __init__(
@@ -64,6 +71,7 @@ class Bus:
         settings: Settings | None = None,
         service: str | None = None,
         idempotency: IdempotencyStore | str | None = None,
+        tracer_provider: TracerProvider | None = None,
     ) -> None:
         self.settings = settings or Settings()
         self._urls = (
@@ -73,6 +81,8 @@ class Bus:
         )
         self.service = service or self.settings.service_name
         self._idempotency_arg = idempotency
+        self._tracer_provider = tracer_provider
+        self.tracing: Tracing | None = None  # OpenTelemetry spans: set by `start` if recorded
         self._store: IdempotencyStore | None = None
         self._publish_conn: JitteredRobustConnection | None = None
         self._consume_conn: JitteredRobustConnection | None = None
@@ -119,6 +129,7 @@ class Bus:
     async def start(self) -> None:
         """Open both connections, declare the exchanges, open the idempotency store."""
         s = self.settings
+        self.tracing = open_tracing(self._tracer_provider)
         self._publish_conn = await self._open(f"{self.service}.publish")
         try:
             self._consume_conn = await self._open(f"{self.service}.consume")
@@ -450,23 +461,19 @@ class Bus:
         timeout: float | None,
     ) -> str:
         key = key or new_key()
+        fields = (key, correlation_id, causation_id, deadline, ttl)
+        if self.tracing is None:
+            await self._publish(message, *self._envelope(message, *fields, traceparent), timeout)
+            return key
+        with self.tracing.producing(message, key, correlation_id, traceparent) as trace:
+            envelope, expiration = self._envelope(message, *fields, *trace.headers)
+            await self._publish(message, envelope, expiration, timeout)
+        return key
+
+    async def _publish(
+        self, message: Message, envelope: Envelope, expiration: int | None, timeout: float | None
+    ) -> None:
         command = is_command(type(message))
-        envelope, expiration = outgoing_envelope(
-            message,
-            key,
-            app_id=self.service,
-            correlation_id=correlation_id,
-            causation_id=causation_id,
-            deadline=deadline,
-            ttl=ttl,
-            traceparent=traceparent,
-        )
-        refuse_oversized(
-            len(envelope.body),
-            self.settings.max_message_size,
-            routing_key=message.type_name,
-            message_id=key,
-        )
         await self.publisher.publish_properties(
             envelope.body,
             amqp_properties(envelope, expiration_ms=expiration),
@@ -475,7 +482,6 @@ class Bus:
             mandatory=command,
             timeout=timeout,
         )
-        return key
 
     def outbox(self, connection: Any, *, stream: str | None = None) -> OutboxWriter:
         """Send and publish through the outbox inside a transaction you own (outside handlers).
@@ -486,7 +492,7 @@ class Bus:
         """
         return OutboxWriter(connection, app_id=self.service, stream=stream)
 
-    def _outgoing(
+    def _envelope(
         self,
         message: Message,
         key: str,
@@ -495,7 +501,9 @@ class Bus:
         deadline: datetime | None,
         ttl: float | None,
         traceparent: str | None,
-    ) -> aio_pika.Message:
+        tracestate: str | None = None,
+    ) -> tuple[Envelope, int | None]:
+        """A new message's envelope and expiration (ms), refused if over the size limit."""
         envelope, expiration = outgoing_envelope(
             message,
             key,
@@ -506,13 +514,15 @@ class Bus:
             ttl=ttl,
             traceparent=traceparent,
         )
+        if tracestate is not None:
+            envelope = replace(envelope, headers={names.TRACESTATE: tracestate})
         refuse_oversized(
             len(envelope.body),
             self.settings.max_message_size,
             routing_key=message.type_name,
             message_id=key,
         )
-        return to_amqp(envelope, expiration_ms=expiration)
+        return envelope, expiration
 
     async def request(
         self,
@@ -535,8 +545,16 @@ class Bus:
                 self._connection(self._publish_conn), self.settings.publish_timeout
             )
         key = idempotency_key or new_key()
-        outgoing = self._outgoing(command, key, correlation_id, None, None, timeout, None)
-        return await self._requests.request(outgoing, command.type_name, timeout, reply_type)
+        requests, fields = self._requests, (key, correlation_id, None, None, timeout)
+        if self.tracing is None:
+            envelope, expiration = self._envelope(command, *fields, None)
+            outgoing = to_amqp(envelope, expiration_ms=expiration)
+            return await requests.request(outgoing, command.type_name, timeout, reply_type)
+        # the span lasts until the reply (or the timeout): the request's round trip
+        with self.tracing.producing(command, key, correlation_id, None) as trace:
+            envelope, expiration = self._envelope(command, *fields, *trace.headers)
+            outgoing = to_amqp(envelope, expiration_ms=expiration)
+            return await requests.request(outgoing, command.type_name, timeout, reply_type)
 
 
 def _is_store(arg: IdempotencyStore | str | None) -> bool:

@@ -39,6 +39,9 @@ class Context:
     headers: Mapping[str, Any] = field(default_factory=dict)
     log: Any = None
     database: WorkerDatabase | None = None  # the worker's `database`, if it has one
+    # the `traceparent` of this delivery's OpenTelemetry span (None: tracing off): what the
+    # messages published through ctx continue; without it, a child of `traceparent`
+    _span: str | None = None
     _published: int = 0
     _tx: Transaction | None = None
     _committed: bool = False
@@ -62,7 +65,7 @@ class Context:
             idempotency_key=key,
             correlation_id=self.correlation_id,
             causation_id=self.message_id,
-            traceparent=child_traceparent(self.traceparent),
+            traceparent=self._span or child_traceparent(self.traceparent),
         )
 
     async def send(
@@ -80,7 +83,7 @@ class Context:
             idempotency_key=key,
             correlation_id=self.correlation_id,
             causation_id=self.message_id,
-            traceparent=child_traceparent(self.traceparent),
+            traceparent=self._span or child_traceparent(self.traceparent),
             deadline=deadline,
             ttl=ttl,
         )

@@ -18,6 +18,10 @@ ORIGINAL_QUEUE = "fw-queue"
 FAILED_AT = "fw-failed-at"
 DEFERRALS = "fw-deferrals"  # deferrals in a row (store down, key busy): drives their backoff
 TRACEPARENT = "traceparent"
+TRACESTATE = "tracestate"  # W3C trace context's vendor part: read and written with OpenTelemetry
+# on a retry or DLQ copy, with OpenTelemetry on: the `traceparent` of the attempt it comes
+# from (its `process` span), so the next attempt's span links to it
+PREVIOUS_ATTEMPT = "fw-previous-attempt"
 KEY_ORIGIN = "fw-key-origin"  # "content": message_id derived from the body (none was sent)
 IN_REPLY_TO = "fw-in-reply-to"
 REPLY_STATUS = "fw-reply-status"

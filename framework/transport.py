@@ -18,6 +18,7 @@ from framework.messages import Command, Event
 from framework.settings import Settings
 
 if TYPE_CHECKING:
+    from framework.spans import Tracing
     from framework.worker import Worker
 
 
@@ -40,6 +41,7 @@ class Transport(Protocol):
 
     settings: Settings
     service: str
+    tracing: Tracing | None  # OpenTelemetry spans (framework.tracing.open_tracing), if on
 
     @property
     def publisher(self) -> MessagePublisher: ...

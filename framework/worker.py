@@ -363,6 +363,8 @@ class Worker:
         self._deliveries.add(me)
         self._handling_now.add(me)
         self.stats.in_flight += 1
+        tracing = self.bus.tracing  # OpenTelemetry: a `process` span around it all, if on
+        span = None if tracing is None else tracing.delivery(envelope, self.spec.queue)
         started = time.perf_counter()
         try:
             try:
@@ -384,8 +386,12 @@ class Worker:
                 self._handling_now.discard(me)
             duration = time.perf_counter() - started
             settlement = decide(outcome, envelope.attempt, self.spec.policy, random.random)
+            if span is not None:  # recorded; a retry or DLQ copy links back to this attempt
+                envelope = span.settled(settlement, envelope)
             await self._settle(settlement, outcome, incoming, envelope, duration)
         finally:
+            if span is not None:
+                span.end()
             self._deliveries.discard(me)
             unbind_delivery(bound)
 
@@ -405,6 +411,7 @@ class Worker:
             headers=envelope.headers,
             log=self._handler_log,
             database=self._database,
+            _span=None if self.bus.tracing is None else self.bus.tracing.current_traceparent(),
         )
 
     async def _settle(

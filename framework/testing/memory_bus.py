@@ -27,10 +27,10 @@ import asyncio
 import contextlib
 import os
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from types import TracebackType
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import aio_pika
 from aio_pika.abc import AbstractChannel
@@ -56,8 +56,14 @@ from framework.testing.memory_broker import (
     StoredMessage,
 )
 from framework.topology import EXCHANGES
+from framework.tracing import open_tracing
 from framework.worker import Worker
 from framework.worker_spec import build_spec
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
+
+    from framework.spans import Tracing
 
 W = TypeVar("W", bound=Worker)
 M = TypeVar("M", bound=Message)
@@ -106,9 +112,12 @@ class MemoryBus:
         service: str | None = None,
         idempotency: IdempotencyStore | None = None,
         broker: MemoryBroker | None = None,
+        tracer_provider: TracerProvider | None = None,
     ) -> None:
         self.settings = settings or Settings()
         self.service = service or self.settings.service_name
+        self._tracer_provider = tracer_provider
+        self.tracing: Tracing | None = None  # as `Bus.tracing`: set by `start`
         self.broker = broker or MemoryBroker()
         self._owns_broker = broker is None
         self._store: IdempotencyStore = idempotency or MemoryStore()
@@ -138,7 +147,8 @@ class MemoryBus:
         await self.close()
 
     async def start(self) -> None:
-        """Declare the two exchanges."""
+        """Declare the two exchanges; OpenTelemetry spans if a tracer provider records them."""
+        self.tracing = open_tracing(self._tracer_provider)
         self.broker.apply(EXCHANGES)
 
     async def close(self) -> None:
@@ -344,6 +354,24 @@ class MemoryBus:
         reply_to: str | None = None,
     ) -> str:
         key = key or new_key()
+        fields = (message, key, correlation_id, causation_id, deadline, ttl)
+        if self.tracing is None:
+            return self._route(*fields, traceparent, None, reply_to)
+        with self.tracing.producing(message, key, correlation_id, traceparent) as trace:
+            return self._route(*fields, *trace.headers, reply_to)
+
+    def _route(
+        self,
+        message: Message,
+        key: str,
+        correlation_id: str | None,
+        causation_id: str | None,
+        deadline: datetime | None,
+        ttl: float | None,
+        traceparent: str | None,
+        tracestate: str | None,
+        reply_to: str | None,
+    ) -> str:
         envelope, expiration = outgoing_envelope(
             message,
             key,
@@ -355,6 +383,8 @@ class MemoryBus:
             traceparent=traceparent,
             reply_to=reply_to,
         )
+        if tracestate is not None:
+            envelope = replace(envelope, headers={names.TRACESTATE: tracestate})
         refuse_oversized(
             len(envelope.body),
             self.settings.max_message_size,

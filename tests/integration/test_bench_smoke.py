@@ -54,6 +54,42 @@ def test_bench_quick_consume_runs_for_aio_pika_and_framework(amqp_url: str, tmp_
     assert "## B: consume" in (tmp_path / "RESULTS.md").read_text()
 
 
+def test_bench_quick_reports_what_tracing_costs(amqp_url: str, tmp_path: Path) -> None:
+    """framework+otel records a span per delivery in B; RESULTS.md states its cost over
+    framework (tracing off) per message."""
+    raw = tmp_path / "results.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--quick",
+            "--workloads",
+            "B",
+            "--contenders",
+            "framework,framework+otel",
+            "-n",
+            "300",
+            "--no-profile",
+            "--output",
+            str(tmp_path / "RESULTS.md"),
+            "--json",
+            str(raw),
+        ],
+        cwd=ROOT,
+        env={**os.environ, "AMQP_URL": amqp_url},
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(raw.read_text())["results"]["B"]
+    assert results["framework"][0]["spans"] is None
+    assert results["framework+otel"][0]["spans"] == 300  # one process span per delivery
+    assert "Tracing on (framework+otel" in (tmp_path / "RESULTS.md").read_text()
+
+
 @pytest.mark.timeout(90)  # ~10 s alone; more under load
 def test_bench_quick_store_overhead_runs_for_every_store(amqp_url: str, tmp_path: Path) -> None:
     """Workload S: the framework worker completes through the no-op store and every real one."""
