@@ -9,6 +9,8 @@ LOCK := requirements.lock
 UV_VERSION := 0.13.9
 UV := $(BIN)/uv
 LOWEST := .venv-lowest
+LOWEST_INTEGRATION := tests/integration/test_bus.py tests/integration/test_worker_flow.py \
+	tests/integration/test_consumer_cancel.py
 
 .PHONY: venv test lint demo bench chaos clean lock test-lowest fresh-clone broker4 broker4-stop
 
@@ -34,14 +36,15 @@ lock: $(UV)
 	$(UV) pip compile pyproject.toml --all-extras --universal --python-version 3.11 \
 		--generate-hashes --quiet --custom-compile-command 'make lock' --output-file $(LOCK)
 
-## test-lowest: the unit tests at the lowest versions pyproject.toml allows for each direct
-## dependency (a separate venv, .venv-lowest): fails when a lower bound is not true
+## test-lowest: the unit tests, and a worker and a bus on the real broker, at the lowest
+## versions pyproject.toml allows for each direct dependency (a separate venv, .venv-lowest):
+## fails when a lower bound is not true
 test-lowest: $(UV)
 	rm -rf $(LOWEST)
 	$(UV) venv --quiet --python $(PYTHON) $(LOWEST)
 	$(UV) pip install --quiet --python $(LOWEST)/bin/python --resolution lowest-direct \
 		-e '.[dev,redis,postgres,testing,testcontainers]' 'pip>=24'  # for tests/unit/test_wheel.py
-	$(LOWEST)/bin/pytest tests/unit -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(LOWEST)/bin/pytest tests/unit $(LOWEST_INTEGRATION) -q -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
