@@ -8,14 +8,16 @@ never a lease another worker took after ours expired. Expiry runs on the Redis c
 Calls are batched (`batching.Batcher`): the calls that arrive while a round trip is in
 flight go together in the next, as one call of one script that runs them in order, each
 under `pcall` so one call's error (a key holding another type) is that call's alone. The
-script touches many keys at once: a standalone server (or one Redis Cluster hash slot).
+calls travel as one length-prefixed string and the answers come back as one string of
+one-letter codes: a few bytes per call, where an argument and a reply per call cost the
+driver more than the server. The script touches many keys at once: a standalone server.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
@@ -26,54 +28,62 @@ from framework.idempotency.store import ClaimResult
 KEY_PREFIX = "fw:idem"
 DONE = "done"
 
-# KEYS[i] is the i-th call's key; ARGV[2i-1], ARGV[2i] its operation and token, ARGV[2n+i] its
-# time in ms (lease or retention). Each result: claimed/done/busy for a claim, 1/0 otherwise.
+# ARGV[1]: per call `<op><ms>,<token length>,<key length>,<token><key>` (lengths in bytes),
+# op c: claim, f: fenced complete, d: unconditional complete, r: renew, x: release; ms the
+# lease or the retention. The reply: one code per call (C claimed, D done, B busy, 1 yes,
+# 0 no, E failed), then each failed call's error, in order.
 _BATCH = """
-local n = #KEYS
 local function claim(key, token, ms)
-  if redis.call('SET', key, token, 'NX', 'PX', ms) then return 'claimed' end
-  if redis.call('GET', key) == 'done' then return 'done' end
-  return 'busy'
+  if redis.call('SET', key, token, 'NX', 'PX', ms) then return 'C' end
+  if redis.call('GET', key) == 'done' then return 'D' end
+  return 'B'
 end
 -- fenced: only while the claim still holds it, or once nobody does (the lease expired)
 local function complete(key, token, ms)
   local held = redis.call('GET', key)
-  if held and held ~= token then return 0 end
+  if held and held ~= token then return '0' end
   redis.call('SET', key, 'done', 'PX', ms)
-  return 1
+  return '1'
 end
 local function force(key, token, ms)
   redis.call('SET', key, 'done', 'PX', ms)
-  return 1
+  return '1'
 end
 local function renew(key, token, ms)
-  if redis.call('GET', key) == token then return redis.call('PEXPIRE', key, ms) end
-  return 0
+  if redis.call('GET', key) == token and redis.call('PEXPIRE', key, ms) == 1 then return '1' end
+  return '0'
 end
 local function release(key, token, ms)
-  if redis.call('GET', key) == token then return redis.call('DEL', key) end
-  return 0
+  if redis.call('GET', key) == token and redis.call('DEL', key) == 1 then return '1' end
+  return '0'
 end
 local ops = {c = claim, f = complete, d = force, r = renew, x = release}
-local out = {}
-for i = 1, n do
-  local ok, result = pcall(ops[ARGV[2 * i - 1]], KEYS[i], ARGV[2 * i], ARGV[2 * n + i])
+local calls, pos, codes, reply = ARGV[1], 1, {}, {''}
+while pos <= #calls do
+  local op = string.sub(calls, pos, pos)
+  local _, last, ms, tlen, klen = string.find(calls, '^(%d+),(%d+),(%d+),', pos + 1)
+  local token = string.sub(calls, last + 1, last + tlen)
+  local key = string.sub(calls, last + tlen + 1, last + tlen + klen)
+  pos = last + tlen + klen + 1
+  local ok, result = pcall(ops[op], key, token, ms)
   if ok then
-    out[i] = result
+    codes[#codes + 1] = result
   else
     if type(result) == 'table' then result = result.err end
-    out[i] = {err = tostring(result)}
+    codes[#codes + 1] = 'E'
+    reply[#reply + 1] = tostring(result)
   end
 end
-return out
+reply[1] = table.concat(codes)
+return reply
 """
-
-
-class _Call(NamedTuple):
-    op: str  # c: claim, f: fenced complete, d: unconditional complete, r: renew, x: release
-    key: str
-    token: str
-    ms: int
+_ANSWERS: dict[str, Any] = {
+    "C": ClaimResult.CLAIMED,
+    "D": ClaimResult.DONE,
+    "B": ClaimResult.BUSY,
+    "1": True,
+    "0": False,
+}
 
 
 def redis_key(scope: str, key: str, prefix: str = KEY_PREFIX) -> str:
@@ -88,7 +98,7 @@ class RedisStore:
         self._client = client
         self._prefix = prefix
         self._script = client.register_script(_BATCH)
-        self._batcher: Batcher[_Call, Any] = Batcher(
+        self._batcher: Batcher[bytes, Any] = Batcher(
             self._run, name="fw-redis-store", isolate=_one_call_error
         )
         self._tokens: dict[tuple[str, str], str] = {}
@@ -116,27 +126,27 @@ class RedisStore:
         self, scope: str, key: str, lease: float, token: str | None = None
     ) -> ClaimResult:
         mine = token or uuid.uuid4().hex
-        result = ClaimResult(await self._call("c", scope, key, mine, lease))
+        result: ClaimResult = await self._call(b"c", scope, key, mine, lease)
         if result is ClaimResult.CLAIMED and token is None:
             self._tokens[(scope, key)] = mine
         return result
 
     async def renew(self, scope: str, key: str, lease: float, token: str) -> bool:
-        return bool(await self._call("r", scope, key, token, lease))
+        return bool(await self._call(b"r", scope, key, token, lease))
 
     async def complete(
         self, scope: str, key: str, retention: float, token: str | None = None
     ) -> bool | None:
         if token is None:
             self._tokens.pop((scope, key), None)
-            await self._call("d", scope, key, "", retention)
+            await self._call(b"d", scope, key, "", retention)
             return None
-        return bool(await self._call("f", scope, key, token, retention))
+        return bool(await self._call(b"f", scope, key, token, retention))
 
     async def release(self, scope: str, key: str, token: str | None = None) -> None:
         mine = token or self._tokens.pop((scope, key), None)
         if mine is not None:
-            await self._call("x", scope, key, mine, 0.0)
+            await self._call(b"x", scope, key, mine, 0.0)
 
     async def close(self) -> None:
         """Send what is already queued, then close the connection."""
@@ -145,19 +155,16 @@ class RedisStore:
         finally:
             await self._client.aclose()
 
-    async def _call(self, op: str, scope: str, key: str, token: str, seconds: float) -> Any:
-        return await self._batcher.call(
-            _Call(op, redis_key(scope, key, self._prefix), token, _ms(seconds))
-        )
+    async def _call(self, op: bytes, scope: str, key: str, token: str, seconds: float) -> Any:
+        mine, where = token.encode(), redis_key(scope, key, self._prefix).encode()
+        call = b"%s%d,%d,%d,%s%s" % (op, _ms(seconds), len(mine), len(where), mine, where)
+        return await self._batcher.call(call)
 
-    async def _run(self, calls: Sequence[_Call]) -> list[Any]:
-        """One script call for the batch; an error reply in the results is that call's."""
-        args: list[str | int] = []
-        for call in calls:
-            args += (call.op, call.token)
-        args += [call.ms for call in calls]
-        results: list[Any] = await self._script(keys=[call.key for call in calls], args=args)
-        return results
+    async def _run(self, calls: Sequence[bytes]) -> list[Any]:
+        """One script call for the batch; a call that failed in it gets its own error."""
+        codes, *errors = await self._script(args=[b"".join(calls)])
+        failed = iter(errors)
+        return [_ANSWERS[code] if code != "E" else ResponseError(next(failed)) for code in codes]
 
 
 def _one_call_error(error: Exception) -> bool:

@@ -112,6 +112,19 @@ async def test_one_batch_answers_each_claim_in_order(store: IdempotencyStore, sc
     assert again == [ClaimResult.DONE, ClaimResult.BUSY, ClaimResult.DONE, ClaimResult.CLAIMED]
 
 
+async def test_keys_of_any_text_stay_apart_in_one_batch(
+    store: IdempotencyStore, scope: str
+) -> None:
+    """Keys with separators, line breaks and non-ASCII text, claimed together, are each
+    their own key."""
+    keys = ["a,1", "a\n1", "a", "\u00e9,\u00fc:1", "\u00e9", "1,2,3,"]
+    first = await asyncio.gather(*(store.claim(scope, k, LEASE, f"t:{k}") for k in keys))
+    assert first == [ClaimResult.CLAIMED] * len(keys)
+    done = await asyncio.gather(*(store.complete(scope, k, RETENTION, f"t:{k}") for k in keys))
+    assert done == [True] * len(keys)
+    assert await store.claim(scope, "a,", LEASE) is ClaimResult.CLAIMED
+
+
 async def test_one_batch_answers_each_completion_in_order(
     store: IdempotencyStore, scope: str
 ) -> None:
