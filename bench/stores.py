@@ -66,8 +66,9 @@ def describe(store: str) -> str:
         "noop": "`bench.stores.NoopStore`: always CLAIMED, stores nothing (the baseline)",
         "memory": "`memory://` (the default: in-process, bounded)",
         "sqlite": "`sqlite:///<temporary file>` (WAL, one thread)",
-        "redis": f"`{mask_url(redis_url())}` (SET NX PX script per claim)",
-        "postgres": f"`{mask_url(postgres_url())}` (INSERT ... ON CONFLICT per claim)",
+        "redis": f"`{mask_url(redis_url())}` (one script call per batch of claims and completions)",
+        "postgres": f"`{mask_url(postgres_url())}` (one INSERT ... ON CONFLICT over arrays "
+        "per batch of claims, one per batch of completions)",
         "outbox-sqlite": "worker `database = sqlite:///<temporary file>`: per message an inbox "
         "lookup, one transaction (inbox + business row + outbox row), a "
         "confirmed event publish, a batched mark",

@@ -11,6 +11,7 @@ import pytest
 
 from framework.errors import StoreUnavailable
 from framework.idempotency import ClaimResult, IdempotencyStore, open_store
+from tests.chaos.proxy import FaultProxy
 
 LEASE = 30.0
 RETENTION = 60.0
@@ -90,6 +91,76 @@ async def test_concurrent_claims_have_one_winner(store: IdempotencyStore, scope:
     """Twenty concurrent claims of one key: exactly one is claimed, the rest busy."""
     results = await asyncio.gather(*(store.claim(scope, "k", LEASE) for _ in range(20)))
     assert Counter(results) == {ClaimResult.CLAIMED: 1, ClaimResult.BUSY: 19}
+
+
+async def test_one_batch_answers_each_claim_in_order(store: IdempotencyStore, scope: str) -> None:
+    """Claims made together, of distinct keys and of one key, each get what claiming one
+    by one in call order gives: the first claim of a key wins, the later ones find it busy,
+    or done once completed."""
+    keys = [f"k{n}" for n in range(10)] + ["same"] * 10
+    results = await asyncio.gather(
+        *(store.claim(scope, k, LEASE, f"t{n}") for n, k in enumerate(keys))
+    )
+    assert results == [ClaimResult.CLAIMED] * 11 + [ClaimResult.BUSY] * 9
+    assert await store.complete(scope, "same", RETENTION, "t10") is True
+    again = await asyncio.gather(
+        *(
+            store.claim(scope, k, LEASE, f"u{n}")
+            for n, k in enumerate(["same", "k0", "same", "new"])
+        )
+    )
+    assert again == [ClaimResult.DONE, ClaimResult.BUSY, ClaimResult.DONE, ClaimResult.CLAIMED]
+
+
+async def test_keys_of_any_text_stay_apart_in_one_batch(
+    store: IdempotencyStore, scope: str
+) -> None:
+    """Keys with separators, line breaks and non-ASCII text, claimed together, are each
+    their own key."""
+    keys = ["a,1", "a\n1", "a", "\u00e9,\u00fc:1", "\u00e9", "1,2,3,"]
+    first = await asyncio.gather(*(store.claim(scope, k, LEASE, f"t:{k}") for k in keys))
+    assert first == [ClaimResult.CLAIMED] * len(keys)
+    done = await asyncio.gather(*(store.complete(scope, k, RETENTION, f"t:{k}") for k in keys))
+    assert done == [True] * len(keys)
+    assert await store.claim(scope, "a,", LEASE) is ClaimResult.CLAIMED
+
+
+async def test_one_batch_answers_each_completion_in_order(
+    store: IdempotencyStore, scope: str
+) -> None:
+    """Completions made together, twice of one key: the holder's is recorded, a stranger's
+    refused, the holder's second refused (already done), each caller told its own."""
+    await store.claim(scope, "a", LEASE, "ta")
+    await store.claim(scope, "b", LEASE, "tb")
+    results = await asyncio.gather(
+        store.complete(scope, "a", RETENTION, "stranger"),
+        store.complete(scope, "a", RETENTION, "ta"),
+        store.complete(scope, "a", RETENTION, "ta"),
+        store.complete(scope, "b", RETENTION, "tb"),
+    )
+    assert results == [False, True, False, True]
+    assert await store.claim(scope, "a", LEASE) is ClaimResult.DONE
+
+
+@pytest.mark.parametrize("kind", ["redis", "postgres"])
+async def test_concurrent_calls_share_one_connection(
+    kind: str, store_url: StoreUrl, scope: str
+) -> None:
+    """Fifty concurrent claims, then their completions, travel together over the one
+    connection the store opened (batched), not over a connection each."""
+    url = store_url(kind)
+    host, port = url.split("//", 1)[1].split("@")[-1].split("/")[0].rsplit(":", 1)
+    async with FaultProxy(host, int(port)) as proxy:
+        store = await open_store(proxy.url(url))
+        try:
+            keys = [f"k{n}" for n in range(50)]
+            claims = await asyncio.gather(*(store.claim(scope, k, LEASE, k) for k in keys))
+            assert claims == [ClaimResult.CLAIMED] * 50
+            done = await asyncio.gather(*(store.complete(scope, k, RETENTION, k) for k in keys))
+            assert done == [True] * 50
+            assert proxy.accepted == 1
+        finally:
+            await store.close()
 
 
 @pytest.mark.parametrize("kind", SHARED_KINDS)
