@@ -9,10 +9,13 @@ the declaration itself (`QueueArgumentsDiffer`).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
+from typing import Any
 
 from framework.broker_checks import HandlerNeeds, queue_problems
 from framework.contracts import Problem
 from framework.management import ManagementApi
+from framework.topology import QueueSpec
 from framework.worker_spec import WorkerSpec
 
 
@@ -28,8 +31,17 @@ async def worker_queue_problems(api: ManagementApi, spec: WorkerSpec, worker: st
         problems += queue_problems(
             queue.name,
             worker,
-            dict(queue.arguments),
+            declared_for(queue, found),
             found,
             needs if index == 0 else None,
         )
     return problems
+
+
+def declared_for(queue: QueueSpec, existing: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The argument set the worker keeps `queue` with, as the declaration does: the current
+    one, or an earlier framework version's that the queue exists with
+    (`QueueSpec.accepted_arguments`)."""
+    have = dict((existing or {}).get("arguments") or {})
+    accepted = queue.accepted_arguments()
+    return dict(next((a for a in accepted if dict(a) == have), queue.arguments))
