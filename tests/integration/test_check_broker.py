@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import re
 import urllib.request
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -43,14 +45,11 @@ def management(method: str, path: str, body: Any = None) -> Any:
     return json.loads(raw) if raw else None
 
 
-@pytest.mark.timeout(120)  # polls the management API for up to 60 s
-async def test_check_broker_refuses_a_conflicting_queue_and_a_lowering_policy(
-    amqp_url: str, queue_name: str
-) -> None:
-    """The worker's queue exists with x-delivery-limit 3 and a policy lowers it to 2: two
-    `error:` findings that say which argument and which policy, exit status 1."""
-    vhost = f"t.check.{uuid.uuid4().hex[:8]}"
-    path = quote(vhost, safe="")
+@contextlib.asynccontextmanager
+async def own_vhost(amqp_url: str) -> AsyncIterator[tuple[str, str]]:
+    """A vhost of the test's own, writable by the test's user, deleted afterwards:
+    (its quoted name for API paths, an AMQP URL on it)."""
+    path = quote(f"t.check.{uuid.uuid4().hex[:8]}", safe="")
     await asyncio.to_thread(management, "PUT", f"/api/vhosts/{path}", {})
     try:
         user = urlsplit(amqp_url).username or "guest"
@@ -60,17 +59,40 @@ async def test_check_broker_refuses_a_conflicting_queue_and_a_lowering_policy(
             f"/api/permissions/{path}/{user}",
             {"configure": ".*", "write": ".*", "read": ".*"},
         )
-        await asyncio.to_thread(
-            management,
-            "PUT",
-            f"/api/policies/{path}/low",
-            {
-                "pattern": f"^{re.escape(queue_name)}$",
-                "apply-to": "queues",
-                "definition": {"delivery-limit": 2},
-            },
-        )
-        url = urlunsplit(urlsplit(amqp_url)._replace(path="/" + path))
+        yield path, urlunsplit(urlsplit(amqp_url)._replace(path="/" + path))
+    finally:
+        await asyncio.to_thread(management, "DELETE", f"/api/vhosts/{path}")
+
+
+async def put_policy(path: str, name: str, queue: str, definition: dict[str, Any]) -> None:
+    """Policy `name` on exactly `queue` of the vhost at `path`."""
+    await asyncio.to_thread(
+        management,
+        "PUT",
+        f"/api/policies/{path}/{name}",
+        {"pattern": f"^{re.escape(queue)}$", "apply-to": "queues", "definition": definition},
+    )
+
+
+async def policy_shown(path: str, queue: str, name: str) -> None:
+    """Until the API shows policy `name` on `queue` (it does with the queue's next stats)."""
+    async with asyncio.timeout(60):
+        while (  # noqa: ASYNC110 - no event for API refreshes
+            await asyncio.to_thread(
+                management, "GET", f"/api/queues/{path}/{quote(queue, safe='')}"
+            )
+        ).get("policy") != name:
+            await asyncio.sleep(0.5)
+
+
+@pytest.mark.timeout(120)  # polls the management API for up to 60 s
+async def test_check_broker_refuses_a_conflicting_queue_and_a_lowering_policy(
+    amqp_url: str, queue_name: str
+) -> None:
+    """The worker's queue exists with x-delivery-limit 3 and a policy lowers it to 2: two
+    `error:` findings that say which argument and which policy, exit status 1."""
+    async with own_vhost(amqp_url) as (path, url):
+        await put_policy(path, "low", queue_name, {"delivery-limit": 2})
         connection = await aio_pika.connect(url)
         async with connection:
             channel = await connection.channel()
@@ -79,13 +101,7 @@ async def test_check_broker_refuses_a_conflicting_queue_and_a_lowering_policy(
                 durable=True,
                 arguments={"x-queue-type": "quorum", "x-delivery-limit": 3},
             )
-        async with asyncio.timeout(60):  # the API shows the policy with its next stats
-            while (  # noqa: ASYNC110 - no event for API refreshes
-                await asyncio.to_thread(
-                    management, "GET", f"/api/queues/{path}/{quote(queue_name, safe='')}"
-                )
-            ).get("policy") != "low":
-                await asyncio.sleep(0.5)
+        await policy_shown(path, queue_name, "low")
         result = await asyncio.to_thread(
             framework,
             url,
@@ -95,8 +111,6 @@ async def test_check_broker_refuses_a_conflicting_queue_and_a_lowering_policy(
             "tests.integration.ops_service",
             env={"OPS_QUEUE": queue_name, "OPS_TYPE": f"tests.check.{uuid.uuid4().hex[:6]}"},
         )
-    finally:
-        await asyncio.to_thread(management, "DELETE", f"/api/vhosts/{path}")
     assert result.returncode == 1, result
     lines = result.stdout.splitlines()
     assert (
@@ -131,48 +145,20 @@ async def test_a_worker_refuses_to_start_where_a_policy_would_move_its_dead_lett
         async def handle(self, msg: Chore, ctx: Context) -> None:
             pass
 
-    vhost = f"t.check.{uuid.uuid4().hex[:8]}"
-    path = quote(vhost, safe="")
     settings = Settings(
         management_url=os.environ.get(
             "FRAMEWORK_MANAGEMENT_URL", "http://guest:guest@127.0.0.1:15672/"
         )
     )
-    await asyncio.to_thread(management, "PUT", f"/api/vhosts/{path}", {})
-    try:
-        user = urlsplit(amqp_url).username or "guest"
-        await asyncio.to_thread(
-            management,
-            "PUT",
-            f"/api/permissions/{path}/{user}",
-            {"configure": ".*", "write": ".*", "read": ".*"},
-        )
-        url = urlunsplit(urlsplit(amqp_url)._replace(path="/" + path))
+    async with own_vhost(amqp_url) as (path, url):
         async with Bus.connect(url, settings=settings, service="tests.check") as bus:
             await bus.declare(ChoreWorker)  # no policy yet: checked, and nothing to say
         dlq = f"{queue_name}.dlq"
-        await asyncio.to_thread(
-            management,
-            "PUT",
-            f"/api/policies/{path}/drop-dead-letters",
-            {
-                "pattern": f"^{re.escape(dlq)}$",
-                "apply-to": "queues",
-                "definition": {"message-ttl": 60000},
-            },
-        )
-        async with asyncio.timeout(60):  # the API shows the policy with its next stats
-            while (  # noqa: ASYNC110 - no event for API refreshes
-                await asyncio.to_thread(
-                    management, "GET", f"/api/queues/{path}/{quote(dlq, safe='')}"
-                )
-            ).get("policy") != "drop-dead-letters":
-                await asyncio.sleep(0.5)
+        await put_policy(path, "drop-dead-letters", dlq, {"message-ttl": 60000})
+        await policy_shown(path, dlq, "drop-dead-letters")
         async with Bus.connect(url, settings=settings, service="tests.check") as bus:
             with pytest.raises(ConfigurationError) as raised:
                 await asyncio.wait_for(ChoreWorker(bus).run(), 30)
-    finally:
-        await asyncio.to_thread(management, "DELETE", f"/api/vhosts/{path}")
     text = str(raised.value)
     assert "the broker would break ChoreWorker's guarantees: [policy-moves-messages]" in text
     assert f"policy drop-dead-letters sets message-ttl=60000 on {dlq}" in text
