@@ -24,7 +24,7 @@ from framework.broker_checks import version_problems
 from framework.connection import open_connection
 from framework.declare import declare
 from framework.envelope import amqp_properties, to_amqp
-from framework.errors import ConfigurationError, FrameworkError
+from framework.errors import FrameworkError
 from framework.idempotency import IdempotencyStore, open_store
 from framework.idempotency.factory import is_shared
 from framework.keys import new_key
@@ -39,10 +39,11 @@ from framework.robust import JitteredRobustConnection
 from framework.send_batch import raise_for_failures, send_batch
 from framework.send_retry import RetryOnOverload
 from framework.settings import Settings
+from framework.startup_checks import check_worker_queues, refuse_unheld_consumer_timeout
 from framework.topology import EXCHANGES, Topology
 from framework.tracing import open_tracing
 from framework.urls import mask_urls, split_urls
-from framework.worker_spec import WorkerSpec, build_spec
+from framework.worker_spec import build_spec
 
 if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
@@ -247,38 +248,12 @@ class Bus:
         queues and policies as the broker applies them (`framework.startup_checks`). An
         error raises `ConfigurationError` saying what to change; a warning is logged."""
         spec = build_spec(worker)
-        if spec.timeout >= self.settings.broker_consumer_timeout:
-            raise ConfigurationError(
-                f"{worker.__name__}.timeout is {spec.timeout:g}s but the broker closes the "
-                f"channel of a delivery unacked for {self.settings.broker_consumer_timeout:g}s "
-                "(FRAMEWORK_BROKER_CONSUMER_TIMEOUT, RabbitMQ's consumer_timeout): lower the "
-                "timeout, or raise consumer_timeout on the broker and the setting with it"
-            )
+        refuse_unheld_consumer_timeout(spec, worker.__name__, self.settings)
         await self._apply(spec.topology)
         if spec.topology not in self._declared:
             self._declared.append(spec.topology)
-            await self._check_on_broker(spec, worker.__name__)
-
-    async def _check_on_broker(self, spec: WorkerSpec, worker: str) -> None:
-        if self.settings.management_url is None:
-            return  # a service user may have no management access: the declare checked args
-        from framework.management import ManagementApi, ManagementUnavailable
-        from framework.startup_checks import worker_queue_problems
-
-        api = ManagementApi.for_node(self._urls[0], self.settings)
-        try:
-            problems = await worker_queue_problems(api, spec, worker)
-        except ManagementUnavailable as exc:
-            self._log.warning("bus.broker_checks_skipped", worker=worker, error=str(exc))
-            return
-        errors = [p for p in problems if p.level == "error"]
-        for problem in problems:
-            if problem.level != "error":
-                self._log.warning("bus.broker_check", code=problem.code, detail=problem.text)
-        if errors:
-            raise ConfigurationError(
-                f"the broker would break {worker}'s guarantees: "
-                + "; ".join(f"[{p.code}] {p.text}" for p in errors)
+            await check_worker_queues(
+                spec, worker.__name__, self.settings, self._urls[0], self._log
             )
 
     async def _apply(self, topology: Topology) -> None:

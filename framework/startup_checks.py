@@ -14,7 +14,9 @@ from typing import Any
 
 from framework.broker_checks import HandlerNeeds, queue_problems
 from framework.contracts import Problem
-from framework.management import ManagementApi
+from framework.errors import ConfigurationError
+from framework.management import ManagementApi, ManagementUnavailable
+from framework.settings import Settings
 from framework.topology import QueueSpec
 from framework.worker_spec import WorkerSpec
 
@@ -45,3 +47,41 @@ def declared_for(queue: QueueSpec, existing: Mapping[str, Any] | None) -> dict[s
     have = dict((existing or {}).get("arguments") or {})
     accepted = queue.accepted_arguments()
     return dict(next((a for a in accepted if dict(a) == have), queue.arguments))
+
+
+def refuse_unheld_consumer_timeout(spec: WorkerSpec, worker: str, settings: Settings) -> None:
+    """`ConfigurationError` if the handler `timeout` is at or above the broker's global
+    consumer timeout (`broker_consumer_timeout`: a server setting no client can read)."""
+    limit = settings.broker_consumer_timeout
+    if spec.timeout >= limit:
+        raise ConfigurationError(
+            f"{worker}.timeout is {spec.timeout:g}s but the broker closes the channel of a "
+            f"delivery unacked for {limit:g}s (FRAMEWORK_BROKER_CONSUMER_TIMEOUT, RabbitMQ's "
+            "consumer_timeout): lower the timeout, or raise consumer_timeout on the broker and "
+            "the setting with it"
+        )
+
+
+async def check_worker_queues(
+    spec: WorkerSpec, worker: str, settings: Settings, amqp_url: str, log: Any
+) -> None:
+    """At worker start, with `FRAMEWORK_MANAGEMENT_URL` set: `worker_queue_problems` on the
+    node at `amqp_url`; errors raise one `ConfigurationError`, warnings and an unreadable
+    API are logged. Without the setting, nothing (the declaration checked the arguments)."""
+    if settings.management_url is None:
+        return
+    api = ManagementApi.for_node(amqp_url, settings)
+    try:
+        problems = await worker_queue_problems(api, spec, worker)
+    except ManagementUnavailable as exc:
+        log.warning("bus.broker_checks_skipped", worker=worker, error=str(exc))
+        return
+    for problem in problems:
+        if problem.level != "error":
+            log.warning("bus.broker_check", code=problem.code, detail=problem.text)
+    errors = [p for p in problems if p.level == "error"]
+    if errors:
+        raise ConfigurationError(
+            f"the broker would break {worker}'s guarantees: "
+            + "; ".join(f"[{p.code}] {p.text}" for p in errors)
+        )
