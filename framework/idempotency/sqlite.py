@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from framework.idempotency.store import ClaimResult
+from framework.sqlite_open import open_wal
 
 Clock = Callable[[], float]
 _T = TypeVar("_T")
@@ -256,19 +257,8 @@ class SqliteStore:
         return outcomes
 
     def _connect(self) -> sqlite3.Connection:
-        # isolation_level=None: the module opens no transactions; _run_batch does, explicitly.
         # timeout: how long BEGIN IMMEDIATE waits while another process holds the lock.
-        db = sqlite3.connect(
-            self._path, isolation_level=None, check_same_thread=False, timeout=30.0
-        )
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.execute(_SCHEMA)
-        except BaseException:
-            db.close()
-            raise
-        return db
+        return open_wal(self._path, lambda db: db.execute(_SCHEMA), timeout=30.0)
 
     def _claim(
         self, db: sqlite3.Connection, scope: str, key: str, token: str, lease: float

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from framework.outbox.database import DatabaseUnavailable
 from framework.outbox.rows import ClaimedRow, NewRow, envelope_from_json, envelope_json
+from framework.sqlite_open import open_wal
 
 _T = TypeVar("_T")
 
@@ -199,20 +200,18 @@ class SqliteDatabase:
         return f"sqlite:///{self._path}"
 
     def _connect(self) -> None:
-        db = sqlite3.connect(
-            self._path, isolation_level=None, check_same_thread=False, timeout=self._busy_timeout
-        )
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
+        def create_schema(db: sqlite3.Connection) -> None:
             db.execute("BEGIN IMMEDIATE")
-            for statement in SCHEMA:
-                db.execute(statement)
-            db.execute("COMMIT")
-        except BaseException:
-            db.close()
-            raise
-        self._db = db
+            try:
+                for statement in SCHEMA:
+                    db.execute(statement)
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+
+        self._db = open_wal(self._path, create_schema, timeout=self._busy_timeout)
 
     async def _call(self, work: Callable[[], _T], executor: Executor | None = None) -> _T:
         """`work()` on the writer's thread (or `executor`'s); a database that cannot be
