@@ -13,7 +13,7 @@ import contextlib
 import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any, TypeVar
+from typing import Protocol, TypeVar
 
 import pytest
 
@@ -60,7 +60,11 @@ def queue_name(request: pytest.FixtureRequest) -> str:
     return f"t.{readable}.{uuid.uuid4().hex[:8]}"
 
 
-WorkerFactory = Callable[..., Awaitable[Any]]
+class WorkerFactory(Protocol):
+    """The `worker_factory` fixture: start a worker of `worker_cls` (on `on_bus`, else the
+    test's bus) and return it once it consumes; it is stopped when the test ends."""
+
+    def __call__(self, worker_cls: type[W], on_bus: Bus | None = None) -> Awaitable[W]: ...
 
 
 @async_fixture

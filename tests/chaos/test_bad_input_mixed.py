@@ -11,6 +11,7 @@ import json
 import random
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -58,7 +59,7 @@ async def test_bad_input_is_dead_lettered_alone(
         try:
             sender = Sender(run, bus, concurrency=8)
 
-            async def raw(key: str, kind: str, body: bytes, **properties: object) -> None:
+            async def raw(key: str, kind: str, body: bytes, **properties: Any) -> None:
                 run.ledger.attempt(key, kind)
                 await broker_admin.publish_raw(
                     run.queue, body, message_id=key, type=run.type_name, **properties

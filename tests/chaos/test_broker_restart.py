@@ -75,7 +75,7 @@ async def test_broker_restart_mid_run(
             )
             for _ in range(restarts):
                 await asyncio.sleep(3.0)
-                down, phases = time.time(), {}
+                down, phases = time.time(), dict[str, float]()
                 async with broker_stopped(phases):
                     await asyncio.sleep(OUTAGE_S)
                 back.append(phases.pop("start_app_at"))

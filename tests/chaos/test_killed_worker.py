@@ -15,6 +15,7 @@ import pytest
 
 from framework import Bus, Command, Context, Worker
 from framework.testing import eventually
+from framework.testing.pytest_plugin import WorkerFactory
 from tests.chaos.harness import scale
 
 # a chaos scenario starts processes and waits out faults: far past the 30 s default
@@ -58,7 +59,7 @@ class Job(Command):
 
 
 async def test_sigkilled_claim_holder_is_taken_over_after_lease(
-    amqp_url: str, worker_factory, queue_name: str, tmp_path: Path
+    amqp_url: str, worker_factory: WorkerFactory, queue_name: str, tmp_path: Path
 ) -> None:
     """The survivor finds the key busy while the dead process's lease runs (timeout + 30 s),
     then handles the message exactly once."""

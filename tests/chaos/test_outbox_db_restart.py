@@ -47,7 +47,7 @@ def consumer_class(
             if len(effects) >= expected:
                 all_seen.set()
 
-    ItemAddedConsumer.queue = queue  # type: ignore[misc]
+    ItemAddedConsumer.queue = queue
     return ItemAddedConsumer
 
 

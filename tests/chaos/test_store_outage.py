@@ -49,7 +49,7 @@ async def test_store_stall_and_outage(
         }
         async with run.bus(publish_timeout=5.0) as bus:
             await bus.declare(run.worker_cls)
-            pool = run.pool(size=2, **env)
+            pool = run.pool(size=2, slot_env=(), **env)
             await pool.start()
             try:
                 sender = Sender(run, bus, concurrency=16, max_tries=40, retry_pause=0.3)

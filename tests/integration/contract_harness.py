@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -19,13 +20,21 @@ W = TypeVar("W", bound=Worker)
 
 
 class DeadMessage(Protocol):
-    body: bytes
-    message_id: str | None
-    headers: dict[str, Any]
+    """A dead-lettered message as either bus shows it (read-only)."""
+
+    @property
+    def body(self) -> bytes: ...
+
+    @property
+    def message_id(self) -> str | None: ...
+
+    @property
+    def headers(self) -> Mapping[str, Any]: ...
 
 
 class Harness(Protocol):
-    bus: Bus | MemoryBus
+    @property
+    def bus(self) -> Bus | MemoryBus: ...
 
     async def start(self, worker_cls: type[W]) -> W: ...
 

@@ -18,6 +18,7 @@ from framework import (
     Worker,
 )
 from framework.testing import BrokerAdmin
+from framework.testing.pytest_plugin import WorkerFactory
 
 
 class NobodyHandlesThis(Command):
@@ -45,7 +46,9 @@ async def test_event_without_subscribers_is_fine(bus: Bus) -> None:
     assert key == "evt-1"
 
 
-async def test_send_returns_generated_key(bus: Bus, worker_factory, queue_name: str) -> None:
+async def test_send_returns_generated_key(
+    bus: Bus, worker_factory: WorkerFactory, queue_name: str
+) -> None:
     """Without an idempotency key, a fresh one is generated and returned."""
 
     class Sink(Worker):
@@ -109,7 +112,7 @@ async def test_connect_to_dead_port_fails_with_one_clear_error() -> None:
 
 
 async def test_send_with_retry_waits_for_room(
-    bus: Bus, worker_factory, broker_admin: BrokerAdmin, queue_name: str
+    bus: Bus, worker_factory: WorkerFactory, broker_admin: BrokerAdmin, queue_name: str
 ) -> None:
     """With retry=RetryOnOverload, a send to a full queue waits until a worker makes room."""
     import asyncio
@@ -175,7 +178,7 @@ async def test_send_with_retry_gives_up_after_bound(
 
 
 async def test_send_many_pipelines_confirms_and_keeps_order(
-    bus: Bus, worker_factory, queue_name: str
+    bus: Bus, worker_factory: WorkerFactory, queue_name: str
 ) -> None:
     """send_many sends 500 commands with a window of unconfirmed publishes; keys in order."""
     import asyncio

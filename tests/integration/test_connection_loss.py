@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
+from collections.abc import Callable, Sized
 
 import pytest
 
@@ -64,7 +65,7 @@ async def test_forced_disconnects_lose_nothing_and_duplicate_nothing(
         for round_ in range(1, 4):
             target = TOTAL // 4 * round_
             async with progress:
-                await progress.wait_for(lambda target=target: len(confirmed) >= target)
+                await progress.wait_for(has_at_least(confirmed, target))
             assert await _close_connections_named(service, 2) >= 2
 
     async with Bus.connect(amqp_url, service=service) as bus:
@@ -94,3 +95,8 @@ def _check_accounting(effects: Counter[str], confirmed: set[str], unconfirmed: s
     twice = {k: c for k, c in effects.items() if c > 1}
     assert not twice, f"handled more than once: {twice}"
     assert set(effects) <= confirmed | unconfirmed  # nothing handled that was not sent
+
+
+def has_at_least(items: Sized, count: int) -> Callable[[], bool]:
+    """A predicate: `items` holds `count` or more (for Condition.wait_for)."""
+    return lambda: len(items) >= count

@@ -7,6 +7,7 @@ import contextlib
 
 from framework import Bus, Command, Context, Unroutable, Worker
 from framework.testing import BrokerAdmin, eventually
+from framework.testing.pytest_plugin import WorkerFactory
 
 
 class Ping(Command):
@@ -15,7 +16,7 @@ class Ping(Command):
 
 
 async def test_deleted_queue_is_redeclared_and_consumed_again(
-    bus: Bus, worker_factory, broker_admin: BrokerAdmin, queue_name: str
+    bus: Bus, worker_factory: WorkerFactory, broker_admin: BrokerAdmin, queue_name: str
 ) -> None:
     """After an operator deletes the worker's queue, the worker re-declares it, binds it and
     consumes again: commands sent afterwards are handled."""
@@ -44,7 +45,7 @@ async def test_deleted_queue_is_redeclared_and_consumed_again(
 
 
 async def test_consumer_subscribes_again_when_its_channel_is_reopened(
-    bus: Bus, worker_factory, queue_name: str
+    bus: Bus, worker_factory: WorkerFactory, queue_name: str
 ) -> None:
     """A channel error closes the consuming channel; aio-pika reopens it, and the worker
     subscribes on the new channel (aio-pika does not restore a raw aiormq consumer)."""

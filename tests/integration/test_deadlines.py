@@ -11,6 +11,7 @@ import pytest
 
 from framework import Bus, Command, Context, Settings, Worker, names
 from framework.testing import BrokerAdmin, eventually
+from framework.testing.pytest_plugin import WorkerFactory
 
 SKEW = 0.1  # clock-skew tolerance of these tests' bus: producer and worker share a clock
 
@@ -41,7 +42,7 @@ def quote_worker(queue_name: str, handled: list[int]) -> type[Worker]:
 
 
 async def test_expired_in_queue_is_dead_lettered_by_broker(
-    strict_bus: Bus, broker_admin: BrokerAdmin, worker_factory, queue_name: str
+    strict_bus: Bus, broker_admin: BrokerAdmin, worker_factory: WorkerFactory, queue_name: str
 ) -> None:
     """A command whose ttl runs out while no worker consumes is dead-lettered by the broker
     (x-death reason `expired`, from the AMQP expiration) and never handled."""
@@ -59,7 +60,7 @@ async def test_expired_in_queue_is_dead_lettered_by_broker(
 
 
 async def test_expired_on_delivery_is_dead_lettered_by_worker(
-    strict_bus: Bus, broker_admin: BrokerAdmin, worker_factory, queue_name: str
+    strict_bus: Bus, broker_admin: BrokerAdmin, worker_factory: WorkerFactory, queue_name: str
 ) -> None:
     """A command delivered past its fw-deadline (the broker did not drop it) is not handled;
     the worker dead-letters it with fw-reason `expired` and counts it."""
@@ -83,7 +84,7 @@ async def test_expired_on_delivery_is_dead_lettered_by_worker(
 
 
 async def test_future_deadline_is_handled(
-    strict_bus: Bus, broker_admin: BrokerAdmin, worker_factory, queue_name: str
+    strict_bus: Bus, broker_admin: BrokerAdmin, worker_factory: WorkerFactory, queue_name: str
 ) -> None:
     """A command with a deadline in the future is handled normally."""
     handled: list[int] = []
@@ -96,7 +97,7 @@ async def test_future_deadline_is_handled(
 
 
 async def test_handler_slower_than_deadline_is_cancelled_as_expired(
-    strict_bus: Bus, broker_admin: BrokerAdmin, worker_factory, queue_name: str
+    strict_bus: Bus, broker_admin: BrokerAdmin, worker_factory: WorkerFactory, queue_name: str
 ) -> None:
     """A handler still running at the message deadline is cancelled (its 30 s timeout does
     not extend the deadline) and the message is dead-lettered as `expired`."""

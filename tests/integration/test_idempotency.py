@@ -11,6 +11,7 @@ import pytest
 from framework import Bus, Command, Context, Event, Worker
 from framework.idempotency import ClaimResult, IdempotencyStore
 from framework.testing import eventually
+from framework.testing.pytest_plugin import WorkerFactory
 
 
 class Charge(Command):
@@ -45,12 +46,9 @@ class FastRetries(Worker):
     retry_base_delay = 0.05
     retry_max_delay = 0.4
 
-    async def handle(self, msg: Charge, ctx: Context) -> None:
-        raise NotImplementedError
-
 
 async def test_same_key_sent_five_times_is_handled_once(
-    store_bus: Bus, worker_factory, queue_name: str
+    store_bus: Bus, worker_factory: WorkerFactory, queue_name: str
 ) -> None:
     """One key sent five times runs the handler once; the other four count as duplicates."""
     effects: Counter[int] = Counter()
@@ -71,7 +69,7 @@ async def test_same_key_sent_five_times_is_handled_once(
 
 
 async def test_two_replicas_handle_each_key_once(
-    bus_pair: tuple[Bus, Bus], worker_factory, queue_name: str
+    bus_pair: tuple[Bus, Bus], worker_factory: WorkerFactory, queue_name: str
 ) -> None:
     """Two workers on two Buses sharing a store, 200 keys each sent twice: 200 effects."""
     effects: Counter[int] = Counter()
@@ -105,7 +103,7 @@ async def test_two_replicas_handle_each_key_once(
 
 
 async def test_retried_handler_republishes_same_keys(
-    bus: Bus, worker_factory, queue_name: str
+    bus: Bus, worker_factory: WorkerFactory, queue_name: str
 ) -> None:
     """A handler that publishes then fails once re-publishes the same derived key; the
     downstream worker handles that event once."""
@@ -172,7 +170,7 @@ class DeadHolder:
 
 @pytest.mark.parametrize("store_kind", ["sqlite", "redis", "postgres"])
 async def test_claim_of_dead_worker_expires(
-    amqp_url: str, store_bus: Bus, worker_factory, queue_name: str
+    amqp_url: str, store_bus: Bus, worker_factory: WorkerFactory, queue_name: str
 ) -> None:
     """A worker that dies mid-handler holding the claim does not block the key: once the
     lease runs out another replica handles the message, exactly once."""

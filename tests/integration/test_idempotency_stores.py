@@ -138,7 +138,7 @@ async def test_one_batch_answers_each_completion_in_order(
         store.complete(scope, "a", RETENTION, "ta"),
         store.complete(scope, "b", RETENTION, "tb"),
     )
-    assert results == [False, True, False, True]
+    assert list(results) == [False, True, False, True]
     assert await store.claim(scope, "a", LEASE) is ClaimResult.DONE
 
 

@@ -53,7 +53,7 @@ def downstream_worker(queue: str, seen: Downstream) -> type[Worker]:
             if len(seen.effects) >= MESSAGES:
                 seen.all_seen.set()
 
-    ItemAddedConsumer.queue = queue  # type: ignore[misc]
+    ItemAddedConsumer.queue = queue
     return ItemAddedConsumer
 
 

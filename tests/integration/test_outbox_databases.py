@@ -60,7 +60,7 @@ def queue_worker(queue: str) -> type[Worker]:
         async def handle(self, msg: AddItem, ctx: Context) -> None:
             return None
 
-    AddItemQueue.queue = queue  # type: ignore[misc]
+    AddItemQueue.queue = queue
     return AddItemQueue
 
 
@@ -94,7 +94,7 @@ async def test_concurrent_relays_publish_each_row_once_and_streams_in_order(
         published = await broker_admin.drain(queue_name)
         await broker_admin.delete_worker_queues(queue_name, worker_cls(bus).spec.policy.tiers_ms())
     assert backlog == 0
-    keys = [m.message_id for m in published]
+    keys = [m.message_id or "" for m in published]
     assert sorted(keys) == sorted(item for _, item in rows), "a row published twice or never"
     by_stream: dict[str, list[str]] = defaultdict(list)
     stream_of = {item: stream for stream, item in rows}

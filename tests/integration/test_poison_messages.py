@@ -6,6 +6,7 @@ import asyncio
 
 from framework import Bus, Command, Context, Worker, names
 from framework.testing import BrokerAdmin
+from framework.testing.pytest_plugin import WorkerFactory
 
 
 class Order(Command):
@@ -15,7 +16,7 @@ class Order(Command):
 
 
 async def test_malformed_and_invalid_go_to_dlq_while_valid_flow(
-    bus: Bus, worker_factory, broker_admin: BrokerAdmin, queue_name: str
+    bus: Bus, worker_factory: WorkerFactory, broker_admin: BrokerAdmin, queue_name: str
 ) -> None:
     """Not-JSON, schema-invalid and unknown-type bodies land in Q.dlq; valid ones are handled."""
     handled: list[str] = []

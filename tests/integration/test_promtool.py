@@ -9,6 +9,7 @@ import json
 import re
 import subprocess
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import pytest
 from framework import Bus, CircuitBreaker, Context, PermanentError, Worker, names
 from framework.envelope import encode_body
 from framework.testing import BrokerAdmin, eventually
+from framework.testing.pytest_plugin import WorkerFactory
 from tests.integration.cli_runner import REPO
 from tests.integration.test_sla_metrics import Order, scraped
 
@@ -52,7 +54,7 @@ def dashboard_rules() -> dict[str, object]:
     return {"groups": [{"name": "framework-dashboard", "rules": rules}]}
 
 
-def check_rules(tmp_path: Path, rules: dict[str, object]) -> subprocess.CompletedProcess[str]:
+def check_rules(tmp_path: Path, rules: Mapping[str, object]) -> subprocess.CompletedProcess[str]:
     path = tmp_path / "rules.yml"
     path.write_text(json.dumps(rules, indent=2))  # JSON is YAML
     return promtool("check", "rules", str(path))
@@ -84,7 +86,11 @@ def test_promtool_check_metrics_refuses_a_badly_named_counter(fetched: None) -> 
 
 
 async def test_running_worker_metrics_pass_promtool_check_metrics(
-    fetched: None, bus: Bus, worker_factory, broker_admin: BrokerAdmin, queue_name: str
+    fetched: None,
+    bus: Bus,
+    worker_factory: WorkerFactory,
+    broker_admin: BrokerAdmin,
+    queue_name: str,
 ) -> None:
     """A worker that handled, retried, timed out, dead-lettered, expired and skipped a
     duplicate, behind a breaker, exposes metrics that `promtool check metrics` accepts."""

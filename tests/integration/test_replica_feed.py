@@ -7,6 +7,7 @@ import asyncio
 from pathlib import Path
 
 from framework import ApplyResult, Bus, Command, Context, Event, Replica, Worker
+from framework.testing.pytest_plugin import WorkerFactory
 
 
 class PriceChanged(Event):
@@ -45,7 +46,7 @@ async def next_results(seen: asyncio.Queue[ApplyResult], n: int) -> list[ApplyRe
 
 
 async def test_events_update_the_replica_and_survive_a_restart(
-    bus: Bus, worker_factory, queue_name: str, tmp_path: Path
+    bus: Bus, worker_factory: WorkerFactory, queue_name: str, tmp_path: Path
 ) -> None:
     """Events in -> replica updated; a late older version is stale; after a restart from
     the SQLite file the data is there and a redelivered event changes nothing."""
@@ -73,7 +74,7 @@ async def test_events_update_the_replica_and_survive_a_restart(
 
 
 async def test_duplicate_event_keys_are_ignored(
-    bus: Bus, worker_factory, queue_name: str, tmp_path: Path
+    bus: Bus, worker_factory: WorkerFactory, queue_name: str, tmp_path: Path
 ) -> None:
     """The same event published twice (same key) is applied once."""
     seen: asyncio.Queue[ApplyResult] = asyncio.Queue()
@@ -93,7 +94,7 @@ async def test_duplicate_event_keys_are_ignored(
 
 
 async def test_refresh_requests_reach_the_owner(
-    bus: Bus, worker_factory, queue_name: str, tmp_path: Path
+    bus: Bus, worker_factory: WorkerFactory, queue_name: str, tmp_path: Path
 ) -> None:
     """While the replica is empty the refresher sends the owner its refresh command."""
     asked = asyncio.Event()

@@ -8,6 +8,7 @@ import time
 
 from framework import Bus, Command, Context, PermanentError, Worker, names
 from framework.testing import BrokerAdmin, eventually
+from framework.testing.pytest_plugin import WorkerFactory
 
 
 class Job(Command):
@@ -16,7 +17,7 @@ class Job(Command):
 
 
 async def test_transient_failure_then_success_on_attempt_3(
-    bus: Bus, worker_factory, broker_admin: BrokerAdmin, queue_name: str
+    bus: Bus, worker_factory: WorkerFactory, broker_admin: BrokerAdmin, queue_name: str
 ) -> None:
     """Fails twice, succeeds on attempt 3; each wait is at least the base delay."""
     attempts: list[tuple[int, float]] = []
@@ -47,7 +48,7 @@ async def test_transient_failure_then_success_on_attempt_3(
 
 
 async def test_max_attempts_exhausted_goes_to_dlq_with_attempts(
-    bus: Bus, worker_factory, broker_admin: BrokerAdmin, queue_name: str
+    bus: Bus, worker_factory: WorkerFactory, broker_admin: BrokerAdmin, queue_name: str
 ) -> None:
     """A message failing every time is dead-lettered after max_attempts, with the last error."""
     calls: list[int] = []
@@ -75,7 +76,7 @@ async def test_max_attempts_exhausted_goes_to_dlq_with_attempts(
 
 
 async def test_handler_timeout_is_retried(
-    bus: Bus, worker_factory, broker_admin: BrokerAdmin, queue_name: str
+    bus: Bus, worker_factory: WorkerFactory, broker_admin: BrokerAdmin, queue_name: str
 ) -> None:
     """A handler running past `timeout` is cancelled and the message retried."""
     attempts: list[int] = []
@@ -107,7 +108,7 @@ async def test_handler_timeout_is_retried(
 
 
 async def test_permanent_error_goes_to_dlq_at_once(
-    bus: Bus, worker_factory, broker_admin: BrokerAdmin, queue_name: str
+    bus: Bus, worker_factory: WorkerFactory, broker_admin: BrokerAdmin, queue_name: str
 ) -> None:
     """PermanentError is never retried: one attempt, then Q.dlq with reason permanent."""
     calls: list[int] = []
@@ -130,7 +131,7 @@ async def test_permanent_error_goes_to_dlq_at_once(
 
 
 async def test_healthy_messages_not_blocked_by_one_in_backoff(
-    bus: Bus, worker_factory, queue_name: str
+    bus: Bus, worker_factory: WorkerFactory, queue_name: str
 ) -> None:
     """50 healthy messages are handled while one failing message waits out a 5 s backoff."""
     healthy_done: list[float] = []

@@ -7,6 +7,7 @@ from collections import Counter
 
 from framework import Bus, Command, Context, Worker
 from framework.testing import BrokerAdmin
+from framework.testing.pytest_plugin import WorkerFactory
 
 
 class Slow(Command):
@@ -15,7 +16,7 @@ class Slow(Command):
 
 
 async def test_stop_drains_ten_slow_handlers(
-    bus: Bus, worker_factory, broker_admin: BrokerAdmin, queue_name: str
+    bus: Bus, worker_factory: WorkerFactory, broker_admin: BrokerAdmin, queue_name: str
 ) -> None:
     """stop() with 10 slow handlers in flight lets them finish; the rest stay queued; a new
     worker handles the rest; every message is handled exactly once."""

@@ -16,6 +16,7 @@ from framework import Bus, Command, Context, Settings, Worker, names
 from framework.envelope import encode_body
 from framework.observability import serve_worker_probes
 from framework.testing import BrokerAdmin, eventually
+from framework.testing.pytest_plugin import WorkerFactory
 
 Scrape = Callable[[], Awaitable[str]]
 
@@ -81,7 +82,7 @@ async def publish_stamped(
 
 
 async def test_a_delayed_message_shows_its_wait(
-    worker_factory, broker_admin: BrokerAdmin, queue_name: str
+    worker_factory: WorkerFactory, broker_admin: BrokerAdmin, queue_name: str
 ) -> None:
     """A message published 42 s before the worker took it is timed at 42 s (plus up to a
     second: the timestamp is in whole seconds, plus its delivery) in
@@ -109,7 +110,7 @@ async def tolerant_bus(amqp_url: str) -> AsyncIterator[Bus]:
 
 
 async def test_a_timestamp_ahead_within_the_skew_tolerance_reads_zero(
-    tolerant_bus: Bus, worker_factory, broker_admin: BrokerAdmin, queue_name: str
+    tolerant_bus: Bus, worker_factory: WorkerFactory, broker_admin: BrokerAdmin, queue_name: str
 ) -> None:
     """A sender clock 3 s ahead, inside a 5 s tolerance, yields a wait of exactly 0, never a
     negative one, and is not counted as skewed."""
@@ -126,7 +127,7 @@ async def test_a_timestamp_ahead_within_the_skew_tolerance_reads_zero(
 
 
 async def test_a_timestamp_far_ahead_is_counted_not_timed(
-    worker_factory, broker_admin: BrokerAdmin, queue_name: str
+    worker_factory: WorkerFactory, broker_admin: BrokerAdmin, queue_name: str
 ) -> None:
     """A timestamp ten minutes ahead of the worker's clock is not trusted: the message is
     handled and counted in framework_time_in_queue_skewed_total, not timed."""
@@ -142,7 +143,7 @@ async def test_a_timestamp_far_ahead_is_counted_not_timed(
 
 
 async def test_an_expired_deadline_is_a_deadline_breach(
-    worker_factory, broker_admin: BrokerAdmin, queue_name: str
+    worker_factory: WorkerFactory, broker_admin: BrokerAdmin, queue_name: str
 ) -> None:
     """A message whose deadline passed a minute ago is dead-lettered as expired and counted
     as a deadline breach (and not as a timeout)."""
@@ -161,7 +162,7 @@ async def test_an_expired_deadline_is_a_deadline_breach(
 
 
 async def test_a_handler_timeout_is_a_timeout_breach(
-    bus: Bus, worker_factory, broker_admin: BrokerAdmin, queue_name: str
+    bus: Bus, worker_factory: WorkerFactory, broker_admin: BrokerAdmin, queue_name: str
 ) -> None:
     """A handler that runs past the worker's timeout is counted as a timeout breach (and
     not as a deadline breach)."""

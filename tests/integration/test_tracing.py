@@ -20,6 +20,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from framework import Bus, Command, Context, Worker
 from framework.testing import BrokerAdmin
+from framework.testing.pytest_plugin import WorkerFactory
 from framework.worker_spec import build_spec
 from schemas.orders import PlaceOrder
 from services.customers.worker import CustomerWorker
@@ -242,7 +243,7 @@ class Quote(Command):
 
 async def test_a_request_span_lasts_until_the_reply(
     amqp_url: str,
-    worker_factory,
+    worker_factory: WorkerFactory,
     provider: TracerProvider,
     exporter: InMemorySpanExporter,
     queue_name: str,

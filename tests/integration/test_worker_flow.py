@@ -7,6 +7,7 @@ from collections import Counter
 
 from framework import Bus, Command, Context, Worker, names
 from framework.testing import BrokerAdmin
+from framework.testing.pytest_plugin import WorkerFactory
 
 
 class Ping(Command):
@@ -15,7 +16,7 @@ class Ping(Command):
 
 
 async def test_200_commands_handled_exactly_once(
-    bus: Bus, worker_factory, broker_admin: BrokerAdmin, queue_name: str
+    bus: Bus, worker_factory: WorkerFactory, broker_admin: BrokerAdmin, queue_name: str
 ) -> None:
     """200 sent commands are each handled once; queue and DLQ are empty afterwards."""
     seen: Counter[int] = Counter()

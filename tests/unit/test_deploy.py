@@ -244,7 +244,8 @@ def effective_policy(queue: str) -> dict[str, Any] | None:
     top = max(p["priority"] for p in matching)
     winners = [p for p in matching if p["priority"] == top]
     assert len(winners) == 1, f"{queue}: policies tie at priority {top}: ambiguous"
-    return winners[0]
+    winner: dict[str, Any] = winners[0]
+    return winner
 
 
 def test_policies_only_set_keys_that_cannot_override_the_framework() -> None:

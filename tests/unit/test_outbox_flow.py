@@ -71,7 +71,7 @@ async def start(bus: MemoryBus, path: Path, cls: type[W] | None = None) -> W:
 
 async def test_row_inbox_and_event_commit_together(test_bus: MemoryBus, db_path: Path) -> None:
     """One delivery: its business row, its inbox row and its event, all once."""
-    worker = await start(test_bus, db_path)
+    worker: ItemWorker = await start(test_bus, db_path)
     await test_bus.send(AddItem(item_id="a"), idempotency_key="add-a")
     await test_bus.drain()
     await worker.stop()
@@ -83,7 +83,7 @@ async def test_row_inbox_and_event_commit_together(test_bus: MemoryBus, db_path:
 
 async def test_redelivery_after_commit_is_a_duplicate(test_bus: MemoryBus, db_path: Path) -> None:
     """The key store forgotten (a restart), the inbox still says done: handler not run."""
-    worker = await start(test_bus, db_path)
+    worker: ItemWorker = await start(test_bus, db_path)
     await test_bus.send(AddItem(item_id="a"), idempotency_key="add-a")
     await test_bus.drain()
     await test_bus.idempotency.close()  # as if the process restarted with a fresh key store
@@ -97,7 +97,7 @@ async def test_a_failure_inside_the_transaction_leaves_nothing(
     test_bus: MemoryBus, db_path: Path
 ) -> None:
     """Rolled back: no business row, no inbox row, no outbox row, nothing published."""
-    worker = await start(test_bus, db_path)
+    worker: ItemWorker = await start(test_bus, db_path)
     await test_bus.send(AddItem(item_id="a", fail=True), idempotency_key="add-a")
     await test_bus.drain()
     await worker.stop()
@@ -152,10 +152,10 @@ async def test_publishing_around_the_transaction_is_refused(
 def test_a_transaction_needs_the_worker_database() -> None:
     """ctx.transaction() on a worker without `database` says which setting to add."""
     ctx = Context(
-        bus=None,
+        bus=None,  # type: ignore[arg-type]
         queue="q",
         message_id="m",
-        correlation_id="c",  # type: ignore[arg-type]
+        correlation_id="c",
         attempt=1,
     )
     with pytest.raises(ConfigurationError, match="database = "):
@@ -300,7 +300,7 @@ async def test_outbox_publish_latency_reaches_its_histogram(
 ) -> None:
     """Each row the relay publishes is one observation of commit-to-confirm seconds."""
     metrics = Metrics()
-    worker = await start(test_bus, db_path)
+    worker: ItemWorker = await start(test_bus, db_path)
     metrics.watch(worker)
     for item in ("a", "b"):
         await test_bus.send(AddItem(item_id=item), idempotency_key=f"add-{item}")

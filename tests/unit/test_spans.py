@@ -92,18 +92,27 @@ def only(exporter: InMemorySpanExporter, name: str) -> ReadableSpan:
     return span
 
 
+def ids_of(traceparent: str | None) -> tuple[int, int]:
+    """(trace id, span id) of a traceparent that must be valid."""
+    parsed = parse_traceparent(traceparent)
+    assert parsed is not None, traceparent
+    return parsed[0], parsed[1]
+
+
 def parent_id(span: ReadableSpan) -> int | None:
     return None if span.parent is None else span.parent.span_id
 
 
 def span_id(span: ReadableSpan) -> int:
     assert span.context is not None
-    return span.context.span_id
+    span_id: int = span.context.span_id
+    return span_id
 
 
 def trace_id(span: ReadableSpan) -> int:
     assert span.context is not None
-    return span.context.trace_id
+    trace_id: int = span.context.trace_id
+    return trace_id
 
 
 async def test_send_process_publish_process_is_one_chain(
@@ -125,7 +134,7 @@ async def test_send_process_publish_process_is_one_chain(
     assert parent_id(audit) == span_id(publish)
     assert len({trace_id(s) for s in (send, process, publish, audit)}) == 1
     [(traceparent, _)] = seen.deliveries
-    assert parse_traceparent(traceparent)[:2] == (trace_id(publish), span_id(publish))
+    assert ids_of(traceparent) == (trace_id(publish), span_id(publish))
 
 
 async def test_span_kinds_and_messaging_attributes(
@@ -237,7 +246,7 @@ async def test_incoming_trace_context_is_the_parent_and_tracestate_travels_on(
     await traced_bus.drain()
     process = only(exporter, "process spans.orders")
     assert process.parent is not None and process.parent.is_remote
-    assert (trace_id(process), parent_id(process)) == parse_traceparent(TRACEPARENT)[:2]
+    assert (trace_id(process), parent_id(process)) == ids_of(TRACEPARENT)
     [(_, headers)] = seen.deliveries
     assert headers[names.TRACESTATE] == "vendor=abc"
 

@@ -125,7 +125,7 @@ async def test_a_call_given_up_before_its_turn_is_not_sent(backend: Backend) -> 
     third = asyncio.ensure_future(batcher.call(3))
     await asyncio.sleep(0)
     backend.gate.set()
-    assert await asyncio.gather(first, third) == [2, 6]
+    assert list(await asyncio.gather(first, third)) == [2, 6]
     assert backend.batches == [[1], [3]]
     await batcher.close()
 

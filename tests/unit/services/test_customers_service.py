@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from service_fakes import RecordingBus, context
-
 from schemas.customers import CustomerUpdated, RefreshCustomers
 from services.customers.directory import Directory
 from services.customers.worker import CustomerWorker
+from tests.unit.services.service_fakes import RecordingBus, context
 
 
 def test_update_bumps_the_version() -> None:

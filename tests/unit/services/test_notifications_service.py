@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from service_fakes import RecordingBus, context
 
 from framework import ApplyResult, Bus
 from framework.testing import MemoryBroker, MemoryBus
@@ -17,6 +16,7 @@ from services.notifications.worker import (
     NotificationWorker,
     ReceiptWorker,
 )
+from tests.unit.services.service_fakes import RecordingBus, context
 
 ALICE = CustomerUpdated(customer_id="c1", version=1, name="Alice", email="alice@example.com")
 PAID = PaymentSucceeded(order_id="o1", customer_id="c1", amount_cents=1250, payment_id="p")

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from service_fakes import RecordingBus, context, worker_database
 
 from framework import PermanentError
 from framework.outbox import AlreadyHandled
@@ -13,6 +12,7 @@ from schemas.orders import OrderPlaced, PlaceOrder
 from schemas.payments import ChargePayment
 from services.orders.store import OrderStore
 from services.orders.worker import OrdersSettings, OrderWorker
+from tests.unit.services.service_fakes import RecordingBus, context, worker_database
 
 
 def worker(bus: RecordingBus, **settings: object) -> OrderWorker:

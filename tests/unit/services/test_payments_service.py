@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from service_fakes import RecordingBus, context
 
 from framework import BreakerState, CircuitOpenError
 from schemas.payments import ChargePayment, PaymentFailed, PaymentSucceeded
 from services.payments.gateway import Gateway, GatewayError, GatewaySettings, Verdict, verdict
 from services.payments.worker import GatewayTimeout, PaymentWorker
+from tests.unit.services.service_fakes import RecordingBus, context
 
 CHARGE = ChargePayment(order_id="o1", customer_id="c1", amount_cents=500)
 
@@ -23,7 +23,7 @@ def settings(**overrides: float) -> GatewaySettings:
         "timeout": 0.05,
     }
     values.update(overrides)
-    return GatewaySettings(**values)
+    return GatewaySettings.model_validate(values)
 
 
 def test_verdict_outage_failures_declines() -> None:
