@@ -50,6 +50,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	scripts/dead-code
 
 ## BROKERS: the RabbitMQ versions the integration and chaos suites run on (scripts/on-broker);
 ## one only: make test BROKERS=3.10 (3.10 is AMQP_URL's broker, 4.0 is make broker4's)

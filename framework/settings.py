@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from framework.message_size import DEFAULT_MAX_MESSAGE_SIZE
 from framework.urls import broker_url_problem, mask_url, mask_urls, split_urls
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@localhost:5672/"
@@ -67,7 +68,7 @@ class Settings(BaseSettings):
     )
     outbox_cleanup_interval: float = Field(default=60.0, gt=0)
     max_message_size: int | None = Field(
-        default=16 * 1024 * 1024,
+        default=DEFAULT_MAX_MESSAGE_SIZE,
         ge=1,
         description="Largest body send/publish accept, in bytes (None: no check). RabbitMQ "
         "4.x refuses larger ones by default (max_message_size 16 MiB; 3.x 128 MiB); match "

@@ -175,7 +175,7 @@ class DeliveryClaim:
             error = f"idempotency store unavailable: {detail}"
         repeated: int | None = 0
         if self._health is not None:
-            self._health.failed(error)
+            self._health.failed()
             repeated = self._health.log_throttle.admit(f"{call}:{error}")
         if repeated is not None:
             _log.error(f"idempotency.{call}_failed", error=error, repeated=repeated)

@@ -13,10 +13,9 @@ from framework.log_throttle import LogThrottle
 
 @dataclass
 class StoreHealth:
-    """Consecutive failed store calls and the last error; healthy after any success."""
+    """Consecutive failed store calls; healthy after any success."""
 
     consecutive_failures: int = 0
-    last_error: str | None = None
     failures: int = 0  # in total (a counter for metrics)
     fenced: int = 0  # completions refused because another worker had taken the key over
     # failed calls are logged once per interval per error, with how many were not
@@ -29,7 +28,6 @@ class StoreHealth:
     def succeeded(self) -> None:
         self.consecutive_failures = 0
 
-    def failed(self, error: str) -> None:
+    def failed(self) -> None:
         self.consecutive_failures += 1
         self.failures += 1
-        self.last_error = error

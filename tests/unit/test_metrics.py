@@ -164,8 +164,8 @@ async def test_loop_lag_and_store_health_reach_the_metrics(metrics: Metrics) -> 
         metrics.watch(worker)
         worker.loop_lag.observe(0.01)
         worker.loop_lag.observe(2.0)
-        worker.store_health.failed("down")
-        worker.store_health.failed("down")
+        worker.store_health.failed()
+        worker.store_health.failed()
         worker.store_health.fenced += 1
         metrics.render()
         q = {"queue": "watched"}
