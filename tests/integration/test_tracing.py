@@ -14,7 +14,6 @@ from urllib.parse import urlsplit
 import pytest
 from opentelemetry.context import Context as OtelContext
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
@@ -77,20 +76,6 @@ def vhost_url(amqp_url: str) -> Iterator[str]:
         yield url_for(amqp_url, name)
     finally:
         admin.delete_vhost(name)
-
-
-@pytest.fixture
-def exporter() -> InMemorySpanExporter:
-    return InMemorySpanExporter()
-
-
-@pytest.fixture
-def provider(exporter: InMemorySpanExporter) -> Iterator[TracerProvider]:
-    """The test's tracer provider (never the global one), exporting to `exporter`."""
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    yield provider
-    provider.shutdown()
 
 
 @contextlib.asynccontextmanager
