@@ -9,6 +9,7 @@ after a removal) fails here.
 from __future__ import annotations
 
 import importlib
+import pkgutil
 import re
 import types
 
@@ -16,13 +17,12 @@ import pytest
 
 import framework
 
-PACKAGES = [
-    "framework",
-    "framework.cli",
-    "framework.idempotency",
-    "framework.outbox",
-    "framework.testing",
-]
+SUBPACKAGES = sorted(
+    info.name
+    for info in pkgutil.walk_packages(framework.__path__, "framework.")
+    if info.ispkg and not info.name.startswith("framework._")
+)
+PACKAGES = ["framework", *SUBPACKAGES]
 
 
 def documented_names() -> set[str]:
@@ -64,6 +64,10 @@ def test_every_exported_name_resolves(package: str) -> None:
     module = importlib.import_module(package)
     for name in module.__all__:
         assert getattr(module, name, None) is not None, f"{package}.{name}"
+
+
+def test_every_package_is_checked() -> None:
+    assert {"framework.cli", "framework.idempotency", "framework.testing"} <= set(PACKAGES)
 
 
 def test_the_docstring_parser_sees_the_list() -> None:
