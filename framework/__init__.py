@@ -65,7 +65,7 @@ from framework.messages import Command, Event, Message
 from framework.replica import Replica
 from framework.replica_feed import instance_name
 from framework.replica_store import ApplyResult
-from framework.send_batch import SendResult
+from framework.send_results import SendResult
 from framework.send_retry import RetryOnOverload
 from framework.settings import Settings
 from framework.worker import Worker

@@ -12,7 +12,7 @@ from framework.errors import ConfigurationError
 from framework.keys import derive_key
 from framework.messages import Command, Event, Message
 from framework.outbox.database import OutboxMisuse
-from framework.tracing import child_traceparent
+from framework.traceparent import child_traceparent
 
 if TYPE_CHECKING:
     from framework.outbox.runtime import WorkerDatabase

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from framework.send_batch import SendResult
+    from framework.send_results import SendResult
 
 
 class FrameworkError(Exception):

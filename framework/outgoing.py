@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from framework.deadlines import combine_deadline
 from framework.envelope import Envelope, encode_body
 from framework.messages import Message
-from framework.tracing import new_traceparent
+from framework.traceparent import new_traceparent
 
 
 def outgoing_envelope(

@@ -21,15 +21,26 @@ import os
 import re
 import socket
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
+
+from pydantic import BaseModel
 
 from framework.context import Context
 from framework.errors import ConfigurationError
 from framework.transport import Transport
 from framework.worker import Worker
 
-if TYPE_CHECKING:
-    from framework.replica import Replica
+
+class FedReplica(Protocol):
+    """What a feed needs of a replica (`framework.replica.Replica` is one)."""
+
+    name: str
+
+    @property
+    def model(self) -> type[BaseModel]: ...
+
+    def apply(self, item: Any, *, event_key: str) -> object: ...
+
 
 # How long a dead instance's queues stay (their events are useless to anyone else).
 DEFAULT_EXPIRES = 900.0
@@ -54,7 +65,7 @@ def instance_queue(queue: str, instance: str) -> str:
 
 
 def feed_worker(
-    replica: Replica[Any],
+    replica: FedReplica,
     queue: str,
     *,
     instance: str | None = None,

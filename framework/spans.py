@@ -35,7 +35,7 @@ from framework.envelope import Envelope
 from framework.header_values import header_text
 from framework.messages import Message, is_command
 from framework.settlement import Ack, DeadLetter, Retry, Settlement
-from framework.tracing import parse_traceparent
+from framework.traceparent import parse_traceparent
 
 TRACER_NAME = "framework"
 SYSTEM = "rabbitmq"

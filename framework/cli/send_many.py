@@ -17,7 +17,8 @@ from framework.bus import Bus
 from framework.errors import SendManyFailed
 from framework.keys import new_key
 from framework.messages import Command, Event, Message
-from framework.send_batch import SendResult, send_batch
+from framework.send_batch import send_batch
+from framework.send_results import SendResult
 from framework.settings import Settings
 
 IN_FLIGHT = 64  # unconfirmed publishes at once: fast, yet a refusal stops the run quickly
