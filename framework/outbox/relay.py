@@ -118,6 +118,11 @@ class Relay:
     ) -> None:
         await self.close()
 
+    @property
+    def lease(self) -> float:
+        """How long rows committed by a unit of work stay claimed by this relay."""
+        return self.policy.lease
+
     def start(self) -> None:
         """Start the background loop (owned by this relay; `close()` awaits it)."""
         if self._task is None:

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from framework.keys import new_key
 from framework.messages import Command, Event, Message, require_kind
@@ -17,12 +17,22 @@ from framework.outbox.database import AlreadyHandled, Database, OutboxMisuse, Tr
 from framework.outbox.rows import NewRow, routing_of
 from framework.outgoing import outgoing_envelope
 
-if TYPE_CHECKING:
-    from framework.outbox.relay import Relay
-
 _OPEN: contextvars.ContextVar[Transaction | None] = contextvars.ContextVar(
     "framework_outbox_transaction", default=None
 )
+
+
+class CommitRelay(Protocol):
+    """What a unit of work needs of the relay that publishes its rows once committed
+    (`framework.outbox.relay.Relay`): whose claim the rows start under, for how long, and
+    where to hand them."""
+
+    owner: str
+
+    @property
+    def lease(self) -> float: ...
+
+    async def deliver(self, pending: list[Pending]) -> None: ...
 
 
 def refuse_direct_publish(verb: str) -> None:
@@ -198,7 +208,7 @@ class Transaction:
 @asynccontextmanager
 async def unit_of_work(
     database: Database,
-    relay: Relay | None,
+    relay: CommitRelay | None,
     *,
     app_id: str,
     inbox: Inbox | None = None,
@@ -210,7 +220,7 @@ async def unit_of_work(
     `AlreadyHandled` if it is there (another transaction for this delivery committed).
     """
     owner = None if relay is None else relay.owner
-    lease = 0.0 if relay is None else relay.policy.lease
+    lease = 0.0 if relay is None else relay.lease
     async with database.begin() as driver:
         if inbox is not None:
             now = time.time()
