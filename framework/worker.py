@@ -36,6 +36,7 @@ from framework.loop_lag import LoopLagWatchdog
 from framework.messages import Message
 from framework.outbox.relay import RelayStats
 from framework.outbox.runtime import WorkerDatabase
+from framework.rate_limit import RateLimit
 from framework.reply import error_reply_message, may_reply_to, reply_message
 from framework.retrying import RESUBSCRIBE
 from framework.settle import settle_or_return
@@ -73,6 +74,7 @@ class Worker:
     retry_base_delay: ClassVar[float] = 1.0
     retry_max_delay: ClassVar[float] = 300.0
     retry_jitter: ClassVar[float] = 0.5
+    retry_later_limit: ClassVar[int] = 20  # RetryLater per message (burn no attempt), at most
     delivery_limit: ClassVar[int] = 10
     max_queue_length: ClassVar[int | None] = None
     # seconds unused after which the broker deletes the queue, its DLQ and delay queues:
@@ -85,6 +87,7 @@ class Worker:
     ack_max_delay: ClassVar[float] = 0.025  # seconds a handled delivery waits for its ack
     service: ClassVar[str | None] = None
     breakers: tuple[CircuitBreaker, ...] = ()
+    rate_limits: tuple[RateLimit, ...] = ()  # reported in metrics (framework.rate_limit)
     publishes: ClassVar[tuple[type[Message], ...]] = ()  # documentation only (asyncapi, check)
     max_body_bytes: ClassVar[int] = 1024 * 1024  # larger bodies are dead-lettered unparsed
     keyless: ClassVar[Keyless] = "reject"  # no message_id: "reject" (invalid) or "content"
@@ -197,6 +200,10 @@ class Worker:
             await self._cancel_remaining(budget)
             for guard in guards:  # after the handlers: leases are renewed until they end
                 await _cancel(guard)
+            for limit in self.rate_limits:  # this loop's Redis connection, if any
+                await within(
+                    limit.aclose(), budget.closing_remaining(), self._log, "worker.close_failed"
+                )
             await within(
                 self._acks.close(), budget.closing_remaining(), self._log, "worker.ack_flush_failed"
             )
@@ -501,6 +508,15 @@ def _log_settlement(settlement: Settlement, deferrals: LogThrottle) -> None:
             log.info("delivery.duplicate_skipped")
         case Ack():
             pass  # the normal case: nothing to say at any level (keeps the hot path cheap)
+        case Retry(retry_later=int(count)):
+            log.info(
+                "delivery.retry_later",
+                delay_ms=settlement.not_before_in_ms or settlement.delay_ms,
+                retry_laters=count,
+                error=settlement.error,
+            )
+        case Retry(waiting=True):
+            log.debug("delivery.waiting", delay_ms=settlement.delay_ms)
         case Retry(deferrals=None):
             log.warning(
                 "delivery.retry_scheduled",
