@@ -9,7 +9,15 @@ from typing import Any
 
 import pytest
 
-from framework import Command, Context, RateLimited, RetryLater, names
+from framework import (
+    Command,
+    ConfigurationError,
+    Context,
+    RateLimited,
+    RetryLater,
+    Worker,
+    names,
+)
 from framework.backoff import RetryPolicy
 from framework.deferrals import retry_laters_of
 from framework.envelope import Envelope, encode_body, from_amqp
@@ -26,6 +34,7 @@ from framework.settlement import (
     Retry,
     decide,
 )
+from framework.worker_spec import build_spec
 
 POLICY = RetryPolicy(max_attempts=3, base_delay=1.0, max_delay=8.0, jitter=0.5, retry_later_limit=2)
 
@@ -265,3 +274,24 @@ async def test_an_early_copy_past_its_deadline_is_expired_not_kept_waiting() -> 
         no_context,
     )
     assert isinstance(outcome, Expired)
+
+
+@pytest.mark.parametrize("limit", [-1, 2.5, True, "20"])
+def test_a_bad_retry_later_limit_is_a_configuration_error(limit: Any) -> None:
+    """retry_later_limit must be an int >= 0; the error says what it means."""
+
+    class Bad(Worker):
+        queue = "q"
+        retry_later_limit = limit
+
+        async def handle(self, msg: Pay, ctx: Context) -> None:
+            return None
+
+    with pytest.raises(ConfigurationError, match="retry_later_limit must be an int >= 0"):
+        build_spec(Bad)
+
+
+def test_a_misspelled_retry_later_limit_is_named() -> None:
+    """A typo of the new setting is caught like any other."""
+    with pytest.raises(ConfigurationError, match="retry_later_limit"):
+        type("Typo", (Worker,), {"retry_later_limt": 3})
