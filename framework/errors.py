@@ -8,6 +8,9 @@ if TYPE_CHECKING:
     from framework.send_batch import SendResult
 
 
+MAX_RETRY_LATER = 400 * 24 * 3600.0  # seconds: the longest wait a message can carry
+
+
 class FrameworkError(Exception):
     """Root of every error the framework raises."""
 
@@ -152,11 +155,11 @@ class RetryLater(FrameworkError):
         if (
             isinstance(after, bool)
             or not isinstance(after, int | float)
-            or not (0 <= after < float("inf"))
+            or not (0 <= after <= MAX_RETRY_LATER)
         ):
             raise ValueError(
-                f"RetryLater(after=...) takes the seconds to wait, a finite number >= 0; "
-                f"got {after!r}"
+                "RetryLater(after=...) takes the seconds to wait, a number >= 0 and at "
+                f"most {MAX_RETRY_LATER:g} (400 days); got {after!r}"
             )
         self.after = float(after)
         self.reason = reason

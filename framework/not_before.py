@@ -9,8 +9,9 @@ epoch is off by up to a minute, so floats are not written), re-enters the
 queue after one hop, and is sent back for the rest (`remaining_wait`) without running the
 handler or counting anything, until the time has come. Pure functions; clock passed in.
 
-Clock skew between hosts only ever delays: a reader whose clock runs behind the writer's
-sends the copy on one more (short) hop; nothing is handled before the writer's not-before.
+Clock skew between hosts: a reader whose clock runs behind the writer's sends the copy on
+one more (short) hop; one whose clock runs ahead handles it early by the difference (well
+under a second between NTP-synced hosts). Waits within one hop depend on no clock at all.
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from framework import names
+from framework.errors import MAX_RETRY_LATER
 
 # A not-before further ahead than this is not one the framework wrote (a forged header would
-# otherwise park the message for ever): it is ignored.
-MAX_AHEAD = 400 * 24 * 3600.0
+# otherwise park the message for ever): it is ignored. A day above the longest wait written,
+# for clocks that disagree.
+MAX_AHEAD = MAX_RETRY_LATER + 24 * 3600.0
 
 
 def not_before_header(moment: float) -> int:

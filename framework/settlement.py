@@ -14,6 +14,7 @@ from typing import Any
 from framework import names
 from framework.backoff import RandomSource, RetryPolicy, tier_for
 from framework.deferrals import next_deferrals
+from framework.errors import MAX_RETRY_LATER
 from framework.not_before import hop_ms
 
 
@@ -140,6 +141,8 @@ class DeadLetter:
 
 Settlement = Ack | Retry | DeadLetter
 
+MAX_AHEAD_MS = int(MAX_RETRY_LATER * 1000)  # the longest wait a copy carries (jitter included)
+
 
 def decide(outcome: Outcome, attempt: int, policy: RetryPolicy, rand: RandomSource) -> Settlement:
     """The single place where a delivery's fate is decided."""
@@ -179,7 +182,7 @@ def _later(
         case Postponed(error=error, retry_laters=count) if count >= policy.retry_later_limit:
             return DeadLetter(Reason.EXHAUSTED, _budget_spent(error, count, policy), attempt)
         case Postponed(error=error, after=after, retry_laters=count):
-            wait_ms = max(math.ceil(policy.later(after, rand) * 1000), 1)
+            wait_ms = min(max(math.ceil(policy.later(after, rand) * 1000), 1), MAX_AHEAD_MS)
             return _wait(policy, wait_ms, attempt, error, retry_later=count + 1)
         case NotYet(remaining=remaining):
             wait_ms = max(math.ceil(remaining * 1000), 1)

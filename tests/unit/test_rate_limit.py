@@ -3,12 +3,29 @@ when its Redis is unreachable (no broker, no Redis)."""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import math
 
 import pytest
 
-from framework import RateLimit, RateLimited, RetryLater
+from framework import (
+    BreakerState,
+    CircuitBreaker,
+    Command,
+    Context,
+    RateLimit,
+    RateLimited,
+    RetryLater,
+    Worker,
+)
 from framework.rate_core import Decision, LocalBucket, RatePolicy, gcra
+from framework.testing import MemoryBus
+
+
+class Job(Command):
+    type_name = "tests.rate_limit.Job"
+    n: int
 
 
 class FakeTime:
@@ -148,3 +165,43 @@ async def test_redis_down_with_defer_refuses_every_call_until_it_answers() -> No
 def test_redis_down_must_be_local_or_defer() -> None:
     with pytest.raises(ValueError, match="redis_down"):
         RateLimit("x", per_second=1, redis_url="redis://h", redis_down="open")  # type: ignore[arg-type]
+
+
+async def test_a_refusal_inside_a_breaker_says_nothing_about_the_dependency() -> None:
+    """RateLimited raised inside `async with breaker:` is not a failure: no call was made."""
+    time = FakeTime()
+    breaker = CircuitBreaker("api", failure_threshold=1, clock=time.clock)
+    limit = RateLimit("api", per_second=1, max_wait=0.0, clock=time.clock, sleep=time.sleep)
+    await limit.acquire()
+    with pytest.raises(RateLimited):
+        async with breaker, limit:
+            pass
+    assert breaker.state is BreakerState.CLOSED
+
+
+async def test_on_the_memory_bus_a_limited_worker_slows_down_without_losing_work(
+    test_bus: MemoryBus,
+) -> None:
+    """With the bus's virtual clock, refused calls wait in the delay queues: 6 messages at
+    2/s take >= 2.5 virtual seconds, none is dead-lettered, none handled twice."""
+    limit = RateLimit("mem", per_second=2, max_wait=0.0, clock=lambda: test_bus.now)
+    stamps: list[float] = []
+
+    class Limited(Worker):
+        queue = "mem.limited"
+        retry_base_delay = 0.1
+        retry_max_delay = 2.0
+        rate_limits = (limit,)
+
+        async def handle(self, msg: Job, ctx: Context) -> None:
+            async with limit:
+                stamps.append(test_bus.now)
+
+    await test_bus.start_worker(Limited)
+    for n in range(6):
+        await test_bus.send(Job(n=n))
+    await asyncio.wait_for(test_bus.drain(), 5)
+    assert len(stamps) == 6 and test_bus.dead_letters("mem.limited") == []
+    ordered = sorted(stamps)
+    assert all(b - a >= 0.5 - 1e-9 for a, b in itertools.pairwise(ordered)), ordered
+    assert limit.stats.refused > 0
