@@ -41,15 +41,14 @@ from framework.reply import error_reply_message, may_reply_to, reply_message
 from framework.retrying import RESUBSCRIBE
 from framework.settle import settle_or_return
 from framework.settlement import (
-    Ack,
     DeadLetter,
     Failed,
     Handled,
     Outcome,
-    Retry,
     Settlement,
     decide,
 )
+from framework.settlement_log import log_settlement
 from framework.shutdown import ShutdownBudget, within
 from framework.sla import published_at, time_in_queue
 from framework.stats import WorkerStats
@@ -452,7 +451,7 @@ class Worker:
             )
             return
         self.stats.record(settlement, duration, isinstance(outcome, Failed) and outcome.timed_out)
-        _log_settlement(settlement, self._deferral_log)
+        log_settlement(settlement, self._deferral_log)
 
     async def _reply(self, settlement: Settlement, outcome: Outcome, envelope: Envelope) -> None:
         """Answer a request: the handler's result, or why it failed for good. Only to a
@@ -496,49 +495,3 @@ async def _cancel(task: asyncio.Task[None] | None) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-
-
-_settlement_log = structlog.get_logger("framework.worker")
-
-
-def _log_settlement(settlement: Settlement, deferrals: LogThrottle) -> None:
-    log = _settlement_log
-    match settlement:
-        case Ack(duplicate=True):
-            log.info("delivery.duplicate_skipped")
-        case Ack():
-            pass  # the normal case: nothing to say at any level (keeps the hot path cheap)
-        case Retry(retry_later=int(count)):
-            log.info(
-                "delivery.retry_later",
-                delay_ms=settlement.not_before_in_ms or settlement.delay_ms,
-                retry_laters=count,
-                error=settlement.error,
-            )
-        case Retry(waiting=True):
-            log.debug("delivery.waiting", delay_ms=settlement.delay_ms)
-        case Retry(deferrals=None):
-            log.warning(
-                "delivery.retry_scheduled",
-                delay_ms=settlement.delay_ms,
-                next_attempt=settlement.next_attempt,
-                error=settlement.error,
-            )
-        case Retry():  # a deferral: the same error comes from every delivery while it lasts
-            repeated = deferrals.admit(settlement.error)
-            if repeated is not None:
-                log.warning(
-                    "delivery.retry_scheduled",
-                    delay_ms=settlement.delay_ms,
-                    next_attempt=settlement.next_attempt,
-                    error=settlement.error,
-                    deferrals=settlement.deferrals,
-                    repeated=repeated,
-                )
-        case DeadLetter():
-            log.error(
-                "delivery.dead_lettered",
-                reason=settlement.reason.value,
-                error=settlement.error,
-                attempts=settlement.attempts,
-            )
