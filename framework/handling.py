@@ -14,6 +14,7 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 
+from framework import names
 from framework.breaker import CircuitOpenError
 from framework.context import Context
 from framework.deadlines import handler_budget, is_expired
@@ -163,7 +164,8 @@ def _not_yet(envelope: Envelope, policy: HandlingPolicy) -> NotYet | None:
     wait = remaining_wait(envelope.headers, time.time())
     if wait <= 0 or is_expired(envelope.deadline_ms, now_ms(), policy.clock_skew):
         return None
-    return NotYet(wait)
+    error = envelope.headers.get(names.ERROR)
+    return NotYet(wait, error if isinstance(error, str) else "")
 
 
 def _postponed(exc: RetryLater, envelope: Envelope, policy: HandlingPolicy) -> Outcome:

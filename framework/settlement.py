@@ -100,6 +100,7 @@ class NotYet:
     s more. The handler did not run; nothing is counted."""
 
     remaining: float
+    error: str = ""  # the copy's `fw-error` (why it waits), kept on the next hop
 
 
 Outcome = Handled | Duplicate | Invalid | Expired | Failed | Deferred | Busy | Postponed | NotYet
@@ -184,9 +185,9 @@ def _later(
         case Postponed(error=error, after=after, retry_laters=count):
             wait_ms = min(max(math.ceil(policy.later(after, rand) * 1000), 1), MAX_AHEAD_MS)
             return _wait(policy, wait_ms, attempt, error, retry_later=count + 1)
-        case NotYet(remaining=remaining):
+        case NotYet(remaining=remaining, error=error):
             wait_ms = max(math.ceil(remaining * 1000), 1)
-            note = f"waiting until its {names.NOT_BEFORE} ({remaining:.3f}s more)"
+            note = error or f"waiting until its {names.NOT_BEFORE} ({remaining:.3f}s more)"
             return _wait(policy, wait_ms, attempt, note, waiting=True)
     raise AssertionError(f"unhandled outcome {outcome!r}")  # pragma: no cover
 

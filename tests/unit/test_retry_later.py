@@ -127,6 +127,8 @@ def test_an_early_copy_waits_for_the_rest_counting_nothing() -> None:
         waiting=True,  # type: ignore[union-attr]
     )
     assert names.NOT_BEFORE in result.error  # type: ignore[union-attr]
+    kept = decide(NotYet(remaining=2.5, error="RetryLater: retry after 60s: x"), 2, POLICY, low)
+    assert isinstance(kept, Retry) and kept.error == "RetryLater: retry after 60s: x"
 
 
 def test_hops_split_only_what_one_hop_cannot_carry() -> None:
