@@ -56,12 +56,15 @@ from framework.errors import (
     PermanentError,
     PublishFailed,
     PublishTimeout,
+    RateLimited,
     RemoteError,
     RequestTimeout,
+    RetryLater,
     SendManyFailed,
     Unroutable,
 )
 from framework.messages import Command, Event, Message
+from framework.rate_limit import RateLimit
 from framework.replica import Replica
 from framework.replica_feed import instance_name
 from framework.replica_store import ApplyResult
@@ -91,9 +94,12 @@ __all__ = [
     "PermanentError",
     "PublishFailed",
     "PublishTimeout",
+    "RateLimit",
+    "RateLimited",
     "RemoteError",
     "Replica",
     "RequestTimeout",
+    "RetryLater",
     "RetryOnOverload",
     "RetryPolicy",
     "SendManyFailed",

@@ -21,10 +21,14 @@ class RetryPolicy:
     base_delay: float = 1.0
     max_delay: float = 300.0
     jitter: float = 0.5
+    # `RetryLater`s a message may take (they burn no attempt); one more dead-letters it
+    retry_later_limit: int = 20
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
+        if self.retry_later_limit < 0:
+            raise ValueError("retry_later_limit must be at least 0")
         if self.base_delay <= 0 or self.max_delay < self.base_delay:
             raise ValueError("retry_base_delay must be > 0 and at most retry_max_delay")
         if not 0 <= self.jitter <= 1:
@@ -43,6 +47,15 @@ class RetryPolicy:
         low = min(nominal, self.max_delay / (1 + self.jitter))
         low = max(min(low, high), min(self.base_delay, high))
         return low + (high - low) * rand()
+
+    def later(self, after: float, rand: RandomSource = random.random) -> float:
+        """Seconds to wait after a `RetryLater(after)`: `after`, jittered upward by up to
+        `jitter` of it (replicas told the same `Retry-After` spread out), never less."""
+        return after * (1 + self.jitter * rand())
+
+    def max_hop_ms(self) -> int:
+        """The longest delay one copy waits in a delay queue; longer waits go in hops."""
+        return max(int(self.max_delay * 1000), self.tiers_ms()[-1])
 
     def tiers_ms(self) -> list[int]:
         """Lower bounds (ms) of the delay queues: base, 2*base, 4*base ... up to max_delay.

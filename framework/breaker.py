@@ -16,7 +16,7 @@ from enum import StrEnum
 from types import TracebackType
 from typing import ParamSpec, TypeVar
 
-from framework.errors import FrameworkError
+from framework.errors import FrameworkError, RateLimited
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -212,6 +212,8 @@ class CircuitBreaker:
         now = self._clock()
         if exc is None:
             self._core.record_success(now)
+        elif isinstance(exc, RateLimited):  # our own limit refused: the call was not made
+            self._core.release(now)
         elif isinstance(exc, self._failure_types):
             self._core.record_failure(now)
         elif isinstance(exc, Exception):

@@ -32,6 +32,8 @@ _DEATH_HEADERS = frozenset(
         names.ORIGINAL_QUEUE,
         names.FAILED_AT,
         names.DEADLINE,
+        names.RETRY_LATER,  # a replay starts a fresh retry-later budget ...
+        names.NOT_BEFORE,  # ... and is handled now
         names.X_DEATH,
         "x-first-death-reason",
         "x-first-death-queue",
@@ -187,7 +189,8 @@ def dead_letter_key(message_id: str | None, type_: str | None, body: bytes) -> s
 
 
 def replay_headers(headers: Mapping[str, Any]) -> dict[str, Any]:
-    """Headers for a replayed copy: death details and deadline dropped, attempt back to 1."""
+    """Headers for a replayed copy: death details, deadline, retry-later count and
+    not-before dropped, attempt back to 1."""
     kept = {k: v for k, v in headers.items() if k not in _DEATH_HEADERS}
     kept[names.ATTEMPT] = 1
     return kept

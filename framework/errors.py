@@ -8,6 +8,9 @@ if TYPE_CHECKING:
     from framework.send_results import SendResult
 
 
+MAX_RETRY_LATER = 400 * 24 * 3600.0  # seconds: the longest wait a message can carry
+
+
 class FrameworkError(Exception):
     """Root of every error the framework raises."""
 
@@ -136,6 +139,40 @@ class StoreUnavailable(FrameworkError):
 
 class PermanentError(FrameworkError):
     """Raise from a handler when retrying cannot help: the message goes to the DLQ at once."""
+
+
+class RetryLater(FrameworkError):
+    """Raise from a handler to have the message handled again after at least `after`
+    seconds, without burning an attempt (a downstream answered 429 with `Retry-After`, a
+    resource is not ready yet). The wait is jittered upward only, never shortened.
+
+    Retry-laters are counted against the worker's `retry_later_limit`, apart from
+    `max_attempts`; past it the message is dead-lettered as `exhausted`. A message whose
+    deadline passes before the wait ends is dead-lettered as `expired` at once.
+    """
+
+    def __init__(self, after: float, reason: str = "") -> None:
+        if (
+            isinstance(after, bool)
+            or not isinstance(after, int | float)
+            or not (0 <= after <= MAX_RETRY_LATER)
+        ):
+            raise ValueError(
+                "RetryLater(after=...) takes the seconds to wait, a number >= 0 and at "
+                f"most {MAX_RETRY_LATER:g} (400 days); got {after!r}"
+            )
+        self.after = float(after)
+        self.reason = reason
+        super().__init__(f"retry after {self.after:g}s" + (f": {reason}" if reason else ""))
+
+
+class RateLimited(RetryLater):
+    """A `RateLimit` had no turn free within its `max_wait`: the handler is retried later
+    (no attempt burned) when a turn is due, so consumption slows instead of piling up."""
+
+    def __init__(self, limit: str, after: float, per_second: float) -> None:
+        super().__init__(after, f"rate limit {limit!r} ({per_second:g}/s) reached")
+        self.limit = limit
 
 
 class InvalidMessage(PermanentError):

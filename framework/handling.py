@@ -14,17 +14,19 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 
+from framework import names
 from framework.breaker import CircuitOpenError
 from framework.context import Context
 from framework.deadlines import handler_budget, is_expired
-from framework.deferrals import deferrals_of
+from framework.deferrals import deferrals_of, retry_laters_of
 from framework.envelope import Envelope, decode_body
-from framework.errors import HandlerTimeout, InvalidMessage, PermanentError
+from framework.errors import HandlerTimeout, InvalidMessage, PermanentError, RetryLater
 from framework.idempotency import ClaimResult, IdempotencyStore
 from framework.idempotency.claims import DeliveryClaim
 from framework.idempotency.health import StoreHealth
 from framework.idempotency.leases import HeldLease, LeaseKeeper, current_lease
 from framework.messages import Message
+from framework.not_before import remaining_wait
 from framework.outbox.database import AlreadyHandled, DatabaseUnavailable
 from framework.settlement import (
     Busy,
@@ -34,7 +36,9 @@ from framework.settlement import (
     Failed,
     Handled,
     Invalid,
+    NotYet,
     Outcome,
+    Postponed,
 )
 
 Handler = Callable[[Message, Context], Awaitable[Any]]
@@ -91,6 +95,9 @@ async def process(
         message = decode_body(envelope, policy.message_types[envelope.type])
     except InvalidMessage as exc:
         return Invalid(str(exc))
+    early = _not_yet(envelope, policy)
+    if early is not None:
+        return early
 
     claims = DeliveryClaim(
         store,
@@ -148,6 +155,28 @@ def _unusable(envelope: Envelope, policy: HandlingPolicy) -> Invalid | None:
         known = ", ".join(sorted(policy.message_types))
         return Invalid(f"unknown message type {envelope.type!r} (this queue handles: {known})")
     return None
+
+
+def _not_yet(envelope: Envelope, policy: HandlingPolicy) -> NotYet | None:
+    """A copy on a long wait that arrived before its `fw-not-before` (framework.not_before)
+    goes on waiting, unless its deadline has passed (then it is settled as usual: expired,
+    or acked if a duplicate)."""
+    wait = remaining_wait(envelope.headers, time.time())
+    if wait <= 0 or is_expired(envelope.deadline_ms, now_ms(), policy.clock_skew):
+        return None
+    error = envelope.headers.get(names.ERROR)
+    return NotYet(wait, error if isinstance(error, str) else "")
+
+
+def _postponed(exc: RetryLater, envelope: Envelope, policy: HandlingPolicy) -> Outcome:
+    """A handler's `RetryLater`: postponed, or expired at once when the deadline would pass
+    before the wait ends (waiting could only end in `expired`)."""
+    deadline_ms = envelope.deadline_ms
+    if deadline_ms is not None and is_expired(
+        deadline_ms, now_ms() + int(exc.after * 1000), policy.clock_skew
+    ):
+        return Expired(f"deadline passes before the retry-later wait ends ({_describe(exc)})")
+    return Postponed(_describe(exc), exc.after, retry_laters_of(envelope.headers))
 
 
 async def _check_inbox(inbox: InboxCheck, queue: str, envelope: Envelope) -> Outcome | None:
@@ -231,6 +260,8 @@ async def _run_handler(
         return Failed(_describe(HandlerTimeout(timeout=policy.timeout)), timed_out=True), True
     except CircuitOpenError as exc:
         return Deferred(_describe(exc), not_before=exc.retry_in), False
+    except RetryLater as exc:
+        return _postponed(exc, envelope, policy), False
     except AlreadyHandled:  # a concurrent delivery of this key committed first
         return Duplicate(), False
     except DatabaseUnavailable as exc:

@@ -6,6 +6,7 @@ interval with a count says as much as thousands of identical lines.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 
@@ -34,3 +35,12 @@ class LogThrottle:
             self._seen.clear()  # bounded: many distinct errors are logged, not remembered
         self._seen[key] = (now, 0)
         return 0 if last is None else last[1]
+
+
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+
+
+def without_numbers(text: str) -> str:
+    """`text` with its numbers replaced by `#`: the key of errors that differ only in them
+    ("retry after 0.31s: rate limit 'api' (50/s) reached" and "... 0.27s ...")."""
+    return _NUMBER.sub("#", text)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from framework.breaker import BreakerState, CircuitBreaker
+from framework.rate_limit import RateLimit
 from framework.settlement import Ack, DeadLetter, Reason, Retry, Settlement
 from framework.sla import Breach
 from framework.stats import SettlementObserver, WorkerStats
@@ -54,6 +55,33 @@ class Metrics:
             "framework_messages_retried",
             "Deliveries moved to a retry delay queue.",
             ["queue"],
+            registry=r,
+        )
+        self.retry_laters = Counter(
+            "framework_messages_retry_later",
+            "Deliveries whose handler raised RetryLater (also counted in retried; no "
+            "attempt burned).",
+            ["queue"],
+            registry=r,
+        )
+        self.rate_limit_calls = Counter(
+            "framework_rate_limit_calls",
+            "Calls through a RateLimit: outcome=immediate, waited (for its turn, within "
+            "max_wait) or refused (RateLimited: the message is retried later).",
+            ["queue", "limit", "outcome"],
+            registry=r,
+        )
+        self.rate_limit_redis_failures = Counter(
+            "framework_rate_limit_redis_failures",
+            "Calls of a shared RateLimit that Redis did not answer (its redis_down fallback "
+            "decided).",
+            ["queue", "limit"],
+            registry=r,
+        )
+        self.rate_limit_shared = Gauge(
+            "framework_rate_limit_shared",
+            "1 while a RateLimit's last decision came from Redis (shared), else 0.",
+            ["queue", "limit"],
             registry=r,
         )
         self.dead_lettered = Counter(
@@ -220,6 +248,11 @@ class Metrics:
                 timed = False
             case Ack():
                 self.handled.labels(queue).inc()
+            case Retry(waiting=True):
+                timed = False  # one hop of a long wait: the handler did not run
+            case Retry(retry_later=int()):
+                self.retried.labels(queue).inc()
+                self.retry_laters.labels(queue).inc()
             case Retry():
                 self.retried.labels(queue).inc()
                 self.failed.labels(queue, "transient").inc()
@@ -273,6 +306,25 @@ class Metrics:
             failures.inc(health.failures - seen[0])
             fenced.inc(health.fenced - seen[1])
             seen[:] = [health.failures, health.fenced]
+
+        self._before_render.append(catch_up)
+        for limit in worker.rate_limits:
+            self._watch_rate_limit(queue, limit)
+
+    def _watch_rate_limit(self, queue: str, limit: RateLimit) -> None:
+        """Counters that follow `limit.stats` at each scrape, every series present at 0."""
+        stats = limit.stats
+        outcomes = ("immediate", "waited", "refused")
+        calls = {o: self.rate_limit_calls.labels(queue, limit.name, o) for o in outcomes}
+        failures = self.rate_limit_redis_failures.labels(queue, limit.name)
+        self.rate_limit_shared.labels(queue, limit.name).set_function(lambda: int(stats.shared))
+        seen = dict.fromkeys((*outcomes, "redis_failures"), 0)
+
+        def catch_up() -> None:
+            for outcome, counter in (*calls.items(), ("redis_failures", failures)):
+                value = getattr(stats, outcome)
+                counter.inc(value - seen[outcome])
+                seen[outcome] = value
 
         self._before_render.append(catch_up)
 

@@ -17,6 +17,10 @@ ATTEMPTS = "fw-attempts"
 ORIGINAL_QUEUE = "fw-queue"
 FAILED_AT = "fw-failed-at"
 DEFERRALS = "fw-deferrals"  # deferrals in a row (store down, key busy): drives their backoff
+RETRY_LATER = "fw-retry-later"  # times the handler raised RetryLater (its own budget)
+# epoch ms (int, like fw-deadline) before which the message must not be handled: a wait
+# longer than the largest delay tier travels in hops, and a copy arriving early waits again
+NOT_BEFORE = "fw-not-before"
 TRACEPARENT = "traceparent"
 TRACESTATE = "tracestate"  # W3C trace context's vendor part: read and written with OpenTelemetry
 # on a retry or DLQ copy, with OpenTelemetry on: the `traceparent` of the attempt it comes

@@ -7,6 +7,7 @@ nothing is ever acked before its replacement is confirmed, so nothing is lost.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -19,6 +20,7 @@ from framework.delivery import Incoming
 from framework.envelope import Envelope, to_amqp
 from framework.errors import MessageRefused, PublishFailed
 from framework.header_limits import bound_text, copyable
+from framework.not_before import not_before_header
 from framework.retrying import SETTLE_MOVE
 from framework.settlement import Ack, DeadLetter, Reason, Retry, Settlement
 from framework.transport import MessagePublisher
@@ -124,6 +126,14 @@ def retry_message(envelope: Envelope, settlement: Retry) -> aio_pika.Message:
         headers[names.DEFERRALS] = settlement.deferrals
     else:  # a failed attempt ends a run of deferrals
         headers.pop(names.DEFERRALS, None)
+    if settlement.retry_later is not None:
+        headers[names.RETRY_LATER] = settlement.retry_later
+    if settlement.not_before_in_ms is not None:  # stamped now, when the wait starts
+        headers[names.NOT_BEFORE] = not_before_header(
+            time.time() + settlement.not_before_in_ms / 1000
+        )
+    else:
+        headers.pop(names.NOT_BEFORE, None)
     retried = replace(envelope, attempt=settlement.next_attempt, headers=headers)
     return to_amqp(retried, expiration_ms=settlement.delay_ms)
 

@@ -6,12 +6,16 @@ settlement value; `framework.settle` applies it with I/O (confirmed publish, the
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from framework import names
 from framework.backoff import RandomSource, RetryPolicy, tier_for
 from framework.deferrals import next_deferrals
+from framework.errors import MAX_RETRY_LATER
+from framework.not_before import hop_ms
 
 
 class Reason(StrEnum):
@@ -80,7 +84,26 @@ class Busy:
     deferrals: int = 0  # in a row so far: the delay doubles with each
 
 
-Outcome = Handled | Duplicate | Invalid | Expired | Failed | Deferred | Busy
+@dataclass(frozen=True, slots=True)
+class Postponed:
+    """The handler raised `RetryLater`: handle it again after at least `after` s without
+    burning an attempt; `retry_laters` is the count so far (before this one)."""
+
+    error: str
+    after: float
+    retry_laters: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class NotYet:
+    """A copy on a long wait arrived before its `fw-not-before`: send it on for `remaining`
+    s more. The handler did not run; nothing is counted."""
+
+    remaining: float
+    error: str = ""  # the copy's `fw-error` (why it waits), kept on the next hop
+
+
+Outcome = Handled | Duplicate | Invalid | Expired | Failed | Deferred | Busy | Postponed | NotYet
 
 
 # ---- settlements ------------------------------------------------------------------
@@ -102,6 +125,10 @@ class Retry:
     next_attempt: int
     error: str
     deferrals: int | None = None  # for a deferral: the `fw-deferrals` count the copy carries
+    retry_later: int | None = None  # after a RetryLater: the `fw-retry-later` count it carries
+    # the whole wait (ms from now) when this delay is only one hop of it: `fw-not-before`
+    not_before_in_ms: int | None = None
+    waiting: bool = False  # a hop of a long wait (NotYet): nothing failed or was deferred
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +141,8 @@ class DeadLetter:
 
 
 Settlement = Ack | Retry | DeadLetter
+
+MAX_AHEAD_MS = int(MAX_RETRY_LATER * 1000)  # the longest wait a copy carries (jitter included)
 
 
 def decide(outcome: Outcome, attempt: int, policy: RetryPolicy, rand: RandomSource) -> Settlement:
@@ -133,11 +162,57 @@ def decide(outcome: Outcome, attempt: int, policy: RetryPolicy, rand: RandomSour
             return DeadLetter(Reason.EXHAUSTED, error, attempt)
         case Failed(error=error):
             return _retry(policy, attempt, attempt + 1, error, rand)
+        case Deferred() | Busy() | Postponed() | NotYet():
+            return _later(outcome, attempt, policy, rand)
+    raise AssertionError(f"unhandled outcome {outcome!r}")  # pragma: no cover
+
+
+def _later(
+    outcome: Deferred | Busy | Postponed | NotYet,
+    attempt: int,
+    policy: RetryPolicy,
+    rand: RandomSource,
+) -> Settlement:
+    """A wait that burns no attempt: a deferral (dependency or store unavailable, key
+    busy), the handler's RetryLater (within its budget), or the rest of a long wait."""
+    match outcome:
         case Deferred(error=error, not_before=not_before, deferrals=deferrals):
             return _defer(policy, deferrals, attempt, error, rand, not_before)
         case Busy(deferrals=deferrals):
             return _defer(policy, deferrals, attempt, "key held by another worker", rand)
+        case Postponed(error=error, retry_laters=count) if count >= policy.retry_later_limit:
+            return DeadLetter(Reason.EXHAUSTED, _budget_spent(error, count, policy), attempt)
+        case Postponed(error=error, after=after, retry_laters=count):
+            wait_ms = min(max(math.ceil(policy.later(after, rand) * 1000), 1), MAX_AHEAD_MS)
+            return _wait(policy, wait_ms, attempt, error, retry_later=count + 1)
+        case NotYet(remaining=remaining, error=error):
+            wait_ms = max(math.ceil(remaining * 1000), 1)
+            note = error or f"waiting until its {names.NOT_BEFORE} ({remaining:.3f}s more)"
+            return _wait(policy, wait_ms, attempt, note, waiting=True)
     raise AssertionError(f"unhandled outcome {outcome!r}")  # pragma: no cover
+
+
+def _budget_spent(error: str, count: int, policy: RetryPolicy) -> str:
+    return (
+        f"retry-later budget spent: the handler asked to retry later {count + 1} times, "
+        f"retry_later_limit={policy.retry_later_limit} (raise it, or fix what keeps "
+        f"asking); last: {error}"
+    )
+
+
+def _wait(
+    policy: RetryPolicy,
+    wait_ms: int,
+    attempt: int,
+    error: str,
+    *,
+    retry_later: int | None = None,
+    waiting: bool = False,
+) -> Retry:
+    """Send the message on for `wait_ms` as the same attempt, in hops if one cannot carry it."""
+    delay_ms, whole_ms = hop_ms(wait_ms, policy.max_hop_ms())
+    tier = tier_for(delay_ms, policy.tiers_ms())
+    return Retry(delay_ms, tier, attempt, error, None, retry_later, whole_ms, waiting)
 
 
 def _defer(

@@ -20,6 +20,7 @@ class WorkerStats:
     handled: int = 0
     duplicates: int = 0
     retried: int = 0
+    retry_laters: int = 0  # of `retried`: the handler raised RetryLater
     dead_lettered: int = 0
     expired: int = 0
     settle_failures: int = 0
@@ -45,6 +46,11 @@ class WorkerStats:
                 self.duplicates += 1
             case Ack():
                 self.handled += 1
+            case Retry(waiting=True):
+                pass  # one hop of a long wait: nothing happened to count
+            case Retry(retry_later=int()):
+                self.retried += 1
+                self.retry_laters += 1
             case Retry():
                 self.retried += 1
             case DeadLetter(reason=reason):

@@ -36,19 +36,19 @@ from framework.loop_lag import LoopLagWatchdog
 from framework.messages import Message
 from framework.outbox.relay import RelayStats
 from framework.outbox.runtime import WorkerDatabase
+from framework.rate_limit import RateLimit
 from framework.reply import error_reply_message, may_reply_to, reply_message
 from framework.retrying import RESUBSCRIBE
 from framework.settle import settle_or_return
 from framework.settlement import (
-    Ack,
     DeadLetter,
     Failed,
     Handled,
     Outcome,
-    Retry,
     Settlement,
     decide,
 )
+from framework.settlement_log import log_settlement
 from framework.shutdown import ShutdownBudget, within
 from framework.sla import published_at, time_in_queue
 from framework.stats import WorkerStats
@@ -73,6 +73,7 @@ class Worker:
     retry_base_delay: ClassVar[float] = 1.0
     retry_max_delay: ClassVar[float] = 300.0
     retry_jitter: ClassVar[float] = 0.5
+    retry_later_limit: ClassVar[int] = 20  # RetryLater per message (burn no attempt), at most
     delivery_limit: ClassVar[int] = 10
     max_queue_length: ClassVar[int | None] = None
     # seconds unused after which the broker deletes the queue, its DLQ and delay queues:
@@ -85,6 +86,7 @@ class Worker:
     ack_max_delay: ClassVar[float] = 0.025  # seconds a handled delivery waits for its ack
     service: ClassVar[str | None] = None
     breakers: tuple[CircuitBreaker, ...] = ()
+    rate_limits: tuple[RateLimit, ...] = ()  # reported in metrics (framework.rate_limit)
     publishes: ClassVar[tuple[type[Message], ...]] = ()  # documentation only (asyncapi, check)
     max_body_bytes: ClassVar[int] = 1024 * 1024  # larger bodies are dead-lettered unparsed
     keyless: ClassVar[Keyless] = "reject"  # no message_id: "reject" (invalid) or "content"
@@ -197,6 +199,10 @@ class Worker:
             await self._cancel_remaining(budget)
             for guard in guards:  # after the handlers: leases are renewed until they end
                 await _cancel(guard)
+            for limit in self.rate_limits:  # this loop's Redis connection, if any
+                await within(
+                    limit.aclose(), budget.closing_remaining(), self._log, "worker.close_failed"
+                )
             await within(
                 self._acks.close(), budget.closing_remaining(), self._log, "worker.ack_flush_failed"
             )
@@ -445,7 +451,7 @@ class Worker:
             )
             return
         self.stats.record(settlement, duration, isinstance(outcome, Failed) and outcome.timed_out)
-        _log_settlement(settlement, self._deferral_log)
+        log_settlement(settlement, self._deferral_log)
 
     async def _reply(self, settlement: Settlement, outcome: Outcome, envelope: Envelope) -> None:
         """Answer a request: the handler's result, or why it failed for good. Only to a
@@ -489,40 +495,3 @@ async def _cancel(task: asyncio.Task[None] | None) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-
-
-_settlement_log = structlog.get_logger("framework.worker")
-
-
-def _log_settlement(settlement: Settlement, deferrals: LogThrottle) -> None:
-    log = _settlement_log
-    match settlement:
-        case Ack(duplicate=True):
-            log.info("delivery.duplicate_skipped")
-        case Ack():
-            pass  # the normal case: nothing to say at any level (keeps the hot path cheap)
-        case Retry(deferrals=None):
-            log.warning(
-                "delivery.retry_scheduled",
-                delay_ms=settlement.delay_ms,
-                next_attempt=settlement.next_attempt,
-                error=settlement.error,
-            )
-        case Retry():  # a deferral: the same error comes from every delivery while it lasts
-            repeated = deferrals.admit(settlement.error)
-            if repeated is not None:
-                log.warning(
-                    "delivery.retry_scheduled",
-                    delay_ms=settlement.delay_ms,
-                    next_attempt=settlement.next_attempt,
-                    error=settlement.error,
-                    deferrals=settlement.deferrals,
-                    repeated=repeated,
-                )
-        case DeadLetter():
-            log.error(
-                "delivery.dead_lettered",
-                reason=settlement.reason.value,
-                error=settlement.error,
-                attempts=settlement.attempts,
-            )

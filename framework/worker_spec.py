@@ -29,6 +29,7 @@ SETTINGS = (
     "retry_base_delay",
     "retry_max_delay",
     "retry_jitter",
+    "retry_later_limit",
     "delivery_limit",
     "max_queue_length",
     "queue_expires",
@@ -39,6 +40,7 @@ SETTINGS = (
     "shutdown_grace",
     "service",
     "breakers",
+    "rate_limits",
     "publishes",
     "max_body_bytes",
     "keyless",
@@ -126,6 +128,7 @@ def build_spec(cls: type) -> WorkerSpec:
             base_delay=_positive(cls, "retry_base_delay"),
             max_delay=_positive(cls, "retry_max_delay"),
             jitter=float(cls.retry_jitter),  # type: ignore[attr-defined]
+            retry_later_limit=_retry_later_limit(cls),
         )
     except ValueError as exc:
         raise ConfigurationError(f"{cls.__name__}: {exc}") from exc
@@ -175,6 +178,16 @@ def _keyless(cls: type) -> Keyless:
         f"{cls.__name__}.keyless must be one of {', '.join(map(repr, KEYLESS_MODES))}, "
         f'got {value!r} ("content" keys a message without message_id by its type and body)'
     )
+
+
+def _retry_later_limit(cls: type) -> int:
+    value = getattr(cls, "retry_later_limit", 20)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigurationError(
+            f"{cls.__name__}.retry_later_limit must be an int >= 0 (how many RetryLater a "
+            f"message may take; 0: dead-letter at the first), got {value!r}"
+        )
+    return value
 
 
 def _positive(cls: type, name: str) -> float:

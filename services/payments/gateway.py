@@ -1,4 +1,5 @@
-"""A simulated external payment gateway: latency, random failures, declines, an outage.
+"""A simulated external payment gateway: latency, random failures, "429 retry after"
+answers, declines, an outage.
 
 `verdict` is the pure rule (time since start and two random draws in, verdict out);
 `Gateway.charge` adds the latency and raises for failures. Declines are normal answers.
@@ -24,6 +25,8 @@ class GatewaySettings(BaseSettings):
 
     latency: float = 0.02  # seconds per call (jittered +-50%)
     failure_rate: float = 0.2  # share of calls failing transiently (connection reset, 503)
+    throttle_rate: float = 0.0  # share of calls answered "429, Retry-After: retry_after"
+    retry_after: float = 0.5  # seconds the gateway asks a throttled caller to wait
     decline_rate: float = 0.05  # share of charges declined (a business outcome)
     outage_start: float = 3.0  # seconds after start when the outage begins
     outage_duration: float = 3.0  # seconds the gateway hangs on every call (0: no outage)
@@ -34,6 +37,7 @@ class Verdict(StrEnum):
     APPROVED = "approved"
     DECLINED = "declined"
     FAILED = "failed"
+    THROTTLED = "throttled"
     HANGS = "hangs"
 
 
@@ -44,7 +48,9 @@ def verdict(
     outage_end = settings.outage_start + settings.outage_duration
     if settings.outage_duration > 0 and settings.outage_start <= elapsed < outage_end:
         return Verdict.HANGS
-    if failure_draw < settings.failure_rate:
+    if failure_draw < settings.throttle_rate:
+        return Verdict.THROTTLED
+    if failure_draw < settings.throttle_rate + settings.failure_rate:
         return Verdict.FAILED
     if decline_draw < settings.decline_rate:
         return Verdict.DECLINED
@@ -53,6 +59,14 @@ def verdict(
 
 class GatewayError(Exception):
     """The gateway failed to answer (transient: worth retrying)."""
+
+
+class GatewayThrottled(Exception):
+    """The gateway answered 429 with `Retry-After`: it is up, and asks us to come back later."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"429 from the payment gateway, Retry-After: {retry_after:g}s")
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +93,8 @@ class Gateway:
         self.calls = 0
 
     async def charge(self, order_id: str, amount_cents: int) -> ChargeResult:
-        """Charge once; raises GatewayError on a failure, hangs during the outage."""
+        """Charge once; raises GatewayError on a failure, GatewayThrottled on a 429, hangs
+        during the outage."""
         self.calls += 1
         decided = verdict(self._clock() - self._started, self._rand(), self._rand(), self.settings)
         latency = self.settings.latency * (0.5 + self._rand())
@@ -88,6 +103,8 @@ class Gateway:
         await asyncio.sleep(latency)
         if decided is Verdict.FAILED:
             raise GatewayError("503 from the payment gateway")
+        if decided is Verdict.THROTTLED:
+            raise GatewayThrottled(self.settings.retry_after)
         if decided is Verdict.DECLINED:
             return ChargeResult(approved=False, reason="card declined")
         return ChargeResult(approved=True, payment_id=f"pay-{uuid.uuid4().hex[:12]}")

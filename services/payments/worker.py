@@ -1,14 +1,16 @@
 """PaymentWorker: charges through the gateway (timeout + circuit breaker) and announces the
 outcome. While the breaker is open the worker stops taking deliveries: charges wait in the
-queue instead of burning attempts against a dead gateway."""
+queue instead of burning attempts against a dead gateway. A gateway answering "429,
+Retry-After" is up: the charge is retried after that long (RetryLater, no attempt burned)
+and the breaker does not count it as a failure."""
 
 from __future__ import annotations
 
 import asyncio
 
-from framework import Bus, CircuitBreaker, Context, Worker
+from framework import Bus, CircuitBreaker, Context, RetryLater, Worker
 from schemas.payments import ChargePayment, PaymentFailed, PaymentSucceeded
-from services.payments.gateway import Gateway, GatewayError, GatewaySettings
+from services.payments.gateway import Gateway, GatewayError, GatewaySettings, GatewayThrottled
 
 
 class GatewayTimeout(GatewayError):
@@ -35,6 +37,7 @@ class PaymentWorker(Worker):
             min_calls=20,
             window=5.0,
             reset_timeout=1.0,
+            failure_types=(GatewayError,),  # failures of the gateway, not its 429 answers
         )
         self.breakers = (self.breaker,)
 
@@ -47,6 +50,8 @@ class PaymentWorker(Worker):
                 raise GatewayTimeout(
                     f"no answer within {self.gateway.settings.timeout:g}s"
                 ) from exc
+            except GatewayThrottled as exc:
+                raise RetryLater(after=exc.retry_after, reason=str(exc)) from exc
         fields = msg.model_dump()
         if result.approved:
             await ctx.publish(PaymentSucceeded(**fields, payment_id=result.payment_id))

@@ -113,7 +113,8 @@ def test_describe_summarises_for_listing() -> None:
 
 
 def test_replay_headers_reset_attempt_and_drop_death_details() -> None:
-    """A replayed copy starts at attempt 1 with no deadline, keeping everything else."""
+    """A replayed copy starts at attempt 1 with no deadline and a fresh retry-later budget,
+    keeping everything else."""
     headers = {
         names.REASON: "exhausted",
         names.ERROR: "x",
@@ -121,6 +122,8 @@ def test_replay_headers_reset_attempt_and_drop_death_details() -> None:
         names.ORIGINAL_QUEUE: "q",
         names.FAILED_AT: "t",
         names.DEADLINE: 1,
+        names.RETRY_LATER: 20,
+        names.NOT_BEFORE: 1,
         names.ATTEMPT: 5,
         names.X_DEATH: [death("rejected")],
         "x-first-death-reason": "r",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from framework.log_throttle import LogThrottle
+from framework.log_throttle import LogThrottle, without_numbers
 
 
 class Clock:
@@ -51,3 +51,11 @@ def test_memory_is_bounded() -> None:
     for key in "abcd":
         assert throttle.admit(key) == 0
     assert throttle.admit("a") == 0  # forgotten when the fourth came: logged again
+
+
+def test_errors_that_differ_only_in_numbers_share_a_key() -> None:
+    """A rate limit's refusals differ only in their wait: one key, so one line per interval."""
+    a = without_numbers("RateLimited: retry after 0.31s: rate limit 'api' (50/s) reached")
+    b = without_numbers("RateLimited: retry after 0.027s: rate limit 'api' (50/s) reached")
+    assert a == b and "api" in a
+    assert without_numbers("limit 'a'") != without_numbers("limit 'b'")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from framework import CircuitBreaker, Command, Context, Worker
+from framework import CircuitBreaker, Command, Context, RateLimit, RateLimited, Worker
 from framework.breaker import BreakerState
 from framework.metrics import Metrics
 from framework.queue_stats import QueueSample, group
@@ -178,3 +178,45 @@ async def test_loop_lag_and_store_health_reach_the_metrics(metrics: Metrics) -> 
         metrics.render()
         assert value(metrics, "framework_idempotency_store_healthy", **q) == 1
         assert value(metrics, "framework_idempotency_store_failures_total", **q) == 2
+
+
+def test_retry_laters_and_waiting_hops_are_not_counted_as_failures(metrics: Metrics) -> None:
+    """A RetryLater is a retry (and a retry-later), not a failure; a hop counts nothing."""
+    stats = WorkerStats()
+    stats.observers.append(metrics.observer("q"))
+    stats.record(Retry(1000, 1000, 1, "RetryLater: x", retry_later=1), 0.1)
+    stats.record(Retry(1000, 1000, 1, "waiting", waiting=True), 0.0)
+    assert (stats.retried, stats.retry_laters) == (1, 1)
+    assert value(metrics, "framework_messages_retried_total", queue="q") == 1
+    assert value(metrics, "framework_messages_retry_later_total", queue="q") == 1
+    assert value(metrics, "framework_messages_failed_total", queue="q", reason="transient") is None
+
+
+async def test_a_watched_workers_rate_limits_reach_the_metrics(
+    metrics: Metrics, test_bus: MemoryBus
+) -> None:
+    """Calls by outcome follow the limit's stats at each scrape; a local limit reads shared 0."""
+    clock = FakeClock()
+    limit = RateLimit("api", per_second=1, max_wait=0.0, clock=clock)
+
+    class Limited(Worker):
+        queue = "metrics.limited"
+        rate_limits = (limit,)
+
+        async def handle(self, msg: Job, ctx: Context) -> None:
+            return None
+
+    metrics.watch(Limited(test_bus))
+    await limit.acquire()
+    with pytest.raises(RateLimited):
+        await limit.acquire()
+    metrics.render()
+
+    def calls(outcome: str) -> float | None:
+        labels = {"queue": "metrics.limited", "limit": "api", "outcome": outcome}
+        return value(metrics, "framework_rate_limit_calls_total", **labels)
+
+    assert (calls("immediate"), calls("waited"), calls("refused")) == (1, 0, 1)
+    labels = {"queue": "metrics.limited", "limit": "api"}
+    assert value(metrics, "framework_rate_limit_shared", **labels) == 0
+    assert value(metrics, "framework_rate_limit_redis_failures_total", **labels) == 0

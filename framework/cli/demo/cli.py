@@ -35,6 +35,13 @@ from framework.cli.demo.examples import use_examples
     help="Share of gateway calls that fail transiently.",
 )
 @click.option(
+    "--throttle-rate",
+    default=0.05,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Share of gateway calls answered 429 Retry-After (retried later, no attempt burned).",
+)
+@click.option(
     "--decline-rate",
     default=0.05,
     show_default=True,
@@ -84,6 +91,7 @@ def demo_command(
     wait: float,
     processes: bool,
     failure_rate: float,
+    throttle_rate: float,
     decline_rate: float,
     outage_start: float,
     outage: float,
@@ -99,6 +107,7 @@ def demo_command(
     gateway = GatewaySettings(
         latency=latency,
         failure_rate=failure_rate,
+        throttle_rate=throttle_rate,
         decline_rate=decline_rate,
         outage_start=outage_start,
         outage_duration=outage,

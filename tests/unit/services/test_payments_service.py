@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from framework import BreakerState, CircuitOpenError
+from framework import BreakerState, CircuitOpenError, RetryLater
 from schemas.payments import ChargePayment, PaymentFailed, PaymentSucceeded
 from services.payments.gateway import Gateway, GatewayError, GatewaySettings, Verdict, verdict
 from services.payments.worker import GatewayTimeout, PaymentWorker
@@ -94,3 +94,24 @@ async def test_repeated_failures_open_the_breaker_and_stop_calls() -> None:
     with pytest.raises(CircuitOpenError):
         await worker.handle(CHARGE, context(bus))
     assert worker.gateway.calls == calls
+
+
+def test_verdict_throttles_before_it_fails() -> None:
+    """The lowest failure draws answer 429 (throttle_rate), the next ones fail (failure_rate)."""
+    s = settings(failure_rate=0.2, throttle_rate=0.1)
+    assert verdict(1, 0.05, 0.9, s) is Verdict.THROTTLED
+    assert verdict(1, 0.25, 0.9, s) is Verdict.FAILED
+    assert verdict(1, 0.35, 0.9, s) is Verdict.APPROVED
+
+
+async def test_a_429_is_retried_later_and_does_not_open_the_breaker() -> None:
+    """Retry-After becomes RetryLater (no attempt burned); the gateway is up, so the breaker
+    counts no failure however often it answers 429."""
+    bus = RecordingBus()
+    worker = payments(bus, settings(throttle_rate=1.0, retry_after=2.0))
+    for _ in range(15):
+        with pytest.raises(RetryLater) as caught:
+            await worker.handle(CHARGE, context(bus))
+    assert caught.value.after == 2.0 and "429" in str(caught.value)
+    assert worker.breaker.state is BreakerState.CLOSED
+    assert bus.published == []
