@@ -20,6 +20,9 @@ Protecting what a handler calls:
     BreakerState        closed, open or half-open
     CircuitOpenError    raised by an open breaker
     RetryOnOverload     retry sends refused as `Overloaded`, with backoff
+    RateLimit           at most N calls per second to a dependency, shared through Redis
+    RateLimited         raised when a call would wait too long (a RetryLater)
+    RetryLater          raised by a handler: come back after N seconds, no attempt burnt
 
 Results and errors:
     SendResult          one message's outcome in `send_many`

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from framework import Bus, Command, Context, RetryLater, Worker, names
 from framework.testing import BrokerAdmin, eventually
+from framework.testing.pytest_plugin import WorkerFactory
 
 
 class Poll(Command):
@@ -17,7 +18,7 @@ class Poll(Command):
 
 
 async def test_retry_later_round_trip_waits_at_least_after(
-    bus: Bus, worker_factory, broker_admin: BrokerAdmin, queue_name: str
+    bus: Bus, worker_factory: WorkerFactory, broker_admin: BrokerAdmin, queue_name: str
 ) -> None:
     """RetryLater(0.8) then success: the second call comes >= 0.8 s later, same attempt."""
     calls: list[tuple[int, float]] = []
@@ -46,7 +47,7 @@ async def test_retry_later_round_trip_waits_at_least_after(
 
 
 async def test_retry_later_past_its_budget_goes_to_the_dlq(
-    bus: Bus, worker_factory, broker_admin: BrokerAdmin, queue_name: str
+    bus: Bus, worker_factory: WorkerFactory, broker_admin: BrokerAdmin, queue_name: str
 ) -> None:
     """retry_later_limit=3: the fourth RetryLater dead-letters as exhausted, attempt 1."""
     calls: list[int] = []
@@ -76,7 +77,7 @@ async def test_retry_later_past_its_budget_goes_to_the_dlq(
 
 
 async def test_a_wait_longer_than_the_largest_tier_travels_in_hops(
-    bus: Bus, worker_factory, broker_admin: BrokerAdmin, queue_name: str
+    bus: Bus, worker_factory: WorkerFactory, broker_admin: BrokerAdmin, queue_name: str
 ) -> None:
     """Tiers up to 0.4 s, RetryLater(1.5): handled >= 1.5 s later, the handler ran twice
     only (the early copies went on waiting without running it)."""
@@ -104,7 +105,7 @@ async def test_a_wait_longer_than_the_largest_tier_travels_in_hops(
 
 
 async def test_deadline_wins_over_a_retry_later(
-    bus: Bus, worker_factory, broker_admin: BrokerAdmin, queue_name: str
+    bus: Bus, worker_factory: WorkerFactory, broker_admin: BrokerAdmin, queue_name: str
 ) -> None:
     """A RetryLater whose wait ends past the message's deadline dead-letters it as expired
     at once, instead of waiting to find it expired."""

@@ -117,16 +117,9 @@ def test_a_wait_beyond_the_largest_tier_goes_in_hops() -> None:
 def test_an_early_copy_waits_for_the_rest_counting_nothing() -> None:
     """A copy arriving before its not-before goes on for the rest, same attempt, no count."""
     result = decide(NotYet(remaining=2.5), 2, POLICY, low)
-    assert result == Retry(
-        2500,
-        2000,
-        2,
-        result.error,
-        None,
-        retry_later=None,
-        waiting=True,  # type: ignore[union-attr]
-    )
-    assert names.NOT_BEFORE in result.error  # type: ignore[union-attr]
+    assert isinstance(result, Retry)
+    assert result == Retry(2500, 2000, 2, result.error, None, retry_later=None, waiting=True)
+    assert names.NOT_BEFORE in result.error
     kept = decide(NotYet(remaining=2.5, error="RetryLater: retry after 60s: x"), 2, POLICY, low)
     assert isinstance(kept, Retry) and kept.error == "RetryLater: retry after 60s: x"
 
