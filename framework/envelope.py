@@ -115,7 +115,7 @@ def to_amqp(envelope: Envelope, *, expiration_ms: int | None = None) -> aio_pika
         timestamp=envelope.timestamp or datetime.now(UTC),
         app_id=envelope.app_id,
         reply_to=envelope.reply_to,
-        headers=_headers(envelope),
+        headers=wire_headers(envelope),
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         expiration=None if expiration_ms is None else max(expiration_ms, 1) / 1000,
     )
@@ -126,7 +126,7 @@ def amqp_properties(envelope: Envelope, *, expiration_ms: int | None = None) -> 
     hot path skips `aio_pika.Message` (and its rounding of the expiration to seconds)."""
     return FastProperties(
         content_type=names.CONTENT_TYPE,
-        headers=_headers(envelope),
+        headers=wire_headers(envelope),
         delivery_mode=PERSISTENT,
         correlation_id=envelope.correlation_id,
         reply_to=envelope.reply_to,
@@ -138,7 +138,8 @@ def amqp_properties(envelope: Envelope, *, expiration_ms: int | None = None) -> 
     )
 
 
-def _headers(envelope: Envelope) -> dict[str, Any]:
+def wire_headers(envelope: Envelope) -> dict[str, Any]:
+    """The header table of an envelope: its headers plus the framework's own `fw-` ones."""
     headers: dict[str, Any] = dict(envelope.headers)
     headers[names.ATTEMPT] = envelope.attempt
     if envelope.causation_id is not None:

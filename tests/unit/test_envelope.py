@@ -15,13 +15,14 @@ from framework import Command, InvalidMessage, names
 from framework.envelope import (
     MAX_DEADLINE_MS,
     Envelope,
+    amqp_properties,
     decode_body,
     encode_body,
     from_amqp,
     to_amqp,
 )
 from framework.keys import CONTENT_KEY_PREFIX, content_key
-from framework.settle import dead_letter_message, retry_message
+from framework.settle import dead_letter_copy, retry_copy
 from framework.settlement import DeadLetter, Reason, Retry
 
 
@@ -158,8 +159,11 @@ def test_copies_of_forged_headers_encode() -> None:
     env = from_amqp(_incoming(raw))
     retry = Retry(delay_ms=10, tier_ms=10, next_attempt=env.attempt + 1, error="e" * 200_000)
     dead = DeadLetter(Reason.INVALID, env.invalid or "", env.attempt)
-    for message in (dead_letter_message(env, dead, "q"), retry_message(env, retry)):
-        encoded = message.properties.marshal()
+    for properties in (
+        amqp_properties(dead_letter_copy(env, dead, "q")),
+        amqp_properties(retry_copy(env, retry), expiration_ms=retry.delay_ms),
+    ):
+        encoded = properties.marshal()
         assert len(encoded) < 4096
 
 
