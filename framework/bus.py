@@ -16,7 +16,6 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
-from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from pydantic import BaseModel, SecretStr
 
 from framework import names
@@ -43,6 +42,7 @@ from framework.urls import split_urls
 from framework.worker_spec import build_spec
 
 if TYPE_CHECKING:
+    from aio_pika.abc import AbstractRobustChannel
     from opentelemetry.trace import TracerProvider
 
     from framework.envelope import Envelope
@@ -209,7 +209,7 @@ class Bus:
         """How many consumers `queue` has (None: not known)."""
         return await self.port.consumer_count(queue)
 
-    async def consume_channel(self, prefetch: int) -> AbstractChannel:
+    async def consume_channel(self, prefetch: int) -> AbstractRobustChannel:
         """A new RabbitMQ channel on the consuming connection with QoS = prefetch."""
         return await self._broker().consume_channel(prefetch)
 
@@ -278,25 +278,10 @@ class Bus:
         The same numbers as `framework queues`: from the management API when it answers,
         else from passive declares (then `unacked` and rates are None).
         """
-        from framework.management import ManagementApi
-        from framework.queue_source import declared_retry_queues, read_stats
+        from framework.queue_source import declared_retry_queues
 
-        rabbit = self._broker()
-        conn = rabbit.publish_connection
-        api = ManagementApi.for_node(rabbit.urls[0], self.settings)
         tiers = declared_retry_queues(self._declared, queue)
-
-        async def connection() -> AbstractRobustConnection:
-            return conn
-
-        snapshot = await read_stats(
-            api,
-            connection,
-            [queue],
-            target_drain=target_drain,
-            retry_queues={queue: tiers} if tiers else None,
-        )
-        return snapshot.rows[0]
+        return await self._broker().queue_stats(queue, tiers, target_drain)
 
     # ---- publishing ----------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from framework.declare import declare
 from framework.envelope import Envelope, amqp_properties
 from framework.errors import FrameworkError
 from framework.publisher import Publisher
+from framework.queue_stats import QueueStats
 from framework.request_reply import RequestClient
 from framework.robust import JitteredRobustConnection
 from framework.settings import Settings
@@ -122,6 +123,28 @@ class RabbitPort:
         channel = await _connected(self._consume_conn).channel()
         await channel.set_qos(prefetch_count=prefetch)
         return channel
+
+    async def queue_stats(
+        self, queue: str, retry_queues: Sequence[str], target_drain: float
+    ) -> QueueStats:
+        """`Bus.queue_stats`: the management API when it answers, else passive declares."""
+        from framework.management import ManagementApi
+        from framework.queue_source import read_stats
+
+        conn = _connected(self._publish_conn)
+        api = ManagementApi.for_node(self.urls[0], self._settings)
+
+        async def connection() -> AbstractRobustConnection:
+            return conn
+
+        snapshot = await read_stats(
+            api,
+            connection,
+            [queue],
+            target_drain=target_drain,
+            retry_queues={queue: list(retry_queues)} if retry_queues else None,
+        )
+        return snapshot.rows[0]
 
     # ---- the port -----------------------------------------------------------------------
 
