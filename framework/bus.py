@@ -400,11 +400,13 @@ class Bus:
             await self._publish(message, envelope, expiration, timeout)
         return key
 
-    async def _publish(
+    def _publish(
         self, message: Message, envelope: Envelope, expiration: int | None, timeout: float | None
-    ) -> None:
+    ) -> Awaitable[None]:
+        """The port's confirmed publish itself (no coroutine of its own on the hot path),
+        recorded once confirmed when the bus records (the in-memory bus)."""
         command = is_command(type(message))
-        await self.port.publish(
+        confirmed = self.port.publish(
             envelope,
             names.COMMANDS_EXCHANGE if command else names.EVENTS_EXCHANGE,
             message.type_name,
@@ -412,8 +414,8 @@ class Bus:
             mandatory=command,
             timeout=timeout,
         )
-        if self._on_published is not None:
-            self._on_published(message, envelope)
+        record = self._on_published
+        return confirmed if record is None else _then(confirmed, record, message, envelope)
 
     def outbox(self, connection: Any, *, stream: str | None = None) -> OutboxWriter:
         """Send and publish through the outbox inside a transaction you own (outside handlers).
@@ -499,6 +501,16 @@ class Bus:
             reply_type=reply_type,
             on_sent=None if record is None else lambda: record(command, envelope),
         )
+
+
+async def _then(
+    confirmed: Awaitable[None],
+    record: Callable[[Message, Envelope], None],
+    message: Message,
+    envelope: Envelope,
+) -> None:
+    await confirmed
+    record(message, envelope)
 
 
 def _is_store(arg: IdempotencyStore | str | None) -> bool:

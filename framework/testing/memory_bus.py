@@ -17,7 +17,8 @@ Deadlines and handler timeouts still use the real clock.
 
 `request()` works like `Bus.request`: the reply travels back through the broker to this bus's
 reply queue. It needs no `drain()` (deliveries run whenever the event loop does); its timeout
-is real time, and it jumps the virtual clock itself only within that budget (see `request`).
+is real time, and it jumps the virtual clock itself only within that budget
+(`MemoryPort.request`).
 """
 
 from __future__ import annotations
