@@ -8,7 +8,10 @@ and the settled tags beyond a gap one by one, so a slow handler never holds back
 (or the prefetch window). The window of handled-but-unacked deliveries is bounded by
 `max_batch` and `max_delay`; a crash inside it redelivers them and idempotency absorbs it.
 
-`plan_acks` is the pure part, unit-tested without a broker.
+`plan_acks` is the pure part, unit-tested without a broker. The coalescer is the `Acker`
+of both broker ports: it acks on each delivery's settle handle (`Incoming.channel`: the
+aiormq channel on RabbitMQ, the in-memory broker's channel in tests), so the same ack code
+runs on both.
 """
 
 from __future__ import annotations
@@ -16,10 +19,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass, field
-from typing import Any
 
 import structlog
 
+from framework.broker_port import SettleChannel
 from framework.delivery import Incoming
 
 _log = structlog.get_logger("framework.acks")
@@ -66,30 +69,34 @@ class AckCoalescer:
         self._max_batch = max(1, min(max_batch, prefetch // 2)) if prefetch else max_batch
         self.frames = 0
         self._max_delay = max_delay
-        self._states: dict[Any, _ChannelState] = {}
+        self._states: dict[SettleChannel, _ChannelState] = {}
         self._pending = 0
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
 
     def delivered(self, incoming: Incoming) -> None:
         """Record a delivery as in flight (call as soon as it arrives)."""
-        channel = _underlay(incoming)
-        if channel is not None and incoming.delivery_tag is not None:
-            self._states.setdefault(channel, _ChannelState()).in_flight.add(incoming.delivery_tag)
+        if incoming.delivery_tag is not None:
+            state = self._states.get(incoming.channel)
+            if state is None:
+                state = self._states[incoming.channel] = _ChannelState()
+            state.in_flight.add(incoming.delivery_tag)
 
     def abandoned(self, incoming: Incoming) -> None:
         """The delivery was nacked/rejected individually: it no longer blocks the prefix."""
-        state = self._states.get(_underlay(incoming))
+        state = self._states.get(incoming.channel)
         if state is not None:
             state.in_flight.discard(incoming.delivery_tag)
 
     async def ack(self, incoming: Incoming) -> None:
         """Mark a delivery done; its ack is sent within `max_delay` or `max_batch` acks."""
-        channel = _underlay(incoming)
-        if channel is None or incoming.delivery_tag is None:  # e.g. the in-memory bus
+        if incoming.delivery_tag is None:  # nothing to coalesce: ack it on its own
             await incoming.ack()
             return
-        state = self._states.setdefault(channel, _ChannelState())
+        channel = incoming.channel
+        state = self._states.get(channel)
+        if state is None:
+            state = self._states[channel] = _ChannelState()
         state.in_flight.discard(incoming.delivery_tag)
         state.settled.add(incoming.delivery_tag)
         self._pending += 1
@@ -137,7 +144,7 @@ class AckCoalescer:
                     await self._task
 
 
-async def _send(channel: Any, plan: AckPlan) -> None:
+async def _send(channel: SettleChannel, plan: AckPlan) -> None:
     try:
         if plan.multiple_up_to is not None:
             await channel.basic_ack(plan.multiple_up_to, multiple=True)
@@ -148,12 +155,3 @@ async def _send(channel: Any, plan: AckPlan) -> None:
         _log.warning(
             "acks.not_sent", error=repr(exc), up_to=plan.multiple_up_to, singles=len(plan.singles)
         )
-
-
-def _underlay(incoming: Incoming) -> Any:
-    """The aiormq channel a delivery arrived on, or None (in-memory bus, closed channel)."""
-    try:
-        channel = incoming.channel
-    except Exception:  # noqa: BLE001 - no readable channel: nothing to ack on
-        return None
-    return channel if hasattr(channel, "basic_ack") else None

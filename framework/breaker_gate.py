@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import structlog
 
 from framework.breaker import BreakerState, CircuitBreaker
-from framework.consumer import Consumer
+from framework.broker_port import Subscription
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +40,7 @@ class BreakerGate:
     """Watches breakers and pauses/resumes a consumer accordingly."""
 
     def __init__(
-        self, breakers: Sequence[CircuitBreaker], consumer: Consumer, prefetch: int, queue: str
+        self, breakers: Sequence[CircuitBreaker], consumer: Subscription, prefetch: int, queue: str
     ) -> None:
         self._breakers = list(breakers)
         self._consumer = consumer

@@ -16,14 +16,11 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
-from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from pydantic import BaseModel, SecretStr
 
 from framework import names
 from framework.broker_checks import version_problems
-from framework.connection import open_connection
-from framework.declare import declare
-from framework.envelope import amqp_properties, to_amqp
+from framework.broker_port import BrokerPort
 from framework.errors import FrameworkError
 from framework.idempotency import IdempotencyStore, open_store
 from framework.idempotency.factory import is_shared
@@ -34,18 +31,18 @@ from framework.outbox.unit_of_work import refuse_direct_publish
 from framework.outbox.writer import OutboxWriter
 from framework.outgoing import outgoing_envelope
 from framework.publisher import Publisher
-from framework.request_reply import RequestClient
-from framework.robust import JitteredRobustConnection
+from framework.rabbit_port import RabbitPort
 from framework.send_batch import raise_for_failures, send_batch
 from framework.send_retry import RetryOnOverload
 from framework.settings import Settings
-from framework.startup_checks import check_worker_queues, refuse_unheld_consumer_timeout
+from framework.startup_checks import refuse_unheld_consumer_timeout
 from framework.topology import EXCHANGES, Topology
 from framework.tracing import open_tracing
-from framework.urls import mask_urls, split_urls
+from framework.urls import split_urls
 from framework.worker_spec import build_spec
 
 if TYPE_CHECKING:
+    from aio_pika.abc import AbstractRobustChannel
     from opentelemetry.trace import TracerProvider
 
     from framework.envelope import Envelope
@@ -74,24 +71,33 @@ class Bus:
         idempotency: IdempotencyStore | str | None = None,
         tracer_provider: TracerProvider | None = None,
     ) -> None:
-        self.settings = settings or Settings()
-        self._urls = (
-            (split_urls(url) if isinstance(url, str) else list(url))
-            if url
-            else (self.settings.amqp_urls)
+        settings = settings or Settings()
+        urls = (split_urls(url) if isinstance(url, str) else list(url)) if url else None
+        self._rabbit: RabbitPort | None = RabbitPort(
+            urls or settings.amqp_urls, settings, service or settings.service_name
         )
+        self._setup(settings, service, idempotency, tracer_provider, self._rabbit)
+
+    def _setup(
+        self,
+        settings: Settings,
+        service: str | None,
+        idempotency: IdempotencyStore | str | None,
+        tracer_provider: TracerProvider | None,
+        port: BrokerPort,
+    ) -> None:
+        self.settings = settings
         self.service = service or self.settings.service_name
+        self.port: BrokerPort = port  # the broker below this bus (framework.broker_port)
         self._idempotency_arg = idempotency
         self._tracer_provider = tracer_provider
         self.tracing: Tracing | None = None  # OpenTelemetry spans: set by `start` if recorded
         self._store: IdempotencyStore | None = None
-        self._publish_conn: JitteredRobustConnection | None = None
-        self._consume_conn: JitteredRobustConnection | None = None
-        self._publisher: Publisher | None = None
-        self._requests: RequestClient | None = None
         self._declared: list[Topology] = [EXCHANGES]
         self._reconnect_listeners: list[Callable[[], Awaitable[None]]] = []
         self._topology_check: asyncio.Task[None] | None = None
+        # called with each message this bus published (the in-memory bus records them)
+        self._on_published: Callable[[Message, Envelope], None] | None = None
         self._log = structlog.get_logger("framework.bus").bind(service=self.service)
 
     @classmethod
@@ -110,8 +116,13 @@ class Bus:
     def masked_url(self) -> str:
         """The URL of the node the bus is connected to (password hidden); before connecting,
         every configured URL."""
-        conn = self._publish_conn
-        return conn.masked_url if conn is not None else mask_urls(self._urls)
+        return self._broker().masked_url
+
+    def _broker(self) -> RabbitPort:
+        """The RabbitMQ port, for what only a RabbitMQ bus has (connections, channels)."""
+        if self._rabbit is None:
+            raise FrameworkError(f"{type(self).__name__} has no RabbitMQ connection")
+        return self._rabbit
 
     # ---- lifecycle ----------------------------------------------------------------
 
@@ -128,22 +139,13 @@ class Bus:
         await self.close()
 
     async def start(self) -> None:
-        """Open both connections, declare the exchanges, open the idempotency store."""
+        """Connect, declare the exchanges, open the idempotency store."""
         s = self.settings
         self.tracing = open_tracing(self._tracer_provider)
-        self._publish_conn = await self._open(f"{self.service}.publish")
         try:
-            self._consume_conn = await self._open(f"{self.service}.consume")
-            self._publisher = Publisher(self._publish_conn, s.publish_timeout)
+            await self.port.open(self._on_reconnect)
             await self._apply(EXCHANGES)
-            for conn in (self._publish_conn, self._consume_conn):
-                conn.reconnect_callbacks.add(self._on_reconnect)
-            arg = self._idempotency_arg
-            self._store = (
-                await open_store(self._store_url(), timeout=s.idempotency_timeout)
-                if arg is None or isinstance(arg, str)
-                else arg
-            )
+            self._store = await self._open_store()
         except BaseException:
             await self.close()
             raise
@@ -151,50 +153,37 @@ class Bus:
             self._topology_check = asyncio.create_task(
                 self._check_topology(s.topology_check_interval)
             )
-        version = self._publish_conn.server_version
-        self._log.info("bus.connected", url=self.masked_url, broker=version)
-        for problem in version_problems(version):
-            self._log.warning("bus.broker_version_untested", detail=problem.text)
+        if self._rabbit is not None:
+            version = self._rabbit.server_version
+            self._log.info("bus.connected", url=self.masked_url, broker=version)
+            for problem in version_problems(version):
+                self._log.warning("bus.broker_version_untested", detail=problem.text)
 
-    async def _open(self, name: str) -> JitteredRobustConnection:
-        s = self.settings
-        return await open_connection(
-            self._urls,
-            name=name,
-            attempts=s.connect_attempts,
-            timeout=s.connect_timeout,
-            heartbeat=s.heartbeat,
-            allow_insecure_tls=s.allow_insecure_tls,
-        )
+    async def _open_store(self) -> IdempotencyStore:
+        arg = self._idempotency_arg
+        if arg is None or isinstance(arg, str):
+            return await open_store(self._store_url(), timeout=self.settings.idempotency_timeout)
+        return arg
 
     async def close(self) -> None:
-        """Close the publisher, both connections and the idempotency store."""
+        """Close the broker port (publisher, connections) and the idempotency store."""
         if self._topology_check is not None:
             self._topology_check.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._topology_check
             self._topology_check = None
-        if self._requests is not None:
-            await self._requests.close()
-            self._requests = None
-        if self._publisher is not None:
-            await self._publisher.close()
-        for conn in (self._consume_conn, self._publish_conn):
-            if conn is not None and not conn.is_closed:
-                await conn.close()
+        await self.port.close()
         # Close the store only if this bus opened it (from a URL), not one passed in.
         if self._store is not None and not _is_store(self._idempotency_arg):
             await self._store.close()
         self._store = None
-        self._publisher = self._publish_conn = self._consume_conn = None
 
     # ---- accessors used by workers --------------------------------------------------------
 
     @property
     def publisher(self) -> Publisher:
-        if self._publisher is None:
-            raise FrameworkError("the bus is not connected: use `async with Bus.connect(url)`")
-        return self._publisher
+        """The RabbitMQ publisher (publishes `aio_pika.Message`s with confirms)."""
+        return self._broker().publisher
 
     @property
     def idempotency(self) -> IdempotencyStore:
@@ -217,25 +206,12 @@ class Bus:
         return arg if isinstance(arg, str) else self.settings.idempotency_url.get_secret_value()
 
     async def consumer_count(self, queue: str) -> int | None:
-        """How many consumers `queue` has (a passive declare on a short-lived channel)."""
-        channel = await self._connection(self._consume_conn).channel()
-        try:
-            declared = await channel.declare_queue(queue, passive=True)
-            result = declared.declaration_result
-            return int(result.consumer_count or 0)
-        finally:
-            await channel.close()
+        """How many consumers `queue` has (None: not known)."""
+        return await self.port.consumer_count(queue)
 
-    def _connection(self, conn: AbstractRobustConnection | None) -> AbstractRobustConnection:
-        if conn is None:
-            raise FrameworkError("the bus is not connected: use `async with Bus.connect(url)`")
-        return conn
-
-    async def consume_channel(self, prefetch: int) -> AbstractChannel:
-        """A new channel on the consuming connection with QoS = prefetch."""
-        channel = await self._connection(self._consume_conn).channel()
-        await channel.set_qos(prefetch_count=prefetch)
-        return channel
+    async def consume_channel(self, prefetch: int) -> AbstractRobustChannel:
+        """A new RabbitMQ channel on the consuming connection with QoS = prefetch."""
+        return await self._broker().consume_channel(prefetch)
 
     # ---- topology ----------------------------------------------------------------------
 
@@ -252,17 +228,13 @@ class Bus:
         await self._apply(spec.topology)
         if spec.topology not in self._declared:
             self._declared.append(spec.topology)
-            await check_worker_queues(
-                spec, worker.__name__, self.settings, self._urls[0], self._log
-            )
+            await self.port.check_worker(spec, worker.__name__, self._log)
 
     async def _apply(self, topology: Topology) -> None:
-        """Declare `topology`; queues an earlier version declared keep their arguments where
-        the topology allows (`QueueSpec.accepted_arguments`); any other mismatch raises
-        `QueueArgumentsDiffer`."""
-        await declare(self._connection(self._publish_conn), topology)
+        """Declare `topology` on the broker (idempotent)."""
+        await self.port.declare(topology)
 
-    async def _on_reconnect(self, *_: Any) -> None:
+    async def _on_reconnect(self) -> None:
         self._log.warning("bus.reconnected", url=self.masked_url)
         for topology in list(self._declared):
             await self._apply(topology)
@@ -298,10 +270,7 @@ class Bus:
     @property
     def is_connected(self) -> bool:
         """True while both connections are up (False during a reconnect or after close)."""
-        return all(
-            c is not None and not c.is_closed and c.connected.is_set()
-            for c in (self._publish_conn, self._consume_conn)
-        )
+        return self._broker().is_connected
 
     async def queue_stats(self, queue: str, *, target_drain: float = 60.0) -> QueueStats:
         """Depth, unacked, consumers, retry and DLQ depth, rates and drain time of `queue`.
@@ -309,24 +278,10 @@ class Bus:
         The same numbers as `framework queues`: from the management API when it answers,
         else from passive declares (then `unacked` and rates are None).
         """
-        from framework.management import ManagementApi
-        from framework.queue_source import declared_retry_queues, read_stats
+        from framework.queue_source import declared_retry_queues
 
-        conn = self._connection(self._publish_conn)
-        api = ManagementApi.for_node(self._urls[0], self.settings)
         tiers = declared_retry_queues(self._declared, queue)
-
-        async def connection() -> AbstractRobustConnection:
-            return conn
-
-        snapshot = await read_stats(
-            api,
-            connection,
-            [queue],
-            target_drain=target_drain,
-            retry_queues={queue: tiers} if tiers else None,
-        )
-        return snapshot.rows[0]
+        return await self._broker().queue_stats(queue, tiers, target_drain)
 
     # ---- publishing ----------------------------------------------------------------------
 
@@ -445,18 +400,22 @@ class Bus:
             await self._publish(message, envelope, expiration, timeout)
         return key
 
-    async def _publish(
+    def _publish(
         self, message: Message, envelope: Envelope, expiration: int | None, timeout: float | None
-    ) -> None:
+    ) -> Awaitable[None]:
+        """The port's confirmed publish itself (no coroutine of its own on the hot path),
+        recorded once confirmed when the bus records (the in-memory bus)."""
         command = is_command(type(message))
-        await self.publisher.publish_properties(
-            envelope.body,
-            amqp_properties(envelope, expiration_ms=expiration),
+        confirmed = self.port.publish(
+            envelope,
             names.COMMANDS_EXCHANGE if command else names.EVENTS_EXCHANGE,
             message.type_name,
+            expiration_ms=expiration,
             mandatory=command,
             timeout=timeout,
         )
+        record = self._on_published
+        return confirmed if record is None else _then(confirmed, record, message, envelope)
 
     def outbox(self, connection: Any, *, stream: str | None = None) -> OutboxWriter:
         """Send and publish through the outbox inside a transaction you own (outside handlers).
@@ -515,21 +474,43 @@ class Bus:
         handler failed terminally, `Unroutable` when no worker handles the command.
         """
         require_kind(command, command=True, verb="request")
-        if self._requests is None:
-            self._requests = RequestClient(
-                self._connection(self._publish_conn), self.settings.publish_timeout
-            )
         key = idempotency_key or new_key()
-        requests, fields = self._requests, (key, correlation_id, None, None, timeout)
+        fields = (key, correlation_id, None, None, timeout)
         if self.tracing is None:
             envelope, expiration = self._envelope(command, *fields, None)
-            outgoing = to_amqp(envelope, expiration_ms=expiration)
-            return await requests.request(outgoing, command.type_name, timeout, reply_type)
+            return await self._request(command, envelope, expiration, timeout, reply_type)
         # the span lasts until the reply (or the timeout): the request's round trip
         with self.tracing.producing(command, key, correlation_id, None) as trace:
             envelope, expiration = self._envelope(command, *fields, *trace.headers)
-            outgoing = to_amqp(envelope, expiration_ms=expiration)
-            return await requests.request(outgoing, command.type_name, timeout, reply_type)
+            return await self._request(command, envelope, expiration, timeout, reply_type)
+
+    async def _request(
+        self,
+        command: Command,
+        envelope: Envelope,
+        expiration: int | None,
+        timeout: float,
+        reply_type: type[M] | None,
+    ) -> Any:
+        record = self._on_published
+        return await self.port.request(
+            envelope,
+            command.type_name,
+            expiration_ms=expiration,
+            timeout=timeout,
+            reply_type=reply_type,
+            on_sent=None if record is None else lambda: record(command, envelope),
+        )
+
+
+async def _then(
+    confirmed: Awaitable[None],
+    record: Callable[[Message, Envelope], None],
+    message: Message,
+    envelope: Envelope,
+) -> None:
+    await confirmed
+    record(message, envelope)
 
 
 def _is_store(arg: IdempotencyStore | str | None) -> bool:

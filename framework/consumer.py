@@ -6,8 +6,9 @@ On RabbitMQ the subscription is made on the aiormq channel under aio-pika's robu
 and deliveries arrive as light `Delivery` objects (the consume hot path). aio-pika does not
 restore such a subscription, so the consumer restores it itself: a reopened channel (after
 a reconnect or a channel error) or a cancel from the broker (queue deleted) sets
-`resubscribe_needed`, and the worker's watchdog calls `restart`. Channels without an
-underlying aiormq channel (the in-memory bus) are consumed through their `declare_queue`.
+`resubscribe_needed`, and the worker's watchdog calls `restart`. This is the RabbitMQ
+`Subscription` of the broker port (`framework.broker_port`); the in-memory broker has its
+own (`framework.testing.memory_port`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aio_pika.abc import AbstractChannel, AbstractQueue
+from aio_pika.abc import AbstractRobustChannel
 from aiormq.abc import DeliveredMessage
 
 from framework.delivery import Delivery, Incoming
@@ -28,21 +29,19 @@ OnMessage = Callable[[Incoming], Awaitable[None]]
 class Consumer:
     """Owns the consuming channel's subscription to one queue."""
 
-    def __init__(self, channel: AbstractChannel, spec: QueueSpec, on_message: OnMessage) -> None:
+    def __init__(
+        self, channel: AbstractRobustChannel, spec: QueueSpec, on_message: OnMessage
+    ) -> None:
         self._channel = channel
         self._spec = spec
         self._on_message = on_message
-        self._queue: AbstractQueue | None = None
         self._raw: Any = None  # the aiormq channel holding our subscription
         self._tag: str | None = None
         self._watched: object | None = None
         self.prefetch = 0
         self._wanted = False  # between start() and pause(): a lost subscription is restored
         self.resubscribe_needed = asyncio.Event()
-        self._raw_capable = hasattr(channel, "get_underlay_channel")
-        reopen = getattr(channel, "reopen_callbacks", None)
-        if reopen is not None:
-            reopen.add(self._on_reopen)
+        channel.reopen_callbacks.add(self._on_reopen)
 
     @property
     def consuming(self) -> bool:
@@ -56,19 +55,12 @@ class Consumer:
         self._wanted = True
         self.prefetch = prefetch
         await self._channel.set_qos(prefetch_count=prefetch)
-        if self._raw_capable:
-            # the bus declared the queue (with the arguments it accepted, which for a queue
-            # of an older framework differ from the spec's): subscribe by name only
-            raw = await self._channel.get_underlay_channel()
-            ok = await raw.basic_consume(self._spec.name, self._on_delivered, no_ack=False)
-            self._raw, self._tag = raw, ok.consumer_tag
-            self._watch_cancellation(raw)
-        else:
-            if self._queue is None:
-                self._queue = await self._channel.declare_queue(
-                    self._spec.name, durable=True, arguments=dict(self._spec.arguments)
-                )
-            self._tag = await self._queue.consume(self._on_message)
+        # the bus declared the queue (with the arguments it accepted, which for a queue
+        # of an older framework differ from the spec's): subscribe by name only
+        raw = await self._channel.get_underlay_channel()
+        ok = await raw.basic_consume(self._spec.name, self._on_delivered, no_ack=False)
+        self._raw, self._tag = raw, ok.consumer_tag
+        self._watch_cancellation(raw)
 
     async def restart(self) -> None:
         """Subscribe again: the broker cancelled us (queue deleted and re-declared) or the
@@ -77,7 +69,6 @@ class Consumer:
         self.resubscribe_needed.clear()
         if not self._wanted:
             return
-        self._queue = None
         self._raw = None
         self._tag = None
         try:
@@ -112,5 +103,8 @@ class Consumer:
             raw, self._raw = self._raw, None
             if not raw.is_closed:
                 await raw.basic_cancel(tag)
-        elif self._queue is not None:
-            await self._queue.cancel(tag)
+
+    async def close(self) -> None:
+        """Close the consuming channel: unacked deliveries go back to the queue."""
+        if not self._channel.is_closed:
+            await self._channel.close()

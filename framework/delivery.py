@@ -15,6 +15,8 @@ from typing import Any, Protocol
 import aiormq
 from aiormq.abc import DeliveredMessage
 
+from framework.broker_port import SettleChannel
+
 
 class Incoming(Protocol):
     """What the worker reads from a delivery and how it settles it."""
@@ -24,7 +26,7 @@ class Incoming(Protocol):
     @property
     def delivery_tag(self) -> int | None: ...
     @property
-    def channel(self) -> Any: ...
+    def channel(self) -> SettleChannel: ...
     @property
     def redelivered(self) -> bool | None: ...
     @property

@@ -13,13 +13,13 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
 from framework import names
 from framework.dead_letters import DeadLetteredMessage, dead_letter_key, describe, replay_headers
+from framework.envelope import Envelope, amqp_properties
 from framework.errors import UnknownQueue
 from framework.failure_groups import group_of
 from framework.publisher import Publisher
@@ -128,7 +128,7 @@ async def scan(
     return seen
 
 
-def replay_message(message: AbstractIncomingMessage) -> aio_pika.Message:
+def replay_envelope(message: AbstractIncomingMessage) -> Envelope:
     """The copy sent back to `Q`: same key, body, type and correlation; attempt reset to 1.
 
     A message without message_id (only the broker's own dead-lettering leaves one) is
@@ -137,16 +137,14 @@ def replay_message(message: AbstractIncomingMessage) -> aio_pika.Message:
     headers = replay_headers(dict(message.headers or {}))
     if not message.message_id:
         headers[names.KEY_ORIGIN] = "content"
-    return aio_pika.Message(
-        body=message.body,
+    return Envelope(
         message_id=_key(message),
-        correlation_id=message.correlation_id,
-        type=message.type,
-        content_type=message.content_type or names.CONTENT_TYPE,
-        timestamp=message.timestamp or datetime.now(UTC),
+        type=message.type or "",
+        body=message.body,
+        correlation_id=message.correlation_id or "",  # none: none written
+        timestamp=message.timestamp,
         app_id=message.app_id,
         headers=headers,
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
     )
 
 
@@ -172,7 +170,10 @@ async def replay(
                     break
                 if not selection.wants(message):
                     continue  # stays unacked: given back in its place at the end
-                await publisher.publish(replay_message(message), "", queue, mandatory=True)
+                copy = replay_envelope(message)
+                await publisher.publish_properties(
+                    copy.body, amqp_properties(copy), "", queue, mandatory=True
+                )
                 await dlq.remove(message)
                 moved += 1
                 if on_moved is not None:

@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator
 
 import structlog
 
-from framework.bus import Bus
 from framework.errors import ConfigurationError, FrameworkError
 from framework.metrics import Metrics
 from framework.probe_server import ALL_INTERFACES, Probes, ProbeServer
+from framework.rabbit_port import RabbitPort
 from framework.worker import Worker
 
 DEPTH_REFRESH_TIMEOUT = 5.0
@@ -31,7 +31,7 @@ async def serve_worker_probes(
     not answer in time the last values stay and the scrape still succeeds.
     """
     bus = worker.bus
-    if not isinstance(bus, Bus):
+    if not isinstance(bus.port, RabbitPort):  # the in-memory bus has no broker to report
         raise ConfigurationError("metrics and probes need a worker running on a RabbitMQ Bus")
     metrics = metrics or Metrics()
     metrics.watch(worker)

@@ -10,11 +10,11 @@ import json
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-import aio_pika
 import structlog
 from pydantic import BaseModel
 
 from framework import names
+from framework.envelope import Envelope
 from framework.errors import RemoteError, RequestTimeout, Unroutable
 from framework.messages import Message
 from framework.settlement import DeadLetter
@@ -39,7 +39,7 @@ def may_reply_to(reply_to: str) -> bool:
     return reply_to.startswith(prefix) and len(reply_to) > len(prefix)
 
 
-def reply_message(request_id: str, correlation_id: str, result: Any) -> aio_pika.Message:
+def reply_message(request_id: str, correlation_id: str, result: Any) -> Envelope:
     """The reply carrying `result` (a pydantic model or any JSON-serialisable value)."""
     if isinstance(result, BaseModel):
         body = result.model_dump_json().encode()
@@ -49,9 +49,7 @@ def reply_message(request_id: str, correlation_id: str, result: Any) -> aio_pika
     return _message(request_id, correlation_id, body, type_name, OK)
 
 
-def error_reply_message(
-    request_id: str, correlation_id: str, settlement: DeadLetter
-) -> aio_pika.Message:
+def error_reply_message(request_id: str, correlation_id: str, settlement: DeadLetter) -> Envelope:
     """The reply telling the requester its request failed terminally, and why."""
     body = json.dumps({"reason": settlement.reason.value, "error": settlement.error}).encode()
     return _message(request_id, correlation_id, body, "error", ERROR)
@@ -59,13 +57,13 @@ def error_reply_message(
 
 def _message(
     request_id: str, correlation_id: str, body: bytes, type_name: str, status: str
-) -> aio_pika.Message:
-    return aio_pika.Message(
-        body=body,
+) -> Envelope:
+    """A reply is an envelope like any message: one encoder, one publish path."""
+    return Envelope(
         message_id=f"reply-{request_id}",
-        correlation_id=correlation_id,
         type=type_name,
-        content_type=names.CONTENT_TYPE,
+        body=body,
+        correlation_id=correlation_id,
         headers={names.IN_REPLY_TO: request_id, names.REPLY_STATUS: status},
     )
 

@@ -10,10 +10,12 @@ after its request timed out is discarded.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+from pamqp.commands import Basic
 from pydantic import BaseModel
 
 from framework import names
@@ -43,15 +45,35 @@ class RequestClient:
         reply_type: type[M] | None,
     ) -> Any:
         """Publish `message` as a request and wait up to `timeout` for its reply."""
-        request_id = message.message_id or ""
-        future = self._pending.expect(request_id)
         message.reply_to = names.DIRECT_REPLY_TO
+        return await self.request_properties(
+            message.body, message.properties, routing_key, timeout, reply_type
+        )
+
+    async def request_properties(
+        self,
+        body: bytes,
+        properties: Basic.Properties,
+        routing_key: str,
+        timeout: float,
+        reply_type: type[M] | None,
+        *,
+        on_sent: Callable[[], None] | None = None,
+    ) -> Any:
+        """`request` for a body and its AMQP properties (`reply_to` set by the caller);
+        `on_sent` runs once the request is confirmed."""
+        request_id = properties.message_id or ""
+        future = self._pending.expect(request_id)
         try:
             async with asyncio.timeout(timeout):
                 try:
-                    await self._publisher.publish(message, names.COMMANDS_EXCHANGE, routing_key)
-                except Unroutable as exc:  # the same text as MemoryBus.request
+                    await self._publisher.publish_properties(
+                        body, properties, names.COMMANDS_EXCHANGE, routing_key
+                    )
+                except Unroutable as exc:  # the same text as the in-memory broker's
                     raise unroutable_request(routing_key, request_id) from exc
+                if on_sent is not None:
+                    on_sent()
                 body, status = await future
         except TimeoutError as exc:
             raise request_timeout(routing_key, request_id, timeout) from exc

@@ -1,6 +1,6 @@
 """Sending many messages with a window of unconfirmed publishes, and the fate of each.
 
-`send_batch` is shared by `Bus.send_many`, `MemoryBus.send_many` and `framework send
+`send_batch` is shared by `Bus.send_many` (on either broker port) and `framework send
 --count`: every message ends with a `SendResult` that names its key and what happened
 (confirmed, the error that refused it, or not sent because the batch stopped), so a caller
 can send exactly the unconfirmed ones again under the same keys (no duplicates downstream).

@@ -8,28 +8,39 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 
-import aio_pika
 from tenacity import retry_if_exception_type, retry_if_not_exception_type
 
 from framework import names
+from framework.broker_port import Acker, EnvelopePublisher
 from framework.delivery import Incoming
-from framework.envelope import Envelope, to_amqp
+from framework.envelope import Envelope
 from framework.errors import MessageRefused, PublishFailed
 from framework.header_limits import bound_text, copyable
 from framework.not_before import not_before_header
 from framework.retrying import SETTLE_MOVE
 from framework.settlement import Ack, DeadLetter, Reason, Retry, Settlement
-from framework.transport import MessagePublisher
-
-AckFn = Callable[[Incoming], Awaitable[None]]
 
 
-async def _ack_now(incoming: Incoming) -> None:
-    await incoming.ack()
+class AckEach:
+    """The `Acker` that acks every delivery at once, on its own (no coalescing)."""
+
+    def delivered(self, incoming: Incoming) -> None:
+        """Nothing to track."""
+
+    async def ack(self, incoming: Incoming) -> None:
+        await incoming.ack()
+
+    def abandoned(self, incoming: Incoming) -> None:
+        """Nothing to forget."""
+
+    async def close(self) -> None:
+        """Nothing pending."""
+
+
+ACK_EACH = AckEach()
 
 
 async def settle_or_return(
@@ -37,10 +48,9 @@ async def settle_or_return(
     incoming: Incoming,
     envelope: Envelope,
     queue: str,
-    publisher: MessagePublisher,
+    publisher: EnvelopePublisher,
     *,
-    ack: AckFn = _ack_now,
-    on_return: Callable[[Incoming], None] | None = None,
+    acker: Acker = ACK_EACH,
     attempts: int = SETTLE_MOVE.attempts or 3,
 ) -> None:
     """Apply `settlement`, retrying a move the broker did not confirm (e.g. during a memory
@@ -48,12 +58,12 @@ async def settle_or_return(
     than leave it unacked on a channel that stays open. Re-raises the last error."""
     try:
         try:  # the common case: it works the first time, no retry machinery
-            await apply_settlement(settlement, incoming, envelope, queue, publisher, ack)
+            await apply_settlement(settlement, incoming, envelope, queue, publisher, acker)
             return
         except MessageRefused as exc:  # resending the same copy cannot help: a smaller one
             settlement = _refused(settlement, envelope, exc)
             await apply_settlement(
-                settlement, incoming, replace(envelope, headers={}), queue, publisher, ack
+                settlement, incoming, replace(envelope, headers={}), queue, publisher, acker
             )
             return
         except PublishFailed:
@@ -65,10 +75,9 @@ async def settle_or_return(
             retry_if_exception_type(PublishFailed) & retry_if_not_exception_type(MessageRefused)
         ):
             with attempt:
-                await apply_settlement(settlement, incoming, envelope, queue, publisher, ack)
+                await apply_settlement(settlement, incoming, envelope, queue, publisher, acker)
     except Exception:
-        if on_return is not None:
-            on_return(incoming)
+        acker.abandoned(incoming)
         with contextlib.suppress(Exception):  # a dead channel returns it to the queue anyway
             await incoming.nack(requeue=True)
         raise
@@ -93,11 +102,11 @@ async def apply_settlement(
     incoming: Incoming,
     envelope: Envelope,
     queue: str,
-    publisher: MessagePublisher,
-    ack: AckFn = _ack_now,
+    publisher: EnvelopePublisher,
+    acker: Acker = ACK_EACH,
 ) -> None:
     """Carry out `settlement` for `incoming`: the confirmed move (through the queue's own
-    moves exchange, see `names.moves_exchange`), then `ack`.
+    moves exchange, see `names.moves_exchange`), then the ack (`acker`).
 
     Raises if the move could not be confirmed (and then does not ack).
     """
@@ -106,21 +115,23 @@ async def apply_settlement(
             pass
         case Retry(tier_ms=tier_ms):
             await publisher.publish(
-                retry_message(envelope, settlement),
+                retry_copy(envelope, settlement),
                 names.moves_exchange(queue),
                 names.retry_queue_name(queue, tier_ms),
+                expiration_ms=settlement.delay_ms,
             )
         case DeadLetter():
             await publisher.publish(
-                dead_letter_message(envelope, settlement, queue),
+                dead_letter_copy(envelope, settlement, queue),
                 names.moves_exchange(queue),
                 names.dlq_name(queue),
             )
-    await ack(incoming)
+    await acker.ack(incoming)
 
 
-def retry_message(envelope: Envelope, settlement: Retry) -> aio_pika.Message:
-    """The retry copy: the next attempt, the last error in `fw-error`, expiring after the delay."""
+def retry_copy(envelope: Envelope, settlement: Retry) -> Envelope:
+    """The retry copy: the next attempt, the last error in `fw-error` (it expires after
+    `settlement.delay_ms`)."""
     headers = {**copyable(envelope.headers), names.ERROR: bound_text(settlement.error)}
     if settlement.deferrals is not None:
         headers[names.DEFERRALS] = settlement.deferrals
@@ -134,11 +145,10 @@ def retry_message(envelope: Envelope, settlement: Retry) -> aio_pika.Message:
         )
     else:
         headers.pop(names.NOT_BEFORE, None)
-    retried = replace(envelope, attempt=settlement.next_attempt, headers=headers)
-    return to_amqp(retried, expiration_ms=settlement.delay_ms)
+    return replace(envelope, attempt=settlement.next_attempt, headers=headers)
 
 
-def dead_letter_message(envelope: Envelope, settlement: DeadLetter, queue: str) -> aio_pika.Message:
+def dead_letter_copy(envelope: Envelope, settlement: DeadLetter, queue: str) -> Envelope:
     """The DLQ copy of a message: body and identity intact, the reason in `fw-` headers."""
     headers = {
         **copyable(envelope.headers),
@@ -148,4 +158,4 @@ def dead_letter_message(envelope: Envelope, settlement: DeadLetter, queue: str) 
         names.ORIGINAL_QUEUE: queue,
         names.FAILED_AT: datetime.now(UTC).isoformat(timespec="milliseconds"),
     }
-    return to_amqp(replace(envelope, headers=headers))
+    return replace(envelope, headers=headers)

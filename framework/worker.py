@@ -14,13 +14,11 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import structlog
-from aio_pika.abc import AbstractChannel
 
 from framework import names
-from framework.acks import AckCoalescer
 from framework.breaker import CircuitBreaker
 from framework.breaker_gate import BreakerGate
-from framework.consumer import Consumer
+from framework.broker_port import Acker, Subscription
 from framework.context import Context
 from framework.delivery import Incoming
 from framework.envelope import Envelope, Keyless, from_amqp
@@ -39,7 +37,7 @@ from framework.outbox.runtime import WorkerDatabase
 from framework.rate_limit import RateLimit
 from framework.reply import error_reply_message, may_reply_to, reply_message
 from framework.retrying import RESUBSCRIBE
-from framework.settle import settle_or_return
+from framework.settle import ACK_EACH, settle_or_return
 from framework.settlement import (
     DeadLetter,
     Failed,
@@ -122,9 +120,7 @@ class Worker:
         self._log = structlog.get_logger("framework.worker").bind(
             service=self._service, queue=self.spec.queue
         )
-        self._acks = AckCoalescer(
-            max_batch=self.ack_batch_size, max_delay=self.ack_max_delay, prefetch=self.spec.prefetch
-        )
+        self._acks: Acker = ACK_EACH  # the port's (coalescing) acker from `run` on
         self._deliveries: set[asyncio.Task[None]] = set()
         # deliveries whose handler is still running: the only ones shutdown may cancel
         # (settlement - confirmed move, then ack - is never interrupted)
@@ -134,7 +130,7 @@ class Worker:
         self._stop_requested = asyncio.Event()
         self._stopped = asyncio.Event()
         self._started = False
-        self._consumer: Consumer | None = None  # while running (tests and debugging look)
+        self._consumer: Subscription | None = None  # while running (tests and debugging look)
         self._watchdog: asyncio.Task[None] | None = None  # keeps the subscription: `alive`
         self.shutdown: ShutdownBudget | None = None  # from the stop request on
         self._database: WorkerDatabase | None = None  # while running, if `database` is set
@@ -155,7 +151,7 @@ class Worker:
             raise FrameworkError(f"{type(self).__name__}.run() was already called")
         self._started = True
         ready = self._ready_future()
-        channel: AbstractChannel | None = None
+        consumer: Subscription | None = None
         gate: asyncio.Task[None] | None = None
         watchdog: asyncio.Task[None] | None = None
         guards: list[asyncio.Task[None]] = []
@@ -169,9 +165,15 @@ class Worker:
                     stats=self.outbox_stats,
                 )
             guards = self._start_guards()
-            channel = await self.bus.consume_channel(self.spec.prefetch)
+            self._acks = self.bus.port.acker(
+                max_batch=self.ack_batch_size,
+                max_delay=self.ack_max_delay,
+                prefetch=self.spec.prefetch,
+            )
+            consumer = await self.bus.port.subscribe(
+                self.spec.topology.queues[0], self.spec.prefetch, self._on_message
+            )
             await self.bus.declare(type(self))
-            consumer = Consumer(channel, self.spec.topology.queues[0], self._on_message)
             self._consumer = consumer
             await consumer.start(self.spec.prefetch)
             if self.breakers:
@@ -213,7 +215,7 @@ class Worker:
                     self._log,
                     "worker.database_close_failed",
                 )
-            await _close_channel(channel, self._log, budget.closing_remaining())
+            await _close_subscription(consumer, self._log, budget.closing_remaining())
             self._stopped.set()
             self._log.info("worker.stopped", **self.stats.as_dict())
 
@@ -234,7 +236,7 @@ class Worker:
         )
         return [asyncio.create_task(self.loop_lag.run()), asyncio.create_task(self._leases.run())]
 
-    async def _keep_subscribed(self, consumer: Consumer) -> None:
+    async def _keep_subscribed(self, consumer: Subscription) -> None:
         """Subscribe again when the subscription is lost: the broker cancels a consumer
         whose queue was deleted (declare it again, with its bindings), and a reopened
         channel (reconnect, channel error) no longer carries it. Never idle silently: a
@@ -313,7 +315,7 @@ class Worker:
         configured = self.bus.settings.shutdown_grace
         return self.spec.shutdown_grace if configured is None else configured
 
-    async def _drain(self, consumer: Consumer, budget: ShutdownBudget) -> None:
+    async def _drain(self, consumer: Subscription, budget: ShutdownBudget) -> None:
         self._log.info("worker.draining", in_flight=len(self._deliveries), grace_s=budget.grace)
         try:
             async with asyncio.timeout(min(CHANNEL_OP_BOUND, budget.remaining())):
@@ -436,9 +438,8 @@ class Worker:
                 incoming,
                 envelope,
                 self.spec.queue,
-                self.bus.publisher,
-                ack=self._acks.ack,
-                on_return=self._acks.abandoned,
+                self.bus.port,
+                acker=self._acks,
             )
         except Exception as exc:  # noqa: BLE001 - logged; the delivery was given back
             # Not acked: returned to the queue (or redelivered when the channel recovers).
@@ -472,18 +473,18 @@ class Worker:
         else:
             return  # retried (or a duplicate): the requester keeps waiting within its timeout
         try:
-            await self.bus.publisher.publish(message, "", reply_to, mandatory=False)
+            await self.bus.port.publish(message, "", reply_to, mandatory=False)
         except Exception as exc:  # noqa: BLE001 - requester gone? the request is settled
             self._log.warning("request.reply_failed", error=repr(exc))
 
 
-async def _close_channel(channel: AbstractChannel | None, log: Any, bound: float) -> None:
+async def _close_subscription(consumer: Subscription | None, log: Any, bound: float) -> None:
     """Close the consuming channel, bounded: a closed bus must not hang `stop()`."""
-    if channel is None or channel.is_closed:
+    if consumer is None:
         return
     try:
         async with asyncio.timeout(min(CHANNEL_OP_BOUND, bound)):
-            await channel.close()
+            await consumer.close()
     except Exception as exc:  # noqa: BLE001 - logged; shutdown goes on
         log.warning("worker.channel_close_failed", error=repr(exc))
 

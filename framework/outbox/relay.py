@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING
 import structlog
 
 from framework import retrying
-from framework.envelope import to_amqp
 from framework.messages import Command, Event
 from framework.outbox.database import Database
 from framework.outbox.rows import ClaimedRow, by_stream, expiration_ms, retry_delay
@@ -273,13 +272,13 @@ class Relay:
     async def _publish_stream(self, rows: list[ClaimedRow]) -> None:
         for index, row in enumerate(rows):
             envelope = row.envelope
-            message = to_amqp(
-                envelope,
-                expiration_ms=expiration_ms(envelope.deadline_ms, int(self._clock() * 1000)),
-            )
             try:
-                await self.bus.publisher.publish(
-                    message, row.exchange, row.routing_key, mandatory=row.mandatory
+                await self.bus.port.publish(
+                    envelope,
+                    row.exchange,
+                    row.routing_key,
+                    expiration_ms=expiration_ms(envelope.deadline_ms, int(self._clock() * 1000)),
+                    mandatory=row.mandatory,
                 )
             except Exception as exc:  # noqa: BLE001 - counted, handed back with backoff
                 self.stats.failed += 1

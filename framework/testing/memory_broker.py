@@ -1,10 +1,11 @@
 """An in-process stand-in for the part of RabbitMQ the framework uses.
 
-It speaks the same surface the Worker touches on aio-pika (a channel with `declare_queue`,
-a queue with `consume`/`cancel`, deliveries with `ack`) and routes `aio_pika.Message`s the
-way the broker does: the default exchange by queue name, `fw.commands` (direct) and
-`fw.events` (topic) by binding, `mandatory` publishes with no queue raise `Unroutable`, a
-full `reject-publish` queue raises `Overloaded`.
+It sits below the in-memory broker port (`framework.testing.memory_port`): channels with
+a prefetch and `basic_ack`/`basic_nack` (the settle handle `AckCoalescer` acks on, as on
+an aiormq channel), deliveries with `ack`/`nack`; it routes stored messages (encoded from
+envelopes by `StoredMessage.from_envelope`) the way the broker does: the default exchange
+by queue name, `fw.commands` (direct) and `fw.events` (topic) by binding; a `mandatory`
+publish with no queue raises `Unroutable`, a full `reject-publish` queue `Overloaded`.
 
 Time: delay queues (those with `x-message-ttl`, i.e. `Q.retry.*`) hold messages on a
 virtual clock (`now`, seconds from 0). The clock jumps to the next due message only when
@@ -19,16 +20,15 @@ import itertools
 from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-import aio_pika
-
 from framework import names
+from framework.envelope import Envelope, wire_headers
 from framework.errors import FrameworkError, Overloaded, Unroutable
 from framework.topology import Topology
 
-Callback = Callable[[Any], Coroutine[Any, Any, Any]]
+Callback = Callable[[Any], Coroutine[Any, Any, None]]
 
 
 @dataclass(frozen=True)
@@ -47,18 +47,38 @@ class StoredMessage:
     redelivered: bool = False
 
     @classmethod
-    def from_amqp(cls, message: aio_pika.Message) -> StoredMessage:
+    def from_envelope(cls, envelope: Envelope, expiration_ms: int | None = None) -> StoredMessage:
+        """What RabbitMQ would hold for an envelope published with `amqp_properties`."""
         return cls(
-            body=message.body,
-            message_id=message.message_id,
-            type=message.type,
-            correlation_id=message.correlation_id,
-            app_id=message.app_id,
-            timestamp=message.timestamp,
-            headers=dict(message.headers or {}),
-            expiration_ms=_expiration_ms(message.expiration),
-            reply_to=message.reply_to,
+            body=envelope.body,
+            message_id=envelope.message_id,
+            type=envelope.type,
+            correlation_id=envelope.correlation_id,
+            app_id=envelope.app_id,
+            timestamp=envelope.timestamp or datetime.now(UTC),
+            headers=wire_headers(envelope),
+            expiration_ms=None if expiration_ms is None else max(expiration_ms, 1),
+            reply_to=envelope.reply_to,
         )
+
+    @classmethod
+    def raw(cls, body: bytes, properties: dict[str, Any]) -> StoredMessage:
+        """Arbitrary bytes with AMQP property names (`type`, `message_id`, `headers`, ...)."""
+        known = {
+            "message_id",
+            "type",
+            "correlation_id",
+            "app_id",
+            "timestamp",
+            "headers",
+            "reply_to",
+        }
+        unknown = set(properties) - known - {"content_type", "delivery_mode"}
+        if unknown:
+            raise TypeError(f"publish_raw: unknown properties {sorted(unknown)}")
+        values = {k: v for k, v in properties.items() if k in known}
+        values["headers"] = dict(values.get("headers") or {})
+        return cls(body=body, **values)
 
     @property
     def reason(self) -> str | None:
@@ -77,14 +97,6 @@ class StoredMessage:
         """`fw-attempts`: how many attempts were made."""
         value = self.headers.get(names.ATTEMPTS)
         return value if isinstance(value, int) else None
-
-
-def _expiration_ms(expiration: object) -> int | None:
-    if isinstance(expiration, timedelta):
-        return int(expiration.total_seconds() * 1000)
-    if isinstance(expiration, int | float):
-        return int(expiration * 1000)
-    return None
 
 
 @dataclass
@@ -126,28 +138,17 @@ class MemoryDelivery:
         self.reply_to = stored.reply_to
 
     async def ack(self, multiple: bool = False) -> None:
-        self.channel.settle(self, requeue=False)
+        await self.channel.basic_ack(self.delivery_tag, multiple)
 
     async def nack(self, multiple: bool = False, requeue: bool = True) -> None:
-        self.channel.settle(self, requeue=requeue)
-
-
-class MemoryQueue:
-    """The handle `MemoryChannel.declare_queue` returns."""
-
-    def __init__(self, name: str, channel: MemoryChannel) -> None:
-        self.name = name
-        self._channel = channel
-
-    async def consume(self, callback: Callback, **_: Any) -> str:
-        return self._channel.broker.add_consumer(self.name, callback, self._channel)
-
-    async def cancel(self, consumer_tag: str, **_: Any) -> None:
-        self._channel.broker.remove_consumer(self.name, consumer_tag)
+        await self.channel.basic_nack(self.delivery_tag, multiple, requeue)
 
 
 class MemoryChannel:
-    """A consuming channel: QoS (prefetch) and the deliveries it has not settled yet."""
+    """A consuming channel: QoS (prefetch) and the deliveries it has not settled yet.
+
+    Deliveries are settled by tag (`basic_ack`, `basic_nack`, with `multiple` meaning every
+    tag up to it), as on an AMQP channel."""
 
     def __init__(self, broker: MemoryBroker, prefetch: int) -> None:
         self.broker = broker
@@ -160,17 +161,24 @@ class MemoryChannel:
         self.prefetch = prefetch_count
         self.broker.changed()
 
-    async def declare_queue(
-        self, name: str, *, durable: bool = True, arguments: dict[str, Any] | None = None, **_: Any
-    ) -> MemoryQueue:
-        self.broker.ensure_queue(name, arguments or {})
-        return MemoryQueue(name, self)
+    async def basic_ack(self, delivery_tag: int, multiple: bool = False) -> None:
+        self._settle(delivery_tag, multiple, requeue=False)
 
-    def settle(self, delivery: MemoryDelivery, *, requeue: bool) -> None:
-        if self.unacked.pop(delivery.delivery_tag, None) is None:
-            raise FrameworkError(f"delivery {delivery.delivery_tag} was already settled")
-        if requeue:
-            self.broker.requeue(delivery)
+    async def basic_nack(
+        self, delivery_tag: int, multiple: bool = False, requeue: bool = True
+    ) -> None:
+        self._settle(delivery_tag, multiple, requeue=requeue)
+
+    def _settle(self, tag: int, multiple: bool, *, requeue: bool) -> None:
+        if self.is_closed:  # like a closed AMQP channel: its deliveries went back already
+            return
+        tags = [t for t in self.unacked if t <= tag] if multiple else [tag]
+        if tag not in self.unacked:
+            raise FrameworkError(f"delivery {tag} was already settled")
+        for one in tags:
+            delivery = self.unacked.pop(one)
+            if requeue:
+                self.broker.requeue(delivery)
         self.broker.changed()
 
     async def close(self) -> None:
@@ -229,7 +237,7 @@ class MemoryBroker:
     # ---- publishing --------------------------------------------------------------------
 
     def publish(
-        self, message: aio_pika.Message, exchange: str, routing_key: str, *, mandatory: bool = True
+        self, message: StoredMessage, exchange: str, routing_key: str, *, mandatory: bool = True
     ) -> list[str]:
         """Route and store `message`; returns the queues it went to."""
         targets = self._route(message, exchange, routing_key)
@@ -239,13 +247,12 @@ class MemoryBroker:
             )
         for name in targets:
             self._check_capacity(self._queues[name], message, routing_key)
-        stored = StoredMessage.from_amqp(message)
         for name in targets:
-            self._enqueue(self._queues[name], stored)
+            self._enqueue(self._queues[name], message)
         self.changed()
         return targets
 
-    def _route(self, message: aio_pika.Message, exchange: str, routing_key: str) -> list[str]:
+    def _route(self, message: StoredMessage, exchange: str, routing_key: str) -> list[str]:
         if exchange != "" and exchange not in self._exchanges:
             raise Unroutable.no_exchange(exchange, routing_key, message.message_id or "")
         return self._targets(exchange, routing_key)
@@ -262,7 +269,7 @@ class MemoryBroker:
             }
         )
 
-    def _check_capacity(self, queue: _Queue, message: aio_pika.Message, routing_key: str) -> None:
+    def _check_capacity(self, queue: _Queue, message: StoredMessage, routing_key: str) -> None:
         limit = queue.arguments.get("x-max-length")
         if (
             isinstance(limit, int)

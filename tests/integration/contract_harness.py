@@ -94,3 +94,49 @@ class RabbitHarness:
                 await task
         for worker, _ in self.running:
             await self.admin.delete_worker_queues(worker.spec.queue, worker.spec.policy.tiers_ms())
+
+
+@dataclass
+class PortSpy:
+    """Wraps a bus's broker port and records what crosses it: what proves that everything
+    above the port (the Bus's publishing, the Worker's consume, settle and ack code) is the
+    same code on both buses. Every call is passed on unchanged."""
+
+    inner: Any
+    published: list[tuple[str, str, str]] = field(default_factory=list)
+    requested: list[str] = field(default_factory=list)
+    subscribed: list[str] = field(default_factory=list)
+    ackers: list[Any] = field(default_factory=list)
+
+    async def open(self, on_reconnect: Any) -> None:
+        await self.inner.open(on_reconnect)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    async def declare(self, topology: Any) -> None:
+        await self.inner.declare(topology)
+
+    async def check_worker(self, spec: Any, worker_name: str, log: Any) -> None:
+        await self.inner.check_worker(spec, worker_name, log)
+
+    async def publish(self, envelope: Any, exchange: str, routing_key: str, **kw: Any) -> None:
+        self.published.append((exchange, routing_key, envelope.message_id))
+        await self.inner.publish(envelope, exchange, routing_key, **kw)
+
+    async def request(self, envelope: Any, routing_key: str, **kw: Any) -> Any:
+        self.requested.append(routing_key)
+        return await self.inner.request(envelope, routing_key, **kw)
+
+    async def subscribe(self, queue: Any, prefetch: int, on_delivery: Any) -> Any:
+        self.subscribed.append(queue.name)
+        return await self.inner.subscribe(queue, prefetch, on_delivery)
+
+    def acker(self, **kw: Any) -> Any:
+        acker = self.inner.acker(**kw)
+        self.ackers.append(acker)
+        return acker
+
+    async def consumer_count(self, queue: str) -> int | None:
+        result: int | None = await self.inner.consumer_count(queue)
+        return result

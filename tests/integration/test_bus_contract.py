@@ -11,9 +11,10 @@ from collections.abc import AsyncIterator
 import pytest
 
 from framework import Bus, Command, Context, Event, PermanentError, Unroutable, Worker, names
+from framework.acks import AckCoalescer
 from framework.errors import RemoteError, RequestTimeout
 from framework.testing import BrokerAdmin, MemoryBus
-from tests.integration.contract_harness import Harness, MemoryHarness, RabbitHarness
+from tests.integration.contract_harness import Harness, MemoryHarness, PortSpy, RabbitHarness
 
 
 class Ping(Command):
@@ -120,6 +121,46 @@ async def test_transient_failure_retried_with_attempt_numbers(
     assert attempts == [1, 2, 3]
     assert (worker.stats.retried, worker.stats.handled) == (2, 1)
     assert await harness.dead_letters(queue_name, 0) == []
+
+
+async def test_both_buses_run_the_same_code_above_the_broker_port(
+    harness: Harness, queue_name: str
+) -> None:
+    """Sending, retrying, replying and acking cross the broker port the same way on both
+    buses: the in-memory bus is the Bus over another port, never a copy of its code."""
+    for verb in ("send", "publish", "send_many", "request", "declare"):
+        assert getattr(type(harness.bus), verb) is getattr(Bus, verb), verb
+    spy = PortSpy(harness.bus.port)
+    harness.bus.port = spy
+
+    class FlakyEcho(Worker):
+        queue = queue_name
+        retry_base_delay = 0.05
+        retry_max_delay = 0.2
+
+        async def handle(self, msg: Ping, ctx: Context) -> int:
+            if ctx.attempt < 2:
+                raise ConnectionError("dependency down")
+            return msg.n
+
+    worker = await harness.start(FlakyEcho)
+    assert await harness.bus.request(Ping(n=5), timeout=10, idempotency_key="same-1") == 5
+    await harness.bus.send(Ping(n=6), idempotency_key="same-2")
+    await harness.settle(worker)
+    moves = names.moves_exchange(queue_name)
+    sent = [p for p in spy.published if p[0] == names.COMMANDS_EXCHANGE]
+    retried = [p for p in spy.published if p[0] == moves]
+    replies = [p for p in spy.published if p[1].startswith(names.DIRECT_REPLY_TO)]
+    assert spy.requested == [Ping.type_name]
+    assert sent == [(names.COMMANDS_EXCHANGE, Ping.type_name, "same-2")]
+    assert sorted(k for _, _, k in retried) == ["same-1", "same-2"]
+    assert all(p[1].startswith(f"{queue_name}.retry.") for p in retried), retried
+    assert [(p[0], p[2]) for p in replies] == [("", "reply-same-1")]
+    assert spy.subscribed == [queue_name]
+    [acker] = spy.ackers
+    assert type(acker) is AckCoalescer
+    assert acker.frames >= 1  # the acks went out through the coalescer, on both buses
+    assert (worker.stats.retried, worker.stats.handled) == (2, 2)
 
 
 async def test_permanent_error_dead_letters_with_reason(harness: Harness, queue_name: str) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 
 from framework import Bus, Command, Context, Unroutable, Worker
+from framework.consumer import Consumer
 from framework.testing import BrokerAdmin, eventually
 from framework.testing.pytest_plugin import WorkerFactory
 
@@ -61,7 +62,7 @@ async def test_consumer_subscribes_again_when_its_channel_is_reopened(
     await bus.send(Ping(n=1))
     await eventually(lambda: 1 in seen, timeout=10)
     consumer = worker._consumer
-    assert consumer is not None
+    assert isinstance(consumer, Consumer)  # the RabbitMQ port's subscription
     old_channel = consumer._raw
     # acking a tag the broker never delivered is a channel error: it closes the channel
     await old_channel.basic_ack(10**9)

@@ -8,11 +8,13 @@ from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
+import aio_pika
 import pytest
 from pamqp.commands import Basic
 
+from framework import names
 from framework.amqp_properties import FastProperties
-from framework.envelope import Envelope, amqp_properties, to_amqp
+from framework.envelope import Envelope, amqp_properties, wire_headers
 
 FULL: dict[str, Any] = {
     "content_type": "application/json",
@@ -114,7 +116,7 @@ def test_too_long_short_string_is_refused_like_pamqp() -> None:
 
 
 def test_envelope_properties_match_the_aio_pika_message() -> None:
-    """The publish hot path writes what `to_amqp` (aio-pika's Message) would have written."""
+    """The framework's encoder writes what aio-pika's Message would have written."""
     envelope = Envelope(
         message_id="k-1",
         type="orders.PlaceOrder",
@@ -130,7 +132,24 @@ def test_envelope_properties_match_the_aio_pika_message() -> None:
         headers={"custom": "v"},
     )
     fast = amqp_properties(envelope, expiration_ms=1500)
-    reference = to_amqp(envelope, expiration_ms=1500).properties
+    reference = _aio_pika_message(envelope, expiration_ms=1500).properties
     reference.priority = None  # aio-pika writes priority 0, the same as none
     assert fast.marshal() == reference.marshal()
     assert fast == reference
+
+
+def _aio_pika_message(envelope: Envelope, *, expiration_ms: int) -> aio_pika.Message:
+    """The reference: the same envelope as aio-pika builds it."""
+    return aio_pika.Message(
+        body=envelope.body,
+        message_id=envelope.message_id,
+        correlation_id=envelope.correlation_id,
+        type=envelope.type,
+        content_type=names.CONTENT_TYPE,
+        timestamp=envelope.timestamp,
+        app_id=envelope.app_id,
+        reply_to=envelope.reply_to,
+        headers=wire_headers(envelope),
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        expiration=expiration_ms / 1000,
+    )

@@ -83,14 +83,27 @@ class Capture:
         exchange: str,
         routing_key: str,
         *,
+        expiration_ms: int | None = None,
         mandatory: bool = True,
         timeout: float | None = None,
     ) -> None:
         self.headers.append(dict(message.headers))
 
 
-async def no_ack(incoming: Any) -> None:
-    return None
+class NoAck:
+    """An acker that acks nothing (the delivery is not what this test is about)."""
+
+    def delivered(self, incoming: Any) -> None:
+        return None
+
+    async def ack(self, incoming: Any) -> None:
+        return None
+
+    def abandoned(self, incoming: Any) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
 
 
 @pytest.mark.parametrize(("deferrals", "written"), [(4, 4), (None, None)])
@@ -104,6 +117,6 @@ async def test_retry_copy_carries_the_count_of_a_deferral_only(
         message_id="k", type="t", body=b"{}", correlation_id="c", headers={names.DEFERRALS: 3}
     )
     retry = Retry(delay_ms=1000, tier_ms=1000, next_attempt=1, error="x", deferrals=deferrals)
-    await apply_settlement(retry, None, envelope, "q", publisher, no_ack)  # type: ignore[arg-type]
+    await apply_settlement(retry, None, envelope, "q", publisher, NoAck())  # type: ignore[arg-type]
     (headers,) = publisher.headers
     assert headers.get(names.DEFERRALS) == written

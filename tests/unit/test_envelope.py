@@ -15,13 +15,13 @@ from framework import Command, InvalidMessage, names
 from framework.envelope import (
     MAX_DEADLINE_MS,
     Envelope,
+    amqp_properties,
     decode_body,
     encode_body,
     from_amqp,
-    to_amqp,
 )
 from framework.keys import CONTENT_KEY_PREFIX, content_key
-from framework.settle import dead_letter_message, retry_message
+from framework.settle import dead_letter_copy, retry_copy
 from framework.settlement import DeadLetter, Reason, Retry
 
 
@@ -32,18 +32,21 @@ class PlaceOrder(Command):
 
 
 def _incoming(message: aio_pika.Message) -> aio_pika.IncomingMessage:
-    props = message.properties
+    return _delivered(message.body, message.properties)
+
+
+def _delivered(body: bytes, props: spec.Basic.Properties) -> aio_pika.IncomingMessage:
     delivered = DeliveredMessage(
         delivery=spec.Basic.Deliver(delivery_tag=7, routing_key="q"),
         header=ContentHeader(properties=props),
-        body=message.body,
+        body=body,
         channel=None,  # type: ignore[arg-type]
     )
     return aio_pika.IncomingMessage(delivered, no_ack=True)
 
 
 def test_round_trip_keeps_identity_and_headers() -> None:
-    """to_amqp then from_amqp gives back the same envelope fields."""
+    """amqp_properties then from_amqp gives back the same envelope fields."""
     env = Envelope(
         message_id="k1",
         type=PlaceOrder.type_name,
@@ -57,19 +60,20 @@ def test_round_trip_keeps_identity_and_headers() -> None:
         traceparent="00-" + "a" * 32 + "-" + "b" * 16 + "-01",
         headers={"x": "y"},
     )
-    amqp = to_amqp(env)
+    amqp = amqp_properties(env)
     assert amqp.message_id == "k1" and amqp.correlation_id == "c1"
     assert amqp.content_type == "application/json"
     assert amqp.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
+    assert amqp.headers is not None
     assert amqp.headers[names.ATTEMPT] == 3 and amqp.headers[names.DEADLINE] == 123
-    back = from_amqp(_incoming(amqp))
+    back = from_amqp(_delivered(env.body, amqp))
     assert back == env
 
 
 def test_expiration_is_set_in_milliseconds() -> None:
     """A deadline's expiration reaches AMQP as milliseconds."""
-    amqp = to_amqp(Envelope("k", "t", b"{}", "c"), expiration_ms=1500)
-    assert amqp.properties.expiration == "1500"
+    amqp = amqp_properties(Envelope("k", "t", b"{}", "c"), expiration_ms=1500)
+    assert amqp.expiration == "1500"
 
 
 def test_garbage_headers_fall_back_to_defaults() -> None:
@@ -158,8 +162,11 @@ def test_copies_of_forged_headers_encode() -> None:
     env = from_amqp(_incoming(raw))
     retry = Retry(delay_ms=10, tier_ms=10, next_attempt=env.attempt + 1, error="e" * 200_000)
     dead = DeadLetter(Reason.INVALID, env.invalid or "", env.attempt)
-    for message in (dead_letter_message(env, dead, "q"), retry_message(env, retry)):
-        encoded = message.properties.marshal()
+    for properties in (
+        amqp_properties(dead_letter_copy(env, dead, "q")),
+        amqp_properties(retry_copy(env, retry), expiration_ms=retry.delay_ms),
+    ):
+        encoded = properties.marshal()
         assert len(encoded) < 4096
 
 

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
-from framework import Command, Context, Event, MessageTooLarge, Overloaded, Worker, names
+from framework import Bus, Command, Context, Event, MessageTooLarge, Overloaded, Worker, names
+from framework.acks import AckCoalescer
+from framework.envelope import Envelope
 from framework.errors import RequestTimeout
 from framework.message_size import MIB
 from framework.testing import MemoryBroker, MemoryBus
+from framework.testing.memory_port import MemoryPort
 
 
 class Job(Command):
@@ -264,3 +268,46 @@ async def test_memory_bus_refuses_a_body_above_the_max_message_size() -> None:
     async with MemoryBus() as bus:
         with pytest.raises(MessageTooLarge, match="claim check"):
             await bus.publish(_Big(blob="x" * (16 * MIB + 1)))
+
+
+class CountingPort(MemoryPort):
+    """The in-memory port, counting what crosses it."""
+
+    def __init__(self, broker: MemoryBroker) -> None:
+        super().__init__(broker)
+        self.routes: list[tuple[str, str]] = []
+        self.ackers: list[object] = []
+
+    async def publish(self, envelope: Envelope, exchange: str, routing_key: str, **kw: Any) -> None:
+        self.routes.append((exchange, routing_key))
+        await super().publish(envelope, exchange, routing_key, **kw)
+
+    def acker(self, *, max_batch: int, max_delay: float, prefetch: int) -> AckCoalescer:
+        acker = super().acker(max_batch=max_batch, max_delay=max_delay, prefetch=prefetch)
+        self.ackers.append(acker)
+        return acker
+
+
+async def test_memory_bus_runs_the_bus_code_over_its_port() -> None:
+    """MemoryBus has no send/publish/request of its own: sends, retry copies and acks of its
+    workers cross the broker port through the production code (Bus, settle, AckCoalescer)."""
+    for verb in ("send", "publish", "send_many", "request", "declare"):
+        assert getattr(MemoryBus, verb) is getattr(Bus, verb), verb
+
+    class Flaky(Worker):
+        queue = "mem.port"
+
+        async def handle(self, msg: Job, ctx: Context) -> None:
+            if ctx.attempt < 2:
+                raise RuntimeError("once")
+
+    async with MemoryBus() as bus:
+        port = CountingPort(bus.broker)
+        bus.port = port
+        await bus.start_worker(Flaky)
+        await bus.send(Job(n=1))
+        await bus.drain()
+    assert port.routes[0] == (names.COMMANDS_EXCHANGE, Job.type_name)
+    assert [exchange for exchange, _ in port.routes[1:]] == [names.moves_exchange("mem.port")]
+    [acker] = port.ackers
+    assert type(acker) is AckCoalescer and acker.frames == 2  # the failed try and the success

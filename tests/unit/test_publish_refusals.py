@@ -14,6 +14,7 @@ from pamqp.header import ContentHeader
 from framework.errors import Overloaded, Unroutable
 from framework.publisher import Publisher
 from framework.testing import MemoryBroker
+from framework.testing.memory_broker import StoredMessage
 
 
 class RefusingChannel:
@@ -54,7 +55,7 @@ async def refusal(error: Exception, exchange: str, routing_key: str) -> str:
 
 
 def memory_refusal(broker: MemoryBroker, exchange: str, routing_key: str) -> str:
-    message = aio_pika.Message(b"{}", message_id="m-1", type="t.Kind")
+    message = StoredMessage(b"{}", message_id="m-1", type="t.Kind")
     with pytest.raises((Unroutable, Overloaded)) as raised:
         broker.publish(message, exchange, routing_key)
     return str(raised.value)

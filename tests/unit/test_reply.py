@@ -33,7 +33,7 @@ def test_error_reply_raises_remote_error() -> None:
     """A terminal failure comes back as RemoteError with reason and error text."""
     message = error_reply_message("r", "c", DeadLetter(Reason.EXHAUSTED, "boom", 5))
     with pytest.raises(RemoteError, match="exhausted") as caught:
-        decode_reply(message.body, message.headers[names.REPLY_STATUS], None)  # type: ignore[arg-type]
+        decode_reply(message.body, message.headers[names.REPLY_STATUS], None)
     assert caught.value.error == "boom"
 
 

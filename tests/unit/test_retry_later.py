@@ -20,11 +20,11 @@ from framework import (
 )
 from framework.backoff import RetryPolicy
 from framework.deferrals import retry_laters_of
-from framework.envelope import Envelope, encode_body, from_amqp
+from framework.envelope import Envelope, encode_body, from_amqp, wire_headers
 from framework.handling import HandlingPolicy, now_ms, process
 from framework.idempotency import MemoryStore
 from framework.not_before import MAX_AHEAD, hop_ms, not_before_of, remaining_wait
-from framework.settle import retry_message
+from framework.settle import retry_copy
 from framework.settlement import (
     DeadLetter,
     Expired,
@@ -157,7 +157,7 @@ def test_the_retry_copy_carries_the_count_and_the_not_before_in_epoch_ms() -> No
     """The copy's headers survive the AMQP encoding: count as int, not-before as epoch ms."""
     settlement = Retry(8000, 8000, 1, "e", None, retry_later=3, not_before_in_ms=100_000)
     before = time.time()
-    copy = from_amqp(_to_incoming(retry_message(_envelope(), settlement)))
+    copy = from_amqp(_to_incoming(retry_copy(_envelope(), settlement)))
     assert retry_laters_of(copy.headers) == 3
     stamped = not_before_of(copy.headers, before)
     assert stamped is not None and before + 100 <= stamped <= time.time() + 100.001
@@ -167,22 +167,22 @@ def test_a_copy_that_needs_no_hop_drops_a_stale_not_before() -> None:
     """A later retry of a message that once waited in hops carries no stale not-before, and
     keeps its retry-later count."""
     old = _envelope(**{names.NOT_BEFORE: 1, names.RETRY_LATER: 2})
-    copy = retry_message(old, Retry(1000, 1000, 2, "boom"))
-    assert names.NOT_BEFORE not in (copy.headers or {})
-    assert (copy.headers or {})[names.RETRY_LATER] == 2
+    copy = retry_copy(old, Retry(1000, 1000, 2, "boom"))
+    assert names.NOT_BEFORE not in copy.headers
+    assert copy.headers[names.RETRY_LATER] == 2
 
 
-def _to_incoming(message: Any) -> Any:
-    """The copy as a consumer would receive it (encoded and decoded by pamqp)."""
+def _to_incoming(copy: Envelope) -> Any:
+    """The copy as a consumer would receive it (its headers encoded and decoded by pamqp)."""
     from pamqp import decode, encode
 
-    headers = decode.field_table(encode.field_table(dict(message.headers or {})))[1]
+    headers = decode.field_table(encode.field_table(dict(wire_headers(copy))))[1]
 
     class Received:
-        body = message.body
-        message_id = message.message_id
-        correlation_id = message.correlation_id
-        type = message.type
+        body = copy.body
+        message_id = copy.message_id
+        correlation_id = copy.correlation_id
+        type = copy.type
         reply_to = None
         timestamp = None
         app_id = None

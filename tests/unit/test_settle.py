@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import aio_pika
 import pytest
 
 from framework import MessageRefused, names
@@ -20,14 +19,15 @@ from framework.settlement import DeadLetter, Reason, Retry
 class RefusingPublisher:
     """Refuses every copy that still carries the sender's header `big`."""
 
-    sent: list[tuple[aio_pika.Message, str]] = field(default_factory=list)
+    sent: list[tuple[Envelope, str]] = field(default_factory=list)
 
     async def publish(
         self,
-        message: aio_pika.Message,
+        message: Envelope,
         exchange: str,
         routing_key: str,
         *,
+        expiration_ms: int | None = None,
         mandatory: bool = True,
         timeout: float | None = None,
     ) -> None:
