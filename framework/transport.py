@@ -69,6 +69,8 @@ class Transport(Protocol):
         ttl: float | None = None,
         traceparent: str | None = None,
         timeout: float | None = None,
+        delay: float | None = None,
+        not_before: datetime | None = None,
     ) -> str: ...
 
     async def publish(

@@ -26,6 +26,7 @@ import aio_pika
 
 from framework import names
 from framework.errors import FrameworkError, Overloaded, Unroutable
+from framework.testing.memory_schedule import HeldMessages
 from framework.topology import Topology
 
 Callback = Callable[[Any], Coroutine[Any, Any, Any]]
@@ -194,6 +195,7 @@ class MemoryBroker:
         self._exchanges: dict[str, str] = {}
         self._bindings: set[tuple[str, str, str]] = set()
         self._delayed: list[tuple[float, int, str, StoredMessage]] = []
+        self.held = HeldMessages()  # scheduled sends (memory_schedule)
         self._seq = itertools.count(1)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._waiters: list[asyncio.Future[None]] = []
@@ -395,16 +397,20 @@ class MemoryBroker:
 
     def next_due(self) -> float | None:
         """When (on the virtual clock) the next delayed message is due; None if none is."""
-        return self._delayed[0][0] if self._delayed else None
+        delayed = self._delayed[0][0] if self._delayed else None
+        return min((t for t in (delayed, self.held.next_due()) if t is not None), default=None)
 
     def advance(self) -> bool:
         """Jump the virtual clock to the next delayed message and release all now due."""
-        if not self._delayed:
+        due = self.next_due()
+        if due is None:
             return False
-        self.now = max(self.now, self._delayed[0][0])
+        self.now = max(self.now, due)
         while self._delayed and self._delayed[0][0] <= self.now:
             _, _, name, stored = heapq.heappop(self._delayed)
             self._dead_letter_expired(self._queues[name], stored)
+        for exchange, routing_key, message in self.held.release(self.now):
+            self.publish(message, exchange, routing_key, mandatory=False)
         self.changed()
         return True
 

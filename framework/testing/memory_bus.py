@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -47,6 +48,7 @@ from framework.outbox.unit_of_work import refuse_direct_publish
 from framework.outbox.writer import OutboxWriter
 from framework.outgoing import outgoing_envelope
 from framework.reply import PendingReplies, decode_reply, request_timeout, unroutable_request
+from framework.scheduling import requested_delay
 from framework.send_batch import raise_for_failures, send_batch
 from framework.settings import Settings
 from framework.testing.memory_broker import (
@@ -55,6 +57,7 @@ from framework.testing.memory_broker import (
     MemoryDelivery,
     StoredMessage,
 )
+from framework.testing.memory_schedule import hold
 from framework.topology import EXCHANGES
 from framework.tracing import open_tracing
 from framework.worker import Worker
@@ -214,12 +217,23 @@ class MemoryBus:
         ttl: float | None = None,
         traceparent: str | None = None,
         timeout: float | None = None,
+        delay: float | None = None,
+        not_before: datetime | None = None,
     ) -> str:
-        """Send a command to the one queue that handles it (`Unroutable` if none)."""
+        """Send a command to the one queue that handles it (`Unroutable` if none); with
+        `delay` / `not_before`, held on the virtual clock until due (`memory_schedule`)."""
         require_kind(command, command=True, verb="send")
         refuse_direct_publish("send")
+        schedule = requested_delay(delay, not_before, time.time())
         return await self._emit(
-            command, idempotency_key, correlation_id, causation_id, deadline, ttl, traceparent
+            command,
+            idempotency_key,
+            correlation_id,
+            causation_id,
+            deadline,
+            ttl,
+            traceparent,
+            schedule=schedule,
         )
 
     async def publish(
@@ -352,13 +366,14 @@ class MemoryBus:
         traceparent: str | None,
         *,
         reply_to: str | None = None,
+        schedule: float | None = None,
     ) -> str:
         key = key or new_key()
         fields = (message, key, correlation_id, causation_id, deadline, ttl)
         if self.tracing is None:
-            return self._route(*fields, traceparent, None, reply_to)
+            return self._route(*fields, traceparent, None, reply_to, schedule)
         with self.tracing.producing(message, key, correlation_id, traceparent) as trace:
-            return self._route(*fields, *trace.headers, reply_to)
+            return self._route(*fields, *trace.headers, reply_to, schedule)
 
     def _route(
         self,
@@ -371,6 +386,7 @@ class MemoryBus:
         traceparent: str | None,
         tracestate: str | None,
         reply_to: str | None,
+        schedule: float | None = None,
     ) -> str:
         envelope, expiration = outgoing_envelope(
             message,
@@ -393,12 +409,17 @@ class MemoryBus:
         )
         deadline_ms = envelope.deadline_ms
         command = is_command(type(message))
-        routed = self.broker.publish(
-            to_amqp(envelope, expiration_ms=expiration),
-            names.COMMANDS_EXCHANGE if command else names.EVENTS_EXCHANGE,
-            message.type_name,
-            mandatory=command,
-        )
+        exchange = names.COMMANDS_EXCHANGE if command else names.EVENTS_EXCHANGE
+        routed: list[str] = []
+        if schedule is None:
+            routed = self.broker.publish(
+                to_amqp(envelope, expiration_ms=expiration),
+                exchange,
+                message.type_name,
+                mandatory=command,
+            )
+        else:
+            hold(self.broker, envelope, expiration, exchange, schedule)
         self.published.append(
             Published(
                 message, key, envelope.correlation_id, causation_id, deadline_ms, tuple(routed)

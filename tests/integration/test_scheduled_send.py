@@ -1,0 +1,141 @@
+"""Scheduled sends on a real broker: a command sent with `delay=` / `not_before=` waits in
+the countdown queues (fw.schedule.wait.*) and reaches its worker only when due."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from framework import Bus, Command, Context, Settings, Worker, names
+from framework.scheduling import UNIT_MS, delay_units, waits_of
+from framework.testing import BrokerAdmin
+
+# how late a due command may reach its handler on these shared, busy machines: the last
+# unit, a dead-letter hop per stage it waited in, and a delivery
+LATE = UNIT_MS / 1000 + 1.0
+
+
+class Remind(Command):
+    type_name = "tests.schedule.Remind"
+    n: int
+
+
+class Expire(Command):
+    type_name = "tests.schedule.Expire"
+    n: int
+
+
+class Handled:
+    """When each command was handled (epoch seconds), with a wait for a set of them."""
+
+    def __init__(self) -> None:
+        self.at: dict[int, float] = {}
+        self._changed = asyncio.Condition()
+
+    async def record(self, n: int) -> None:
+        async with self._changed:
+            self.at[n] = time.time()
+            self._changed.notify_all()
+
+    async def wait_for(self, *ns: int, timeout: float = 15.0) -> None:
+        async with asyncio.timeout(timeout), self._changed:
+            await self._changed.wait_for(lambda: all(n in self.at for n in ns))
+
+
+def recording_worker(queue_name: str, handled: Handled) -> type[Worker]:
+    """A worker that records when it handled each reminder."""
+
+    class Recorder(Worker):
+        queue = queue_name
+
+        async def handle(self, msg: Remind, ctx: Context) -> None:
+            await handled.record(msg.n)
+
+    return Recorder
+
+
+def expiring_worker(queue_name: str, handled: Handled) -> type[Worker]:
+    """The same for `Expire` commands (a type of its own: one queue per command type)."""
+
+    class ExpireRecorder(Worker):
+        queue = queue_name
+
+        async def handle(self, msg: Expire, ctx: Context) -> None:
+            await handled.record(msg.n)
+
+    return ExpireRecorder
+
+
+async def test_delayed_command_is_handled_when_due_not_before(
+    bus: Bus, worker_factory, queue_name: str
+) -> None:
+    """delay=1.5 s: handled no earlier than 1.5 s after the send, and within the granularity
+    (plus hops); the 1.5 s counts down through four stages (100+200+400+800 ms)."""
+    handled = Handled()
+    await worker_factory(recording_worker(queue_name, handled), bus)
+    sent = time.time()
+    await bus.send(Remind(n=1), delay=1.5)
+    await handled.wait_for(1)
+    waited = handled.at[1] - sent
+    assert waits_of(delay_units(1.5)) == [100, 200, 400, 800]
+    assert 1.5 <= waited <= 1.5 + LATE
+
+
+async def test_not_before_and_immediate_sends_keep_their_own_times(
+    bus: Bus, worker_factory, queue_name: str
+) -> None:
+    """A command due at not_before waits; one sent at once meanwhile is handled at once."""
+    handled = Handled()
+    await worker_factory(recording_worker(queue_name, handled), bus)
+    due = datetime.now(UTC) + timedelta(seconds=1)
+    await bus.send(Remind(n=1), not_before=due)
+    await bus.send(Remind(n=2))
+    await handled.wait_for(1, 2)
+    assert handled.at[2] < handled.at[1]
+    assert handled.at[1] >= due.timestamp()
+
+
+async def test_scheduled_command_waits_in_countdown_queues(
+    bus: Bus, broker_admin: BrokerAdmin, worker_factory, queue_name: str
+) -> None:
+    """While it waits, the command is in a fw.schedule.wait.* queue, not in the worker's."""
+    handled = Handled()
+    await worker_factory(recording_worker(queue_name, handled), bus)
+    await bus.send(Remind(n=1), delay=0.8)  # 8 units: only stage 3 (800 ms) holds it
+    assert await broker_admin.depth(names.schedule_queue(800)) >= 1
+    assert await broker_admin.depth(queue_name) == 0
+    await handled.wait_for(1)
+
+
+async def test_deadline_passing_while_scheduled_is_dead_lettered_expired(
+    amqp_url: str, broker_admin: BrokerAdmin, worker_factory, queue_name: str
+) -> None:
+    """A deadline that passes while the command waits wins: it is dead-lettered as
+    `expired` and never handled."""
+    handled = Handled()
+    settings = Settings(clock_skew_tolerance=0.1)
+    async with Bus.connect(amqp_url, settings=settings, service="tests") as strict:
+        await worker_factory(expiring_worker(queue_name, handled), strict)
+        await strict.send(Expire(n=1), delay=1.5, ttl=0.5)
+        dlq = names.dlq_name(queue_name)
+        assert await broker_admin.wait_for_depth(dlq, 1, timeout=15) == 1
+        [dead] = await broker_admin.drain(dlq)
+    assert dead.headers[names.REASON] == "expired"
+    assert handled.at == {}
+
+
+async def test_bad_schedules_are_refused_before_anything_is_sent(bus: Bus) -> None:
+    """Negative delays, both keywords, naive datetimes and delays beyond 7 days raise."""
+    from framework.scheduling import InvalidSchedule
+
+    with pytest.raises(InvalidSchedule, match="negative"):
+        await bus.send(Remind(n=1), delay=-1)
+    with pytest.raises(InvalidSchedule, match="not both"):
+        await bus.send(Remind(n=1), delay=1, not_before=datetime.now(UTC))
+    with pytest.raises(InvalidSchedule, match="time zone"):
+        await bus.send(Remind(n=1), not_before=datetime.now())
+    with pytest.raises(InvalidSchedule, match="maximum"):
+        await bus.send(Remind(n=1), delay=8 * 24 * 3600)
