@@ -28,6 +28,7 @@ NOT_BEFORE = "fw-not-before"
 SCHEDULE_HEADER_PREFIX = "fw-schedule-"
 SCHEDULE_EXCHANGE = "fw.schedule.0"  # the countdown's entry (its stage 0)
 SCHEDULE_QUEUE_PREFIX = "fw.schedule.wait."
+SCHEDULE_ROW = "fw.schedule"  # `framework queues`: the countdown's queues as one row
 KEY_ORIGIN = "fw-key-origin"  # "content": message_id derived from the body (none was sent)
 IN_REPLY_TO = "fw-in-reply-to"
 REPLY_STATUS = "fw-reply-status"

@@ -12,6 +12,7 @@ import pytest
 from framework import Bus, Command, Context, Settings, Worker, names
 from framework.scheduling import UNIT_MS, delay_units, waits_of
 from framework.testing import BrokerAdmin
+from tests.integration.cli_runner import DEAD_MANAGEMENT, framework, framework_json
 
 # how late a due command may reach its handler on these shared, busy machines: the last
 # unit, a dead-letter hop per stage it waited in, and a delivery
@@ -20,6 +21,11 @@ LATE = UNIT_MS / 1000 + 1.0
 
 class Remind(Command):
     type_name = "tests.schedule.Remind"
+    n: int
+
+
+class Later(Command):
+    type_name = "tests.schedule.Later"
     n: int
 
 
@@ -139,3 +145,19 @@ async def test_bad_schedules_are_refused_before_anything_is_sent(bus: Bus) -> No
         await bus.send(Remind(n=1), not_before=datetime.now())
     with pytest.raises(InvalidSchedule, match="maximum"):
         await bus.send(Remind(n=1), delay=8 * 24 * 3600)
+
+
+async def test_queues_cli_shows_scheduled_commands(amqp_url: str, bus: Bus) -> None:
+    """`framework queues` lists the countdown as the row `fw.schedule`, counting the
+    commands waiting there (read exactly through AMQP, management disabled)."""
+    await bus.send(Later(n=1), delay=30)  # a type no queue takes: nothing will handle it
+    env = {"FRAMEWORK_MANAGEMENT_URL": DEAD_MANAGEMENT}
+    [row] = await asyncio.to_thread(
+        framework_json, amqp_url, "queues", "--json", names.SCHEDULE_ROW, env=env
+    )
+    assert row["name"] == names.SCHEDULE_ROW
+    assert row["scheduled"] >= 1
+    assert (row["ready"], row["retry"], row["dlq"]) == (0, 0, 0)
+    table = await asyncio.to_thread(framework, amqp_url, "queues", names.SCHEDULE_ROW, env=env)
+    assert table.returncode == 0, table.stderr
+    assert "sched" in table.stdout and names.SCHEDULE_ROW in table.stdout
