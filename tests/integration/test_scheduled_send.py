@@ -17,6 +17,7 @@ from tests.integration.cli_runner import DEAD_MANAGEMENT, framework, framework_j
 # how late a due command may reach its handler on these shared, busy machines: the last
 # unit, a dead-letter hop per stage it waited in, and a delivery
 LATE = UNIT_MS / 1000 + 1.0
+MODULE = "tests.integration.test_scheduled_send"  # where the CLI finds these commands
 
 
 class Remind(Command):
@@ -39,10 +40,13 @@ class Handled:
 
     def __init__(self) -> None:
         self.at: dict[int, float] = {}
+        self.waited_in: dict[int, set[str]] = {}  # the queues its x-death names
         self._changed = asyncio.Condition()
 
-    async def record(self, n: int) -> None:
+    async def record(self, n: int, ctx: Context) -> None:
+        deaths = ctx.headers.get(names.X_DEATH) or []
         async with self._changed:
+            self.waited_in[n] = {str(death["queue"]) for death in deaths}
             self.at[n] = time.time()
             self._changed.notify_all()
 
@@ -58,7 +62,7 @@ def recording_worker(queue_name: str, handled: Handled) -> type[Worker]:
         queue = queue_name
 
         async def handle(self, msg: Remind, ctx: Context) -> None:
-            await handled.record(msg.n)
+            await handled.record(msg.n, ctx)
 
     return Recorder
 
@@ -70,7 +74,7 @@ def expiring_worker(queue_name: str, handled: Handled) -> type[Worker]:
         queue = queue_name
 
         async def handle(self, msg: Expire, ctx: Context) -> None:
-            await handled.record(msg.n)
+            await handled.record(msg.n, ctx)
 
     return ExpireRecorder
 
@@ -79,14 +83,16 @@ async def test_delayed_command_is_handled_when_due_not_before(
     bus: Bus, worker_factory, queue_name: str
 ) -> None:
     """delay=1.5 s: handled no earlier than 1.5 s after the send, and within the granularity
-    (plus hops); the 1.5 s counts down through four stages (100+200+400+800 ms)."""
+    (plus hops); the 1.5 s chains through four stages (100+200+400+800 ms), as x-death shows."""
     handled = Handled()
     await worker_factory(recording_worker(queue_name, handled), bus)
     sent = time.time()
     await bus.send(Remind(n=1), delay=1.5)
     await handled.wait_for(1)
     waited = handled.at[1] - sent
-    assert waits_of(delay_units(1.5)) == [100, 200, 400, 800]
+    waits = waits_of(delay_units(1.5))
+    assert waits == [100, 200, 400, 800]
+    assert handled.waited_in[1] == {names.schedule_queue(ms) for ms in waits}
     assert 1.5 <= waited <= 1.5 + LATE
 
 
@@ -161,3 +167,40 @@ async def test_queues_cli_shows_scheduled_commands(amqp_url: str, bus: Bus) -> N
     table = await asyncio.to_thread(framework, amqp_url, "queues", names.SCHEDULE_ROW, env=env)
     assert table.returncode == 0, table.stderr
     assert "sched" in table.stdout and names.SCHEDULE_ROW in table.stdout
+
+
+async def test_cli_send_delay_schedules_the_command(
+    amqp_url: str, bus: Bus, worker_factory, queue_name: str
+) -> None:
+    """`framework send TYPE JSON --delay 1` prints the key at once; the worker gets the
+    command no earlier than a second after the send started."""
+    handled = Handled()
+    await worker_factory(recording_worker(queue_name, handled), bus)
+    started = time.time()
+    result = await asyncio.to_thread(
+        framework,
+        amqp_url,
+        "send",
+        Remind.type_name,
+        '{"n": 9}',
+        "--delay",
+        "1",
+        "--key",
+        f"{queue_name}-remind-9",
+        "--module",
+        MODULE,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"{queue_name}-remind-9"
+    await handled.wait_for(9)
+    assert handled.at[9] >= started + 1
+
+
+def test_cli_send_delay_over_the_maximum_is_one_error_line(amqp_url: str) -> None:
+    """A delay beyond 7 days is refused before anything is sent: one `error:` line."""
+    result = framework(
+        amqp_url, "send", Remind.type_name, '{"n": 1}', "--delay", "700000", "--module", MODULE
+    )
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("error: delay=700000s is over the maximum")
