@@ -11,7 +11,7 @@ from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractConnection
-from aiormq.exceptions import ChannelAccessRefused
+from aiormq.exceptions import ChannelAccessRefused, ChannelNotFoundEntity
 
 from framework import names
 from framework.errors import ConfigurationError
@@ -36,15 +36,33 @@ def binding_arguments(stage: Stage, bit: str) -> dict[str, Any]:
 
 async def declare_schedule(connection: AbstractConnection) -> None:
     """Declare every stage's exchange, wait queue and the two bindings that choose between
-    them. Raises `ConfigurationError` if this user may not (an administrator declares them)."""
+    them. A user who may not (a service user in production) gets by if an administrator
+    declared them (`framework declare-exchanges --schedule`): then they are only checked,
+    passively; if they are missing, `ConfigurationError` says what to run."""
     try:
         await _declare(connection)
     except ChannelAccessRefused as exc:
-        raise ConfigurationError(
-            "this user may not declare the scheduled-send queues and exchanges (fw.schedule.*): "
-            "an administrator declares them once (run a scheduled send with an "
-            f"administrator's --url), or grant configure/write/read on ^fw\\.schedule\\..*$ ({exc})"
-        ) from exc
+        if not await _all_present(connection):
+            raise ConfigurationError(
+                "this user may not declare the scheduled-send countdown (fw.schedule.* queues "
+                "and exchanges) and it does not exist yet: an administrator runs `framework "
+                "declare-exchanges --schedule` (or grant configure, write and read on "
+                f"^fw\\.schedule\\..*$); {exc}"
+            ) from exc
+
+
+async def _all_present(connection: AbstractConnection) -> bool:
+    """True if every stage's exchange and queue exist (passive checks need no permission)."""
+    try:
+        async with connection.channel(publisher_confirms=False) as channel:
+            for stage in stages():
+                await channel.declare_exchange(
+                    stage.exchange, aio_pika.ExchangeType.HEADERS, durable=True, passive=True
+                )
+                await channel.declare_queue(stage.queue, passive=True)
+    except ChannelNotFoundEntity:
+        return False
+    return True
 
 
 async def _declare(connection: AbstractConnection) -> None:
