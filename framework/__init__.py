@@ -25,6 +25,7 @@ from framework.messages import Command, Event, Message
 from framework.replica import Replica
 from framework.replica_feed import instance_name
 from framework.replica_store import ApplyResult
+from framework.scheduling import InvalidSchedule
 from framework.send_batch import SendResult
 from framework.send_retry import RetryOnOverload
 from framework.settings import Settings
@@ -44,6 +45,7 @@ __all__ = [
     "FrameworkError",
     "HandlerTimeout",
     "InvalidMessage",
+    "InvalidSchedule",
     "Message",
     "MessageRefused",
     "MessageTooLarge",
