@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import time
 from typing import TYPE_CHECKING
 
 import aio_pika
 
+from framework import names
 from framework.envelope import Envelope, to_amqp
 from framework.scheduling import UNIT_MS, delay_units, scheduled
 
@@ -38,10 +40,17 @@ class HeldMessages:
         return self._heap[0][0] if self._heap else None
 
     def release(self, now: float) -> list[tuple[str, str, aio_pika.Message]]:
-        """Remove and return (exchange, routing key, message) of everything due by `now`."""
+        """Remove and return (exchange, routing key, message) of everything due by `now`.
+
+        Its `fw-not-before` becomes the real time of release: the virtual clock ran ahead of
+        the real one, and a worker reading the header against the real clock must see the
+        command as due (it is, on the clock its delays run on)."""
         due = []
         while self._heap and self._heap[0][0] <= now:
             _, _, exchange, routing_key, message = heapq.heappop(self._heap)
+            headers = message.headers
+            if headers is not None and names.NOT_BEFORE in headers:
+                headers[names.NOT_BEFORE] = time.time()
             due.append((exchange, routing_key, message))
         return due
 

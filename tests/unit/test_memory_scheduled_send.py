@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -100,3 +101,21 @@ async def test_bad_schedule_is_refused_on_the_memory_bus_too(test_bus: MemoryBus
     with pytest.raises(InvalidSchedule, match="negative"):
         await test_bus.send(Remind(n=1), delay=-5)
     assert len(test_bus.broker.held) == 0
+
+
+async def test_released_command_is_due_on_the_real_clock_too(test_bus: MemoryBus) -> None:
+    """Released on the virtual clock, its fw-not-before is not in the real future, so a
+    worker comparing it with the real clock sees it due."""
+    seen: list[float] = []
+
+    class Reader(Worker):
+        queue = "mem.reader"
+
+        async def handle(self, msg: Remind, ctx: Context) -> None:
+            seen.append(float(ctx.headers[names.NOT_BEFORE]))
+
+    await test_bus.start_worker(Reader)
+    await test_bus.send(Remind(n=1), delay=3600)
+    await asyncio.wait_for(test_bus.drain(), 2)
+    [not_before] = seen
+    assert not_before <= time.time()
