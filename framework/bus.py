@@ -496,7 +496,8 @@ class Bus:
         seconds = requested_delay(delay, not_before, time.time())
         if seconds is not None and SCHEDULE not in self._declared:
             await self._apply(SCHEDULE)
-            self._declared.append(SCHEDULE)
+            if SCHEDULE not in self._declared:  # concurrent first sends declared it too
+                self._declared.append(SCHEDULE)
         return seconds
 
     def outbox(self, connection: Any, *, stream: str | None = None) -> OutboxWriter:
