@@ -28,6 +28,7 @@ Results and errors:
     SendResult          one message's outcome in `send_many`
     FrameworkError      base of every error below
     ConfigurationError  a setting or declaration that cannot work
+    InvalidSchedule     `send(delay=, not_before=)` that makes no schedule (a ConfigurationError)
     BrokerUnavailable   no broker node answered
     PublishFailed       a send or publish was not confirmed; subclasses say why:
     Unroutable          no queue is bound for it
@@ -71,6 +72,7 @@ from framework.rate_limit import RateLimit
 from framework.replica import Replica
 from framework.replica_feed import instance_name
 from framework.replica_store import ApplyResult
+from framework.scheduling import InvalidSchedule
 from framework.send_results import SendResult
 from framework.send_retry import RetryOnOverload
 from framework.settings import Settings
@@ -90,6 +92,7 @@ __all__ = [
     "FrameworkError",
     "HandlerTimeout",
     "InvalidMessage",
+    "InvalidSchedule",
     "Message",
     "MessageRefused",
     "MessageTooLarge",

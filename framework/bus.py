@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -32,11 +33,12 @@ from framework.outbox.writer import OutboxWriter
 from framework.outgoing import outgoing_envelope
 from framework.publisher import Publisher
 from framework.rabbit_port import RabbitPort
+from framework.scheduling import requested_delay, scheduled
 from framework.send_batch import raise_for_failures, send_batch
 from framework.send_retry import RetryOnOverload
 from framework.settings import Settings
 from framework.startup_checks import refuse_unheld_consumer_timeout
-from framework.topology import EXCHANGES, Topology
+from framework.topology import EXCHANGES, SCHEDULE, Topology
 from framework.tracing import open_tracing
 from framework.urls import split_urls
 from framework.worker_spec import build_spec
@@ -297,6 +299,8 @@ class Bus:
         traceparent: str | None = None,
         timeout: float | None = None,
         retry: RetryOnOverload | None = None,
+        delay: float | None = None,
+        not_before: datetime | None = None,
     ) -> str:
         """Send a command to the one queue that handles it; returns its key once confirmed.
 
@@ -304,18 +308,37 @@ class Bus:
         `PublishTimeout` if the broker does not confirm within the publish timeout.
         With `retry=RetryOnOverload(within=...)`, a full queue is retried with jittered
         backoff until `within` seconds have passed (same key: no duplicates downstream).
+        With `delay` (seconds) or `not_before` (an aware datetime) the command waits on the
+        broker and reaches its queue only then (`framework.scheduling`).
         """
         require_kind(command, command=True, verb="send")
         refuse_direct_publish("send")
         key = idempotency_key or new_key()
+        schedule = await self._schedule(delay, not_before)
         if retry is None:
             return await self._emit(
-                command, key, correlation_id, causation_id, deadline, ttl, traceparent, timeout
+                command,
+                key,
+                correlation_id,
+                causation_id,
+                deadline,
+                ttl,
+                traceparent,
+                timeout,
+                schedule,
             )
 
         async def attempt() -> str:
             return await self._emit(
-                command, key, correlation_id, causation_id, deadline, ttl, traceparent, timeout
+                command,
+                key,
+                correlation_id,
+                causation_id,
+                deadline,
+                ttl,
+                traceparent,
+                timeout,
+                schedule,
             )
 
         return await retry.call(attempt)
@@ -389,26 +412,37 @@ class Bus:
         ttl: float | None,
         traceparent: str | None,
         timeout: float | None,
+        schedule: float | None = None,
     ) -> str:
         key = key or new_key()
         fields = (key, correlation_id, causation_id, deadline, ttl)
         if self.tracing is None:
-            await self._publish(message, *self._envelope(message, *fields, traceparent), timeout)
+            envelope, expiration = self._envelope(message, *fields, traceparent)
+            await self._publish(message, envelope, expiration, timeout, schedule)
             return key
         with self.tracing.producing(message, key, correlation_id, traceparent) as trace:
             envelope, expiration = self._envelope(message, *fields, *trace.headers)
-            await self._publish(message, envelope, expiration, timeout)
+            await self._publish(message, envelope, expiration, timeout, schedule)
         return key
 
     def _publish(
-        self, message: Message, envelope: Envelope, expiration: int | None, timeout: float | None
+        self,
+        message: Message,
+        envelope: Envelope,
+        expiration: int | None,
+        timeout: float | None,
+        schedule: float | None = None,
     ) -> Awaitable[None]:
         """The port's confirmed publish itself (no coroutine of its own on the hot path),
-        recorded once confirmed when the bus records (the in-memory bus)."""
+        recorded once confirmed when the bus records (the in-memory bus); a scheduled
+        command goes through the countdown (`framework.scheduling`)."""
         command = is_command(type(message))
+        envelope, exchange = scheduled(
+            envelope, names.COMMANDS_EXCHANGE if command else names.EVENTS_EXCHANGE, schedule
+        )
         confirmed = self.port.publish(
             envelope,
-            names.COMMANDS_EXCHANGE if command else names.EVENTS_EXCHANGE,
+            exchange,
             message.type_name,
             expiration_ms=expiration,
             mandatory=command,
@@ -416,6 +450,15 @@ class Bus:
         )
         record = self._on_published
         return confirmed if record is None else _then(confirmed, record, message, envelope)
+
+    async def _schedule(self, delay: float | None, not_before: datetime | None) -> float | None:
+        """The delay `send` was asked for (None: now); declares the countdown the first time."""
+        seconds = requested_delay(delay, not_before, time.time())
+        if seconds is not None and SCHEDULE not in self._declared:
+            await self._apply(SCHEDULE)
+            if SCHEDULE not in self._declared:  # concurrent first sends declared it too
+                self._declared.append(SCHEDULE)
+        return seconds
 
     def outbox(self, connection: Any, *, stream: str | None = None) -> OutboxWriter:
         """Send and publish through the outbox inside a transaction you own (outside handlers).

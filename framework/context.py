@@ -75,18 +75,31 @@ class Context:
         idempotency_key: str | None = None,
         deadline: datetime | None = None,
         ttl: float | None = None,
+        delay: float | None = None,
+        not_before: datetime | None = None,
     ) -> str:
-        """Send a command caused by this delivery; returns its (derived) key once confirmed."""
+        """Send a command caused by this delivery; returns its (derived) key once confirmed.
+
+        `delay` / `not_before` schedule it as `Bus.send` does (not inside a transaction)."""
         key = idempotency_key or self._next_key(command)
-        return await self._emitter("send").send(
-            command,
-            idempotency_key=key,
-            correlation_id=self.correlation_id,
-            causation_id=self.message_id,
-            traceparent=self._span or child_traceparent(self.traceparent),
-            deadline=deadline,
-            ttl=ttl,
-        )
+        emitter = self._emitter("send")
+        fields: dict[str, Any] = {
+            "idempotency_key": key,
+            "correlation_id": self.correlation_id,
+            "causation_id": self.message_id,
+            "traceparent": self._span or child_traceparent(self.traceparent),
+            "deadline": deadline,
+            "ttl": ttl,
+        }
+        if delay is None and not_before is None:
+            return await emitter.send(command, **fields)
+        if emitter is not self.bus:
+            raise ConfigurationError(
+                "a scheduled send (delay= / not_before=) cannot go through the outbox yet: "
+                "send it before the `async with ctx.transaction()` block (a retried handler "
+                "sends it again under the same derived key), or without a delay"
+            )
+        return await self.bus.send(command, delay=delay, not_before=not_before, **fields)
 
     # ---- the unit of work (framework.outbox) --------------------------------------------
 

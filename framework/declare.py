@@ -22,6 +22,7 @@ from aiormq.exceptions import (
 )
 
 from framework.errors import ConfigurationError
+from framework.schedule_declare import declare_schedule
 from framework.topology import ExchangeSpec, QueueSpec, Topology
 from framework.urls import mask_text
 
@@ -68,6 +69,8 @@ async def declare(connection: AbstractConnection, topology: Topology) -> None:
     queues and bindings (durable; an expiring topology's exchange is auto-delete)."""
     for spec in topology.exchanges:
         await ensure_shared_exchange(connection, spec)
+    if topology.schedule:
+        await declare_schedule(connection)
     async with connection.channel(publisher_confirms=False) as channel:
         for name in topology.own_exchanges:
             await channel.declare_exchange(

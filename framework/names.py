@@ -26,6 +26,13 @@ TRACESTATE = "tracestate"  # W3C trace context's vendor part: read and written w
 # on a retry or DLQ copy, with OpenTelemetry on: the `traceparent` of the attempt it comes
 # from (its `process` span), so the next attempt's span links to it
 PREVIOUS_ATTEMPT = "fw-previous-attempt"
+# scheduled sends (framework.scheduling): "do not handle before" (epoch seconds, a float),
+# shared with handler-side retry-after; and the countdown's per-stage headers
+NOT_BEFORE = "fw-not-before"
+SCHEDULE_HEADER_PREFIX = "fw-schedule-"
+SCHEDULE_EXCHANGE = "fw.schedule.0"  # the countdown's entry (its stage 0)
+SCHEDULE_QUEUE_PREFIX = "fw.schedule.wait."
+SCHEDULE_ROW = "fw.schedule"  # `framework queues`: the countdown's queues as one row
 KEY_ORIGIN = "fw-key-origin"  # "content": message_id derived from the body (none was sent)
 IN_REPLY_TO = "fw-in-reply-to"
 REPLY_STATUS = "fw-reply-status"
@@ -49,6 +56,16 @@ def moves_exchange(queue: str) -> str:
 def retry_queue_name(queue: str, delay_ms: int) -> str:
     """The delay queue of `queue` whose messages wait at most `delay_ms`."""
     return f"{queue}.retry.{format_delay(delay_ms)}"
+
+
+def schedule_exchange(stage: int) -> str:
+    """The headers exchange of stage `stage` of the scheduled-send countdown."""
+    return f"fw.schedule.{stage}"
+
+
+def schedule_queue(wait_ms: int) -> str:
+    """The countdown queue that holds a scheduled command for `wait_ms`."""
+    return f"{SCHEDULE_QUEUE_PREFIX}{format_delay(wait_ms)}"
 
 
 def format_delay(delay_ms: int) -> str:

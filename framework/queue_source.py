@@ -20,10 +20,13 @@ from framework.queue_stats import (
     DEFAULT_TARGET_DRAIN,
     QueueSample,
     QueueStats,
+    Source,
     group,
     matches,
+    schedule_row,
     worker_queue_names,
 )
+from framework.scheduling import stages
 from framework.topology import Topology
 
 ConnectionGetter = Callable[[], Awaitable[AbstractConnection]]
@@ -58,19 +61,56 @@ async def read_stats(
             note = str(exc)
         else:
             present = {s.name for s in samples}
-            chosen = list(queues) or worker_queue_names(present)
+            chosen = _worker_queues(queues) or worker_queue_names(present)
             if all(q in present for q in chosen):  # else: let the broker say what is missing
                 chosen = [q for q in chosen if matches(q, pattern)]
-                return Snapshot(group(samples, chosen, "management", target_drain))
+                rows = group(samples, chosen, "management", target_drain)
+                if _wants_schedule(queues, pattern):
+                    rows += _schedule_rows(samples, "management", named=bool(queues))
+                return Snapshot(rows)
             note = "some queues are not (yet) known to the management API"
     if not queues:
         raise ConfigurationError(
             f"{note}; without it the queues cannot be listed: name them, "
             "e.g. `framework queues orders`"
         )
-    chosen = [q for q in queues if matches(q, pattern)]
+    chosen = [q for q in _worker_queues(queues) if matches(q, pattern)]
     samples = await _passive_samples(await connection(), chosen, retry_queues or {})
-    return Snapshot(group(samples, chosen, "amqp", target_drain), note)
+    rows = group(samples, chosen, "amqp", target_drain)
+    if _wants_schedule(queues, pattern):
+        countdown = await _passive_schedule_samples(await connection())
+        rows += _schedule_rows(countdown, "amqp", named=True)
+    return Snapshot(rows, note)
+
+
+def _worker_queues(queues: Sequence[str]) -> list[str]:
+    return [q for q in queues if q != names.SCHEDULE_ROW]
+
+
+def _wants_schedule(queues: Sequence[str], pattern: str | None) -> bool:
+    """The `fw.schedule` row: when named, or when listing everything it matches."""
+    return names.SCHEDULE_ROW in queues or (not queues and matches(names.SCHEDULE_ROW, pattern))
+
+
+def _schedule_rows(
+    samples: Sequence[QueueSample], source: Source, *, named: bool
+) -> list[QueueStats]:
+    row = schedule_row(samples, source)
+    if row is None and named:
+        raise UnknownQueue(
+            f"unknown queue {names.SCHEDULE_ROW!r}: no scheduled send was made on this vhost yet "
+            "(its queues fw.schedule.wait.* are declared by the first `send(..., delay=...)`)"
+        )
+    return [] if row is None else [row]
+
+
+async def _passive_schedule_samples(connection: AbstractConnection) -> list[QueueSample]:
+    samples = []
+    for stage in stages():
+        sample = await _passive(connection, stage.queue)
+        if sample is not None:
+            samples.append(sample)
+    return samples
 
 
 async def _passive_samples(

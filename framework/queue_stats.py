@@ -1,8 +1,9 @@
 """Queue statistics as data: raw per-queue samples grouped into one row per worker queue.
 
 A worker queue `Q` is shown with its companions: the delay tiers `Q.retry.*` (summed into
-`retry`) and `Q.dlq`. Grouping, filtering and trend arrows are pure; fetching the samples is
-`framework.queue_source`'s job.
+`retry`) and `Q.dlq`; the scheduled-send countdown `fw.schedule.wait.*` is one row of its own,
+`fw.schedule` (summed into `scheduled`). Grouping, filtering and trend arrows are pure;
+fetching the samples is `framework.queue_source`'s job.
 """
 
 from __future__ import annotations
@@ -51,6 +52,9 @@ class QueueStats:
     drain_seconds: float | None
     suggested_replicas: int | None
     source: Source
+    # commands sent with a delay, waiting in the countdown (the `fw.schedule` row; worker
+    # queues show 0: a scheduled command names its type, not its queue, until it is due)
+    scheduled: int = 0
 
     @property
     def rates_available(self) -> bool:
@@ -78,6 +82,7 @@ class QueueStats:
             "suggested_replicas": self.suggested_replicas,
             "rates_available": self.rates_available,
             "source": self.source,
+            "scheduled": self.scheduled,
         }
 
 
@@ -122,6 +127,29 @@ def group(
     return rows
 
 
+def schedule_row(samples: Sequence[QueueSample], source: Source) -> QueueStats | None:
+    """The `fw.schedule` row: every scheduled command waiting in the countdown's queues
+    (`framework.scheduling`); None if no bus ever scheduled a send on this vhost."""
+    waiting = [s for s in samples if s.name.startswith(names.SCHEDULE_QUEUE_PREFIX)]
+    if not waiting:
+        return None
+    unacked = [s.unacked for s in waiting]
+    return QueueStats(
+        name=names.SCHEDULE_ROW,
+        ready=0,
+        unacked=None if None in unacked else 0,
+        consumers=0,
+        retry=0,
+        dlq=0,
+        publish_rate=None,
+        deliver_rate=None,
+        drain_seconds=None,
+        suggested_replicas=None,
+        source=source,
+        scheduled=sum(s.ready + (s.unacked or 0) for s in waiting),
+    )
+
+
 def _row(
     main: QueueSample, retry: int, dlq: int, source: Source, target_drain: float
 ) -> QueueStats:
@@ -163,4 +191,4 @@ def trend(previous: int | None, current: int) -> str:
 
 def backlog(row: QueueStats) -> int:
     """What the trend arrow follows: messages waiting or in flight in the queue and its tiers."""
-    return row.ready + (row.unacked or 0) + row.retry
+    return row.ready + (row.unacked or 0) + row.retry + row.scheduled

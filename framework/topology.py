@@ -69,6 +69,8 @@ class Topology:
     # the queues expire when unused (a queue of one instance): the moves exchange is then
     # auto-delete, so it goes with the last of them instead of staying behind
     expiring: bool = False
+    # the scheduled-send countdown (framework.scheduling), declared by schedule_declare
+    schedule: bool = False
 
     def __add__(self, other: Topology) -> Topology:
         return Topology(
@@ -77,6 +79,7 @@ class Topology:
             _unique(self.bindings + other.bindings),
             _unique(self.moves + other.moves),
             self.expiring or other.expiring,
+            self.schedule or other.schedule,
         )
 
     @property
@@ -102,6 +105,11 @@ EXCHANGES = Topology(
         ExchangeSpec(names.EVENTS_EXCHANGE, "topic"),
     )
 )
+
+
+# the stages that hold scheduled sends: shared by the vhost, declared by a bus before its
+# first scheduled send (`Bus.send(delay=...)`)
+SCHEDULE = EXCHANGES + Topology(schedule=True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,24 +11,38 @@ import asyncio
 
 import click
 
+from framework import names
 from framework.cli.broker import BrokerSession
 from framework.cli.context import state
 from framework.declare import ensure_shared_exchange
+from framework.schedule_declare import declare_schedule
+from framework.scheduling import STAGES
 from framework.topology import EXCHANGES
 
 
 @click.command("declare-exchanges")
+@click.option(
+    "--schedule",
+    is_flag=True,
+    help="Also declare the scheduled-send countdown (fw.schedule.*), for service users "
+    "that may not declare it themselves.",
+)
 @click.pass_context
-def declare_exchanges_command(ctx: click.Context) -> None:
+def declare_exchanges_command(ctx: click.Context, schedule: bool) -> None:
     """Create fw.commands (direct) and fw.events (topic) if missing (needs configure rights)."""
 
     async def main() -> list[tuple[str, bool]]:
         async with BrokerSession(state(ctx).settings) as session:
             connection = await session.connection()
-            return [
+            results = [
                 (spec.name, await ensure_shared_exchange(connection, spec))
                 for spec in EXCHANGES.exchanges
             ]
+            if schedule:
+                await declare_schedule(connection)
+            return results
 
     for name, created in asyncio.run(main()):
         click.echo(f"{name}: {'created' if created else 'already there'}")
+    if schedule:
+        click.echo(f"{names.SCHEDULE_ROW}: declared ({STAGES} stages)")

@@ -1,4 +1,5 @@
-"""`framework queues`: depth, consumers, retry and DLQ depth, rates, drain time, replicas."""
+"""`framework queues`: depth, consumers, retry and DLQ depth, rates, drain time, replicas;
+and the scheduled sends waiting in the countdown (the `fw.schedule` row, `sched`)."""
 
 from __future__ import annotations
 
@@ -104,7 +105,8 @@ def render(snapshot: Snapshot, previous: dict[str, int], broker: str | None = No
     title = "framework queues" + (f" on {broker}" if broker else "")
     table = Table(title=title, caption=caption, box=box.SIMPLE_HEAD)
     table.add_column("queue", overflow="fold", ratio=1)
-    for column in ("ready", "unack", "cons", "retry", "dlq", "in/s", "out/s", "drain", "repl", "±"):
+    columns = ("ready", "unack", "cons", "retry", "dlq", "in/s", "out/s", "drain", "repl", "sched")
+    for column in (*columns, "±"):
         table.add_column(column, justify="right", no_wrap=True, min_width=len(column))
     for row in snapshot.rows:
         table.add_row(
@@ -118,10 +120,11 @@ def render(snapshot: Snapshot, previous: dict[str, int], broker: str | None = No
             _rate(row.deliver_rate),
             row.drain,
             _opt(row.suggested_replicas),
+            str(row.scheduled),
             trend(previous.get(row.name), backlog(row)),
         )
     if not snapshot.rows:
-        table.add_row("(no framework queues)", *[""] * 10)
+        table.add_row("(no framework queues)", *[""] * 11)
     return table
 
 

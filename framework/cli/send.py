@@ -17,7 +17,7 @@ from framework.cli.options import PROJECT_DEFAULT, module_option
 from framework.cli.send_many import emit, send_many
 from framework.errors import ConfigurationError
 from framework.loading import import_module, import_package_tree
-from framework.messages import Message, message_types
+from framework.messages import Command, Message, message_types
 from framework.project import project_modules
 from framework.settings import Settings
 
@@ -78,6 +78,13 @@ def parse_body(cls: type[Message], text: str) -> Message:
     show_default=True,
     help="Send the message N times (load tests), with a progress bar.",
 )
+@click.option(
+    "--delay",
+    type=click.FloatRange(min=0),
+    default=None,
+    metavar="SECONDS",
+    help="Schedule a command: its queue gets it this many seconds from now (up to 7 days).",
+)
 @module_option(
     "Extra module to import message types from (repeatable), besides the "
     f"project's ({PROJECT_DEFAULT})."
@@ -90,6 +97,7 @@ def send_command(
     file: Path | None,
     key: str | None,
     count: int,
+    delay: float | None,
     modules: tuple[str, ...],
 ) -> None:
     """Validate JSON against TYPE's schema and publish it; prints the idempotency key.
@@ -109,6 +117,13 @@ def send_command(
     cls = resolve_type(type_name, modules)
     message = parse_body(cls, text)
     settings = state(ctx).settings
+    if delay is not None:
+        if not isinstance(message, Command):
+            raise click.UsageError(f"--delay schedules commands; {type_name} is an event")
+        if count != 1:
+            raise click.UsageError("--delay schedules one command: leave out --count")
+        click.echo(asyncio.run(_schedule(settings, message, key, delay)))
+        return
     if count == 1:
         click.echo(asyncio.run(_publish(settings, message, key)))
         return
@@ -119,3 +134,8 @@ def send_command(
 async def _publish(settings: Settings, message: Message, key: str | None) -> str:
     async with Bus.connect(settings=settings, service="framework-cli") as bus:
         return await emit(bus, message, key)
+
+
+async def _schedule(settings: Settings, command: Command, key: str | None, delay: float) -> str:
+    async with Bus.connect(settings=settings, service="framework-cli") as bus:
+        return await bus.send(command, idempotency_key=key, delay=delay)

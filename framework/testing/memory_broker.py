@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import time
 from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field, replace
@@ -26,6 +27,8 @@ from typing import Any
 from framework import names
 from framework.envelope import Envelope, wire_headers
 from framework.errors import FrameworkError, Overloaded, Unroutable
+from framework.not_before import not_before_header
+from framework.testing.memory_schedule import HeldMessages, countdown_delay
 from framework.topology import Topology
 
 Callback = Callable[[Any], Coroutine[Any, Any, None]]
@@ -202,6 +205,7 @@ class MemoryBroker:
         self._exchanges: dict[str, str] = {}
         self._bindings: set[tuple[str, str, str]] = set()
         self._delayed: list[tuple[float, int, str, StoredMessage]] = []
+        self.held: HeldMessages[StoredMessage] = HeldMessages()  # scheduled sends
         self._seq = itertools.count(1)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._waiters: list[asyncio.Future[None]] = []
@@ -239,7 +243,12 @@ class MemoryBroker:
     def publish(
         self, message: StoredMessage, exchange: str, routing_key: str, *, mandatory: bool = True
     ) -> list[str]:
-        """Route and store `message`; returns the queues it went to."""
+        """Route and store `message`; returns the queues it went to (none while a scheduled
+        command is held in the countdown)."""
+        if exchange == names.SCHEDULE_EXCHANGE:
+            self.held.hold(self.now + countdown_delay(message.headers), routing_key, message)
+            self.changed()
+            return []
         targets = self._route(message, exchange, routing_key)
         if not targets and mandatory:
             raise Unroutable.no_queue(
@@ -402,16 +411,26 @@ class MemoryBroker:
 
     def next_due(self) -> float | None:
         """When (on the virtual clock) the next delayed message is due; None if none is."""
-        return self._delayed[0][0] if self._delayed else None
+        delayed = self._delayed[0][0] if self._delayed else None
+        return min((t for t in (delayed, self.held.next_due()) if t is not None), default=None)
 
     def advance(self) -> bool:
         """Jump the virtual clock to the next delayed message and release all now due."""
-        if not self._delayed:
+        due = self.next_due()
+        if due is None:
             return False
-        self.now = max(self.now, self._delayed[0][0])
+        self.now = max(self.now, due)
         while self._delayed and self._delayed[0][0] <= self.now:
             _, _, name, stored = heapq.heappop(self._delayed)
             self._dead_letter_expired(self._queues[name], stored)
+        for routing_key, held in self.held.release(self.now):
+            # its `fw-not-before` becomes the real time: the virtual clock ran ahead, and a
+            # worker reading the header against the real clock must see the command as due
+            headers = dict(held.headers)
+            if names.NOT_BEFORE in headers:
+                headers[names.NOT_BEFORE] = not_before_header(time.time())
+            released = replace(held, headers=headers)
+            self.publish(released, names.COMMANDS_EXCHANGE, routing_key, mandatory=False)
         self.changed()
         return True
 
