@@ -160,12 +160,9 @@ def _unusable(envelope: Envelope, policy: HandlingPolicy) -> Invalid | None:
 def _not_yet(envelope: Envelope, policy: HandlingPolicy) -> NotYet | None:
     """A copy on a long wait that arrived before its `fw-not-before` (framework.not_before)
     goes on waiting, unless its deadline has passed (then it is settled as usual: expired,
-    or acked if a duplicate). Within the clock skew tolerance it counts as reached: the
-    delay queues never deliver early, so a copy a little ahead of this host's clock was
-    stamped by a clock that runs ahead (the sender's), and waiting a whole tier more for
-    it would make a scheduled command late by a tier."""
+    or acked if a duplicate)."""
     wait = remaining_wait(envelope.headers, time.time())
-    if wait <= policy.clock_skew or is_expired(envelope.deadline_ms, now_ms(), policy.clock_skew):
+    if wait <= 0 or is_expired(envelope.deadline_ms, now_ms(), policy.clock_skew):
         return None
     error = envelope.headers.get(names.ERROR)
     return NotYet(wait, error if isinstance(error, str) else "")

@@ -27,7 +27,6 @@ from typing import Any
 from framework import names
 from framework.envelope import Envelope, wire_headers
 from framework.errors import FrameworkError, Overloaded, Unroutable
-from framework.not_before import not_before_header
 from framework.testing.memory_schedule import HeldMessages, countdown_delay
 from framework.topology import Topology
 
@@ -428,7 +427,7 @@ class MemoryBroker:
             # worker reading the header against the real clock must see the command as due
             headers = dict(held.headers)
             if names.NOT_BEFORE in headers:
-                headers[names.NOT_BEFORE] = not_before_header(time.time())
+                headers[names.NOT_BEFORE] = int(time.time() * 1000)  # rounded down: due
             released = replace(held, headers=headers)
             self.publish(released, names.COMMANDS_EXCHANGE, routing_key, mandatory=False)
         self.changed()
