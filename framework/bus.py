@@ -28,6 +28,7 @@ from framework.errors import FrameworkError
 from framework.idempotency import IdempotencyStore, open_store
 from framework.idempotency.factory import is_shared
 from framework.keys import new_key
+from framework.load_status import LOAD_TOPOLOGY, LoadFollower
 from framework.message_size import refuse_oversized
 from framework.messages import Command, Event, Message, is_command, require_kind
 from framework.outbox.unit_of_work import refuse_direct_publish
@@ -92,6 +93,7 @@ class Bus:
         self._declared: list[Topology] = [EXCHANGES]
         self._reconnect_listeners: list[Callable[[], Awaitable[None]]] = []
         self._topology_check: asyncio.Task[None] | None = None
+        self.load: LoadFollower | None = None  # load reports followed (shed_by_forecast)
         self._log = structlog.get_logger("framework.bus").bind(service=self.service)
 
     @classmethod
@@ -136,6 +138,11 @@ class Bus:
             self._consume_conn = await self._open(f"{self.service}.consume")
             self._publisher = Publisher(self._publish_conn, s.publish_timeout)
             await self._apply(EXCHANGES)
+            if s.shed_by_forecast:  # framework.load_status: fw.load, followed
+                await self._apply(LOAD_TOPOLOGY)
+                self._declared.append(LOAD_TOPOLOGY)
+                self.load = LoadFollower(self.service)
+                await self.load.start(self._consume_conn)
             for conn in (self._publish_conn, self._consume_conn):
                 conn.reconnect_callbacks.add(self._on_reconnect)
             arg = self._idempotency_arg
@@ -177,6 +184,9 @@ class Bus:
         if self._requests is not None:
             await self._requests.close()
             self._requests = None
+        if self.load is not None:
+            await self.load.close()
+            self.load = None
         if self._publisher is not None:
             await self._publisher.close()
         for conn in (self._consume_conn, self._publish_conn):
@@ -347,23 +357,23 @@ class Bus:
 
         Raises `Unroutable` if no queue handles it, `Overloaded` if that queue is full,
         `PublishTimeout` if the broker does not confirm within the publish timeout.
+        With `shed_by_forecast` on (settings), also `Overloaded` with `retry_after` when
+        the queue is predicted to make it wait past its deadline (`deadline` / `ttl`).
         With `retry=RetryOnOverload(within=...)`, a full queue is retried with jittered
         backoff until `within` seconds have passed (same key: no duplicates downstream).
         """
         require_kind(command, command=True, verb="send")
         refuse_direct_publish("send")
         key = idempotency_key or new_key()
-        if retry is None:
-            return await self._emit(
-                command, key, correlation_id, causation_id, deadline, ttl, traceparent, timeout
-            )
 
         async def attempt() -> str:
+            if self.load is not None:  # shed_by_forecast: predicted to miss its deadline?
+                self.load.refuse_if_late(command.type_name, key, deadline, ttl)
             return await self._emit(
                 command, key, correlation_id, causation_id, deadline, ttl, traceparent, timeout
             )
 
-        return await retry.call(attempt)
+        return await attempt() if retry is None else await retry.call(attempt)
 
     async def send_many(
         self,

@@ -1,0 +1,163 @@
+"""How long a command sent now would wait in its queue, from what the workers measured.
+
+Pure code, clocks passed in. Workers measure (`HandlingRate`, `BacklogTrend`) and publish a
+`LoadReport` per replica every few seconds (`framework.load_status`); a sending bus keeps
+the latest report of each replica (`LoadBoard`) and, before a send with a deadline, asks
+`refusal` whether the predicted wait leaves the message time to be handled.
+
+The prediction: a message sent now starts once the backlog ahead of it has drained, so it
+waits about `backlog / rate`, where `rate` is the handling rate of all replicas together
+and `backlog` is the freshest reading of the queue's ready messages, carried forward by how
+fast it was growing or shrinking. A queue with no fresh report is never predicted: no
+prediction means no refusal (today's behaviour), so a stopped reporter cannot block sends.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# A report is fresh for this many of its replica's intervals (one lost report is no gap).
+STALE_INTERVALS = 3.0
+
+
+class LoadReport(BaseModel):
+    """What one worker replica measured about its queue (the body on `fw.load`)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    queue: str = Field(min_length=1)
+    replica: str = Field(min_length=1)  # unique per running worker
+    types: tuple[str, ...]  # the command types routed to `queue`
+    backlog: int = Field(ge=0)  # ready messages when read
+    backlog_trend: float  # messages per second the backlog grew (negative: shrank)
+    in_flight: int = Field(ge=0)  # deliveries this replica was handling
+    rate: float = Field(ge=0.0)  # messages per second this replica handles (HandlingRate)
+    interval: float = Field(gt=0.0)  # seconds until its next report
+
+
+class HandlingRate:
+    """Messages per second one worker can handle, from the settlements of the last `window`
+    seconds: the larger of what it did (settlements / window) and what its concurrency
+    allows at the handling times it saw (`concurrency / mean duration`, Little's law).
+
+    The first alone would under-read an idle worker (it handles only what arrives); the
+    second alone would over-read a CPU-bound one while it is idle. Once a backlog builds,
+    the worker is saturated and both agree; before, the backlog is empty and the rate barely
+    matters. An over-read only makes refusals rarer, never wrong ones more likely."""
+
+    def __init__(self, window: float = 10.0) -> None:
+        if window <= 0:
+            raise ValueError(f"window must be > 0 seconds, got {window}")
+        self.window = window
+        self._done: deque[tuple[float, float]] = deque()  # (when settled, seconds it took)
+        self._since: float | None = None
+
+    def start(self, now: float) -> None:
+        """The worker started consuming at `now` (a young worker divides by its age)."""
+        self._since = now
+
+    def settled(self, duration: float, now: float) -> None:
+        """One delivery was settled at `now` after `duration` seconds of handling."""
+        self._done.append((now, max(duration, 0.0)))
+        if self._since is None:
+            self._since = now - duration
+
+    def rate(self, now: float, concurrency: int) -> float:
+        """Messages per second at `now`; 0.0 when nothing was settled within the window."""
+        while self._done and self._done[0][0] < now - self.window:
+            self._done.popleft()
+        if not self._done:
+            return 0.0
+        since = self._since if self._since is not None else self._done[0][0]
+        span = min(self.window, max(now - since, 1e-3))
+        done = len(self._done) / span
+        mean = sum(d for _, d in self._done) / len(self._done)
+        little = concurrency / mean if mean > 0 else done
+        return max(done, little)
+
+
+class BacklogTrend:
+    """How fast a queue's backlog changes, from successive readings (messages/second)."""
+
+    def __init__(self) -> None:
+        self._last: tuple[float, int] | None = None
+
+    def read(self, backlog: int, now: float) -> float:
+        """Record a reading at `now`; the change per second since the previous one."""
+        last, self._last = self._last, (now, backlog)
+        if last is None or now <= last[0]:
+            return 0.0
+        return (backlog - last[1]) / (now - last[0])
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    report: LoadReport
+    received: float  # the follower's monotonic clock
+
+    def fresh(self, now: float) -> bool:
+        return now - self.received <= STALE_INTERVALS * self.report.interval
+
+
+class LoadBoard:
+    """The latest report of every replica, as a follower received them (`received` and
+    `now` on one monotonic clock: the senders' wall clocks never matter)."""
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[str, str], _Entry] = {}
+        self._queues_of: dict[str, set[str]] = {}
+
+    def record(self, report: LoadReport, received: float) -> None:
+        """Keep `report` as its replica's latest; forget the replicas gone stale."""
+        self._entries[(report.queue, report.replica)] = _Entry(report, received)
+        for type_name in report.types:
+            self._queues_of.setdefault(type_name, set()).add(report.queue)
+        stale = [k for k, e in self._entries.items() if not e.fresh(received)]
+        for key in stale:
+            del self._entries[key]
+
+    def predicted_wait(self, type_name: str, now: float) -> float | None:
+        """Seconds a `type_name` command sent at `now` would wait before a worker starts it
+        (`math.inf`: a backlog and no measured rate); None when no fresh report covers it."""
+        waits = [
+            w
+            for queue in self._queues_of.get(type_name, ())
+            if (w := self._queue_wait(queue, now)) is not None
+        ]
+        return max(waits) if waits else None
+
+    def _queue_wait(self, queue: str, now: float) -> float | None:
+        fresh = [e for (q, _), e in self._entries.items() if q == queue and e.fresh(now)]
+        if not fresh:
+            return None
+        latest = max(fresh, key=lambda e: e.received)
+        return queue_wait(
+            latest.report.backlog,
+            latest.report.backlog_trend,
+            now - latest.received,
+            sum(e.report.rate for e in fresh),
+        )
+
+
+def queue_wait(backlog: int, trend: float, age: float, rate: float) -> float:
+    """Seconds until a message added now is started: the backlog read `age` seconds ago,
+    carried forward along its trend (never below 0), drained at `rate` messages/second."""
+    now_backlog = max(0.0, backlog + trend * max(age, 0.0))
+    if now_backlog <= 0.0:
+        return 0.0
+    return now_backlog / rate if rate > 0 else math.inf
+
+
+def refusal(wait: float | None, time_left: float, unknown: float) -> float | None:
+    """None to send; else the `retry_after` (seconds) of a refusal: the message would wait
+    `wait` seconds but must start within `time_left`. `retry_after` is when a send with the
+    same time budget would fit if nothing more arrived (`wait - time_left`), or `unknown`
+    when no rate is measured. A deadline already past is not refused here (no prediction
+    can make it fit; the worker dead-letters it as `expired`, as without shedding)."""
+    if wait is None or time_left <= 0 or wait <= time_left:
+        return None
+    return wait - time_left if math.isfinite(wait) else unknown

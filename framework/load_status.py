@@ -1,0 +1,246 @@
+"""Load status on the broker: workers publish what they measure, senders follow it.
+
+With `FRAMEWORK_SHED_BY_FORECAST=true` (`Settings.shed_by_forecast`):
+
+- every running worker publishes a `LoadReport` about its queue each
+  `load_report_interval` seconds on the topic exchange `fw.load` (routing key: the queue):
+  its handling rate, in-flight count and the queue's ready count (one passive declare);
+- every bus follows `fw.load` with an exclusive, auto-delete queue of its own
+  (`<service>.load.<random>`), keeps the latest report per replica (`LoadBoard`) and, in
+  `send`, refuses a command whose predicted wait exceeds the time left to its deadline
+  with `Overloaded(retry_after=...)` (`LoadFollower.refuse_if_late`) - no broker round trip
+  per send.
+
+Reports are disposable: not persistent, they expire after their freshness horizon, and a
+report that cannot be read or published is logged (throttled) and skipped. Without fresh
+reports nothing is refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import os
+import time
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+import aio_pika
+import structlog
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+from pydantic import ValidationError
+
+from framework import names
+from framework.deadlines import combine_deadline
+from framework.errors import Overloaded
+from framework.load_forecast import (
+    STALE_INTERVALS,
+    BacklogTrend,
+    HandlingRate,
+    LoadBoard,
+    LoadReport,
+    refusal,
+)
+from framework.log_throttle import LogThrottle
+from framework.settlement import Settlement
+from framework.topology import ExchangeSpec, Topology
+
+if TYPE_CHECKING:
+    from framework.worker import Worker
+
+# Declared (like fw.commands / fw.events: passively, created only if missing and allowed)
+# by every bus with shedding on, on start and after each reconnect.
+LOAD_TOPOLOGY = Topology(exchanges=(ExchangeSpec(names.LOAD_EXCHANGE, "topic"),))
+
+_log = structlog.get_logger("framework.load_status")
+
+
+def start_load_reports(worker: Worker) -> list[asyncio.Task[None]]:
+    """The task publishing `worker`'s load reports (owned by its run loop), if shedding is
+    on for its bus; else none."""
+    settings = worker.bus.settings
+    if not settings.shed_by_forecast:
+        return []
+    reporter = LoadReporter(worker, settings.load_report_interval)
+    return [asyncio.create_task(reporter.run(), name=f"load-reports:{worker.spec.queue}")]
+
+
+class LoadReporter:
+    """Measures one worker and publishes its `LoadReport` every `interval` seconds."""
+
+    def __init__(self, worker: Worker, interval: float) -> None:
+        spec = worker.spec
+        self._worker = worker
+        self._interval = interval
+        self._queue = spec.queue
+        self._types = tuple(
+            b.routing_key
+            for b in spec.topology.bindings
+            if b.exchange == names.COMMANDS_EXCHANGE and b.queue == spec.queue
+        )
+        self._replica = f"{worker.bus.service}.{os.urandom(6).hex()}"
+        self._rate = HandlingRate(window=max(10.0, 5 * interval))
+        self._trend = BacklogTrend()
+        self._channel: AbstractChannel | None = None
+        self._failures = LogThrottle()
+
+    def _settled(self, settlement: Settlement, duration: float) -> None:
+        self._rate.settled(duration, time.monotonic())
+
+    async def run(self) -> None:
+        """Report until cancelled; a failed reading or publish skips that report."""
+        stats = self._worker.stats
+        self._rate.start(time.monotonic())
+        stats.observers.append(self._settled)
+        try:
+            while True:
+                try:
+                    await self._report()
+                except Exception as exc:  # noqa: BLE001 - a report is disposable; next one
+                    await self._drop_channel()
+                    repeated = self._failures.admit(type(exc).__name__)
+                    if repeated is not None:
+                        _log.warning(
+                            "load.report_failed",
+                            queue=self._queue,
+                            error=repr(exc),
+                            repeated=repeated,
+                            hint="senders stop shedding for this queue until reports resume",
+                        )
+                await asyncio.sleep(self._interval)
+        finally:
+            stats.observers.remove(self._settled)
+            await self._drop_channel()
+
+    async def _report(self) -> None:
+        bus = self._worker.bus
+        backlog = await self._read_backlog()
+        now = time.monotonic()
+        report = LoadReport(
+            queue=self._queue,
+            replica=self._replica,
+            types=self._types,
+            backlog=backlog,
+            backlog_trend=self._trend.read(backlog, now),
+            in_flight=self._worker.stats.in_flight,
+            rate=self._rate.rate(now, self._worker.spec.prefetch),
+            interval=self._interval,
+        )
+        message = aio_pika.Message(
+            report.model_dump_json().encode(),
+            content_type=names.CONTENT_TYPE,
+            message_id=f"load-{self._replica}-{os.urandom(4).hex()}",
+            delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT,
+            expiration=STALE_INTERVALS * self._interval,
+            app_id=bus.service,
+        )
+        await bus.publisher.publish(
+            message, names.LOAD_EXCHANGE, self._queue, mandatory=False, timeout=self._interval
+        )
+
+    async def _read_backlog(self) -> int:
+        """The queue's ready messages: a passive declare on a channel of its own (a failed
+        declare closes only that channel, never the consumer's)."""
+        if self._channel is None or self._channel.is_closed:
+            self._channel = await self._worker.bus.consume_channel(1)
+        async with asyncio.timeout(self._interval):
+            declared = await self._channel.declare_queue(self._queue, passive=True)
+        return int(declared.declaration_result.message_count or 0)
+
+    async def _drop_channel(self) -> None:
+        channel, self._channel = self._channel, None
+        if channel is not None and not channel.is_closed:
+            with contextlib.suppress(Exception):
+                await channel.close()
+
+
+class LoadFollower:
+    """A bus's view of the load reports: an exclusive queue bound to `fw.load`, consumed
+    without acks into a `LoadBoard`. A robust connection restores queue, binding and
+    consumer after a reconnect; in between the reports go stale and nothing is refused."""
+
+    def __init__(self, service: str) -> None:
+        self.board = LoadBoard()
+        self._queue_name = f"{service}.load.{os.urandom(6).hex()}"
+        self._channel: AbstractChannel | None = None
+        self._invalid = LogThrottle()
+        self.refusals = 0  # sends refused (a metric may read it)
+
+    @property
+    def queue_name(self) -> str:
+        """The follower's queue: inside the service's own names (its user may configure it)."""
+        return self._queue_name
+
+    async def start(self, connection: AbstractRobustConnection) -> None:
+        """Declare the exclusive queue, bind it to every report and start consuming."""
+        self._channel = await connection.channel()
+        queue = await self._channel.declare_queue(
+            self._queue_name, exclusive=True, auto_delete=True, durable=False
+        )
+        await queue.bind(names.LOAD_EXCHANGE, "#")
+        await queue.consume(self._on_report, no_ack=True)
+
+    async def close(self) -> None:
+        channel, self._channel = self._channel, None
+        if channel is not None and not channel.is_closed:
+            with contextlib.suppress(Exception):
+                await channel.close()
+
+    async def _on_report(self, message: AbstractIncomingMessage) -> None:
+        self.receive(message.body, time.monotonic())
+
+    def receive(self, body: bytes, received: float) -> None:
+        """Record one report body received at `received` (monotonic); a bad one is logged."""
+        try:
+            report = LoadReport.model_validate_json(body)
+        except ValidationError as exc:
+            repeated = self._invalid.admit("invalid")
+            if repeated is not None:
+                _log.warning(
+                    "load.report_invalid",
+                    error=str(exc).splitlines()[0],
+                    repeated=repeated,
+                    hint=f"only framework workers may publish on {names.LOAD_EXCHANGE}",
+                )
+            return
+        self.board.record(report, received)
+
+    def refuse_if_late(
+        self,
+        type_name: str,
+        key: str,
+        deadline: datetime | None,
+        ttl: float | None,
+        *,
+        now: float | None = None,
+        monotonic: float | None = None,
+    ) -> None:
+        """Raise `Overloaded(retry_after=...)` if a `type_name` command with this deadline
+        (the earlier of `deadline` and now + `ttl`) is predicted to wait past it."""
+        if deadline is None and ttl is None:
+            return
+        wall = time.time() if now is None else now
+        deadline_ms = combine_deadline(int(wall * 1000), deadline, ttl)
+        if deadline_ms is None:
+            return
+        mono = time.monotonic() if monotonic is None else monotonic
+        wait = self.board.predicted_wait(type_name, mono)
+        time_left = deadline_ms / 1000 - wall
+        retry_after = refusal(wait, time_left, unknown=_UNKNOWN_RETRY_AFTER)
+        if retry_after is None or wait is None:
+            return
+        self.refusals += 1
+        predicted = "no measured rate" if math.isinf(wait) else f"{wait:.2f}s"
+        raise Overloaded(
+            f"refused {type_name} {key}: it would wait about {predicted} in its queue but "
+            f"must start within {time_left:.2f}s (its deadline); retry after "
+            f"{retry_after:.2f}s with a fresh deadline, or send with a longer one",
+            routing_key=type_name,
+            message_id=key,
+            retry_after=retry_after,
+        )
+
+
+# retry_after when a backlog has no measured rate (no worker finished anything lately)
+_UNKNOWN_RETRY_AFTER = 5.0
