@@ -28,7 +28,12 @@ from typing import TYPE_CHECKING
 
 import aio_pika
 import structlog
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustConnection,
+)
 from pydantic import ValidationError
 
 from framework import names
@@ -83,18 +88,22 @@ class LoadReporter:
         self._rate = HandlingRate(window=max(10.0, 5 * interval))
         self._trend = BacklogTrend()
         self._channel: AbstractChannel | None = None
+        self._declared: AbstractQueue | None = None
         self._failures = LogThrottle()
-
-    def _settled(self, settlement: Settlement, duration: float) -> None:
-        self._rate.settled(duration, time.monotonic())
 
     async def run(self) -> None:
         """Report until cancelled; a failed reading or publish skips that report."""
-        stats = self._worker.stats
-        self._rate.start(time.monotonic())
-        stats.observers.append(self._settled)
+        stats, rate = self._worker.stats, self._rate
+        rate.start(time.monotonic())
+
+        def settled(settlement: Settlement, duration: float) -> None:
+            # a plain function, not a bound method: copying the stats copies no reporter
+            rate.settled(duration, time.monotonic())
+
+        stats.observers.append(settled)
         try:
             while True:
+                await asyncio.sleep(self._interval)  # the queue is declared by then
                 try:
                     await self._report()
                 except Exception as exc:  # noqa: BLE001 - a report is disposable; next one
@@ -108,9 +117,8 @@ class LoadReporter:
                             repeated=repeated,
                             hint="senders stop shedding for this queue until reports resume",
                         )
-                await asyncio.sleep(self._interval)
         finally:
-            stats.observers.remove(self._settled)
+            stats.observers.remove(settled)
             await self._drop_channel()
 
     async def _report(self) -> None:
@@ -141,15 +149,20 @@ class LoadReporter:
 
     async def _read_backlog(self) -> int:
         """The queue's ready messages: a passive declare on a channel of its own (a failed
-        declare closes only that channel, never the consumer's)."""
-        if self._channel is None or self._channel.is_closed:
-            self._channel = await self._worker.bus.consume_channel(1)
+        declare closes only that channel, never the consumer's). Declared again through
+        the queue object: a robust channel answers a repeated passive `declare_queue`
+        from its cache, with the first reading."""
         async with asyncio.timeout(self._interval):
-            declared = await self._channel.declare_queue(self._queue, passive=True)
-        return int(declared.declaration_result.message_count or 0)
+            if self._declared is None or self._channel is None or self._channel.is_closed:
+                self._channel = await self._worker.bus.consume_channel(1)
+                self._declared = await self._channel.declare_queue(self._queue, passive=True)
+                result = self._declared.declaration_result
+            else:
+                result = await self._declared.declare()
+        return int(result.message_count or 0)
 
     async def _drop_channel(self) -> None:
-        channel, self._channel = self._channel, None
+        channel, self._channel, self._declared = self._channel, None, None
         if channel is not None and not channel.is_closed:
             with contextlib.suppress(Exception):
                 await channel.close()
