@@ -99,48 +99,77 @@ class _Entry:
     report: LoadReport
     received: float  # the follower's monotonic clock
 
-    def fresh(self, now: float) -> bool:
-        return now - self.received <= STALE_INTERVALS * self.report.interval
+    @property
+    def stale_at(self) -> float:
+        return self.received + STALE_INTERVALS * self.report.interval
+
+
+@dataclass(frozen=True, slots=True)
+class _QueueView:
+    """A queue's fresh reports summed up, valid until the first of them goes stale."""
+
+    latest: _Entry | None  # the freshest report (None: no fresh one)
+    rate: float  # all fresh replicas together
+    valid_until: float
 
 
 class LoadBoard:
     """The latest report of every replica, as a follower received them (`received` and
-    `now` on one monotonic clock: the senders' wall clocks never matter)."""
+    `now` on one monotonic clock: the senders' wall clocks never matter).
+
+    A send asks `predicted_wait` for its type: the answer comes from a per-queue summary
+    kept until a report arrives or one goes stale, so its cost does not grow with the
+    number of replicas."""
 
     def __init__(self) -> None:
-        self._entries: dict[tuple[str, str], _Entry] = {}
-        self._queues_of: dict[str, set[str]] = {}
+        self._replicas: dict[str, dict[str, _Entry]] = {}
+        self._views: dict[str, _QueueView] = {}
+        self._queues_of: dict[str, tuple[str, ...]] = {}
 
     def record(self, report: LoadReport, received: float) -> None:
-        """Keep `report` as its replica's latest; forget the replicas gone stale."""
-        self._entries[(report.queue, report.replica)] = _Entry(report, received)
+        """Keep `report` as its replica's latest (and forget its queue's stale replicas)."""
+        self._replicas.setdefault(report.queue, {})[report.replica] = _Entry(report, received)
+        self._views.pop(report.queue, None)
+        self._view(report.queue, received)
         for type_name in report.types:
-            self._queues_of.setdefault(type_name, set()).add(report.queue)
-        stale = [k for k, e in self._entries.items() if not e.fresh(received)]
-        for key in stale:
-            del self._entries[key]
+            known = self._queues_of.get(type_name, ())
+            if report.queue not in known:
+                self._queues_of[type_name] = (*known, report.queue)
+
+    def replicas(self, queue: str) -> int:
+        """How many replicas of `queue` the board holds reports of (metrics, tests)."""
+        return len(self._replicas.get(queue, {}))
 
     def predicted_wait(self, type_name: str, now: float) -> float | None:
         """Seconds a `type_name` command sent at `now` would wait before a worker starts it
         (`math.inf`: a backlog and no measured rate); None when no fresh report covers it."""
-        waits = [
-            w
-            for queue in self._queues_of.get(type_name, ())
-            if (w := self._queue_wait(queue, now)) is not None
-        ]
-        return max(waits) if waits else None
+        worst: float | None = None
+        for queue in self._queues_of.get(type_name, ()):
+            view = self._view(queue, now)
+            if view.latest is None:
+                continue
+            report = view.latest.report
+            wait = queue_wait(
+                report.backlog, report.backlog_trend, now - view.latest.received, view.rate
+            )
+            worst = wait if worst is None else max(worst, wait)
+        return worst
 
-    def _queue_wait(self, queue: str, now: float) -> float | None:
-        fresh = [e for (q, _), e in self._entries.items() if q == queue and e.fresh(now)]
-        if not fresh:
-            return None
-        latest = max(fresh, key=lambda e: e.received)
-        return queue_wait(
-            latest.report.backlog,
-            latest.report.backlog_trend,
-            now - latest.received,
-            sum(e.report.rate for e in fresh),
+    def _view(self, queue: str, now: float) -> _QueueView:
+        view = self._views.get(queue)
+        if view is not None and now <= view.valid_until:
+            return view
+        replicas = self._replicas.get(queue, {})
+        for replica in [r for r, e in replicas.items() if now > e.stale_at]:
+            del replicas[replica]  # gone quiet (stopped, or cut off): its rate no longer counts
+        fresh = replicas.values()
+        view = _QueueView(
+            latest=max(fresh, key=lambda e: e.received, default=None),
+            rate=sum(e.report.rate for e in fresh),
+            valid_until=min((e.stale_at for e in fresh), default=math.inf),
         )
+        self._views[queue] = view
+        return view
 
 
 def queue_wait(backlog: int, trend: float, age: float, rate: float) -> float:

@@ -126,6 +126,16 @@ def test_a_stale_replica_rate_is_dropped_from_the_sum() -> None:
     assert board.predicted_wait("orders.Place", 3.5) == pytest.approx(4.0)
 
 
+def test_replicas_that_restart_do_not_pile_up() -> None:
+    """Each run of a worker is a new replica id; the quiet ones are forgotten on the next
+    report, so the board holds only the live replicas."""
+    board = LoadBoard()
+    for run in range(100):
+        board.record(report(replica=f"run{run}", backlog=10, rate=10.0), run * 10.0)
+    assert board.predicted_wait("orders.Place", 990.0) == pytest.approx(1.0)
+    assert board.replicas("orders") == 1
+
+
 def test_types_no_report_covers_are_not_predicted() -> None:
     """A command type no worker reported: no prediction (never refused)."""
     board = LoadBoard()
