@@ -179,6 +179,7 @@ class LoadFollower:
         self._channel: AbstractChannel | None = None
         self._invalid = LogThrottle()
         self.refusals = 0  # sends refused (a metric may read it)
+        self.received = 0  # reports recorded
 
     @property
     def queue_name(self) -> str:
@@ -218,6 +219,7 @@ class LoadFollower:
                 )
             return
         self.board.record(report, received)
+        self.received += 1
 
     def refuse_if_late(
         self,

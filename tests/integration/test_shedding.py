@@ -6,6 +6,7 @@ queue than with the same load and shedding off. Nothing accepted is lost."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -13,7 +14,8 @@ from dataclasses import dataclass, field
 import pytest
 
 from framework import Bus, Command, Context, Overloaded, Settings, Worker, names
-from framework.testing import BrokerAdmin
+from framework.testing import BrokerAdmin, eventually
+from tests.integration.test_reconnect import _close_connections_named
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -151,3 +153,38 @@ async def test_sends_without_deadline_are_never_shed(
         await shedding_bus.send(JobNoDeadline(n=n))
     await broker_admin.wait_drained(worker, timeout=30)
     assert sorted(handled) == list(range(60))
+
+
+async def test_reports_resume_after_the_connections_are_lost(
+    amqp_url: str, broker_admin: BrokerAdmin, queue_name: str
+) -> None:
+    """Both connections closed by the broker: the worker reports again and the bus's
+    exclusive follower queue comes back with its binding (reports arrive again)."""
+    service = f"shedding-{uuid.uuid4().hex[:8]}"
+    handled: list[int] = []
+    async with Bus.connect(amqp_url, service=service, settings=SHEDDING) as bus:
+        follower = bus.load
+        assert follower is not None
+        worker = slow_worker(queue_name, JobNoDeadline, handled)(bus)
+        run = asyncio.create_task(worker.run())
+        try:
+            await worker.wait_ready()
+            await eventually(lambda: follower.received >= 2, timeout=10)
+            reconnected = asyncio.Semaphore(0)
+
+            async def on_reconnect() -> None:
+                reconnected.release()
+
+            bus.add_reconnect_listener(on_reconnect)
+            assert await _close_connections_named(service, 2) == 2
+            async with asyncio.timeout(30):
+                for _ in range(2):  # the publishing and the consuming connection
+                    await reconnected.acquire()
+            before = follower.received
+            await eventually(lambda: follower.received >= before + 3, timeout=15)
+            await bus.send(JobNoDeadline(n=1), ttl=30.0)
+            assert follower.board.predicted_wait(JobNoDeadline.type_name, time.monotonic()) == 0.0
+        finally:
+            await worker.stop()
+            await run
+            await broker_admin.delete_worker_queues(queue_name, worker.spec.policy.tiers_ms())
