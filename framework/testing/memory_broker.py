@@ -145,6 +145,23 @@ class MemoryQueue:
     async def cancel(self, consumer_tag: str, **_: Any) -> None:
         self._channel.broker.remove_consumer(self.name, consumer_tag)
 
+    @property
+    def declaration_result(self) -> QueueCounts:
+        """Ready messages and consumers now, as aio-pika's `DeclareOk` carries them."""
+        return self._channel.broker.counts(self.name)
+
+    async def declare(self, **_: Any) -> QueueCounts:
+        """A passive declare again: the counts now."""
+        return self.declaration_result
+
+
+@dataclass(frozen=True)
+class QueueCounts:
+    """The part of `queue.declare-ok` the framework reads."""
+
+    message_count: int
+    consumer_count: int
+
 
 class MemoryChannel:
     """A consuming channel: QoS (prefetch) and the deliveries it has not settled yet."""
@@ -214,6 +231,13 @@ class MemoryBroker:
 
     def ensure_queue(self, name: str, arguments: dict[str, Any]) -> None:
         self._queues.setdefault(name, _Queue(name, dict(arguments)))
+
+    def counts(self, name: str) -> QueueCounts:
+        """Ready messages (not delayed, not unacked) and consumers of queue `name`."""
+        queue = self._queues.get(name)
+        if queue is None:
+            raise FrameworkError(f"queue {name!r} was never declared")
+        return QueueCounts(len(queue.ready), len(queue.consumers))
 
     def queue_names(self) -> list[str]:
         return sorted(self._queues)

@@ -41,6 +41,7 @@ from framework.envelope import to_amqp
 from framework.errors import Unroutable
 from framework.idempotency import IdempotencyStore, MemoryStore
 from framework.keys import new_key
+from framework.load_status import LoadFollower
 from framework.message_size import refuse_oversized
 from framework.messages import Command, Event, Message, is_command, require_kind
 from framework.outbox.unit_of_work import refuse_direct_publish
@@ -55,6 +56,7 @@ from framework.testing.memory_broker import (
     MemoryDelivery,
     StoredMessage,
 )
+from framework.testing.memory_load import MemoryLoadFeed
 from framework.topology import EXCHANGES
 from framework.tracing import open_tracing
 from framework.worker import Worker
@@ -128,6 +130,8 @@ class MemoryBus:
         self._pending = PendingReplies()
         self._reply_to: str | None = None
         self._reply_channel: MemoryChannel | None = None
+        self.load: LoadFollower | None = None  # load reports followed (shed_by_forecast)
+        self._load_feed: MemoryLoadFeed | None = None
 
     def __repr__(self) -> str:
         return f"MemoryBus(service={self.service!r})"
@@ -150,6 +154,10 @@ class MemoryBus:
         """Declare the two exchanges; OpenTelemetry spans if a tracer provider records them."""
         self.tracing = open_tracing(self._tracer_provider)
         self.broker.apply(EXCHANGES)
+        if self.settings.shed_by_forecast:  # as Bus: follow fw.load (framework.load_status)
+            self.load = LoadFollower(self.service)
+            self._load_feed = MemoryLoadFeed(self.broker, self.load)
+            self._load_feed.start()
 
     async def close(self) -> None:
         """Stop the workers started with `start_worker`, then release what this bus owns."""
@@ -159,6 +167,9 @@ class MemoryBus:
                 await task
         self._workers.clear()
         self._pending.cancel_all()
+        if self._load_feed is not None:
+            await self._load_feed.close()
+            self._load_feed = self.load = None
         if self._reply_channel is not None and self._reply_to is not None:
             await self._reply_channel.close()
             self.broker.delete_queue(self._reply_to)
@@ -215,11 +226,15 @@ class MemoryBus:
         traceparent: str | None = None,
         timeout: float | None = None,
     ) -> str:
-        """Send a command to the one queue that handles it (`Unroutable` if none)."""
+        """Send a command to the one queue that handles it (`Unroutable` if none); with
+        `shed_by_forecast`, `Overloaded` when predicted to wait past its deadline."""
         require_kind(command, command=True, verb="send")
         refuse_direct_publish("send")
+        key = idempotency_key or new_key()
+        if self.load is not None:  # shed_by_forecast: predicted to miss its deadline?
+            self.load.refuse_if_late(command.type_name, key, deadline, ttl)
         return await self._emit(
-            command, idempotency_key, correlation_id, causation_id, deadline, ttl, traceparent
+            command, key, correlation_id, causation_id, deadline, ttl, traceparent
         )
 
     async def publish(
