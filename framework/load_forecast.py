@@ -8,8 +8,10 @@ the latest report of each replica (`LoadBoard`) and, before a send with a deadli
 The prediction: a message sent now starts once the backlog ahead of it has drained, so it
 waits about `backlog / rate`, where `rate` is the handling rate of all replicas together
 and `backlog` is the freshest reading of the queue's ready messages, carried forward by how
-fast it was growing or shrinking. A queue with no fresh report is never predicted: no
-prediction means no refusal (today's behaviour), so a stopped reporter cannot block sends.
+fast it was growing or shrinking; then its own handling takes the mean handling time (a
+handler is cancelled at the message's deadline, so it must finish, not just start, by
+then). A queue with no fresh report is never predicted: no prediction means no refusal
+(today's behaviour), so a stopped reporter cannot block sends.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class LoadReport(BaseModel):
     backlog_trend: float  # messages per second the backlog grew (negative: shrank)
     in_flight: int = Field(ge=0)  # deliveries this replica was handling
     rate: float = Field(ge=0.0)  # messages per second this replica handles (HandlingRate)
+    handling: float = Field(default=0.0, ge=0.0)  # mean seconds one handler took, lately
     interval: float = Field(gt=0.0)  # seconds until its next report
 
 
@@ -66,10 +69,18 @@ class HandlingRate:
         if self._since is None:
             self._since = now - duration
 
-    def rate(self, now: float, concurrency: int) -> float:
-        """Messages per second at `now`; 0.0 when nothing was settled within the window."""
+    def mean_duration(self, now: float) -> float:
+        """Mean seconds a settled delivery took within the window (0.0: none settled)."""
+        self._forget(now)
+        return sum(d for _, d in self._done) / len(self._done) if self._done else 0.0
+
+    def _forget(self, now: float) -> None:
         while self._done and self._done[0][0] < now - self.window:
             self._done.popleft()
+
+    def rate(self, now: float, concurrency: int) -> float:
+        """Messages per second at `now`; 0.0 when nothing was settled within the window."""
+        self._forget(now)
         if not self._done:
             return 0.0
         since = self._since if self._since is not None else self._done[0][0]
@@ -110,6 +121,7 @@ class _QueueView:
 
     latest: _Entry | None  # the freshest report (None: no fresh one)
     rate: float  # all fresh replicas together
+    handling: float  # their mean handling time
     valid_until: float
 
 
@@ -141,16 +153,20 @@ class LoadBoard:
         return len(self._replicas.get(queue, {}))
 
     def predicted_wait(self, type_name: str, now: float) -> float | None:
-        """Seconds a `type_name` command sent at `now` would wait before a worker starts it
-        (`math.inf`: a backlog and no measured rate); None when no fresh report covers it."""
+        """Seconds until a `type_name` command sent at `now` is handled: its wait in the
+        queue plus the mean handling time (`math.inf`: a backlog and no measured rate);
+        None when no fresh report covers it."""
         worst: float | None = None
         for queue in self._queues_of.get(type_name, ()):
             view = self._view(queue, now)
             if view.latest is None:
                 continue
             report = view.latest.report
-            wait = queue_wait(
-                report.backlog, report.backlog_trend, now - view.latest.received, view.rate
+            wait = (
+                queue_wait(
+                    report.backlog, report.backlog_trend, now - view.latest.received, view.rate
+                )
+                + view.handling
             )
             worst = wait if worst is None else max(worst, wait)
         return worst
@@ -166,6 +182,7 @@ class LoadBoard:
         view = _QueueView(
             latest=max(fresh, key=lambda e: e.received, default=None),
             rate=sum(e.report.rate for e in fresh),
+            handling=sum(e.report.handling for e in fresh) / len(fresh) if fresh else 0.0,
             valid_until=min((e.stale_at for e in fresh), default=math.inf),
         )
         self._views[queue] = view

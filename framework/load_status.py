@@ -133,6 +133,7 @@ class LoadReporter:
             backlog_trend=self._trend.read(backlog, now),
             in_flight=self._worker.stats.in_flight,
             rate=self._rate.rate(now, self._worker.spec.prefetch),
+            handling=self._rate.mean_duration(now),
             interval=self._interval,
         )
         message = aio_pika.Message(
@@ -246,10 +247,10 @@ class LoadFollower:
         if retry_after is None or wait is None:
             return
         self.refusals += 1
-        predicted = "no measured rate" if math.isinf(wait) else f"{wait:.2f}s"
+        predicted = "never (no measured rate)" if math.isinf(wait) else f"in about {wait:.2f}s"
         raise Overloaded(
-            f"refused {type_name} {key}: it would wait about {predicted} in its queue but "
-            f"must start within {time_left:.2f}s (its deadline); retry after "
+            f"refused {type_name} {key}: its queue would handle it {predicted} but its "
+            f"deadline is {time_left:.2f}s away; retry after "
             f"{retry_after:.2f}s with a fresh deadline, or send with a longer one",
             routing_key=type_name,
             message_id=key,

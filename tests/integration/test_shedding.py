@@ -183,7 +183,8 @@ async def test_reports_resume_after_the_connections_are_lost(
             before = follower.received
             await eventually(lambda: follower.received >= before + 3, timeout=15)
             await bus.send(JobNoDeadline(n=1), ttl=30.0)
-            assert follower.board.predicted_wait(JobNoDeadline.type_name, time.monotonic()) == 0.0
+            predicted = follower.board.predicted_wait(JobNoDeadline.type_name, time.monotonic())
+            assert predicted is not None and predicted < 1.0  # an empty queue: its handling
         finally:
             await worker.stop()
             await run

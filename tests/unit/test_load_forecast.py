@@ -33,6 +33,7 @@ def report(
     rate: float = 10.0,
     interval: float = 1.0,
     types: tuple[str, ...] = ("orders.Place",),
+    handling: float = 0.0,
 ) -> LoadReport:
     return LoadReport(
         queue=queue,
@@ -43,6 +44,7 @@ def report(
         in_flight=1,
         rate=rate,
         interval=interval,
+        handling=handling,
     )
 
 
@@ -79,6 +81,17 @@ def test_rate_window_must_be_positive() -> None:
         HandlingRate(window=0.0)
 
 
+def test_mean_duration_is_over_the_window() -> None:
+    """The mean handling time of the settlements still in the window."""
+    rate = HandlingRate(window=5.0)
+    rate.start(0.0)
+    rate.settled(1.0, 1.0)
+    rate.settled(0.2, 6.5)
+    rate.settled(0.4, 7.0)
+    assert rate.mean_duration(7.0) == pytest.approx(0.3)
+    assert rate.mean_duration(20.0) == 0.0
+
+
 def test_backlog_trend_is_the_change_per_second_between_readings() -> None:
     """100 -> 130 ready messages in 2 s: growing by 15/s; the first reading has no trend."""
     trend = BacklogTrend()
@@ -100,6 +113,18 @@ def test_wait_sums_the_rates_of_all_fresh_replicas() -> None:
     for i, at in enumerate((0.0, 0.2, 0.4)):
         board.record(report(replica=f"r{i}", backlog=60, rate=10.0), at)
     assert board.predicted_wait("orders.Place", 0.4) == pytest.approx(2.0)
+
+
+def test_prediction_adds_the_mean_handling_time() -> None:
+    """A handler cancelled at the deadline must finish by then: 100 waiting at 20/s plus
+    0.5 s of its own handling is 5.5 s; an empty queue is just the handling."""
+    board = LoadBoard()
+    board.record(report(replica="a", backlog=100, rate=10.0, handling=0.4), 0.0)
+    board.record(report(replica="b", backlog=100, rate=10.0, handling=0.6), 0.0)
+    assert board.predicted_wait("orders.Place", 0.0) == pytest.approx(5.5)
+    board.record(report(replica="a", backlog=0, rate=10.0, handling=0.5), 0.1)
+    board.record(report(replica="b", backlog=0, rate=10.0, handling=0.5), 0.1)
+    assert board.predicted_wait("orders.Place", 0.1) == pytest.approx(0.5)
 
 
 def test_wait_reads_the_backlog_of_the_freshest_report() -> None:
@@ -165,7 +190,7 @@ def follower_with(backlog: int, rate: float) -> LoadFollower:
 def test_send_predicted_to_expire_is_refused_with_retry_after() -> None:
     """100 waiting at 20/s is 5 s; a 2 s ttl is refused: Overloaded, retry after ~3 s."""
     follower = follower_with(100, 20.0)
-    with pytest.raises(Overloaded, match=r"would wait about 5\.00s") as caught:
+    with pytest.raises(Overloaded, match=r"handle it in about 5\.00s") as caught:
         follower.refuse_if_late("orders.Place", "k1", None, 2.0, now=NOW, monotonic=100.0)
     assert caught.value.retry_after == pytest.approx(3.0)
     assert caught.value.message_id == "k1"
