@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from pydantic import BaseModel
@@ -78,6 +79,20 @@ class Subscription(Protocol):
 
     async def close(self) -> None:
         """Close the channel: unsettled deliveries go back to the queue."""
+
+
+@dataclass(frozen=True, slots=True)
+class QueueCounts:
+    """The counts a passive declare of a queue answers."""
+
+    message_count: int  # ready for a consumer (not unacked, not delayed)
+    consumer_count: int
+
+
+class Closer(Protocol):
+    """Something this bus started and must stop (a `follow`)."""
+
+    async def close(self) -> None: ...
 
 
 class EnvelopePublisher(Protocol):
@@ -147,3 +162,11 @@ class BrokerPort(EnvelopePublisher, Protocol):
 
     async def consumer_count(self, queue: str) -> int | None:
         """How many consumers `queue` has (None: not known)."""
+
+    async def ready_count(self, queue: str) -> int:
+        """How many messages `queue` holds ready for a consumer (not unacked, not delayed)."""
+
+    async def follow(self, exchange: str, queue: str, on_body: Callable[[bytes], None]) -> Closer:
+        """Bind a queue of this bus only (`queue`: exclusive, gone with the connection) to
+        every message of `exchange` and hand each body to `on_body`, unacknowledged: for
+        disposable messages such as load reports. Restored after a reconnect."""

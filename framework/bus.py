@@ -26,6 +26,7 @@ from framework.errors import FrameworkError
 from framework.idempotency import IdempotencyStore, open_store
 from framework.idempotency.factory import is_shared
 from framework.keys import new_key
+from framework.load_status import LOAD_TOPOLOGY, LoadFollower
 from framework.message_size import refuse_oversized
 from framework.messages import Command, Event, Message, is_command, require_kind
 from framework.outbox.unit_of_work import refuse_direct_publish
@@ -100,6 +101,7 @@ class Bus:
         self._topology_check: asyncio.Task[None] | None = None
         # called with each message this bus published (the in-memory bus records them)
         self._on_published: Callable[[Message, Envelope], None] | None = None
+        self.load: LoadFollower | None = None  # load reports followed (shed_by_forecast)
         self._log = structlog.get_logger("framework.bus").bind(service=self.service)
 
     @classmethod
@@ -147,6 +149,11 @@ class Bus:
         try:
             await self.port.open(self._on_reconnect)
             await self._apply(EXCHANGES)
+            if s.shed_by_forecast:  # framework.load_status: fw.load, followed
+                await self._apply(LOAD_TOPOLOGY)
+                self._declared.append(LOAD_TOPOLOGY)
+                self.load = LoadFollower(self.service)
+                await self.load.start(self.port)
             self._store = await self._open_store()
         except BaseException:
             await self.close()
@@ -174,6 +181,9 @@ class Bus:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._topology_check
             self._topology_check = None
+        if self.load is not None:
+            await self.load.close()
+            self.load = None
         await self.port.close()
         # Close the store only if this bus opened it (from a URL), not one passed in.
         if self._store is not None and not _is_store(self._idempotency_arg):
@@ -306,6 +316,8 @@ class Bus:
 
         Raises `Unroutable` if no queue handles it, `Overloaded` if that queue is full,
         `PublishTimeout` if the broker does not confirm within the publish timeout.
+        With `shed_by_forecast` on (settings), also `Overloaded` with `retry_after` when
+        the queue is predicted to make it wait past its deadline (`deadline` / `ttl`).
         With `retry=RetryOnOverload(within=...)`, a full queue is retried with jittered
         backoff until `within` seconds have passed (same key: no duplicates downstream).
         With `delay` (seconds) or `not_before` (an aware datetime) the command waits on the
@@ -315,33 +327,17 @@ class Bus:
         refuse_direct_publish("send")
         key = idempotency_key or new_key()
         schedule = await self._schedule(delay, not_before)
-        if retry is None:
-            return await self._emit(
-                command,
-                key,
-                correlation_id,
-                causation_id,
-                deadline,
-                ttl,
-                traceparent,
-                timeout,
-                schedule,
-            )
+        load = self.load if schedule is None else None  # a forecast is of now, not of later
+        fields = (correlation_id, causation_id, deadline, ttl, traceparent, timeout, schedule)
+        if retry is None and load is None:  # the hot path: no closure
+            return await self._emit(command, key, *fields)
 
         async def attempt() -> str:
-            return await self._emit(
-                command,
-                key,
-                correlation_id,
-                causation_id,
-                deadline,
-                ttl,
-                traceparent,
-                timeout,
-                schedule,
-            )
+            if load is not None:  # shed_by_forecast: predicted to miss its deadline?
+                load.refuse_if_late(command.type_name, key, deadline, ttl)
+            return await self._emit(command, key, *fields)
 
-        return await retry.call(attempt)
+        return await attempt() if retry is None else await retry.call(attempt)
 
     async def send_many(
         self,

@@ -60,13 +60,24 @@ class Unroutable(PublishFailed):
 
 
 class Overloaded(PublishFailed):
-    """A destination queue is full (max length, reject-publish): back off and try later."""
+    """A destination queue is full (max length, reject-publish), or predicted to make the
+    message wait past its deadline (`framework.load_forecast`): back off and try later.
+
+    `retry_after`: seconds after which the same send (with the same time budget) is
+    predicted to fit, when known (None: a full queue says nothing about when)."""
 
     def __init__(
-        self, message: str, *, routing_key: str = "", message_id: str = "", queue: str = ""
+        self,
+        message: str,
+        *,
+        routing_key: str = "",
+        message_id: str = "",
+        queue: str = "",
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message, routing_key=routing_key, message_id=message_id)
         self.queue = queue
+        self.retry_after = retry_after
 
     @classmethod
     def queue_full(

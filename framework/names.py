@@ -4,6 +4,8 @@ from __future__ import annotations
 
 COMMANDS_EXCHANGE = "fw.commands"
 EVENTS_EXCHANGE = "fw.events"
+# workers' load reports (framework.load_status), followed by senders that shed by forecast
+LOAD_EXCHANGE = "fw.load"
 
 CONTENT_TYPE = "application/json"
 

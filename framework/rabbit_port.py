@@ -8,16 +8,22 @@ the `RequestClient`'s own publisher, which consumes direct reply-to on its chann
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
 
-from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractIncomingMessage,
+    AbstractRobustChannel,
+    AbstractRobustConnection,
+)
 from pydantic import BaseModel
 
 from framework import names
 from framework.acks import AckCoalescer
-from framework.broker_port import OnDelivery
+from framework.broker_port import Closer, OnDelivery, QueueCounts
 from framework.connection import open_connection
 from framework.consumer import Consumer
 from framework.declare import declare
@@ -215,13 +221,53 @@ class RabbitPort:
 
     async def consumer_count(self, queue: str) -> int | None:
         """How many consumers `queue` has (a passive declare on a short-lived channel)."""
+        return (await self._declare_ok(queue)).consumer_count
+
+    async def ready_count(self, queue: str) -> int:
+        """Messages ready in `queue` (a passive declare on a short-lived channel)."""
+        return (await self._declare_ok(queue)).message_count
+
+    async def _declare_ok(self, queue: str) -> QueueCounts:
+        """A passive declare's counts, on a channel of its own: a queue that is missing
+        closes only that channel. (Not a cached queue object: a robust channel answers a
+        repeated passive declare from its cache, with the first reading.)"""
         channel = await _connected(self._consume_conn).channel()
         try:
-            declared = await channel.declare_queue(queue, passive=True)
-            result = declared.declaration_result
-            return int(result.consumer_count or 0)
+            result = (await channel.declare_queue(queue, passive=True)).declaration_result
+            return QueueCounts(int(result.message_count or 0), int(result.consumer_count or 0))
         finally:
             await channel.close()
+
+    async def follow(self, exchange: str, queue: str, on_body: Callable[[bytes], None]) -> Closer:
+        """An exclusive, auto-deleted queue bound to all of `exchange`, consumed without
+        acks; the robust channel restores queue, binding and consumer after a reconnect."""
+        channel = await _connected(self._consume_conn).channel()
+        try:
+            declared = await channel.declare_queue(
+                queue, exclusive=True, auto_delete=True, durable=False
+            )
+            await declared.bind(exchange, "#")
+
+            async def deliver(message: AbstractIncomingMessage) -> None:
+                on_body(message.body)
+
+            await declared.consume(deliver, no_ack=True)
+        except BaseException:
+            await channel.close()
+            raise
+        return _ChannelCloser(channel)
+
+
+class _ChannelCloser:
+    """Closes the channel of a `follow` (its exclusive queue goes with it)."""
+
+    def __init__(self, channel: AbstractChannel) -> None:
+        self._channel = channel
+
+    async def close(self) -> None:
+        if not self._channel.is_closed:
+            with contextlib.suppress(Exception):  # the connection may be gone already
+                await self._channel.close()
 
 
 def _connected(conn: JitteredRobustConnection | None) -> JitteredRobustConnection:

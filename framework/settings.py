@@ -84,6 +84,20 @@ class Settings(BaseSettings):
         "is lower. Per-queue values (x-consumer-timeout, a policy's consumer-timeout) are "
         "read through the management API when FRAMEWORK_MANAGEMENT_URL is set.",
     )
+    shed_by_forecast: bool = Field(
+        default=False,
+        description="Workers publish their measured rate and backlog on fw.load, and "
+        "bus.send refuses a command with a deadline that its queue is predicted to miss "
+        "(Overloaded with retry_after) instead of enqueueing it to expire "
+        "(framework.load_status). Costs a report per worker each load_report_interval and "
+        "a dictionary lookup per send; no broker round trip per send.",
+    )
+    load_report_interval: float = Field(
+        default=1.0,
+        gt=0,
+        description="Seconds between a worker's load reports (with shed_by_forecast); a "
+        "report is trusted for three intervals.",
+    )
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     topology_check_interval: float = Field(
         default=30.0,

@@ -28,6 +28,7 @@ from framework.idempotency import IdempotencyStore, open_store
 from framework.idempotency.health import StoreHealth
 from framework.idempotency.leases import LeaseKeeper, install_tracking_executor
 from framework.idempotency.sharing import warn_if_unshared
+from framework.load_status import start_load_reports
 from framework.log_throttle import LogThrottle
 from framework.logs import bind_delivery, trace_fields, unbind_delivery
 from framework.loop_lag import LoopLagWatchdog
@@ -234,7 +235,11 @@ class Worker:
             opener=None if url is None else opener,
             call_timeout=timeout,
         )
-        return [asyncio.create_task(self.loop_lag.run()), asyncio.create_task(self._leases.run())]
+        return [
+            asyncio.create_task(self.loop_lag.run()),
+            asyncio.create_task(self._leases.run()),
+            *start_load_reports(self),  # FRAMEWORK_SHED_BY_FORECAST: fw.load reports
+        ]
 
     async def _keep_subscribed(self, consumer: Subscription) -> None:
         """Subscribe again when the subscription is lost: the broker cancels a consumer

@@ -1,8 +1,9 @@
 """`framework declare-exchanges`: the administrator's step that creates the shared exchanges.
 
-Services only check fw.commands and fw.events passively (their users have no configure
-permission on them); a development broker or a new vhost gets them from this command, run
-with an administrator's URL, or from importing deploy/rabbitmq/definitions.json.
+Services only check fw.commands, fw.events and fw.load (load reports) passively (their
+users have no configure permission on them); a development broker or a new vhost gets
+them from this command, run with an administrator's URL, or from importing
+deploy/rabbitmq/definitions.json.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from framework import names
 from framework.cli.broker import BrokerSession
 from framework.cli.context import state
 from framework.declare import ensure_shared_exchange
+from framework.load_status import LOAD_TOPOLOGY
 from framework.schedule_declare import declare_schedule
 from framework.scheduling import STAGES
 from framework.topology import EXCHANGES
@@ -29,14 +31,15 @@ from framework.topology import EXCHANGES
 )
 @click.pass_context
 def declare_exchanges_command(ctx: click.Context, schedule: bool) -> None:
-    """Create fw.commands (direct) and fw.events (topic) if missing (needs configure rights)."""
+    """Create fw.commands (direct), fw.events and fw.load (topic) if missing (needs
+    configure rights)."""
 
     async def main() -> list[tuple[str, bool]]:
         async with BrokerSession(state(ctx).settings) as session:
             connection = await session.connection()
             results = [
                 (spec.name, await ensure_shared_exchange(connection, spec))
-                for spec in EXCHANGES.exchanges
+                for spec in (EXCHANGES + LOAD_TOPOLOGY).exchanges
             ]
             if schedule:
                 await declare_schedule(connection)

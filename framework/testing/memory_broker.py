@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from framework import names
+from framework.broker_port import QueueCounts
 from framework.envelope import Envelope, wire_headers
 from framework.errors import FrameworkError, Overloaded, Unroutable
 from framework.testing.memory_schedule import HeldMessages, countdown_delay
@@ -225,6 +226,13 @@ class MemoryBroker:
 
     def ensure_queue(self, name: str, arguments: dict[str, Any]) -> None:
         self._queues.setdefault(name, _Queue(name, dict(arguments)))
+
+    def counts(self, name: str) -> QueueCounts:
+        """Ready messages (not delayed, not unacked) and consumers of queue `name`."""
+        queue = self._queues.get(name)
+        if queue is None:
+            raise FrameworkError(f"queue {name!r} was never declared")
+        return QueueCounts(len(queue.ready), len(queue.consumers))
 
     def queue_names(self) -> list[str]:
         return sorted(self._queues)

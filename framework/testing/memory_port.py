@@ -21,12 +21,12 @@ from pydantic import BaseModel
 
 from framework import names
 from framework.acks import AckCoalescer
-from framework.broker_port import OnDelivery
+from framework.broker_port import Closer, OnDelivery
 from framework.envelope import Envelope
 from framework.errors import Unroutable
 from framework.reply import PendingReplies, decode_reply, request_timeout, unroutable_request
 from framework.testing.memory_broker import MemoryBroker, MemoryChannel, StoredMessage
-from framework.topology import QueueSpec, Topology
+from framework.topology import BindingSpec, QueueSpec, Topology
 from framework.worker_spec import WorkerSpec
 
 M = TypeVar("M", bound=BaseModel)
@@ -200,6 +200,37 @@ class MemoryPort:
     async def consumer_count(self, queue: str) -> int | None:
         """Not counted: in one process the in-memory store is shared by construction."""
         return None
+
+    async def ready_count(self, queue: str) -> int:
+        return self.broker.counts(queue).message_count
+
+    async def follow(self, exchange: str, queue: str, on_body: Callable[[bytes], None]) -> Closer:
+        """A queue of this bus bound to all of `exchange`, each message taken at once."""
+        self.broker.ensure_queue(queue, {})
+        self.broker.apply(Topology(bindings=(BindingSpec(queue, exchange, "#"),)))
+        channel = self.broker.channel(prefetch=2**31 - 1)
+
+        async def deliver(delivery: Any) -> None:
+            await delivery.ack()  # disposable: taken at once, as without acks
+            on_body(delivery.body)
+
+        self.broker.add_consumer(queue, deliver, channel)
+        return _Following(self.broker, queue, channel)
+
+
+class _Following:
+    """Stops a `follow`: its channel closed, its queue deleted (as an exclusive queue goes)."""
+
+    def __init__(self, broker: MemoryBroker, queue: str, channel: MemoryChannel) -> None:
+        self._broker = broker
+        self._queue = queue
+        self._channel: MemoryChannel | None = channel
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+            self._broker.delete_queue(self._queue)
+            self._channel = None
 
 
 async def _first(future: asyncio.Future[Any], other: Awaitable[None]) -> None:

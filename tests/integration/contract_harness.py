@@ -140,3 +140,10 @@ class PortSpy:
     async def consumer_count(self, queue: str) -> int | None:
         result: int | None = await self.inner.consumer_count(queue)
         return result
+
+    async def ready_count(self, queue: str) -> int:
+        result: int = await self.inner.ready_count(queue)
+        return result
+
+    async def follow(self, exchange: str, queue: str, on_body: Any) -> Any:
+        return await self.inner.follow(exchange, queue, on_body)

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import json
 import os
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +23,9 @@ from framework import Bus, Command, Context, Event, PermanentError, Worker, name
 from framework.backoff import RetryPolicy
 from framework.declare import declare, ensure_shared_exchange
 from framework.errors import ConfigurationError
+from framework.load_status import LOAD_TOPOLOGY
 from framework.settings import Settings
-from framework.testing import BrokerAdmin
+from framework.testing import BrokerAdmin, eventually
 from framework.topology import EXCHANGES, QueueOptions, worker_topology
 from framework.worker_spec import build_spec
 from tests.integration.cli_runner import framework
@@ -90,7 +92,7 @@ def vhost(amqp_url: str) -> Iterator[Vhost]:
 async def admin_conn(vhost: Vhost) -> AsyncIterator[aio_pika.abc.AbstractRobustConnection]:
     """An admin connection to the vhost, after the admin step created the shared exchanges."""
     connection = await aio_pika.connect_robust(vhost.admin_url)
-    for spec in EXCHANGES.exchanges:
+    for spec in (EXCHANGES + LOAD_TOPOLOGY).exchanges:
         await ensure_shared_exchange(connection, spec)
     yield connection
     await connection.close()
@@ -104,13 +106,14 @@ def _topology(queue: str) -> object:
 async def test_service_user_cannot_delete_the_shared_exchanges(
     vhost: Vhost, admin_conn: aio_pika.abc.AbstractRobustConnection, service: str
 ) -> None:
-    """Deleting fw.commands or fw.events needs configure permission, which no service has."""
+    """Deleting fw.commands, fw.events or fw.load needs configure permission, which no
+    service has."""
     async with await aio_pika.connect(vhost.url(service)) as connection:
-        for exchange in (names.COMMANDS_EXCHANGE, names.EVENTS_EXCHANGE):
+        for exchange in (names.COMMANDS_EXCHANGE, names.EVENTS_EXCHANGE, names.LOAD_EXCHANGE):
             channel = await connection.channel()
             with pytest.raises(ChannelAccessRefused):
                 await channel.exchange_delete(exchange)
-    for spec in EXCHANGES.exchanges:  # still there
+    for spec in (EXCHANGES + LOAD_TOPOLOGY).exchanges:  # still there
         assert await ensure_shared_exchange(admin_conn, spec, create=False) is False
 
 
@@ -186,6 +189,39 @@ async def test_service_worker_retries_and_dead_letters_with_its_own_rights(
         assert dead.message_id == f"{service}-2"
         assert dead.headers[names.REASON] == "permanent"
         assert dead.headers[names.ORIGINAL_QUEUE] == service
+        await broker.delete_worker_queues(service, list(worker.spec.policy.tiers_ms()))
+
+
+async def test_service_sheds_by_forecast_with_its_own_rights(
+    vhost: Vhost, admin_conn: aio_pika.abc.AbstractRobustConnection
+) -> None:
+    """As the service user, with shedding by forecast on: its worker publishes load reports
+    on fw.load and its bus follows them (its own exclusive queue), with no new rights."""
+    service = SERVICES[0]
+
+    class ServiceWorker(Worker):
+        queue = service
+
+        async def handle(self, msg: Job, ctx: Context) -> None:
+            pass
+
+    settings = Settings(shed_by_forecast=True, load_report_interval=0.2)
+    async with Bus.connect(vhost.url(service), service=service, settings=settings) as bus:
+        worker = ServiceWorker(bus)
+        task = asyncio.create_task(worker.run())
+        try:
+            await worker.wait_ready()
+            await bus.send(Job(n=1), ttl=30.0)
+            follower = bus.load
+            assert follower is not None
+            await eventually(
+                lambda: follower.board.predicted_wait(Job.type_name, time.monotonic()) is not None,
+                timeout=10,
+            )
+        finally:
+            await worker.stop()
+            await task
+    async with BrokerAdmin.connect(vhost.admin_url) as broker:
         await broker.delete_worker_queues(service, list(worker.spec.policy.tiers_ms()))
 
 
@@ -324,4 +360,8 @@ async def test_declare_exchanges_is_the_admin_step(
     assert "framework declare-exchanges" in line
     created = await asyncio.to_thread(framework, vhost.admin_url, "declare-exchanges")
     assert created.returncode == 0, created.stderr
-    assert created.stdout.splitlines() == ["fw.commands: created", "fw.events: already there"]
+    assert created.stdout.splitlines() == [
+        "fw.commands: created",
+        "fw.events: already there",
+        "fw.load: already there",
+    ]

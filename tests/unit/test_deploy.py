@@ -169,6 +169,20 @@ def test_k8s_documents_are_objects(path: Path) -> None:
 # ---- RabbitMQ users and permissions -----------------------------------------------------
 
 
+SHARED_EXCHANGES = (names.COMMANDS_EXCHANGE, names.EVENTS_EXCHANGE, names.LOAD_EXCHANGE)
+
+
+def test_service_user_may_follow_load_reports() -> None:
+    """With shedding by forecast, a bus of service S follows fw.load with its own exclusive
+    queue `S.load.<random>`: inside S's configure, write and read rights."""
+    from framework.load_status import LoadFollower
+
+    for service in SERVICES:
+        queue = LoadFollower(service).queue_name
+        for kind in ("configure", "write", "read"):
+            assert allows(service, kind, queue), (service, kind, queue)
+
+
 def moves_of(service: str) -> list[str]:
     return [names.moves_exchange(w.queue) for w in WORKERS if w.service == service]
 
@@ -176,12 +190,12 @@ def moves_of(service: str) -> list[str]:
 @pytest.mark.parametrize("service", SERVICES)
 def test_service_user_reaches_its_own_queues_and_the_exchanges(service: str) -> None:
     """Declare, publish to and consume its queues and its own moves exchanges (retry and
-    DLQ moves); publish to and bind from fw.commands/fw.events."""
+    DLQ moves); publish to and bind from fw.commands/fw.events/fw.load (load reports)."""
     assert service in USERS and USERS[service]["tags"] == []
     for resource in (*queues_of(service), *moves_of(service)):
         for kind in ("configure", "write", "read"):
             assert allows(service, kind, resource), (service, kind, resource)
-    for exchange in (names.COMMANDS_EXCHANGE, names.EVENTS_EXCHANGE):
+    for exchange in SHARED_EXCHANGES:
         for kind in ("write", "read"):
             assert allows(service, kind, exchange), (service, kind, exchange)
 
@@ -190,9 +204,9 @@ def test_service_user_reaches_its_own_queues_and_the_exchanges(service: str) -> 
 def test_service_user_cannot_delete_shared_exchanges_or_use_the_default_one(
     service: str,
 ) -> None:
-    """No configure on fw.commands/fw.events (configure is what deleting needs; an admin
-    creates them); no write on amq.default, which would reach every queue of the vhost."""
-    for exchange in (names.COMMANDS_EXCHANGE, names.EVENTS_EXCHANGE):
+    """No configure on fw.commands/fw.events/fw.load (configure is what deleting needs; an
+    admin creates them); no write on amq.default, which would reach every queue of the vhost."""
+    for exchange in SHARED_EXCHANGES:
         assert not allows(service, "configure", exchange), (service, exchange)
     assert not allows(service, "write", "amq.default"), service
 
@@ -212,7 +226,7 @@ def test_service_user_cannot_touch_other_services_queues(service: str) -> None:
 def test_keda_user_only_monitors() -> None:
     """KEDA reads depths through the management API: tag monitoring, no AMQP rights."""
     assert USERS["keda"]["tags"] == ["monitoring"]
-    for resource in (*ALL_QUEUES, names.COMMANDS_EXCHANGE, names.EVENTS_EXCHANGE, "amq.default"):
+    for resource in (*ALL_QUEUES, *SHARED_EXCHANGES, "amq.default"):
         for kind in ("configure", "write", "read"):
             assert not allows("keda", kind, resource), (kind, resource)
 
@@ -225,7 +239,11 @@ def test_no_user_without_a_purpose() -> None:
 
 def test_definitions_declare_the_framework_exchanges() -> None:
     exchanges = {e["name"]: e["type"] for e in DEFINITIONS["exchanges"]}
-    assert exchanges == {names.COMMANDS_EXCHANGE: "direct", names.EVENTS_EXCHANGE: "topic"}
+    assert exchanges == {
+        names.COMMANDS_EXCHANGE: "direct",
+        names.EVENTS_EXCHANGE: "topic",
+        names.LOAD_EXCHANGE: "topic",
+    }
     assert DEFINITIONS["queues"] == [], "queues are declared by the workers, with arguments"
 
 
