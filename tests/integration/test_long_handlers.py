@@ -192,3 +192,61 @@ async def test_a_worker_whose_timeout_the_global_consumer_timeout_would_cut_refu
             await worker.wait_ready()
         with pytest.raises(ChannelNotFoundEntity):
             await bus.consumer_count(queue_name)
+
+
+@pytest.mark.timeout(240)  # the broker checks consumer timeouts once per channel tick (60 s)
+async def test_a_consumer_timeout_that_fires_anyway_restarts_the_work(
+    amqp_url: str, store_url: StoreUrl, queue_name: str
+) -> None:
+    """Why the start-up check matters. Without the management API a worker cannot see a
+    per-queue consumer timeout (1 s here) below its timeout: at its next channel tick the
+    broker closes the channel of the running handler, which cancels it (its claim is
+    released) and delivers the message again, so the other replica starts the work over.
+    The effect still happens once, but all the work done so far is lost."""
+    if not await per_queue_consumer_timeouts():
+        pytest.skip("per-queue consumer timeouts need RabbitMQ 3.12+ (3.10: global only)")
+    effects = Effects()
+    starts: list[float] = []
+
+    class Unchecked(Worker):
+        queue = queue_name
+        prefetch = 1
+        timeout = 150.0
+        idempotency_lease = 2.0
+
+        async def handle(self, msg: Crunch, ctx: Context) -> None:
+            starts.append(time.monotonic())
+            while len(starts) == 1:  # the first run goes on until something stops it
+                await asyncio.sleep(0.5)
+                await ctx.heartbeat()
+            effects.record(msg.n, time.monotonic() - starts[-1])
+
+    async with own_vhost(amqp_url) as (path, url):
+        async with Bus.connect(url, service="tests.declare") as bus:
+            await bus.declare(Unchecked)
+        await put_policy(path, "cut", queue_name, {"consumer-timeout": 1000})
+        await policy_shown(path, queue_name, "cut")
+        unchecked = Settings(management_url=None)  # as a worker without the setting
+        async with AsyncExitStack() as stack:
+            workers: list[Worker] = []
+            for i in range(2):
+                bus = await stack.enter_async_context(
+                    Bus.connect(
+                        url,
+                        settings=unchecked,
+                        service=f"tests.r{i}",
+                        idempotency=store_url("redis"),
+                    )
+                )
+                worker = Unchecked(bus)
+                task = asyncio.create_task(worker.run())
+                stack.push_async_callback(asyncio.wait_for, task, 30)
+                stack.push_async_callback(worker.stop)
+                await worker.wait_ready()
+                workers.append(worker)
+            with capture_logs() as logs:
+                await workers[0].bus.send(Crunch(n=7))
+                await eventually(lambda: sum(w.stats.handled for w in workers) == 1, timeout=150)
+    assert len(starts) == 2 and starts[1] - starts[0] >= 1.0
+    assert effects.done == {7: 1}
+    assert "worker.resubscribing" in {e["event"] for e in logs}
