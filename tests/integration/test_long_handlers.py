@@ -143,7 +143,9 @@ async def test_a_handler_running_several_leases_takes_effect_once_and_keeps_its_
     assert min(effects.durations) >= 3 * LEASE
     assert sum(s.handled for s in stats) == 2 and sum(s.duplicates for s in stats) == 2
     assert sum(s.settle_failures + s.dead_lettered + s.timeouts for s in stats) == 0
-    assert sum(s.retried for s in stats) >= 2  # the busy copies were deferred meanwhile
+    # at least the copy delivered beside the first run found its key busy and was deferred
+    # (the other may arrive after its key is done: then it is a duplicate straight away)
+    assert sum(s.retried for s in stats) >= 1
     assert progress == 2 * STEPS
     events = {e["event"] for e in logs}
     assert not events & {"worker.resubscribing", "idempotency.lease_lost", "idempotency.fenced"}
