@@ -151,11 +151,6 @@ class LeaseKeeper:
     def __len__(self) -> int:
         return len(self._held)
 
-    @property
-    def interval(self) -> float:
-        """Seconds between renewal rounds."""
-        return self._interval
-
     async def renew_if_due(self, store: IdempotencyStore, lease: HeldLease) -> bool:
         """Renew `lease` now on `store` if its last renewal is an interval old or more (the
         renewing thread is behind: store slow, renewals failing); a handler's
