@@ -40,6 +40,7 @@ Results and errors:
     PermanentError      raised by a handler: never retry, dead-letter now
     InvalidMessage      the message cannot be valid (a PermanentError)
     HandlerTimeout      a handler ran past its worker's `timeout`
+    LeaseLost           raised by `ctx.heartbeat()`: another worker holds the message's key
     RequestTimeout      no reply to `Bus.request` in time
     RemoteError         the handler of a request failed; its error, as the reply
 """
@@ -54,6 +55,7 @@ from framework.errors import (
     FrameworkError,
     HandlerTimeout,
     InvalidMessage,
+    LeaseLost,
     MessageRefused,
     MessageTooLarge,
     Overloaded,
@@ -93,6 +95,7 @@ __all__ = [
     "HandlerTimeout",
     "InvalidMessage",
     "InvalidSchedule",
+    "LeaseLost",
     "Message",
     "MessageRefused",
     "MessageTooLarge",

@@ -43,10 +43,13 @@ def version_problems(version: str | None) -> list[Problem]:
 @dataclass(frozen=True)
 class HandlerNeeds:
     """What a worker's handling needs of its main queue: attempts before the broker may
-    dead-letter a message, and seconds a delivery may stay unacked."""
+    dead-letter a message, seconds its handler may run (`timeout`), and the seconds a
+    delivery also stays unacked around its handler (`margin`: the idempotency store calls
+    claiming and completing its key, at most)."""
 
     max_attempts: int
     timeout: float
+    margin: float = 0.0
 
 
 def queue_problems(
@@ -166,6 +169,19 @@ def _needs_problems(
                     f"{queue}, but {worker}.timeout is {needs.timeout:g}s: a slow handler's "
                     "messages would be redelivered and handled twice; lower the timeout or "
                     "raise the consumer timeout",
+                )
+            )
+        elif needs.timeout + needs.margin >= seconds:
+            problems.append(
+                Problem(
+                    "warning",
+                    "consumer-timeout-margin",
+                    f"{source} closes the channel of a delivery unacked for {seconds:g}s on "
+                    f"{queue}, only {seconds - needs.timeout:g}s above {worker}.timeout "
+                    f"({needs.timeout:g}s): a delivery also stays unacked while its key is "
+                    f"claimed and completed (up to {needs.margin:g}s) and its settlement is "
+                    "published; a handler using all of its timeout could have its channel "
+                    f"closed and run twice: leave at least {needs.margin:g}s more",
                 )
             )
     return problems

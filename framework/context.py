@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from framework.errors import ConfigurationError
+from framework.heartbeat import Progress, check_progress
 from framework.keys import derive_key
 from framework.messages import Command, Event, Message
 from framework.outbox.database import OutboxMisuse
@@ -42,6 +43,8 @@ class Context:
     # the `traceparent` of this delivery's OpenTelemetry span (None: tracing off): what the
     # messages published through ctx continue; without it, a child of `traceparent`
     _span: str | None = None
+    # what `heartbeat` reports to (the worker's); None: a Context made outside a worker
+    _beat: Callable[[Progress], Awaitable[None]] | None = None
     _published: int = 0
     _tx: Transaction | None = None
     _committed: bool = False
@@ -52,6 +55,21 @@ class Context:
         if self.deadline_ms is None:
             return None
         return datetime.fromtimestamp(self.deadline_ms / 1000, tz=UTC)
+
+    async def heartbeat(self, progress: str | float | None = None) -> None:
+        """Report that this handler is alive and, optionally, how far it got (a text or a
+        number such as a fraction done). Call it now and then in a long-running handler:
+        it renews the delivery's idempotency lease at once if a renewal is due, and feeds
+        the progress metrics (`framework_handler_heartbeats`, the longest silence of a
+        running handler) and a debug log line. It does not extend `timeout`: the handler
+        is still cancelled when that passes.
+
+        Raises `LeaseLost` when another worker has taken this delivery's key over (the
+        lease lapsed while the store was unreachable): stop, or the work runs twice.
+        """
+        checked = check_progress(progress)
+        if self._beat is not None:
+            await self._beat(checked)
 
     def _next_key(self, message: Message) -> str:
         self._published += 1

@@ -201,6 +201,13 @@ class HandlerTimeout(FrameworkError):
         self.timeout = timeout
 
 
+class LeaseLost(FrameworkError):
+    """`ctx.heartbeat()` found this delivery's idempotency key held by another worker: its
+    lease lapsed (store unreachable past the lease) and a redelivered copy claimed it. The
+    handler should stop; raised out of it, this is a transient failure, and the retry finds
+    the key busy or done instead of repeating the work."""
+
+
 class RequestTimeout(FrameworkError):
     """No reply arrived within the request's timeout; a late reply is discarded."""
 

@@ -218,6 +218,26 @@ class Metrics:
             ["queue"],
             registry=r,
         )
+        self.heartbeats = Counter(
+            "framework_handler_heartbeats",
+            "ctx.heartbeat() calls of the queue's handlers (progress reports).",
+            ["queue"],
+            registry=r,
+        )
+        self.oldest_handler = Gauge(
+            "framework_handler_oldest_running_seconds",
+            "Age of the longest-running delivery being handled now (0: none).",
+            ["queue"],
+            registry=r,
+        )
+        self.handler_silence = Gauge(
+            "framework_handler_seconds_since_progress",
+            "Longest time a delivery being handled now has gone without ctx.heartbeat() "
+            "(since its start if it never called it; 0: none running). Alert when it nears "
+            "the worker's timeout: a hung handler.",
+            ["queue"],
+            registry=r,
+        )
         self.breaker = Gauge(
             "framework_breaker_state",
             "Circuit breaker state: 0 closed, 1 half-open, 2 open.",
@@ -300,12 +320,16 @@ class Metrics:
         health = worker.store_health
         self.store_healthy.labels(queue).set_function(lambda: int(health.healthy))
         failures, fenced = self.store_failures.labels(queue), self.fenced.labels(queue)
-        seen = [health.failures, health.fenced]
+        progress, heartbeats = worker.progress, self.heartbeats.labels(queue)
+        self.oldest_handler.labels(queue).set_function(progress.oldest_age)
+        self.handler_silence.labels(queue).set_function(progress.longest_silence)
+        seen = [health.failures, health.fenced, progress.heartbeats]
 
         def catch_up() -> None:  # counters follow the health record at each scrape
             failures.inc(health.failures - seen[0])
             fenced.inc(health.fenced - seen[1])
-            seen[:] = [health.failures, health.fenced]
+            heartbeats.inc(progress.heartbeats - seen[2])
+            seen[:] = [health.failures, health.fenced, progress.heartbeats]
 
         self._before_render.append(catch_up)
         for limit in worker.rate_limits:

@@ -21,13 +21,16 @@ from framework.topology import QueueSpec
 from framework.worker_spec import WorkerSpec
 
 
-async def worker_queue_problems(api: ManagementApi, spec: WorkerSpec, worker: str) -> list[Problem]:
+async def worker_queue_problems(
+    api: ManagementApi, spec: WorkerSpec, worker: str, store_timeout: float = 0.0
+) -> list[Problem]:
     """Every queue of `spec`'s topology as it exists on the broker against what `worker`
-    declares; the main queue also against what its handling needs. Raises
-    `ManagementUnavailable` when the API cannot be read."""
+    declares; the main queue also against what its handling needs (`store_timeout`: the
+    bound of one idempotency store call, two of which keep a delivery unacked besides its
+    handler). Raises `ManagementUnavailable` when the API cannot be read."""
     queues = spec.topology.queues
     existing = await asyncio.gather(*(api.queue(queue.name) for queue in queues))
-    needs = HandlerNeeds(spec.policy.max_attempts, spec.timeout)
+    needs = HandlerNeeds(spec.policy.max_attempts, spec.timeout, 2 * store_timeout)
     problems: list[Problem] = []
     for index, (queue, found) in enumerate(zip(queues, existing, strict=True)):
         problems += queue_problems(
@@ -72,7 +75,7 @@ async def check_worker_queues(
         return
     api = ManagementApi.for_node(amqp_url, settings)
     try:
-        problems = await worker_queue_problems(api, spec, worker)
+        problems = await worker_queue_problems(api, spec, worker, settings.idempotency_timeout)
     except ManagementUnavailable as exc:
         log.warning("bus.broker_checks_skipped", worker=worker, error=str(exc))
         return

@@ -24,6 +24,7 @@ from framework.delivery import Incoming
 from framework.envelope import Envelope, Keyless, from_amqp
 from framework.errors import ConfigurationError, FrameworkError
 from framework.handling import HandlingPolicy, process
+from framework.heartbeat import Beat, HandlerProgress
 from framework.idempotency import IdempotencyStore, open_store
 from framework.idempotency.health import StoreHealth
 from framework.idempotency.leases import LeaseKeeper, install_tracking_executor
@@ -116,6 +117,7 @@ class Worker:
         )
         self.store_health = StoreHealth()  # `/readyz` is 503 while store calls fail
         self.loop_lag = LoopLagWatchdog()
+        self.progress = HandlerProgress()  # running handlers and their ctx.heartbeat() calls
         self._deferral_log = LogThrottle()  # deferrals: one line per error per interval
         self._leases: LeaseKeeper | None = None
         self._log = structlog.get_logger("framework.worker").bind(
@@ -376,6 +378,7 @@ class Worker:
         self._deliveries.add(me)
         self._handling_now.add(me)
         self.stats.in_flight += 1
+        beat = self.progress.start()
         tracing = self.bus.tracing  # OpenTelemetry: a `process` span around it all, if on
         span = None if tracing is None else tracing.delivery(envelope, self.spec.queue)
         started = time.perf_counter()
@@ -386,7 +389,7 @@ class Worker:
                     self._handling,
                     self.bus.idempotency,
                     self._call_handler,
-                    self._context,
+                    lambda envelope: self._context(envelope, beat),
                     None if self._database is None else self._database.seen,
                     leases=self._leases,
                     health=self.store_health,
@@ -396,6 +399,7 @@ class Worker:
                 outcome = Failed(f"{type(exc).__name__}: {exc}")
             finally:
                 self.stats.in_flight -= 1
+                self.progress.finish(beat)
                 self._handling_now.discard(me)
             duration = time.perf_counter() - started
             settlement = decide(outcome, envelope.attempt, self.spec.policy, random.random)
@@ -411,7 +415,7 @@ class Worker:
     def _call_handler(self, message: Message, ctx: Context) -> Awaitable[Any]:
         return self.handle(message, ctx)  # its coroutine, awaited by `process`
 
-    def _context(self, envelope: Envelope) -> Context:
+    def _context(self, envelope: Envelope, beat: Beat | None = None) -> Context:
         return Context(
             bus=self.bus,
             queue=self.spec.queue,
@@ -425,6 +429,7 @@ class Worker:
             log=self._handler_log,
             database=self._database,
             _span=None if self.bus.tracing is None else self.bus.tracing.current_traceparent(),
+            _beat=None if beat is None else self.progress.reporter(beat, self._leases, self.bus),
         )
 
     async def _settle(

@@ -20,6 +20,8 @@ CONSUMER_TIMEOUT_LIMIT = 1800.0
 # The shortest `queue_expires`: the delay queues of a live instance have no consumer, so only
 # declaring them again (on reconnect and the bus's topology check, every 30 s) keeps them.
 MIN_QUEUE_EXPIRES = 300.0
+# The shortest `idempotency_lease`: renewed every lease/3 s, a shorter one only loads the store.
+MIN_LEASE = 1.0
 
 SETTINGS = (
     "queue",
@@ -205,13 +207,21 @@ def _positive_int(cls: type, name: str) -> int:
 
 
 def _lease(cls: type, timeout: float) -> float:
-    """How long a claim blocks other workers: must outlast the handler's timeout."""
+    """How long a claim blocks other workers after its holder stops renewing it.
+
+    Default `timeout + 30 s`: the key stays held for the whole handler even if every
+    renewal fails. A shorter lease (below `timeout`, for a long-running handler) frees the
+    key of a crashed worker sooner and is kept only by renewals (every lease/3 s, from a
+    thread of its own with a shared store; `ctx.heartbeat()` renews a late one): a store
+    unreachable for longer than the lease lets a redelivered copy run (its handler's
+    `ctx.heartbeat()` raises `LeaseLost`, and its completion is fenced).
+    """
     if getattr(cls, "idempotency_lease", None) is None:
         return timeout + 30.0
     lease = _positive(cls, "idempotency_lease")
-    if lease <= timeout:
+    if lease < MIN_LEASE:
         raise ConfigurationError(
-            f"{cls.__name__}.idempotency_lease ({lease:g}s) must exceed timeout ({timeout:g}s), "
-            "or a slow handler's key could be claimed twice"
+            f"{cls.__name__}.idempotency_lease must be at least {MIN_LEASE:g}s (got {lease:g}s): "
+            "it is renewed every lease/3 s while the handler runs"
         )
     return lease

@@ -89,7 +89,10 @@ async def broker_problems(settings: Settings, workers: Sequence[type[Worker]]) -
         try:
             for worker in workers:
                 problems += await worker_queue_problems(
-                    session.management, build_spec(worker), worker.__name__
+                    session.management,
+                    build_spec(worker),
+                    worker.__name__,
+                    settings.idempotency_timeout,
                 )
         except ManagementUnavailable as exc:
             problems.append(

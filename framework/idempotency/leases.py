@@ -22,6 +22,7 @@ import contextlib
 import itertools
 import secrets
 import threading
+import time
 import weakref
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
@@ -47,7 +48,7 @@ def new_token() -> str:
 class HeldLease:
     """One delivery's claim: what to renew, and the threads started on its behalf."""
 
-    __slots__ = ("_threads", "key", "lease", "lost", "scope", "token")
+    __slots__ = ("_threads", "key", "lease", "lost", "renewed_at", "scope", "token")
 
     def __init__(self, scope: str, key: str, token: str, lease: float) -> None:
         self.scope = scope
@@ -55,6 +56,9 @@ class HeldLease:
         self.token = token
         self.lease = lease
         self.lost = False  # a renewal found the lease taken over (or the key done)
+        # monotonic time of the claim or its last renewal (set by whichever thread renewed:
+        # a float assignment, atomic); what `LeaseKeeper.renew_if_due` reads
+        self.renewed_at = time.monotonic()
         self._threads: list[concurrent.futures.Future[Any]] | None = None
 
     def track(self, future: concurrent.futures.Future[Any]) -> None:
@@ -103,6 +107,11 @@ def install_tracking_executor(loop: asyncio.AbstractEventLoop) -> None:
 _tracked_loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
 
 
+def renewal_due(renewed_at: float, interval: float, now: float) -> bool:
+    """Whether a lease last renewed at `renewed_at` (monotonic s) is due for renewal."""
+    return now - renewed_at >= interval
+
+
 class LeaseKeeper:
     """Renews the leases it holds every `interval` s until its `run()` task is cancelled.
 
@@ -141,6 +150,15 @@ class LeaseKeeper:
 
     def __len__(self) -> int:
         return len(self._held)
+
+    async def renew_if_due(self, store: IdempotencyStore, lease: HeldLease) -> bool:
+        """Renew `lease` now on `store` if its last renewal is an interval old or more (the
+        renewing thread is behind: store slow, renewals failing); a handler's
+        `ctx.heartbeat()` calls it. Returns False once the lease is lost (another worker
+        holds the key), True otherwise (a failed call is logged and retried next round)."""
+        if not lease.lost and renewal_due(lease.renewed_at, self._interval, time.monotonic()):
+            await self._renew(store, lease)
+        return not lease.lost
 
     async def run(self) -> None:
         """Renew until cancelled (then the renewing thread, if any, is stopped and joined)."""
@@ -216,7 +234,9 @@ class LeaseKeeper:
                 "idempotency.renew_failed", queue=lease.scope, message_id=lease.key, error=repr(exc)
             )
             return
-        if not renewed and lease.token in self._held:
+        if renewed:
+            lease.renewed_at = time.monotonic()
+        elif lease.token in self._held:
             lease.lost = True
             _log.error(
                 "idempotency.lease_lost",

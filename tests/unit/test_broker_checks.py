@@ -105,3 +105,21 @@ def test_a_delivery_limit_below_max_attempts_is_a_warning() -> None:
     assert (problem.level, problem.code) == ("warning", "delivery-limit-below-attempts")
     assert "OrderWorker.delivery_limit is 2 but it makes up to 5 attempts" in problem.text
     assert queue_problems("orders", "OrderWorker", DECLARED, {"arguments": DECLARED}, NEEDS) == []
+
+
+def test_a_consumer_timeout_barely_above_the_handler_timeout_is_a_warning() -> None:
+    """A consumer timeout above `timeout` but within the store calls around the handler
+    (claim and completion): a warning saying how much room to leave; beyond it, nothing."""
+    needs = HandlerNeeds(max_attempts=5, timeout=30.0, margin=10.0)
+    existing = {
+        "arguments": DECLARED,
+        "policy": "tight",
+        "effective_policy_definition": {"consumer-timeout": 35_000},
+    }
+    (problem,) = queue_problems("orders", "OrderWorker", DECLARED, existing, needs)
+    assert (problem.level, problem.code) == ("warning", "consumer-timeout-margin")
+    assert "policy tight closes the channel" in problem.text
+    assert "only 5s above OrderWorker.timeout (30s)" in problem.text
+    assert "leave at least 10s more" in problem.text
+    roomy = {**existing, "effective_policy_definition": {"consumer-timeout": 41_000}}
+    assert queue_problems("orders", "OrderWorker", DECLARED, roomy, needs) == []

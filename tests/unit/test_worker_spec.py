@@ -81,6 +81,7 @@ def test_missing_annotation_is_an_error() -> None:
         ("keyless", "hash", "keyless must be one of 'reject', 'content'"),
         ("queue_expires", 0, "queue_expires must be a positive number"),
         ("queue_expires", 60, "queue_expires must be at least 300s"),
+        ("idempotency_lease", 0.5, "idempotency_lease must be at least 1s"),
     ],
 )
 def test_bad_settings_are_rejected(name: str, value: object, fragment: str) -> None:
@@ -115,3 +116,18 @@ def test_keyless_and_body_limit_settings() -> None:
         class Typo(Worker):
             queue = "q"
             keyles = "content"
+
+
+def test_a_lease_shorter_than_the_timeout_is_kept() -> None:
+    """A long-running handler may hold a short lease (renewed while it runs): a crashed
+    worker's key is free again soon, not after the whole timeout."""
+
+    class Long(Worker):
+        queue = "q"
+        timeout = 1200.0
+        idempotency_lease = 60.0
+
+        async def handle(self, msg: Charge, ctx: Context) -> None:
+            return None
+
+    assert build_spec(Long).lease == 60.0
