@@ -34,8 +34,10 @@ from framework.log_throttle import LogThrottle
 from framework.logs import bind_delivery, trace_fields, unbind_delivery
 from framework.loop_lag import LoopLagWatchdog
 from framework.messages import Message
+from framework.ordering import retry_in_place
 from framework.outbox.relay import RelayStats
 from framework.outbox.runtime import WorkerDatabase
+from framework.partitioned_consumer import open_consumer
 from framework.reply import error_reply_message, may_reply_to, reply_message
 from framework.retrying import RESUBSCRIBE
 from framework.settle import settle_or_return
@@ -91,6 +93,10 @@ class Worker:
     # the service's own database (sqlite:///path.db, postgresql://...): ctx.transaction(),
     # its inbox and outbox (framework.outbox); may also be set per instance in __init__
     database: str | None = None
+    # order per key (framework.ordering): the message field whose value orders handling;
+    # its queue is split into `partitions` queues, each handled one message at a time
+    ordered_by: ClassVar[str | None] = None
+    partitions: ClassVar[int] = 8
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -169,7 +175,7 @@ class Worker:
             guards = self._start_guards()
             channel = await self.bus.consume_channel(self.spec.prefetch)
             await self.bus.declare(type(self))
-            consumer = Consumer(channel, self.spec.topology.queues[0], self._on_message)
+            consumer = open_consumer(channel, self.spec, self._on_message)
             self._consumer = consumer
             await consumer.start(self.spec.prefetch)
             if self.breakers:
@@ -368,24 +374,23 @@ class Worker:
         started = time.perf_counter()
         try:
             try:
-                outcome = await process(
-                    envelope,
-                    self._handling,
-                    self.bus.idempotency,
-                    self._call_handler,
-                    self._context,
-                    None if self._database is None else self._database.seen,
-                    leases=self._leases,
-                    health=self.store_health,
-                )
-            except Exception as exc:  # noqa: BLE001 - a bug must not strand the delivery
-                self._log.exception("delivery.processing_error")
-                outcome = Failed(f"{type(exc).__name__}: {exc}")
+                while True:
+                    outcome = await self._process(envelope)
+                    duration = time.perf_counter() - started
+                    settlement = decide(outcome, envelope.attempt, self.spec.policy, random.random)
+                    again = (
+                        None if self.spec.ordering is None else retry_in_place(settlement, envelope)
+                    )
+                    if again is None:
+                        break
+                    # ordered: later messages of the key must not overtake it (framework.ordering)
+                    self.stats.record(settlement, duration, _timed_out(outcome))
+                    _log_settlement(settlement, self._deferral_log)
+                    await asyncio.sleep(again[0])
+                    envelope, started = again[1], time.perf_counter()
             finally:
                 self.stats.in_flight -= 1
                 self._handling_now.discard(me)
-            duration = time.perf_counter() - started
-            settlement = decide(outcome, envelope.attempt, self.spec.policy, random.random)
             if span is not None:  # recorded; a retry or DLQ copy links back to this attempt
                 envelope = span.settled(settlement, envelope)
             await self._settle(settlement, outcome, incoming, envelope, duration)
@@ -394,6 +399,22 @@ class Worker:
                 span.end()
             self._deliveries.discard(me)
             unbind_delivery(bound)
+
+    async def _process(self, envelope: Envelope) -> Outcome:
+        try:
+            return await process(
+                envelope,
+                self._handling,
+                self.bus.idempotency,
+                self._call_handler,
+                self._context,
+                None if self._database is None else self._database.seen,
+                leases=self._leases,
+                health=self.store_health,
+            )
+        except Exception as exc:  # noqa: BLE001 - a bug must not strand the delivery
+            self._log.exception("delivery.processing_error")
+            return Failed(f"{type(exc).__name__}: {exc}")
 
     def _call_handler(self, message: Message, ctx: Context) -> Awaitable[Any]:
         return self.handle(message, ctx)  # its coroutine, awaited by `process`
@@ -444,7 +465,7 @@ class Worker:
                 hint="returned to the queue for redelivery",
             )
             return
-        self.stats.record(settlement, duration, isinstance(outcome, Failed) and outcome.timed_out)
+        self.stats.record(settlement, duration, _timed_out(outcome))
         _log_settlement(settlement, self._deferral_log)
 
     async def _reply(self, settlement: Settlement, outcome: Outcome, envelope: Envelope) -> None:
@@ -489,6 +510,10 @@ async def _cancel(task: asyncio.Task[None] | None) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+def _timed_out(outcome: Outcome) -> bool:
+    return isinstance(outcome, Failed) and outcome.timed_out
 
 
 _settlement_log = structlog.get_logger("framework.worker")

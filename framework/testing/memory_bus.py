@@ -384,7 +384,7 @@ class MemoryBus:
             reply_to=reply_to,
         )
         if tracestate is not None:
-            envelope = replace(envelope, headers={names.TRACESTATE: tracestate})
+            envelope = replace(envelope, headers={**envelope.headers, names.TRACESTATE: tracestate})
         refuse_oversized(
             len(envelope.body),
             self.settings.max_message_size,

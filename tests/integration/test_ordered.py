@@ -1,0 +1,211 @@
+"""Order per key on the real broker: partition queues with single-active-consumer, several
+replicas, transient failures retried in place."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from typing import ClassVar
+
+import pytest
+
+from framework import Bus, Command, Context, Worker, names
+from framework.idempotency import MemoryStore
+from framework.ordering import order_bucket, partition_of
+from framework.testing import BrokerAdmin, eventually
+
+PARTITIONS = 4
+
+
+class Step(Command):
+    type_name = "tests.ordered.Step"
+    ordered_by: ClassVar[str] = "customer_id"
+    customer_id: str
+    seq: int
+
+
+class Journal:
+    """What the replicas' handlers saw: every attempt and every success, per key."""
+
+    def __init__(self) -> None:
+        self.attempts: dict[str, list[int]] = defaultdict(list)
+        self.done: dict[str, list[int]] = defaultdict(list)
+        self.running: set[str] = set()
+        self.overlaps: list[str] = []  # a key handled twice at once (must stay empty)
+        self.most_at_once = 0  # keys handled at the same time (parallelism across keys)
+        self.replicas: set[str] = set()
+
+    def enter(self, msg: Step, replica: str) -> None:
+        if msg.customer_id in self.running:
+            self.overlaps.append(msg.customer_id)
+        self.running.add(msg.customer_id)
+        self.most_at_once = max(self.most_at_once, len(self.running))
+        self.attempts[msg.customer_id].append(msg.seq)
+        self.replicas.add(replica)
+
+    def leave(self, msg: Step, ok: bool) -> None:
+        self.running.discard(msg.customer_id)
+        if ok:
+            self.done[msg.customer_id].append(msg.seq)
+
+    def total_done(self) -> int:
+        return sum(len(v) for v in self.done.values())
+
+
+@contextlib.asynccontextmanager
+async def replicas(
+    amqp_url: str, worker_cls: type[Worker], count: int
+) -> AsyncIterator[list[Worker]]:
+    """`count` replicas of `worker_cls`, each on its own Bus (own connections), sharing one
+    idempotency store; stopped, and their queues deleted, at the end."""
+    store = MemoryStore()
+    async with contextlib.AsyncExitStack() as stack:
+        workers: list[Worker] = []
+        tasks: list[asyncio.Task[None]] = []
+        for index in range(count):
+            bus = await stack.enter_async_context(
+                Bus.connect(amqp_url, service=f"tests.r{index}", idempotency=store)
+            )
+            worker = worker_cls(bus)
+            tasks.append(asyncio.create_task(worker.run()))
+            await worker.wait_ready()
+            workers.append(worker)
+        try:
+            yield workers
+        finally:
+            for worker, task in zip(workers, tasks, strict=True):
+                await worker.stop()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+    await store.close()
+
+
+@pytest.fixture
+async def cleanup(broker_admin: BrokerAdmin, queue_name: str) -> AsyncIterator[None]:
+    yield
+    await broker_admin.delete_queues(
+        *(names.partition_queue_name(queue_name, p) for p in range(PARTITIONS)),
+        names.dlq_name(queue_name),
+    )
+
+
+def ordered_worker(queue_name: str, journal: Journal, fail_first: set[int]) -> type[Worker]:
+    class Ordered(Worker):
+        queue = queue_name
+        ordered_by = "customer_id"
+        partitions = PARTITIONS
+        retry_base_delay = 0.05
+        retry_max_delay = 0.2
+        shutdown_grace = 5.0
+
+        async def handle(self, msg: Step, ctx: Context) -> None:
+            journal.enter(msg, self.bus.service)
+            ok = False
+            try:
+                await asyncio.sleep(0.002)  # long enough for keys to overlap
+                if msg.seq in fail_first and ctx.attempt == 1:
+                    raise ConnectionError("dependency hiccup")
+                ok = True
+            finally:
+                journal.leave(msg, ok)
+
+    return Ordered
+
+
+async def send_interleaved(bus: Bus, customers: list[str], count: int) -> None:
+    """`count` steps per customer, interleaved, each confirmed before the next is sent."""
+    for seq, customer in itertools.product(range(count), customers):
+        await bus.send(Step(customer_id=customer, seq=seq), idempotency_key=f"{customer}-{seq}")
+
+
+async def test_per_key_order_across_replicas_with_failures(
+    amqp_url: str, bus: Bus, broker_admin: BrokerAdmin, queue_name: str, cleanup: None
+) -> None:
+    """Three replicas, transient failures: each key's steps succeed once each, in publish
+    order, never two at once; a failed step is retried before the next step of its key."""
+    journal = Journal()
+    customers = [f"c{i}" for i in range(8)]
+    worker_cls = ordered_worker(queue_name, journal, fail_first={3, 7, 11})
+    async with replicas(amqp_url, worker_cls, 3) as workers:
+        await send_interleaved(bus, customers, 15)
+        await eventually(lambda: journal.total_done() == 15 * len(customers))
+        await eventually(lambda: sum(w.stats.handled for w in workers) == 15 * len(customers))
+        assert sum(w.stats.retried for w in workers) == 3 * len(customers)
+    for customer in customers:
+        assert journal.done[customer] == list(range(15)), customer
+        assert journal.attempts[customer] == sorted(journal.attempts[customer]), customer
+    assert journal.overlaps == []
+    assert journal.most_at_once > 1  # different keys ran in parallel
+    assert await broker_admin.depth(names.dlq_name(queue_name)) == 0
+
+
+async def test_blocked_key_holds_only_its_partition(
+    amqp_url: str, bus: Bus, broker_admin: BrokerAdmin, queue_name: str, cleanup: None
+) -> None:
+    """While one key's message fails again and again, keys on other partitions are all
+    handled; once it succeeds, its later messages follow in order."""
+    journal = Journal()
+    stuck = "stuck"
+    stuck_partition = partition_of(order_bucket(stuck), PARTITIONS)
+    others = [
+        c
+        for c in (f"k{i}" for i in range(40))
+        if partition_of(order_bucket(c), PARTITIONS) != stuck_partition
+    ][:6]
+    release = asyncio.Event()
+
+    class Blocking(Worker):
+        queue = queue_name
+        ordered_by = "customer_id"
+        partitions = PARTITIONS
+        max_attempts = 50
+        retry_base_delay = 0.02
+        retry_max_delay = 0.05
+
+        async def handle(self, msg: Step, ctx: Context) -> None:
+            journal.enter(msg, self.bus.service)
+            ok = False
+            try:
+                if msg.customer_id == stuck and msg.seq == 0 and not release.is_set():
+                    raise ConnectionError("downstream refuses this customer for now")
+                ok = True
+            finally:
+                journal.leave(msg, ok)
+
+    async with replicas(amqp_url, Blocking, 2):
+        await send_interleaved(bus, [stuck], 3)
+        await send_interleaved(bus, others, 5)
+        await eventually(lambda: all(journal.done[c] == list(range(5)) for c in others))
+        assert journal.done[stuck] == []
+        assert journal.attempts[stuck] and set(journal.attempts[stuck]) == {0}
+        release.set()
+        await eventually(lambda: journal.done[stuck] == [0, 1, 2])
+    assert journal.overlaps == []
+    assert await broker_admin.depth(names.dlq_name(queue_name)) == 0
+
+
+async def test_replica_stopped_mid_stream_keeps_order(
+    amqp_url: str, bus: Bus, broker_admin: BrokerAdmin, queue_name: str, cleanup: None
+) -> None:
+    """A replica stopped without grace while handling: its unacked deliveries return to
+    their partitions and the other replica (single active consumer) goes on in order."""
+    journal = Journal()
+    customers = [f"c{i}" for i in range(6)]
+    worker_cls = ordered_worker(queue_name, journal, fail_first={5})
+    worker_cls.shutdown_grace = 0.0  # in-flight handlers are cancelled, not acked
+    async with replicas(amqp_url, worker_cls, 2) as (first, _second):
+        await send_interleaved(bus, customers, 10)
+        await eventually(lambda: journal.total_done() >= 15)
+        await first.stop()  # mid-stream
+        await eventually(
+            lambda: all(set(journal.done[c]) == set(range(10)) for c in customers), timeout=60
+        )
+    for customer in customers:
+        # at least once: a handler cancelled after it finished runs again (never out of order)
+        steps = [s for s, _ in itertools.groupby(journal.done[customer])]
+        assert steps == list(range(10)), customer
+    assert journal.replicas == {"tests.r0", "tests.r1"}
+    assert await broker_admin.depth(names.dlq_name(queue_name)) == 0
