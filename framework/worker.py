@@ -184,7 +184,7 @@ class Worker:
                 )
             watchdog = self._watchdog = asyncio.create_task(self._keep_subscribed(consumer))
             self._log.info("worker.consuming", prefetch=self.spec.prefetch)
-            await warn_if_unshared(self.bus, self.spec.queue, self._log)
+            await warn_if_unshared(self.bus, self.spec.topology.queues[0].name, self._log)
             ready.set_result(None)
             await self._stop_requested.wait()
             self.shutdown = ShutdownBudget.start(self.grace)

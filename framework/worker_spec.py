@@ -178,6 +178,11 @@ def _ordering(
     )
     if ordering is None:
         return None
+    if _set_by_user(cls, "prefetch") and getattr(cls, "prefetch", None) != 1:
+        raise ConfigurationError(
+            f"{cls.__name__} is ordered: it handles one message per partition at a time, so "
+            "`prefetch` does not apply; remove it and set `partitions` for more parallelism"
+        )
     hold = longest_hold(policy.max_attempts, timeout, lambda failed: policy.delay(failed, _top))
     if hold >= CONSUMER_TIMEOUT_LIMIT:
         raise ConfigurationError(
@@ -191,6 +196,12 @@ def _ordering(
 
 def _top() -> float:
     return 1.0
+
+
+def _set_by_user(cls: type, name: str) -> bool:
+    """Whether `name` comes from a class of the user's, not the framework's Worker."""
+    owner = next((k for k in cls.__mro__ if name in vars(k)), None)
+    return owner is not None and owner.__module__ != "framework.worker"
 
 
 def _expires_ms(cls: type) -> int | None:

@@ -12,7 +12,7 @@ from typing import ClassVar
 
 import pytest
 
-from framework import Bus, Command, Context, Worker, names
+from framework import Bus, Command, Context, Unroutable, Worker, names
 from framework.idempotency import MemoryStore
 from framework.ordering import order_bucket, partition_of
 from framework.testing import BrokerAdmin, eventually
@@ -209,3 +209,34 @@ async def test_replica_stopped_mid_stream_keeps_order(
         assert steps == list(range(10)), customer
     assert journal.replicas == {"tests.r0", "tests.r1"}
     assert await broker_admin.depth(names.dlq_name(queue_name)) == 0
+
+
+async def test_partitions_subscribe_again_after_a_deleted_partition_or_reopened_channel(
+    bus: Bus, worker_factory, broker_admin: BrokerAdmin, queue_name: str
+) -> None:
+    """A partition queue deleted by an operator comes back, and a channel error that
+    closes the consuming channel is followed by subscribing to every partition again:
+    keys of every partition are handled afterwards."""
+    journal = Journal()
+    worker = await worker_factory(ordered_worker(queue_name, journal, fail_first=set()))
+    keys = {partition_of(order_bucket(f"k{i}"), PARTITIONS): f"k{i}" for i in range(64)}
+    assert len(keys) == PARTITIONS
+
+    async def each_partition_handles(seq: int) -> None:
+        for key in keys.values():
+            with contextlib.suppress(Unroutable):  # until the deleted partition is back
+                await bus.send(Step(customer_id=key, seq=seq), idempotency_key=f"{key}-{seq}")
+        await asyncio.sleep(0.2)
+
+    async def until_all(seq: int) -> None:
+        while not all(seq in journal.done[key] for key in keys.values()):
+            await each_partition_handles(seq)
+
+    await asyncio.wait_for(until_all(0), 30)
+    await broker_admin.delete_queues(names.partition_queue_name(queue_name, 1))
+    await asyncio.wait_for(until_all(1), 30)
+    raw = worker._consumer._parts[0]._raw
+    await raw.basic_ack(10**9)  # a tag never delivered: a channel error closes the channel
+    await eventually(lambda: raw.is_closed, timeout=10)
+    await asyncio.wait_for(until_all(2), 30)
+    assert journal.overlaps == []

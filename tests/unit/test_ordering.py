@@ -131,7 +131,7 @@ def _worker(**settings: object) -> type[Worker]:
 
 def test_ordered_worker_has_partitions_and_one_delivery_per_partition() -> None:
     """`ordered_by` splits the queue into `partitions` queues consumed with prefetch 1."""
-    spec = build_spec(_worker(ordered_by="account", partitions=3, prefetch=50))
+    spec = build_spec(_worker(ordered_by="account", partitions=3))
     assert spec.ordering is not None
     assert spec.ordering.partitions == 3
     assert spec.prefetch == 1
@@ -141,6 +141,12 @@ def test_ordered_worker_has_partitions_and_one_delivery_per_partition() -> None:
         "accounts.p2",
         "accounts.dlq",
     ]
+
+
+def test_prefetch_on_an_ordered_worker_is_refused() -> None:
+    """`prefetch` cannot apply (one per partition): an error rather than silently ignored."""
+    with pytest.raises(ConfigurationError, match="prefetch` does not apply"):
+        build_spec(_worker(ordered_by="account", prefetch=50))
 
 
 def test_worker_ordering_must_match_the_message_class() -> None:
