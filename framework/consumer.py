@@ -28,8 +28,15 @@ OnMessage = Callable[[Incoming], Awaitable[None]]
 class Consumer:
     """Owns the consuming channel's subscription to one queue."""
 
-    def __init__(self, channel: AbstractChannel, spec: QueueSpec, on_message: OnMessage) -> None:
+    def __init__(
+        self,
+        channel: AbstractChannel,
+        spec: QueueSpec,
+        on_message: OnMessage,
+        arguments: dict[str, Any] | None = None,  # basic.consume's, e.g. x-priority
+    ) -> None:
         self._channel = channel
+        self._arguments = arguments
         self._spec = spec
         self._on_message = on_message
         self._queue: AbstractQueue | None = None
@@ -60,7 +67,9 @@ class Consumer:
             # the bus declared the queue (with the arguments it accepted, which for a queue
             # of an older framework differ from the spec's): subscribe by name only
             raw = await self._channel.get_underlay_channel()
-            ok = await raw.basic_consume(self._spec.name, self._on_delivered, no_ack=False)
+            ok = await raw.basic_consume(
+                self._spec.name, self._on_delivered, no_ack=False, arguments=self._arguments
+            )
             self._raw, self._tag = raw, ok.consumer_tag
             self._watch_cancellation(raw)
         else:
@@ -68,7 +77,7 @@ class Consumer:
                 self._queue = await self._channel.declare_queue(
                     self._spec.name, durable=True, arguments=dict(self._spec.arguments)
                 )
-            self._tag = await self._queue.consume(self._on_message)
+            self._tag = await self._queue.consume(self._on_message, arguments=self._arguments)
 
     async def restart(self) -> None:
         """Subscribe again: the broker cancelled us (queue deleted and re-declared) or the

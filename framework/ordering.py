@@ -120,6 +120,21 @@ def retry_in_place(settlement: Settlement, envelope: Envelope) -> tuple[float, E
     return settlement.delay_ms / 1000, following
 
 
+def consumer_priorities(partitions: int, rand: Callable[[], float]) -> tuple[int, ...]:
+    """One replica's `x-priority` for each partition's consumer.
+
+    RabbitMQ 4.x makes the highest-priority consumer of a single-active-consumer quorum
+    queue the active one (switching once the current one has settled what it holds, so
+    order is kept); 3.x ignores the priority and keeps the first subscriber. A replica's
+    priorities are a rotation of 0..partitions-1 by a random offset, times 1000, plus a
+    random tiebreak: two replicas with different offsets share the partitions between them
+    (each is highest on some), and a replica joining later takes some partitions over."""
+    offset = int(rand() * partitions) % partitions
+    return tuple(
+        ((p + offset) % partitions) * 1000 + 1 + int(rand() * 999) for p in range(partitions)
+    )
+
+
 def longest_hold(max_attempts: int, timeout: float, delay: Callable[[int], float]) -> float:
     """Seconds an ordered worker may hold one delivery retrying it in place: every attempt
     running to its timeout, with the longest backoff (`delay(failed_attempt)`) between."""

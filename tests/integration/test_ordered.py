@@ -10,12 +10,15 @@ from collections import defaultdict
 from collections.abc import AsyncIterator
 from typing import ClassVar
 
+import aio_pika
 import pytest
 
-from framework import Bus, Command, Context, Unroutable, Worker, names
+from framework import Bus, Command, Context, PermanentError, Unroutable, Worker, names
 from framework.idempotency import MemoryStore
 from framework.ordering import order_bucket, partition_of
+from framework.partitioned_consumer import PartitionedConsumer
 from framework.testing import BrokerAdmin, eventually
+from tests.integration.dlq_harness import cli
 
 PARTITIONS = 4
 
@@ -57,17 +60,17 @@ class Journal:
 
 @contextlib.asynccontextmanager
 async def replicas(
-    amqp_url: str, worker_cls: type[Worker], count: int
+    amqp_url: str, worker_cls: type[Worker], count: int, name: str = "tests.r"
 ) -> AsyncIterator[list[Worker]]:
-    """`count` replicas of `worker_cls`, each on its own Bus (own connections), sharing one
-    idempotency store; stopped, and their queues deleted, at the end."""
+    """`count` replicas of `worker_cls`, each on its own Bus (own connections, service
+    `name` + index), sharing one idempotency store; stopped at the end."""
     store = MemoryStore()
     async with contextlib.AsyncExitStack() as stack:
         workers: list[Worker] = []
         tasks: list[asyncio.Task[None]] = []
         for index in range(count):
             bus = await stack.enter_async_context(
-                Bus.connect(amqp_url, service=f"tests.r{index}", idempotency=store)
+                Bus.connect(amqp_url, service=f"{name}{index}", idempotency=store)
             )
             worker = worker_cls(bus)
             tasks.append(asyncio.create_task(worker.run()))
@@ -92,7 +95,9 @@ async def cleanup(broker_admin: BrokerAdmin, queue_name: str) -> AsyncIterator[N
     )
 
 
-def ordered_worker(queue_name: str, journal: Journal, fail_first: set[int]) -> type[Worker]:
+def ordered_worker(
+    queue_name: str, journal: Journal, fail_first: set[int], pause: float = 0.002
+) -> type[Worker]:
     class Ordered(Worker):
         queue = queue_name
         ordered_by = "customer_id"
@@ -105,7 +110,7 @@ def ordered_worker(queue_name: str, journal: Journal, fail_first: set[int]) -> t
             journal.enter(msg, self.bus.service)
             ok = False
             try:
-                await asyncio.sleep(0.002)  # long enough for keys to overlap
+                await asyncio.sleep(pause)  # long enough for keys to overlap
                 if msg.seq in fail_first and ctx.attempt == 1:
                     raise ConnectionError("dependency hiccup")
                 ok = True
@@ -187,19 +192,22 @@ async def test_blocked_key_holds_only_its_partition(
     assert await broker_admin.depth(names.dlq_name(queue_name)) == 0
 
 
+@pytest.mark.parametrize("grace", [0.0, 5.0], ids=["cancelled", "drained"])
 async def test_replica_stopped_mid_stream_keeps_order(
-    amqp_url: str, bus: Bus, broker_admin: BrokerAdmin, queue_name: str, cleanup: None
+    amqp_url: str, bus: Bus, broker_admin: BrokerAdmin, queue_name: str, cleanup: None, grace: float
 ) -> None:
-    """A replica stopped without grace while handling: its unacked deliveries return to
-    their partitions and the other replica (single active consumer) goes on in order."""
+    """A replica stopped while handling, its handlers cancelled (no grace) or finished
+    (drained): its partitions go to the other replica (single active consumer) only once
+    it let go of them, so no key is handled by both at once and the order holds."""
     journal = Journal()
     customers = [f"c{i}" for i in range(6)]
-    worker_cls = ordered_worker(queue_name, journal, fail_first={5})
-    worker_cls.shutdown_grace = 0.0  # in-flight handlers are cancelled, not acked
-    async with replicas(amqp_url, worker_cls, 2) as (first, _second):
+    worker_cls = ordered_worker(queue_name, journal, fail_first={5}, pause=0.02)
+    worker_cls.shutdown_grace = grace
+    async with replicas(amqp_url, worker_cls, 2) as (first, second):
         await send_interleaved(bus, customers, 10)
-        await eventually(lambda: journal.total_done() >= 15)
-        await first.stop()  # mid-stream
+        await eventually(lambda: journal.total_done() >= 12)
+        stopping = first if first.stats.handled else second
+        await stopping.stop()  # mid-stream
         await eventually(
             lambda: all(set(journal.done[c]) == set(range(10)) for c in customers), timeout=60
         )
@@ -207,6 +215,7 @@ async def test_replica_stopped_mid_stream_keeps_order(
         # at least once: a handler cancelled after it finished runs again (never out of order)
         steps = [s for s, _ in itertools.groupby(journal.done[customer])]
         assert steps == list(range(10)), customer
+    assert journal.overlaps == []
     assert journal.replicas == {"tests.r0", "tests.r1"}
     assert await broker_admin.depth(names.dlq_name(queue_name)) == 0
 
@@ -240,3 +249,89 @@ async def test_partitions_subscribe_again_after_a_deleted_partition_or_reopened_
     await eventually(lambda: raw.is_closed, timeout=10)
     await asyncio.wait_for(until_all(2), 30)
     assert journal.overlaps == []
+
+
+async def test_partitions_go_to_the_replica_of_highest_priority_on_4x(
+    amqp_url: str, bus: Bus, broker_admin: BrokerAdmin, queue_name: str, cleanup: None
+) -> None:
+    """RabbitMQ 4.x activates the consumer of highest priority: a replica that joins later
+    takes over the partitions where its priority is higher, after the current one settled,
+    so order holds across the handover. (3.x keeps the first subscriber: it handles all.)"""
+    journal = Journal()
+    keys = {partition_of(order_bucket(f"k{i}"), PARTITIONS): f"k{i}" for i in range(64)}
+    handlers: dict[tuple[str, int], set[str]] = defaultdict(set)  # (key, seq) -> replicas
+
+    class Spread(Worker):
+        queue = queue_name
+        ordered_by = "customer_id"
+        partitions = PARTITIONS
+
+        async def handle(self, msg: Step, ctx: Context) -> None:
+            journal.enter(msg, self.bus.service)
+            handlers[(msg.customer_id, msg.seq)].add(self.bus.service)
+            journal.leave(msg, ok=True)
+
+    async def send_round(seq: int) -> None:
+        for key in keys.values():
+            await bus.send(Step(customer_id=key, seq=seq), idempotency_key=f"{key}-{seq}")
+        await eventually(lambda: all(seq in journal.done[k] for k in keys.values()))
+
+    async with replicas(amqp_url, Spread, 1, "tests.first") as (first,):
+        await send_round(0)
+        async with replicas(amqp_url, Spread, 1, "tests.joined") as (joined,):
+            await send_round(1)  # the handover happens before or during this round
+            await send_round(2)
+            assert isinstance(first._consumer, PartitionedConsumer)
+            assert isinstance(joined._consumer, PartitionedConsumer)
+            mine, theirs = first._consumer.priorities, joined._consumer.priorities
+    version = await broker_version(amqp_url)
+    for partition, key in keys.items():
+        assert handlers[(key, 0)] == {"tests.first0"}
+        by_priority = "tests.first0" if mine[partition] > theirs[partition] else "tests.joined0"
+        expected = by_priority if version >= (4, 0) else "tests.first0"
+        assert handlers[(key, 2)] == {expected}, (partition, version)
+        assert journal.done[key] == [0, 1, 2]
+    assert journal.overlaps == []
+
+
+async def broker_version(amqp_url: str) -> tuple[int, int]:
+    """The broker's major and minor version, as it announces them."""
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        version = str(connection.transport.connection.server_properties["version"])
+    finally:
+        await connection.close()
+    major, minor = version.split(".")[:2]
+    return int(major), int(minor)
+
+
+async def test_dead_lettered_message_is_replayed_into_its_partition(
+    amqp_url: str, bus: Bus, worker_factory, broker_admin: BrokerAdmin, queue_name: str
+) -> None:
+    """A permanent failure leaves the order (the key's next message goes on); replaying it
+    once healed (`framework dlq replay Q`) routes it by its bucket back to its partition."""
+    healed = False
+    handled: list[tuple[str, int]] = []
+
+    class Healing(Worker):
+        queue = queue_name
+        ordered_by = "customer_id"
+        partitions = PARTITIONS
+
+        async def handle(self, msg: Step, ctx: Context) -> None:
+            if msg.seq == 0 and not healed:
+                raise PermanentError("rejected for now")
+            handled.append((msg.customer_id, msg.seq))
+
+    await worker_factory(Healing)
+    dlq = names.dlq_name(queue_name)
+    await bus.send(Step(customer_id="c1", seq=0))
+    await bus.send(Step(customer_id="c1", seq=1))
+    assert await broker_admin.wait_for_depth(dlq, 1) == 1
+    await eventually(lambda: handled == [("c1", 1)])
+    healed = True
+    result = await cli(amqp_url, "dlq", "replay", queue_name)
+    assert result.returncode == 0, result.stderr
+    assert "replayed 1 message from" in result.stdout
+    await eventually(lambda: handled == [("c1", 1), ("c1", 0)])
+    assert await broker_admin.depth(dlq) == 0

@@ -4,6 +4,7 @@ topology, the validation of an ordered worker and the in-place retry decision.""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from typing import ClassVar
 
 import pytest
@@ -12,6 +13,7 @@ from framework import Command, ConfigurationError, Context, Worker, names
 from framework.envelope import Envelope
 from framework.ordering import (
     ORDER_BUCKETS,
+    consumer_priorities,
     fnv1a_32,
     longest_hold,
     order_bucket,
@@ -200,3 +202,23 @@ def test_a_deferral_keeps_the_attempt_and_counts_deferrals() -> None:
 def test_acks_and_dead_letters_are_settled_as_usual(settlement: Ack | DeadLetter) -> None:
     """Only retries stay in place: a message dead-lettered leaves its key's order."""
     assert retry_in_place(settlement, _envelope()) is None
+
+
+def _fixed(*values: float) -> Callable[[], float]:
+    numbers = iter(values)
+    return lambda: next(numbers)
+
+
+def test_consumer_priorities_rotate_the_partitions_by_a_random_offset() -> None:
+    """A replica ranks the partitions in a rotation of its random offset, ties broken."""
+    priorities = consumer_priorities(4, _fixed(0.5, 0.0, 0.0, 0.0, 0.0))  # offset 2
+    assert [sorted(priorities).index(p) for p in priorities] == [2, 3, 0, 1]
+    assert all(p >= 1 for p in priorities)
+
+
+def test_two_replicas_with_different_offsets_share_the_partitions() -> None:
+    """Each is the highest on some partitions: on RabbitMQ 4.x both are active."""
+    first = consumer_priorities(8, _fixed(0.0, *[0.5] * 8))
+    second = consumer_priorities(8, _fixed(0.5, *[0.5] * 8))
+    winners = ["first" if a > b else "second" for a, b in zip(first, second, strict=True)]
+    assert set(winners) == {"first", "second"}
