@@ -199,7 +199,7 @@ class MemoryBroker:
         self._matching: set[tuple[str, tuple[tuple[str, str], ...], str]] = set()  # headers
         self._delayed: list[tuple[float, int, str, StoredMessage]] = []
         self._seq = itertools.count(1)
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks: dict[asyncio.Task[Any], MemoryChannel] = {}  # consumer callbacks
         self._waiters: list[asyncio.Future[None]] = []
         self._channels: set[MemoryChannel] = set()
 
@@ -339,7 +339,11 @@ class MemoryBroker:
         return channel
 
     def drop_channel(self, channel: MemoryChannel) -> None:
+        """The channel closed: its consumers go, and (as aiormq does) its consumer callbacks
+        still running are cancelled."""
         self._channels.discard(channel)
+        for task in [t for t, owner in self._tasks.items() if owner is channel]:
+            task.cancel()
         for queue in self._queues.values():
             for tag in [t for t, c in queue.consumers.items() if c.channel is channel]:
                 del queue.consumers[tag]
@@ -367,13 +371,13 @@ class MemoryBroker:
             task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(
                 consumer.callback(delivery)
             )
-            self._tasks.add(task)
+            self._tasks[task] = consumer.channel
             task.add_done_callback(self._task_done)
             if not single:  # round robin between consumers of one queue
                 queue.consumers[consumer.tag] = queue.consumers.pop(consumer.tag)
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
+        self._tasks.pop(task, None)
         self.changed()
 
     # ---- time and idleness -------------------------------------------------------------

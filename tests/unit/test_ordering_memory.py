@@ -10,7 +10,7 @@ from typing import ClassVar
 
 from framework import Command, Context, Worker
 from framework.ordering import order_bucket, partition_of
-from framework.testing import MemoryBus
+from framework.testing import MemoryBus, eventually
 
 
 class Visit(Command):
@@ -79,3 +79,51 @@ async def test_one_replica_is_active_per_partition_and_a_standby_takes_over() ->
     assert {entry.split(":")[0] for entry in handled_by[before:]} == {str(id(second))}
     for patient in patients:
         assert [s for s, _ in itertools.groupby(s for s, _ in seen[patient])] == list(range(8))
+
+
+async def test_a_stopping_replica_hands_its_partition_over_only_when_it_lets_go() -> None:
+    """Stopped while handling a key's message, a replica finishes it, parks the next one
+    (unhandled, unacked) and returns it on closing: the standby goes on in order, and no
+    key is ever handled by both at once."""
+    release = asyncio.Event()
+    started = asyncio.Event()
+    log: list[tuple[int, int]] = []
+    running: set[str] = set()
+    overlaps: list[int] = []
+
+    class Slow(Worker):
+        queue = "clinic"
+        ordered_by = "patient"
+        partitions = 1
+
+        async def handle(self, msg: Visit, ctx: Context) -> None:
+            if msg.patient in running:
+                overlaps.append(msg.seq)
+            running.add(msg.patient)
+            try:
+                if msg.seq == 0:
+                    started.set()
+                    await release.wait()
+                log.append((id(self), msg.seq))
+            finally:
+                running.discard(msg.patient)
+
+    async with MemoryBus(service="first") as bus:
+        first = await bus.start_worker(Slow)
+        second = Slow(bus)
+        second_task = asyncio.create_task(second.run())
+        await second.wait_ready()
+        for seq in range(4):
+            await bus.send(Visit(patient="ann", seq=seq))
+        await started.wait()
+        stopping = asyncio.create_task(first.stop())
+        consumer = first._consumer
+        assert consumer is not None
+        await eventually(lambda: not consumer.consuming)  # paused: the drain has begun
+        release.set()
+        await stopping
+        await bus.drain()
+        await second.stop()
+        await second_task
+    assert log == [(id(first), 0), (id(second), 1), (id(second), 2), (id(second), 3)]
+    assert overlaps == []
