@@ -323,7 +323,7 @@ async def test_dead_lettered_message_is_replayed_into_its_partition(
                 raise PermanentError("rejected for now")
             handled.append((msg.customer_id, msg.seq))
 
-    await worker_factory(Healing)
+    worker = await worker_factory(Healing)
     dlq = names.dlq_name(queue_name)
     await bus.send(Step(customer_id="c1", seq=0))
     await bus.send(Step(customer_id="c1", seq=1))
@@ -333,5 +333,6 @@ async def test_dead_lettered_message_is_replayed_into_its_partition(
     result = await cli(amqp_url, "dlq", "replay", queue_name)
     assert result.returncode == 0, result.stderr
     assert "replayed 1 message from" in result.stdout
-    await eventually(lambda: handled == [("c1", 1), ("c1", 0)])
+    await broker_admin.wait_drained(worker)  # every partition empty, nothing in flight
+    assert handled == [("c1", 1), ("c1", 0)]
     assert await broker_admin.depth(dlq) == 0
