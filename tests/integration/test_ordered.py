@@ -14,6 +14,7 @@ import aio_pika
 import pytest
 
 from framework import Bus, Command, Context, PermanentError, Unroutable, Worker, names
+from framework.breaker import BreakerState, CircuitBreaker
 from framework.idempotency import MemoryStore
 from framework.ordering import order_bucket, partition_of
 from framework.partitioned_consumer import PartitionedConsumer
@@ -336,3 +337,49 @@ async def test_dead_lettered_message_is_replayed_into_its_partition(
     await broker_admin.wait_drained(worker)  # every partition empty, nothing in flight
     assert handled == [("c1", 1), ("c1", 0)]
     assert await broker_admin.depth(dlq) == 0
+
+
+async def test_open_breaker_holds_the_partitions_in_order(
+    bus: Bus, worker_factory, broker_admin: BrokerAdmin, queue_name: str
+) -> None:
+    """Failures open the breaker: the failing message waits in place (deferred, its
+    attempts not burned), what arrives meanwhile is held back; once the dependency is back
+    every key goes on in order, each message handled once."""
+    gateway_up = asyncio.Event()
+    breaker = CircuitBreaker("gateway", failure_threshold=2, reset_timeout=0.5)
+    journal = Journal()
+
+    class Guarded(Worker):
+        queue = queue_name
+        ordered_by = "customer_id"
+        partitions = PARTITIONS
+        retry_base_delay = 0.05
+        retry_max_delay = 0.2
+        breakers = (breaker,)
+
+        async def handle(self, msg: Step, ctx: Context) -> None:
+            journal.enter(msg, self.bus.service)
+            ok = False
+            try:
+                async with breaker:
+                    if not gateway_up.is_set():
+                        raise ConnectionError("gateway down")
+                ok = True
+            finally:
+                journal.leave(msg, ok)
+
+    worker = await worker_factory(Guarded)
+    customers = ["a", "b", "c"]
+    await send_interleaved(bus, customers, 2)
+    await eventually(lambda: breaker.state is BreakerState.OPEN)
+    await send_interleaved(bus, customers, 4)  # again 0..3: 0 and 1 are duplicates
+    for seq, customer in itertools.product(range(4, 6), customers):
+        await bus.send(Step(customer_id=customer, seq=seq), idempotency_key=f"{customer}-{seq}")
+    assert all(journal.done[c] == [] for c in customers)
+    gateway_up.set()
+    await eventually(lambda: all(journal.done[c] == list(range(6)) for c in customers))
+    await broker_admin.wait_drained(worker)
+    assert breaker.state is BreakerState.CLOSED
+    assert journal.overlaps == []
+    assert all(journal.attempts[c] == sorted(journal.attempts[c]) for c in customers)
+    assert await broker_admin.depth(names.dlq_name(queue_name)) == 0
