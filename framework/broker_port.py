@@ -153,9 +153,15 @@ class BrokerPort(EnvelopePublisher, Protocol):
         reply's value; `on_sent` runs once the request is confirmed."""
 
     async def subscribe(
-        self, queue: QueueSpec, prefetch: int, on_delivery: OnDelivery
+        self,
+        queue: QueueSpec,
+        prefetch: int,
+        on_delivery: OnDelivery,
+        *,
+        arguments: dict[str, Any] | None = None,
     ) -> Subscription:
-        """A subscription to `queue` (declared already), not started yet."""
+        """A subscription to `queue` (declared already), not started yet; `arguments` are
+        the consumer's (e.g. `x-priority`)."""
 
     def acker(self, *, max_batch: int, max_delay: float, prefetch: int) -> Acker:
         """The acker of one worker's deliveries."""

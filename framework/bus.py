@@ -488,7 +488,7 @@ class Bus:
             traceparent=traceparent,
         )
         if tracestate is not None:
-            envelope = replace(envelope, headers={names.TRACESTATE: tracestate})
+            envelope = replace(envelope, headers={**envelope.headers, names.TRACESTATE: tracestate})
         refuse_oversized(
             len(envelope.body),
             self.settings.max_message_size,

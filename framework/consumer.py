@@ -30,9 +30,14 @@ class Consumer:
     """Owns the consuming channel's subscription to one queue."""
 
     def __init__(
-        self, channel: AbstractRobustChannel, spec: QueueSpec, on_message: OnMessage
+        self,
+        channel: AbstractRobustChannel,
+        spec: QueueSpec,
+        on_message: OnMessage,
+        arguments: dict[str, Any] | None = None,  # basic.consume's, e.g. x-priority
     ) -> None:
         self._channel = channel
+        self._arguments = arguments
         self._spec = spec
         self._on_message = on_message
         self._raw: Any = None  # the aiormq channel holding our subscription
@@ -58,7 +63,9 @@ class Consumer:
         # the bus declared the queue (with the arguments it accepted, which for a queue
         # of an older framework differ from the spec's): subscribe by name only
         raw = await self._channel.get_underlay_channel()
-        ok = await raw.basic_consume(self._spec.name, self._on_delivered, no_ack=False)
+        ok = await raw.basic_consume(
+            self._spec.name, self._on_delivered, no_ack=False, arguments=self._arguments
+        )
         self._raw, self._tag = raw, ok.consumer_tag
         self._watch_cancellation(raw)
 

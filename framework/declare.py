@@ -76,11 +76,23 @@ async def declare(connection: AbstractConnection, topology: Topology) -> None:
             await channel.declare_exchange(
                 name, aio_pika.ExchangeType.DIRECT, durable=True, auto_delete=topology.expiring
             )
+        for router in topology.routers:
+            await channel.declare_exchange(
+                router.name,
+                aio_pika.ExchangeType(router.kind),
+                durable=True,
+                auto_delete=topology.expiring,
+            )
     await declare_queues(connection, topology.queues)
     async with connection.channel(publisher_confirms=False) as channel:
-        for binding in (*topology.bindings, *topology.moves):
+        for binding in (*topology.bindings, *topology.moves, *topology.partition_bindings):
             queue = await channel.get_queue(binding.queue, ensure=False)
-            await queue.bind(binding.exchange, binding.routing_key)
+            await queue.bind(
+                binding.exchange, binding.routing_key, arguments=dict(binding.arguments) or None
+            )
+        for link in topology.exchange_bindings:
+            destination = await channel.get_exchange(link.destination, ensure=False)
+            await destination.bind(link.source, link.routing_key)
 
 
 async def declare_queues(connection: AbstractConnection, specs: Sequence[QueueSpec]) -> None:

@@ -161,7 +161,7 @@ async def replay(
     moved = 0
     try:
         async with _open(connection, queue) as dlq:
-            await _require_queue(connection, queue)
+            exchange = await _replay_exchange(connection, queue)
             for _ in range(dlq.depth):
                 if selection.full(moved):
                     break
@@ -172,7 +172,7 @@ async def replay(
                     continue  # stays unacked: given back in its place at the end
                 copy = replay_envelope(message)
                 await publisher.publish_properties(
-                    copy.body, amqp_properties(copy), "", queue, mandatory=True
+                    copy.body, amqp_properties(copy), exchange, queue, mandatory=True
                 )
                 await dlq.remove(message)
                 moved += 1
@@ -183,10 +183,21 @@ async def replay(
     return moved
 
 
-async def _require_queue(connection: AbstractRobustConnection, queue: str) -> None:
+async def _replay_exchange(connection: AbstractRobustConnection, queue: str) -> str:
+    """Where a replay of `queue`'s dead letters is published (routing key `queue`): the
+    default exchange into the queue itself; for an ordered worker, which has partition
+    queues instead, its moves exchange, which passes them on to the partitions by their
+    `fw-order-bucket` (framework.ordering)."""
     try:
         async with connection.channel(publisher_confirms=False) as channel:
             await channel.declare_queue(queue, passive=True)
+        return ""
+    except aio_pika.exceptions.ChannelNotFoundEntity:
+        pass
+    try:
+        async with connection.channel(publisher_confirms=False) as channel:
+            await channel.declare_exchange(names.partitions_exchange(queue), passive=True)
+        return names.moves_exchange(queue)
     except aio_pika.exceptions.ChannelNotFoundEntity as exc:
         raise UnknownQueue(f"unknown queue {queue!r}: nothing to replay into") from exc
 

@@ -16,12 +16,21 @@ class Message(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     type_name: ClassVar[str] = "Message"
+    # the field whose value orders this message (framework.ordering): senders put it in the
+    # `fw-order-key` header and route by its bucket; workers with `ordered_by` require it
+    ordered_by: ClassVar[str | None] = None
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
         super().__pydantic_init_subclass__(**kwargs)
         if "type_name" not in cls.__dict__:
             cls.type_name = cls.__name__
+        if cls.ordered_by is not None and cls.ordered_by not in cls.model_fields:
+            raise TypeError(
+                f"{cls.__name__}.ordered_by is {cls.ordered_by!r}, which is not one of its "
+                f"fields ({', '.join(cls.model_fields) or 'none'}): name the field whose "
+                "value orders the messages, e.g. a customer id"
+            )
 
 
 class Command(Message):

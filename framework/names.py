@@ -89,3 +89,20 @@ def owner_queue(name: str) -> str:
     if ".retry." in name:
         return name.rsplit(".retry.", 1)[0]
     return name
+
+
+# Order per key (framework.ordering): set by the sender from the field the message class
+# names in `ordered_by`; the bucket routes the message to its partition queue.
+ORDER_KEY = "fw-order-key"
+ORDER_BUCKET = "fw-order-bucket"
+
+
+def partition_queue_name(queue: str, partition: int) -> str:
+    """Partition `partition` of an ordered worker's queue: `orders.p3`."""
+    return f"{queue}.p{partition}"
+
+
+def partitions_exchange(queue: str) -> str:
+    """The headers exchange of an ordered worker: routes by `fw-order-bucket` to the
+    partition queues; the commands/events exchanges and `Q.moves` (routing key `Q`) feed it."""
+    return f"{queue}.partitions"

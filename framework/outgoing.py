@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from framework.deadlines import combine_deadline
 from framework.envelope import Envelope, encode_body
 from framework.messages import Message
+from framework.ordering import order_headers
 from framework.traceparent import new_traceparent
 
 
@@ -27,6 +28,8 @@ def outgoing_envelope(
 
     The correlation id defaults to the key (a conversation starts here); the deadline is the
     earlier of `deadline` and now + `ttl`, and the broker may drop the message after it.
+    A message class with `ordered_by` gets its order key and bucket headers
+    (`framework.ordering`).
     """
     now = time.time()
     now_ms = int(now * 1000)
@@ -42,6 +45,7 @@ def outgoing_envelope(
         app_id=app_id,
         traceparent=traceparent or new_traceparent(),
         reply_to=reply_to,
+        headers=order_headers(message),
     )
     expiration = None if deadline_ms is None else max(deadline_ms - now_ms, 1)
     return envelope, expiration

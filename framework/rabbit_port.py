@@ -210,10 +210,12 @@ class RabbitPort:
         queue: QueueSpec,
         prefetch: int,
         on_delivery: OnDelivery,
+        *,
+        arguments: dict[str, Any] | None = None,
     ) -> Consumer:
         """A consumer of `queue` on a new channel of the consuming connection."""
         channel = await self.consume_channel(prefetch)
-        return Consumer(channel, queue, on_delivery)
+        return Consumer(channel, queue, on_delivery, arguments)
 
     def acker(self, *, max_batch: int, max_delay: float, prefetch: int) -> AckCoalescer:
         """Coalesced acks (`basic.ack(multiple=True)` for runs of handled deliveries)."""

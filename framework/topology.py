@@ -9,7 +9,7 @@ from typing import Any, Literal, TypeVar
 from framework import names
 from framework.backoff import RetryPolicy, tier_cap_ms
 
-ExchangeKind = Literal["direct", "topic"]
+ExchangeKind = Literal["direct", "topic", "headers"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +53,18 @@ class BindingSpec:
     queue: str
     exchange: str
     routing_key: str
+    # binding arguments (a headers exchange matches on them), as pairs: the spec stays hashable
+    arguments: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangeBindingSpec:
+    """An exchange-to-exchange binding: `source` passes messages with `routing_key` on to
+    `destination` (an ordered worker's partitions exchange)."""
+
+    destination: str
+    source: str
+    routing_key: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +83,11 @@ class Topology:
     expiring: bool = False
     # the scheduled-send countdown (framework.scheduling), declared by schedule_declare
     schedule: bool = False
+    # an ordered worker's own headers exchange (`Q.partitions`), what feeds it, and the
+    # bindings of its partition queues to it by bucket (framework.ordering)
+    routers: tuple[ExchangeSpec, ...] = ()
+    exchange_bindings: tuple[ExchangeBindingSpec, ...] = ()
+    partition_bindings: tuple[BindingSpec, ...] = ()
 
     def __add__(self, other: Topology) -> Topology:
         return Topology(
@@ -80,6 +97,9 @@ class Topology:
             _unique(self.moves + other.moves),
             self.expiring or other.expiring,
             self.schedule or other.schedule,
+            _unique(self.routers + other.routers),
+            _unique(self.exchange_bindings + other.exchange_bindings),
+            _unique(self.partition_bindings + other.partition_bindings),
         )
 
     @property
@@ -134,22 +154,9 @@ def worker_topology(
     `bindings` maps a message type name to the exchange it arrives on.
     """
     dlq = names.dlq_name(queue)
-    # Dead letters go through the queue's own moves exchange, not the default one: declaring
-    # a queue whose dead-letter exchange is "" needs write permission on amq.default, which
-    # would let the service publish into every queue of the vhost.
     moves = names.moves_exchange(queue)
-    main_args: dict[str, Any] = {
-        "x-queue-type": "quorum",
-        "x-delivery-limit": options.delivery_limit,
-        "x-dead-letter-exchange": moves,
-        "x-dead-letter-routing-key": dlq,
-    }
-    expiry: dict[str, Any] = {} if options.expires_ms is None else {"x-expires": options.expires_ms}
-    main_args.update(expiry)
-    if options.max_length is not None:
-        main_args["x-max-length"] = options.max_length
-        main_args["x-overflow"] = "reject-publish"
-        main_args["x-dead-letter-strategy"] = "at-least-once"
+    main_args = _consumed_queue_arguments(queue, options)
+    expiry = _expiry(options)
     tiers = policy.tiers_ms()
     retry_queues = tuple(
         QueueSpec(
@@ -167,15 +174,7 @@ def worker_topology(
         for tier in tiers
     )
     return EXCHANGES + Topology(
-        queues=(
-            QueueSpec(queue, main_args),
-            QueueSpec(
-                dlq,
-                {"x-queue-type": "quorum", "x-delivery-limit": DLQ_DELIVERY_LIMIT, **expiry},
-                fallback=None if expiry else {"x-queue-type": "quorum"},  # DLQs before the limit
-            ),
-            *retry_queues,
-        ),
+        queues=(QueueSpec(queue, main_args), _dlq_spec(queue, options), *retry_queues),
         bindings=tuple(
             BindingSpec(queue, exchange, type_name)
             for type_name, exchange in sorted(bindings.items())
@@ -185,4 +184,81 @@ def worker_topology(
             for q in (QueueSpec(queue), QueueSpec(dlq), *retry_queues)
         ),
         expiring=options.expires_ms is not None,
+    )
+
+
+def _expiry(options: QueueOptions) -> dict[str, Any]:
+    return {} if options.expires_ms is None else {"x-expires": options.expires_ms}
+
+
+def _consumed_queue_arguments(queue: str, options: QueueOptions) -> dict[str, Any]:
+    """The arguments of a queue the worker consumes (its queue, or a partition of it)."""
+    # Dead letters go through the queue's own moves exchange, not the default one: declaring
+    # a queue whose dead-letter exchange is "" needs write permission on amq.default, which
+    # would let the service publish into every queue of the vhost.
+    arguments: dict[str, Any] = {
+        "x-queue-type": "quorum",
+        "x-delivery-limit": options.delivery_limit,
+        "x-dead-letter-exchange": names.moves_exchange(queue),
+        "x-dead-letter-routing-key": names.dlq_name(queue),
+        **_expiry(options),
+    }
+    if options.max_length is not None:
+        arguments["x-max-length"] = options.max_length
+        arguments["x-overflow"] = "reject-publish"
+        arguments["x-dead-letter-strategy"] = "at-least-once"
+    return arguments
+
+
+def _dlq_spec(queue: str, options: QueueOptions) -> QueueSpec:
+    expiry = _expiry(options)
+    return QueueSpec(
+        names.dlq_name(queue),
+        {"x-queue-type": "quorum", "x-delivery-limit": DLQ_DELIVERY_LIMIT, **expiry},
+        fallback=None if expiry else {"x-queue-type": "quorum"},  # DLQs before the limit
+    )
+
+
+def partitioned_topology(
+    queue: str,
+    bindings: Mapping[str, str],
+    options: QueueOptions,
+    partitions: int,
+    buckets: int,
+) -> Topology:
+    """An ordered worker's queue `queue` split into `partitions` queues `Q.p0`..: each a
+    quorum queue with single-active-consumer, fed by the headers exchange `Q.partitions`,
+    which routes bucket `b` (the `fw-order-bucket` header, `framework.ordering`) to
+    partition `b % partitions`. The commands/events exchanges pass the handled types on to
+    it, and so does `Q.moves` for routing key `Q` (messages moved back, e.g. replayed).
+    No delay queues: an ordered worker retries in place. Same DLQ as an unordered worker.
+    """
+    router = names.partitions_exchange(queue)
+    moves = names.moves_exchange(queue)
+    arguments = {**_consumed_queue_arguments(queue, options), "x-single-active-consumer": True}
+    parts = tuple(
+        QueueSpec(names.partition_queue_name(queue, p), arguments) for p in range(partitions)
+    )
+    dlq = _dlq_spec(queue, options)
+    return EXCHANGES + Topology(
+        queues=(*parts, dlq),
+        moves=(BindingSpec(dlq.name, moves, dlq.name),),
+        expiring=options.expires_ms is not None,
+        routers=(ExchangeSpec(router, "headers"),),
+        exchange_bindings=(
+            *(
+                ExchangeBindingSpec(router, exchange, type_name)
+                for type_name, exchange in sorted(bindings.items())
+            ),
+            ExchangeBindingSpec(router, moves, queue),
+        ),
+        partition_bindings=tuple(
+            BindingSpec(
+                parts[bucket % partitions].name,
+                router,
+                "",
+                (("x-match", "all"), (names.ORDER_BUCKET, str(bucket))),
+            )
+            for bucket in range(buckets)
+        ),
     )

@@ -34,8 +34,10 @@ from framework.log_throttle import LogThrottle
 from framework.logs import bind_delivery, trace_fields, unbind_delivery
 from framework.loop_lag import LoopLagWatchdog
 from framework.messages import Message
+from framework.ordering import retry_in_place
 from framework.outbox.relay import RelayStats
 from framework.outbox.runtime import WorkerDatabase
+from framework.partitioned_consumer import subscribe_worker
 from framework.rate_limit import RateLimit
 from framework.reply import error_reply_message, may_reply_to, reply_message
 from framework.retrying import RESUBSCRIBE
@@ -93,6 +95,10 @@ class Worker:
     # the service's own database (sqlite:///path.db, postgresql://...): ctx.transaction(),
     # its inbox and outbox (framework.outbox); may also be set per instance in __init__
     database: str | None = None
+    # order per key (framework.ordering): the message field whose value orders handling;
+    # its queue is split into `partitions` queues, each handled one message at a time
+    ordered_by: ClassVar[str | None] = None
+    partitions: ClassVar[int] = 8
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -173,9 +179,7 @@ class Worker:
                 max_delay=self.ack_max_delay,
                 prefetch=self.spec.prefetch,
             )
-            consumer = await self.bus.port.subscribe(
-                self.spec.topology.queues[0], self.spec.prefetch, self._on_message
-            )
+            consumer = await subscribe_worker(self.bus.port, self.spec, self._on_message)
             await self.bus.declare(type(self))
             self._consumer = consumer
             await consumer.start(self.spec.prefetch)
@@ -185,7 +189,7 @@ class Worker:
                 )
             watchdog = self._watchdog = asyncio.create_task(self._keep_subscribed(consumer))
             self._log.info("worker.consuming", prefetch=self.spec.prefetch)
-            await warn_if_unshared(self.bus, self.spec.queue, self._log)
+            await warn_if_unshared(self.bus, self.spec.topology.queues[0].name, self._log)
             ready.set_result(None)
             await self._stop_requested.wait()
             self.shutdown = ShutdownBudget.start(self.grace)
@@ -384,25 +388,25 @@ class Worker:
         started = time.perf_counter()
         try:
             try:
-                outcome = await process(
-                    envelope,
-                    self._handling,
-                    self.bus.idempotency,
-                    self._call_handler,
-                    lambda envelope: self._context(envelope, beat),
-                    None if self._database is None else self._database.seen,
-                    leases=self._leases,
-                    health=self.store_health,
-                )
-            except Exception as exc:  # noqa: BLE001 - a bug must not strand the delivery
-                self._log.exception("delivery.processing_error")
-                outcome = Failed(f"{type(exc).__name__}: {exc}")
+                outcome = await self._process(envelope, beat)
+                duration = time.perf_counter() - started
+                settlement = decide(outcome, envelope.attempt, self.spec.policy, random.random)
+                if self.spec.ordering is not None:  # retried in place (framework.ordering)
+                    while (again := retry_in_place(settlement, envelope)) is not None:
+                        # later messages of the key must not overtake it: hold it, wait, redo
+                        self.stats.record(settlement, duration, _timed_out(outcome))
+                        log_settlement(settlement, self._deferral_log)
+                        await asyncio.sleep(again[0])
+                        envelope, started = again[1], time.perf_counter()
+                        outcome = await self._process(envelope, beat)
+                        duration = time.perf_counter() - started
+                        settlement = decide(
+                            outcome, envelope.attempt, self.spec.policy, random.random
+                        )
             finally:
                 self.stats.in_flight -= 1
                 self.progress.finish(beat)
                 self._handling_now.discard(me)
-            duration = time.perf_counter() - started
-            settlement = decide(outcome, envelope.attempt, self.spec.policy, random.random)
             if span is not None:  # recorded; a retry or DLQ copy links back to this attempt
                 envelope = span.settled(settlement, envelope)
             await self._settle(settlement, outcome, incoming, envelope, duration)
@@ -411,6 +415,24 @@ class Worker:
                 span.end()
             self._deliveries.discard(me)
             unbind_delivery(bound)
+
+    async def _process(self, envelope: Envelope, beat: Beat) -> Outcome:
+        """`handling.process` for one attempt; a bug in it fails the attempt, never strands
+        the delivery."""
+        try:
+            return await process(
+                envelope,
+                self._handling,
+                self.bus.idempotency,
+                self._call_handler,
+                lambda envelope: self._context(envelope, beat),
+                None if self._database is None else self._database.seen,
+                leases=self._leases,
+                health=self.store_health,
+            )
+        except Exception as exc:  # noqa: BLE001 - a bug must not strand the delivery
+            self._log.exception("delivery.processing_error")
+            return Failed(f"{type(exc).__name__}: {exc}")
 
     def _call_handler(self, message: Message, ctx: Context) -> Awaitable[Any]:
         return self.handle(message, ctx)  # its coroutine, awaited by `process`
@@ -461,7 +483,7 @@ class Worker:
                 hint="returned to the queue for redelivery",
             )
             return
-        self.stats.record(settlement, duration, isinstance(outcome, Failed) and outcome.timed_out)
+        self.stats.record(settlement, duration, _timed_out(outcome))
         log_settlement(settlement, self._deferral_log)
 
     async def _reply(self, settlement: Settlement, outcome: Outcome, envelope: Envelope) -> None:
@@ -506,3 +528,7 @@ async def _cancel(task: asyncio.Task[None] | None) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+def _timed_out(outcome: Outcome) -> bool:
+    return isinstance(outcome, Failed) and outcome.timed_out

@@ -13,7 +13,8 @@ from framework.backoff import RetryPolicy
 from framework.envelope import KEYLESS_MODES, Keyless
 from framework.errors import ConfigurationError
 from framework.messages import Message, is_command
-from framework.topology import QueueOptions, Topology, worker_topology
+from framework.ordering import ORDER_BUCKETS, Ordering, check_ordering, longest_hold
+from framework.topology import QueueOptions, Topology, partitioned_topology, worker_topology
 
 # RabbitMQ 3.x closes the channel of a delivery unacked for 30 minutes (consumer_timeout).
 CONSUMER_TIMEOUT_LIMIT = 1800.0
@@ -47,6 +48,8 @@ SETTINGS = (
     "max_body_bytes",
     "keyless",
     "database",
+    "ordered_by",
+    "partitions",
 )
 
 
@@ -65,6 +68,7 @@ class WorkerSpec:
     topology: Topology
     max_body_bytes: int = 1024 * 1024
     keyless: Keyless = "reject"
+    ordering: Ordering | None = None  # `ordered_by`: partition queues, retries in place
 
 
 def check_spelling(namespace: dict[str, Any], owner: str) -> None:
@@ -143,19 +147,66 @@ def build_spec(cls: type) -> WorkerSpec:
         for name, t in message_types.items()
     }
     options = QueueOptions(_positive_int(cls, "delivery_limit"), max_length, _expires_ms(cls))
+    ordering = _ordering(cls, message_types, policy, timeout)
+    topology = (
+        worker_topology(queue, bindings, policy, options)
+        if ordering is None
+        else partitioned_topology(queue, bindings, options, ordering.partitions, ORDER_BUCKETS)
+    )
     return WorkerSpec(
         queue=queue,
-        prefetch=prefetch,
+        # ordered: one delivery in flight per partition queue (QoS is per consumer)
+        prefetch=prefetch if ordering is None else 1,
         timeout=timeout,
         shutdown_grace=float(cls.shutdown_grace),  # type: ignore[attr-defined]
         retention=_positive(cls, "idempotency_retention"),
         lease=_lease(cls, timeout),
         policy=policy,
         message_types=message_types,
-        topology=worker_topology(queue, bindings, policy, options),
+        topology=topology,
         max_body_bytes=_positive_int(cls, "max_body_bytes"),
         keyless=_keyless(cls),
+        ordering=ordering,
     )
+
+
+def _ordering(
+    cls: type, message_types: dict[str, type[Message]], policy: RetryPolicy, timeout: float
+) -> Ordering | None:
+    """`ordered_by` / `partitions`, checked; an ordered worker retries in place, holding
+    its delivery, so its retries must end before the broker's consumer timeout."""
+    ordering = check_ordering(
+        cls.__name__,
+        getattr(cls, "ordered_by", None),
+        getattr(cls, "partitions", None),
+        message_types,
+    )
+    if ordering is None:
+        return None
+    if _set_by_user(cls, "prefetch") and getattr(cls, "prefetch", None) != 1:
+        raise ConfigurationError(
+            f"{cls.__name__} is ordered: it handles one message per partition at a time, so "
+            "`prefetch` does not apply; remove it and set `partitions` for more parallelism"
+        )
+    hold = longest_hold(policy.max_attempts, timeout, lambda failed: policy.delay(failed, _top))
+    if hold >= CONSUMER_TIMEOUT_LIMIT:
+        raise ConfigurationError(
+            f"{cls.__name__} is ordered, so it retries in place, holding the delivery: "
+            f"max_attempts x timeout plus the retry delays come to {hold:g}s, over RabbitMQ's "
+            f"consumer_timeout ({CONSUMER_TIMEOUT_LIMIT:g}s); lower max_attempts, timeout or "
+            "retry_max_delay"
+        )
+    return ordering
+
+
+def _top() -> float:
+    return 1.0
+
+
+def _set_by_user(cls: type, name: str) -> bool:
+    """Whether `name` comes from a class of the user's, not the framework's Worker."""
+    owner = next((k for k in cls.__mro__ if name in vars(k)), None)
+    return owner is not None and owner.__module__ != "framework.worker"
 
 
 def _expires_ms(cls: type) -> int | None:

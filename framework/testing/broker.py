@@ -221,10 +221,8 @@ class BrokerAdmin:
         `MemoryBus.drain`; messages already in the DLQ do not count as pending.)
         """
         spec = worker.spec
-        queues = [
-            spec.queue,
-            *(names.retry_queue_name(spec.queue, t) for t in spec.policy.tiers_ms()),
-        ]
+        dlq = names.dlq_name(spec.queue)  # its queue (or partitions) and delay queues
+        queues = [q.name for q in spec.topology.queues if q.name != dlq]
         previous: tuple[Any, ...] | None = None
         quiet = 0
         state: tuple[Any, ...] = ()

@@ -6,6 +6,9 @@ an aiormq channel), deliveries with `ack`/`nack`; it routes stored messages (enc
 envelopes by `StoredMessage.from_envelope`) the way the broker does: the default exchange
 by queue name, `fw.commands` (direct) and `fw.events` (topic) by binding; a `mandatory`
 publish with no queue raises `Unroutable`, a full `reject-publish` queue `Overloaded`.
+An ordered worker's topology works too: exchange-to-exchange bindings, a headers exchange
+(`x-match` all) and single-active-consumer queues; prefetch counts per consumer, as
+RabbitMQ's `basic.qos` does.
 
 Time: delay queues (those with `x-message-ttl`, i.e. `Q.retry.*`) hold messages on a
 virtual clock (`now`, seconds from 0). The clock jumps to the next due message only when
@@ -204,10 +207,12 @@ class MemoryBroker:
         self._queues: dict[str, _Queue] = {}
         self._exchanges: dict[str, str] = {}
         self._bindings: set[tuple[str, str, str]] = set()
+        self._links: set[tuple[str, str, str]] = set()  # (source, routing key, destination)
+        self._matching: set[tuple[str, tuple[tuple[str, str], ...], str]] = set()  # headers
         self._delayed: list[tuple[float, int, str, StoredMessage]] = []
         self.held: HeldMessages[StoredMessage] = HeldMessages()  # scheduled sends
         self._seq = itertools.count(1)
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks: dict[asyncio.Task[Any], MemoryChannel] = {}  # consumer callbacks
         self._waiters: list[asyncio.Future[None]] = []
         self._channels: set[MemoryChannel] = set()
 
@@ -221,8 +226,14 @@ class MemoryBroker:
             self.ensure_queue(queue.name, dict(queue.arguments))
         for name in topology.own_exchanges:
             self._exchanges[name] = "direct"
+        for router in topology.routers:
+            self._exchanges[router.name] = router.kind
         for binding in (*topology.bindings, *topology.moves):
             self._bindings.add((binding.exchange, binding.routing_key, binding.queue))
+        for binding in topology.partition_bindings:
+            self._matching.add((binding.exchange, binding.arguments, binding.queue))
+        for link in topology.exchange_bindings:
+            self._links.add((link.source, link.routing_key, link.destination))
 
     def ensure_queue(self, name: str, arguments: dict[str, Any]) -> None:
         self._queues.setdefault(name, _Queue(name, dict(arguments)))
@@ -241,6 +252,7 @@ class MemoryBroker:
         """Remove `name` with its consumers and messages (like queue.delete)."""
         self._queues.pop(name, None)
         self._bindings = {b for b in self._bindings if b[2] != name}
+        self._matching = {b for b in self._matching if b[2] != name}
         self._delayed = [d for d in self._delayed if d[2] != name]
         heapq.heapify(self._delayed)
         self.changed()
@@ -271,19 +283,26 @@ class MemoryBroker:
     def _route(self, message: StoredMessage, exchange: str, routing_key: str) -> list[str]:
         if exchange != "" and exchange not in self._exchanges:
             raise Unroutable.no_exchange(exchange, routing_key, message.message_id or "")
-        return self._targets(exchange, routing_key)
+        return self._targets(exchange, routing_key, message.headers or {})
 
-    def _targets(self, exchange: str, routing_key: str) -> list[str]:
+    def _targets(
+        self, exchange: str, routing_key: str, headers: Any, seen: frozenset[str] = frozenset()
+    ) -> list[str]:
         if exchange == "":
             return [routing_key] if routing_key in self._queues else []
         kind = self._exchanges.get(exchange, "direct")
-        return sorted(
-            {
+        if kind == "headers":
+            found = {q for ex, args, q in self._matching if ex == exchange and _all(args, headers)}
+        else:
+            found = {
                 queue
                 for ex, key, queue in self._bindings
                 if ex == exchange and _matches(kind, key, routing_key)
             }
-        )
+        for source, key, destination in self._links:  # exchange-to-exchange, no loops
+            if source == exchange and destination not in seen and _matches(kind, key, routing_key):
+                found.update(self._targets(destination, routing_key, headers, seen | {exchange}))
+        return sorted(found)
 
     def _check_capacity(self, queue: _Queue, message: StoredMessage, routing_key: str) -> None:
         limit = queue.arguments.get("x-max-length")
@@ -344,7 +363,11 @@ class MemoryBroker:
         return channel
 
     def drop_channel(self, channel: MemoryChannel) -> None:
+        """The channel closed: its consumers go, and (as aiormq does) its consumer callbacks
+        still running are cancelled."""
         self._channels.discard(channel)
+        for task in [t for t, owner in self._tasks.items() if owner is channel]:
+            task.cancel()
         for queue in self._queues.values():
             for tag in [t for t, c in queue.consumers.items() if c.channel is channel]:
                 del queue.consumers[tag]
@@ -359,15 +382,11 @@ class MemoryBroker:
                 waiter.set_result(None)
 
     def _dispatch(self, queue: _Queue) -> None:
+        # single active consumer: only the first subscribed, until it goes
+        single = bool(queue.arguments.get("x-single-active-consumer"))
         while queue.ready:
-            consumer = next(
-                (
-                    c
-                    for c in queue.consumers.values()
-                    if len(c.channel.unacked) < c.channel.prefetch
-                ),
-                None,
-            )
+            candidates = list(queue.consumers.values())[:1] if single else queue.consumers.values()
+            consumer = next((c for c in candidates if _has_room(c, queue.name)), None)
             if consumer is None:
                 return
             stored = queue.ready.popleft()
@@ -376,13 +395,13 @@ class MemoryBroker:
             task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(
                 consumer.callback(delivery)
             )
-            self._tasks.add(task)
+            self._tasks[task] = consumer.channel
             task.add_done_callback(self._task_done)
-            # round robin between consumers of one queue
-            queue.consumers[consumer.tag] = queue.consumers.pop(consumer.tag)
+            if not single:  # round robin between consumers of one queue
+                queue.consumers[consumer.tag] = queue.consumers.pop(consumer.tag)
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
+        self._tasks.pop(task, None)
         self.changed()
 
     # ---- time and idleness -------------------------------------------------------------
@@ -445,7 +464,7 @@ class MemoryBroker:
         """What the broker does with an expired message: route it to the queue's DLX."""
         exchange = str(queue.arguments.get("x-dead-letter-exchange", ""))
         key = str(queue.arguments.get("x-dead-letter-routing-key", ""))
-        for name in self._targets(exchange, key):
+        for name in self._targets(exchange, key, stored.headers):
             self._enqueue(self._queues[name], replace(stored, expiration_ms=None))
 
     async def close(self) -> None:
@@ -454,6 +473,18 @@ class MemoryBroker:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _has_room(consumer: _Consumer, queue: str) -> bool:
+    """Prefetch is per consumer (basic.qos without `global`): its unsettled deliveries."""
+    channel = consumer.channel
+    taken = sum(1 for d in channel.unacked.values() if d.queue == queue)
+    return taken < channel.prefetch
+
+
+def _all(arguments: tuple[tuple[str, str], ...], headers: Any) -> bool:
+    """A headers-exchange binding with `x-match` all: every other argument equals a header."""
+    return all(headers.get(k) == v for k, v in arguments if not k.startswith("x-"))
 
 
 def _matches(kind: str, binding_key: str, routing_key: str) -> bool:

@@ -189,7 +189,12 @@ class MemoryPort:
         self._pending.deliver(delivery.headers, delivery.body)
 
     async def subscribe(
-        self, queue: QueueSpec, prefetch: int, on_delivery: OnDelivery
+        self,
+        queue: QueueSpec,
+        prefetch: int,
+        on_delivery: OnDelivery,
+        *,
+        arguments: dict[str, Any] | None = None,  # one process: consumer priorities moot
     ) -> MemorySubscription:
         return MemorySubscription(self.broker.channel(prefetch), queue.name, on_delivery)
 

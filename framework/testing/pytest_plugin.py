@@ -84,8 +84,8 @@ async def worker_factory(bus: Bus, broker_admin: BrokerAdmin) -> AsyncIterator[W
         await worker.stop()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-    for worker, _ in running:
-        await broker_admin.delete_worker_queues(worker.spec.queue, worker.spec.policy.tiers_ms())
+    for worker, _ in running:  # its queue (or partitions), DLQ and delay tiers
+        await broker_admin.delete_queues(*(q.name for q in worker.spec.topology.queues))
 
 
 @async_fixture(name="test_bus")

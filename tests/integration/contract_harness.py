@@ -128,9 +128,9 @@ class PortSpy:
         self.requested.append(routing_key)
         return await self.inner.request(envelope, routing_key, **kw)
 
-    async def subscribe(self, queue: Any, prefetch: int, on_delivery: Any) -> Any:
+    async def subscribe(self, queue: Any, prefetch: int, on_delivery: Any, **kw: Any) -> Any:
         self.subscribed.append(queue.name)
-        return await self.inner.subscribe(queue, prefetch, on_delivery)
+        return await self.inner.subscribe(queue, prefetch, on_delivery, **kw)
 
     def acker(self, **kw: Any) -> Any:
         acker = self.inner.acker(**kw)

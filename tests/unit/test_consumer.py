@@ -22,7 +22,9 @@ class FakeRaw:
         self.cancelled: list[str] = []
         self.on_consumer_cancel_callbacks: set[Any] = set()
 
-    async def basic_consume(self, queue: str, callback: Any, no_ack: bool) -> Any:
+    async def basic_consume(
+        self, queue: str, callback: Any, no_ack: bool, arguments: Any = None
+    ) -> Any:
         if self.fail:
             raise ConnectionError("connection lost again")
         tag = f"ctag-{len(self.consumed) + 1}"
