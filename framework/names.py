@@ -28,8 +28,8 @@ TRACESTATE = "tracestate"  # W3C trace context's vendor part: read and written w
 # on a retry or DLQ copy, with OpenTelemetry on: the `traceparent` of the attempt it comes
 # from (its `process` span), so the next attempt's span links to it
 PREVIOUS_ATTEMPT = "fw-previous-attempt"
-# scheduled sends (framework.scheduling): "do not handle before" (epoch seconds, a float),
-# shared with handler-side retry-after; and the countdown's per-stage headers
+# scheduled sends (framework.scheduling) and RetryLater hops: "do not handle before", in epoch
+# milliseconds (an int: a float header would travel as a 32-bit float); the countdown stages
 NOT_BEFORE = "fw-not-before"
 SCHEDULE_HEADER_PREFIX = "fw-schedule-"
 SCHEDULE_EXCHANGE = "fw.schedule.0"  # the countdown's entry (its stage 0)

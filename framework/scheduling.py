@@ -62,7 +62,7 @@ class ScheduledRoute:
 
     exchange: str
     headers: Mapping[str, str | int]
-    due_at: float  # epoch seconds (also the `fw-not-before` header)
+    due_at: float  # epoch seconds (the `fw-not-before` header carries it in epoch ms)
     delay: float  # seconds, rounded up to whole units
 
 
