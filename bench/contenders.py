@@ -372,8 +372,8 @@ class Framework(Contender):
 
     async def open(self, url: str) -> None:
         from framework import Bus
-        from framework.gc_tuning import freeze_startup_heap
-        from framework.logs import configure_logging
+        from framework.ops.gc_tuning import freeze_startup_heap
+        from framework.ops.logs import configure_logging
 
         configure_logging("json", "info", force=True)
         self.bus = Bus.connect(
@@ -400,8 +400,8 @@ class Framework(Contender):
         await self.bus.declare(self._worker_cls(queue))
 
     def queues(self, queue: str) -> list[str]:
-        from framework import names
-        from framework.worker_spec import build_spec
+        from framework.consume.worker_spec import build_spec
+        from framework.wire import names
 
         spec = build_spec(self._worker_cls(queue))
         return [q.name for q in spec.topology.queues] + [names.dlq_name(queue)]
@@ -416,7 +416,7 @@ class Framework(Contender):
     async def start_consumer(self, queue: str, on_message: OnMessage) -> None:
         self.worker = self._worker_cls(queue)(self.bus)
         self.worker.on_message = on_message
-        from framework.gc_tuning import freeze_startup_heap
+        from framework.ops.gc_tuning import freeze_startup_heap
 
         self.task = asyncio.create_task(self.worker.run())
         await self.worker.wait_ready()

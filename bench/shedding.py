@@ -15,8 +15,8 @@ from __future__ import annotations
 import time
 import timeit
 
-from framework.load_forecast import LoadReport
-from framework.load_status import LoadFollower
+from framework.resilience.load_forecast import LoadReport
+from framework.resilience.load_status import LoadFollower
 
 TYPE = "bench.shedding.Job"
 ROUNDS = 20_000

@@ -60,7 +60,7 @@ class NoopStore:
 
 def describe(store: str) -> str:
     """What one store label stands for, as the report shows it."""
-    from framework.urls import mask_url
+    from framework.wire.urls import mask_url
 
     return {
         "noop": "`bench.stores.NoopStore`: always CLAIMED, stores nothing (the baseline)",

@@ -45,8 +45,7 @@ Results and errors:
     RemoteError         the handler of a request failed; its error, as the reply
 """
 
-from framework.backoff import RetryPolicy
-from framework.breaker import BreakerState, CircuitBreaker, CircuitOpenError
+from framework import _legacy
 from framework.bus import Bus
 from framework.context import Context
 from framework.errors import (
@@ -70,13 +69,15 @@ from framework.errors import (
     Unroutable,
 )
 from framework.messages import Command, Event, Message
-from framework.rate_limit import RateLimit
-from framework.replica import Replica
-from framework.replica_feed import instance_name
-from framework.replica_store import ApplyResult
-from framework.scheduling import InvalidSchedule
-from framework.send_results import SendResult
-from framework.send_retry import RetryOnOverload
+from framework.publish.scheduling import InvalidSchedule
+from framework.publish.send_results import SendResult
+from framework.publish.send_retry import RetryOnOverload
+from framework.replica.feed import instance_name
+from framework.replica.local import Replica
+from framework.replica.store import ApplyResult
+from framework.resilience.backoff import RetryPolicy
+from framework.resilience.breaker import BreakerState, CircuitBreaker, CircuitOpenError
+from framework.resilience.rate_limit import RateLimit
 from framework.settings import Settings
 from framework.worker import Worker
 
@@ -118,3 +119,5 @@ __all__ = [
     "Worker",
     "instance_name",
 ]
+
+_legacy.install()  # old module paths (framework.names, ...) still import

@@ -19,38 +19,38 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import structlog
 from pydantic import BaseModel, SecretStr
 
-from framework import names
-from framework.broker_checks import version_problems
-from framework.broker_port import BrokerPort
+from framework.consume.broker_checks import version_problems
+from framework.consume.startup_checks import refuse_unheld_consumer_timeout
+from framework.consume.worker_spec import build_spec
 from framework.errors import FrameworkError
 from framework.idempotency import IdempotencyStore, open_store
 from framework.idempotency.factory import is_shared
-from framework.keys import new_key
-from framework.load_status import LOAD_TOPOLOGY, LoadFollower
-from framework.message_size import refuse_oversized
 from framework.messages import Command, Event, Message, is_command, require_kind
+from framework.ops.tracing import open_tracing
 from framework.outbox.unit_of_work import refuse_direct_publish
 from framework.outbox.writer import OutboxWriter
-from framework.outgoing import outgoing_envelope
-from framework.publisher import Publisher
-from framework.rabbit_port import RabbitPort
-from framework.scheduling import requested_delay, scheduled
-from framework.send_batch import raise_for_failures, send_batch
-from framework.send_retry import RetryOnOverload
+from framework.publish.outgoing import outgoing_envelope
+from framework.publish.scheduling import requested_delay, scheduled
+from framework.publish.send_batch import raise_for_failures, send_batch
+from framework.publish.send_retry import RetryOnOverload
+from framework.resilience.load_status import LOAD_TOPOLOGY, LoadFollower
 from framework.settings import Settings
-from framework.startup_checks import refuse_unheld_consumer_timeout
-from framework.topology import EXCHANGES, SCHEDULE, Topology
-from framework.tracing import open_tracing
-from framework.urls import split_urls
-from framework.worker_spec import build_spec
+from framework.wire import names
+from framework.wire.keys import new_key
+from framework.wire.message_size import refuse_oversized
+from framework.wire.port import BrokerPort
+from framework.wire.publisher import Publisher
+from framework.wire.rabbitmq import RabbitPort
+from framework.wire.topology import EXCHANGES, SCHEDULE, Topology
+from framework.wire.urls import split_urls
 
 if TYPE_CHECKING:
     from aio_pika.abc import AbstractRobustChannel
     from opentelemetry.trace import TracerProvider
 
-    from framework.envelope import Envelope
-    from framework.queue_stats import QueueStats
-    from framework.spans import Tracing
+    from framework.ops.queue_stats import QueueStats
+    from framework.ops.spans import Tracing
+    from framework.wire.envelope import Envelope
     from framework.worker import Worker
 
 M = TypeVar("M", bound=BaseModel)
@@ -91,7 +91,7 @@ class Bus:
     ) -> None:
         self.settings = settings
         self.service = service or self.settings.service_name
-        self.port: BrokerPort = port  # the broker below this bus (framework.broker_port)
+        self.port: BrokerPort = port  # the broker below this bus (framework.wire.port)
         self._idempotency_arg = idempotency
         self._tracer_provider = tracer_provider
         self.tracing: Tracing | None = None  # OpenTelemetry spans: set by `start` if recorded
@@ -149,7 +149,7 @@ class Bus:
         try:
             await self.port.open(self._on_reconnect)
             await self._apply(EXCHANGES)
-            if s.shed_by_forecast:  # framework.load_status: fw.load, followed
+            if s.shed_by_forecast:  # framework.resilience.load_status: fw.load, followed
                 await self._apply(LOAD_TOPOLOGY)
                 self._declared.append(LOAD_TOPOLOGY)
                 self.load = LoadFollower(self.service)
@@ -233,7 +233,7 @@ class Bus:
         The first time, also checks the broker against what the worker needs: a handler
         `timeout` at or above the broker's consumer timeout (`broker_consumer_timeout`, a
         server setting no client can read), and, when `FRAMEWORK_MANAGEMENT_URL` is set, the
-        queues and policies as the broker applies them (`framework.startup_checks`). An
+        queues and policies as the broker applies them (`framework.consume.startup_checks`). An
         error raises `ConfigurationError` saying what to change; a warning is logged."""
         spec = build_spec(worker)
         refuse_unheld_consumer_timeout(spec, worker.__name__, self.settings)
@@ -290,7 +290,7 @@ class Bus:
         The same numbers as `framework queues`: from the management API when it answers,
         else from passive declares (then `unacked` and rates are None).
         """
-        from framework.queue_source import declared_retry_queues
+        from framework.ops.queue_source import declared_retry_queues
 
         tiers = declared_retry_queues(self._declared, queue)
         return await self._broker().queue_stats(queue, tiers, target_drain)
@@ -321,7 +321,7 @@ class Bus:
         With `retry=RetryOnOverload(within=...)`, a full queue is retried with jittered
         backoff until `within` seconds have passed (same key: no duplicates downstream).
         With `delay` (seconds) or `not_before` (an aware datetime) the command waits on the
-        broker and reaches its queue only then (`framework.scheduling`).
+        broker and reaches its queue only then (`framework.publish.scheduling`).
         """
         require_kind(command, command=True, verb="send")
         refuse_direct_publish("send")
@@ -431,7 +431,7 @@ class Bus:
     ) -> Awaitable[None]:
         """The port's confirmed publish itself (no coroutine of its own on the hot path),
         recorded once confirmed when the bus records (the in-memory bus); a scheduled
-        command goes through the countdown (`framework.scheduling`)."""
+        command goes through the countdown (`framework.publish.scheduling`)."""
         command = is_command(type(message))
         envelope, exchange = scheduled(
             envelope, names.COMMANDS_EXCHANGE if command else names.EVENTS_EXCHANGE, schedule

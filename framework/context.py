@@ -8,17 +8,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from framework.consume.heartbeat import Progress, check_progress
 from framework.errors import ConfigurationError
-from framework.heartbeat import Progress, check_progress
-from framework.keys import derive_key
 from framework.messages import Command, Event, Message
+from framework.ops.traceparent import child_traceparent
 from framework.outbox.database import OutboxMisuse
-from framework.traceparent import child_traceparent
+from framework.wire.keys import derive_key
 
 if TYPE_CHECKING:
     from framework.outbox.runtime import WorkerDatabase
     from framework.outbox.unit_of_work import Transaction
-    from framework.transport import Transport
+    from framework.wire.transport import Transport
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from framework.send_results import SendResult
+    from framework.publish.send_results import SendResult
 
 
 MAX_RETRY_LATER = 400 * 24 * 3600.0  # seconds: the longest wait a message can carry
@@ -61,7 +61,7 @@ class Unroutable(PublishFailed):
 
 class Overloaded(PublishFailed):
     """A destination queue is full (max length, reject-publish), or predicted to make the
-    message wait past its deadline (`framework.load_forecast`): back off and try later.
+    message wait past its deadline (`framework.resilience.load_forecast`): back off and try later.
 
     `retry_after`: seconds after which the same send (with the same time budget) is
     predicted to fit, when known (None: a full queue says nothing about when)."""

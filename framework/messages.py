@@ -16,7 +16,7 @@ class Message(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     type_name: ClassVar[str] = "Message"
-    # the field whose value orders this message (framework.ordering): senders put it in the
+    # the field whose value orders this message (framework.consume.ordering): senders put it in the
     # `fw-order-key` header and route by its bucket; workers with `ordered_by` require it
     ordered_by: ClassVar[str | None] = None
 

@@ -7,15 +7,15 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from framework.message_size import DEFAULT_MAX_MESSAGE_SIZE
-from framework.urls import broker_url_problem, mask_url, mask_urls, split_urls
+from framework.wire.message_size import DEFAULT_MAX_MESSAGE_SIZE
+from framework.wire.urls import broker_url_problem, mask_url, mask_urls, split_urls
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@localhost:5672/"
 
 
 class Settings(BaseSettings):
     """Framework-wide settings. `AMQP_URL` is honoured as well as `FRAMEWORK_AMQP_URL`; it may
-    list the nodes of one cluster, comma-separated (see `framework.urls.split_urls`)."""
+    list the nodes of one cluster, comma-separated (see `framework.wire.urls.split_urls`)."""
 
     model_config = SettingsConfigDict(env_prefix="FRAMEWORK_", extra="forbid")
 
@@ -42,13 +42,13 @@ class Settings(BaseSettings):
         ge=0,
         description="Seconds a stopping worker gives in-flight work (FRAMEWORK_SHUTDOWN_GRACE); "
         "overrides every Worker.shutdown_grace when set. Closing adds at most "
-        "framework.shutdown.CLOSE_MARGIN seconds.",
+        "framework.consume.shutdown.CLOSE_MARGIN seconds.",
     )
     clock_skew_tolerance: float = Field(
         default=1.0,
         ge=0,
         description="Seconds producer and worker clocks may disagree; a message expires only "
-        "this long after its deadline (see framework.deadlines).",
+        "this long after its deadline (see framework.consume.deadlines).",
     )
     outbox_lease: float = Field(
         default=15.0,
@@ -89,8 +89,8 @@ class Settings(BaseSettings):
         description="Workers publish their measured rate and backlog on fw.load, and "
         "bus.send refuses a command with a deadline that its queue is predicted to miss "
         "(Overloaded with retry_after) instead of enqueueing it to expire "
-        "(framework.load_status). Costs a report per worker each load_report_interval and "
-        "a dictionary lookup per send; no broker round trip per send.",
+        "(framework.resilience.load_status). Costs a report per worker each "
+        "load_report_interval and a dictionary lookup per send; no broker round trip per send.",
     )
     load_report_interval: float = Field(
         default=1.0,

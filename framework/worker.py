@@ -15,34 +15,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import structlog
 
-from framework import names
-from framework.breaker import CircuitBreaker
-from framework.breaker_gate import BreakerGate
-from framework.broker_port import Acker, Subscription
-from framework.context import Context
-from framework.delivery import Incoming
-from framework.envelope import Envelope, Keyless, from_amqp
-from framework.errors import ConfigurationError, FrameworkError
-from framework.handling import HandlingPolicy, process
-from framework.heartbeat import Beat, HandlerProgress
-from framework.idempotency import IdempotencyStore, open_store
-from framework.idempotency.health import StoreHealth
-from framework.idempotency.leases import LeaseKeeper, install_tracking_executor
-from framework.idempotency.sharing import warn_if_unshared
-from framework.load_status import start_load_reports
-from framework.log_throttle import LogThrottle
-from framework.logs import bind_delivery, trace_fields, unbind_delivery
-from framework.loop_lag import LoopLagWatchdog
-from framework.messages import Message
-from framework.ordering import retry_in_place
-from framework.outbox.relay import RelayStats
-from framework.outbox.runtime import WorkerDatabase
-from framework.partitioned_consumer import subscribe_worker
-from framework.rate_limit import RateLimit
-from framework.reply import error_reply_message, may_reply_to, reply_message
-from framework.retrying import RESUBSCRIBE
-from framework.settle import ACK_EACH, settle_or_return
-from framework.settlement import (
+from framework.consume.breaker_gate import BreakerGate
+from framework.consume.decisions import (
     DeadLetter,
     Failed,
     Handled,
@@ -50,15 +24,41 @@ from framework.settlement import (
     Settlement,
     decide,
 )
-from framework.settlement_log import log_settlement
-from framework.shutdown import ShutdownBudget, within
-from framework.sla import published_at, time_in_queue
-from framework.stats import WorkerStats
-from framework.worker_spec import WorkerSpec, build_spec, check_spelling
+from framework.consume.handling import HandlingPolicy, process
+from framework.consume.heartbeat import Beat, HandlerProgress
+from framework.consume.loop_lag import LoopLagWatchdog
+from framework.consume.ordering import retry_in_place
+from framework.consume.partitions import subscribe_worker
+from framework.consume.settle import ACK_EACH, settle_or_return
+from framework.consume.settlement_log import log_settlement
+from framework.consume.shutdown import ShutdownBudget, within
+from framework.consume.worker_spec import WorkerSpec, build_spec, check_spelling
+from framework.context import Context
+from framework.errors import ConfigurationError, FrameworkError
+from framework.idempotency import IdempotencyStore, open_store
+from framework.idempotency.health import StoreHealth
+from framework.idempotency.leases import LeaseKeeper, install_tracking_executor
+from framework.idempotency.sharing import warn_if_unshared
+from framework.messages import Message
+from framework.ops.logs import bind_delivery, trace_fields, unbind_delivery
+from framework.ops.sla import published_at, time_in_queue
+from framework.ops.stats import WorkerStats
+from framework.outbox.relay import RelayStats
+from framework.outbox.runtime import WorkerDatabase
+from framework.publish.reply import error_reply_message, may_reply_to, reply_message
+from framework.resilience.breaker import CircuitBreaker
+from framework.resilience.load_status import start_load_reports
+from framework.resilience.log_throttle import LogThrottle
+from framework.resilience.rate_limit import RateLimit
+from framework.resilience.retrying import RESUBSCRIBE
+from framework.wire import names
+from framework.wire.delivery import Incoming
+from framework.wire.envelope import Envelope, Keyless, from_amqp
+from framework.wire.port import Acker, Subscription
 
 if TYPE_CHECKING:
     from framework.outbox.relay import Relay
-    from framework.transport import Transport
+    from framework.wire.transport import Transport
 
 
 # Bound on consumer cancel / channel close during shutdown (a dead connection never answers).
@@ -79,7 +79,7 @@ class Worker:
     delivery_limit: ClassVar[int] = 10
     max_queue_length: ClassVar[int | None] = None
     # seconds unused after which the broker deletes the queue, its DLQ and delay queues:
-    # for a queue of one process (framework.replica_feed), never for a shared queue
+    # for a queue of one process (framework.replica.feed), never for a shared queue
     queue_expires: ClassVar[float | None] = None
     idempotency_retention: ClassVar[float] = 7 * 24 * 3600.0
     shutdown_grace: ClassVar[float] = 30.0
@@ -88,14 +88,14 @@ class Worker:
     ack_max_delay: ClassVar[float] = 0.025  # seconds a handled delivery waits for its ack
     service: ClassVar[str | None] = None
     breakers: tuple[CircuitBreaker, ...] = ()
-    rate_limits: tuple[RateLimit, ...] = ()  # reported in metrics (framework.rate_limit)
+    rate_limits: tuple[RateLimit, ...] = ()  # reported in metrics (framework.resilience.rate_limit)
     publishes: ClassVar[tuple[type[Message], ...]] = ()  # documentation only (asyncapi, check)
     max_body_bytes: ClassVar[int] = 1024 * 1024  # larger bodies are dead-lettered unparsed
     keyless: ClassVar[Keyless] = "reject"  # no message_id: "reject" (invalid) or "content"
     # the service's own database (sqlite:///path.db, postgresql://...): ctx.transaction(),
     # its inbox and outbox (framework.outbox); may also be set per instance in __init__
     database: str | None = None
-    # order per key (framework.ordering): the message field whose value orders handling;
+    # order per key (framework.consume.ordering): the message field whose value orders handling;
     # its queue is split into `partitions` queues, each handled one message at a time
     ordered_by: ClassVar[str | None] = None
     partitions: ClassVar[int] = 8
@@ -143,7 +143,7 @@ class Worker:
         self._watchdog: asyncio.Task[None] | None = None  # keeps the subscription: `alive`
         self.shutdown: ShutdownBudget | None = None  # from the stop request on
         self._database: WorkerDatabase | None = None  # while running, if `database` is set
-        self.outbox_stats = RelayStats()  # what its relay published (framework.metrics)
+        self.outbox_stats = RelayStats()  # what its relay published (framework.ops.metrics)
 
     async def handle(self, msg: Any, ctx: Context) -> Any:
         """Handle one message. Raise `PermanentError` to dead-letter it; anything else retries."""
@@ -391,7 +391,7 @@ class Worker:
                 outcome = await self._process(envelope, beat)
                 duration = time.perf_counter() - started
                 settlement = decide(outcome, envelope.attempt, self.spec.policy, random.random)
-                if self.spec.ordering is not None:  # retried in place (framework.ordering)
+                if self.spec.ordering is not None:  # retried in place (framework.consume.ordering)
                     while (again := retry_in_place(settlement, envelope)) is not None:
                         # later messages of the key must not overtake it: hold it, wait, redo
                         self.stats.record(settlement, duration, _timed_out(outcome))

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from types import TracebackType
 
-from framework.connection import open_connection
-from framework.management import ManagementApi
-from framework.robust import JitteredRobustConnection
+from framework.ops.management import ManagementApi
 from framework.settings import Settings
+from framework.wire.connection import open_connection
+from framework.wire.robust import JitteredRobustConnection
 
 
 class BrokerSession:

@@ -8,7 +8,7 @@ from typing import Any
 import click
 from pydantic import SecretStr
 
-from framework.logs import configure_logging
+from framework.ops.logs import configure_logging
 from framework.settings import Settings
 
 

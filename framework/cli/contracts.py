@@ -11,18 +11,18 @@ from typing import Any
 import click
 import yaml
 
-from framework.asyncapi import build_document
-from framework.broker_checks import version_problems
 from framework.cli.broker import BrokerSession
 from framework.cli.context import state
 from framework.cli.options import PROJECT_DEFAULT, module_option
-from framework.contracts import Problem, find_problems
-from framework.discovery import discover
-from framework.management import ManagementUnavailable
+from framework.consume.broker_checks import version_problems
+from framework.consume.startup_checks import worker_queue_problems
+from framework.consume.worker_spec import build_spec
+from framework.contracts.asyncapi import build_document
+from framework.contracts.discovery import discover
+from framework.contracts.problems import Problem, find_problems
+from framework.ops.management import ManagementUnavailable
 from framework.settings import Settings
-from framework.startup_checks import worker_queue_problems
 from framework.worker import Worker
-from framework.worker_spec import build_spec
 
 _MODULE_HELP = f"Package to import (repeatable; {PROJECT_DEFAULT})."
 

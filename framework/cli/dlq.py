@@ -14,15 +14,16 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from framework import dlq, names
 from framework.cli.broker import BrokerSession
 from framework.cli.context import state
 from framework.cli.dlq_groups import find_group, print_groups, read_groups
-from framework.dead_letters import DeadLetteredMessage
-from framework.failure_groups import FailureGroup
-from framework.header_values import shown_text
-from framework.scaling import format_duration
+from framework.ops import dlq
+from framework.ops.dead_letter_headers import DeadLetteredMessage
+from framework.ops.failure_groups import FailureGroup
+from framework.ops.scaling import format_duration
 from framework.settings import Settings
+from framework.wire import names
+from framework.wire.header_values import shown_text
 
 T = TypeVar("T")
 

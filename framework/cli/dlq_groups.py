@@ -11,12 +11,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from framework import dlq, names
 from framework.cli.broker import BrokerSession
-from framework.dead_letters import DeadLetteredMessage
 from framework.errors import UnknownGroup
-from framework.failure_groups import FailureGroup, FailureGroups
-from framework.scaling import format_duration
+from framework.ops import dlq
+from framework.ops.dead_letter_headers import DeadLetteredMessage
+from framework.ops.failure_groups import FailureGroup, FailureGroups
+from framework.ops.scaling import format_duration
+from framework.wire import names
 
 PIPED_WIDTH = 1000  # as `dlq list`: a piped table keeps its natural width
 

@@ -12,14 +12,14 @@ import asyncio
 
 import click
 
-from framework import names
 from framework.cli.broker import BrokerSession
 from framework.cli.context import state
-from framework.declare import ensure_shared_exchange
-from framework.load_status import LOAD_TOPOLOGY
-from framework.schedule_declare import declare_schedule
-from framework.scheduling import STAGES
-from framework.topology import EXCHANGES
+from framework.publish.scheduling import STAGES
+from framework.resilience.load_status import LOAD_TOPOLOGY
+from framework.wire import names
+from framework.wire.declare import ensure_shared_exchange
+from framework.wire.schedule_declare import declare_schedule
+from framework.wire.topology import EXCHANGES
 
 
 @click.command("declare-exchanges")

@@ -22,7 +22,7 @@ from framework.cli.run import run_command
 from framework.cli.schema import schema_command
 from framework.cli.send import send_command
 from framework.errors import ConfigurationError, FrameworkError
-from framework.urls import mask_text
+from framework.wire.urls import mask_text
 
 LONG_RUNNING = frozenset({"run", "demo"})
 

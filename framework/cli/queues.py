@@ -14,8 +14,8 @@ from rich.table import Table
 
 from framework.cli.broker import BrokerSession
 from framework.cli.context import state
-from framework.queue_source import Snapshot, read_stats
-from framework.queue_stats import DEFAULT_TARGET_DRAIN, QueueStats, backlog, trend
+from framework.ops.queue_source import Snapshot, read_stats
+from framework.ops.queue_stats import DEFAULT_TARGET_DRAIN, QueueStats, backlog, trend
 
 
 @click.command("queues")

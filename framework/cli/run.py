@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import click
 
-from framework import eventloop
 from framework.cli.context import state
-from framework.runner import load_worker_class, run_worker
-from framework.trace_export import install_from_env
-from framework.worker_spec import build_spec
+from framework.consume.worker_spec import build_spec
+from framework.ops import eventloop
+from framework.ops.runner import load_worker_class, run_worker
+from framework.ops.trace_export import install_from_env
 
 
 @click.command("run")

@@ -8,9 +8,9 @@ from pathlib import Path
 import click
 
 from framework.cli.options import PROJECT_DEFAULT, module_option
+from framework.contracts.project import project_modules
+from framework.contracts.schema_export import contracts, json_schema, write_schemas
 from framework.messages import Message
-from framework.project import project_modules
-from framework.schema_export import contracts, json_schema, write_schemas
 
 
 @click.command("schema")

@@ -15,10 +15,10 @@ from framework.bus import Bus
 from framework.cli.context import state
 from framework.cli.options import PROJECT_DEFAULT, module_option
 from framework.cli.send_many import emit, send_many
+from framework.contracts.loading import import_module, import_package_tree
+from framework.contracts.project import project_modules
 from framework.errors import ConfigurationError
-from framework.loading import import_module, import_package_tree
 from framework.messages import Command, Message, message_types
-from framework.project import project_modules
 from framework.settings import Settings
 
 

@@ -15,11 +15,11 @@ from rich.progress import (
 
 from framework.bus import Bus
 from framework.errors import SendManyFailed
-from framework.keys import new_key
 from framework.messages import Command, Event, Message
-from framework.send_batch import send_batch
-from framework.send_results import SendResult
+from framework.publish.send_batch import send_batch
+from framework.publish.send_results import SendResult
 from framework.settings import Settings
+from framework.wire.keys import new_key
 
 IN_FLIGHT = 64  # unconfirmed publishes at once: fast, yet a refusal stops the run quickly
 SHOWN_KEYS = 20  # runs of consecutive keys listed per fate in the failure line

@@ -18,7 +18,7 @@ from pydantic import SecretStr
 from framework.errors import ConfigurationError, StoreUnavailable
 from framework.idempotency.memory import MemoryStore
 from framework.idempotency.store import IdempotencyStore
-from framework.urls import mask_text, mask_url
+from framework.wire.urls import mask_text, mask_url
 
 SCHEMES = "memory://, sqlite:///path, redis://, postgresql://"
 

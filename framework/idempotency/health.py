@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from framework.log_throttle import LogThrottle
+from framework.resilience.log_throttle import LogThrottle
 
 
 @dataclass

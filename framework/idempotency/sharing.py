@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from framework.idempotency.memory import MemoryStore
 
 if TYPE_CHECKING:
-    from framework.transport import Transport
+    from framework.wire.transport import Transport
 
 CHECK_BOUND = 5.0  # seconds the consumer count may take; start-up does not wait longer
 

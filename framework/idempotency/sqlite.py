@@ -26,8 +26,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from framework.idempotency.sqlite_open import open_wal
 from framework.idempotency.store import ClaimResult
-from framework.sqlite_open import open_wal
 
 Clock = Callable[[], float]
 _T = TypeVar("_T")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from framework.errors import ConfigurationError
 from framework.idempotency.factory import sqlite_path
 from framework.outbox.database import Database
-from framework.urls import mask_url
+from framework.wire.urls import mask_url
 
 
 async def open_database(url: str, *, busy_timeout: float = 5.0, pool_size: int = 10) -> Database:

@@ -19,7 +19,7 @@ import asyncpg
 
 from framework.outbox.database import DatabaseUnavailable
 from framework.outbox.rows import ClaimedRow, NewRow, envelope_from_json, envelope_json
-from framework.urls import mask_text, mask_url
+from framework.wire.urls import mask_text, mask_url
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS fw_inbox (

@@ -25,17 +25,17 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from framework import retrying
 from framework.messages import Command, Event
 from framework.outbox.database import Database
 from framework.outbox.rows import ClaimedRow, by_stream, expiration_ms, retry_delay
 from framework.outbox.unit_of_work import Pending, Transaction, unit_of_work
+from framework.resilience import retrying
 
 if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
 
     from framework.settings import Settings
-    from framework.transport import Transport
+    from framework.wire.transport import Transport
 
 _log = structlog.get_logger("framework.outbox")
 # After a publish, wait this long before marking, so one UPDATE marks many rows.

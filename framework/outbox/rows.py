@@ -13,10 +13,10 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from framework import names
-from framework.envelope import Envelope
 from framework.messages import Message, is_command
-from framework.retrying import OUTBOX_ROW
+from framework.resilience.retrying import OUTBOX_ROW
+from framework.wire import names
+from framework.wire.envelope import Envelope
 
 
 @dataclass(frozen=True, slots=True)

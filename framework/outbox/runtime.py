@@ -11,7 +11,7 @@ from framework.outbox.relay import Relay, RelayStats
 from framework.outbox.unit_of_work import Inbox, Transaction, unit_of_work
 
 if TYPE_CHECKING:
-    from framework.transport import Transport
+    from framework.wire.transport import Transport
 
 
 class WorkerDatabase:

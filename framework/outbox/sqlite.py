@@ -16,9 +16,9 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
+from framework.idempotency.sqlite_open import open_wal
 from framework.outbox.database import DatabaseUnavailable
 from framework.outbox.rows import ClaimedRow, NewRow, envelope_from_json, envelope_json
-from framework.sqlite_open import open_wal
 
 _T = TypeVar("_T")
 

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from framework.keys import new_key
 from framework.messages import Command, Event, Message, require_kind
 from framework.outbox.database import AlreadyHandled, Database, OutboxMisuse, TransactionDriver
 from framework.outbox.rows import NewRow, routing_of
-from framework.outgoing import outgoing_envelope
+from framework.publish.outgoing import outgoing_envelope
+from framework.wire.keys import new_key
 
 _OPEN: contextvars.ContextVar[Transaction | None] = contextvars.ContextVar(
     "framework_outbox_transaction", default=None

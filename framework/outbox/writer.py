@@ -15,11 +15,11 @@ from datetime import datetime
 from typing import Any
 
 from framework.errors import ConfigurationError
-from framework.keys import new_key
 from framework.messages import Command, Event, Message, require_kind
 from framework.outbox.rows import NewRow, envelope_json, routing_of
 from framework.outbox.unit_of_work import Transaction
-from framework.outgoing import outgoing_envelope
+from framework.publish.outgoing import outgoing_envelope
+from framework.wire.keys import new_key
 
 _SQLITE_INSERT = """INSERT INTO fw_outbox (stream, message_key, exchange, routing_key, mandatory,
     envelope, body, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"""

@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
-from framework import names
-from framework.connection import broker_answers
 from framework.errors import BrokerUnavailable
 from framework.settings import DEFAULT_AMQP_URL
+from framework.wire import names
+from framework.wire.connection import broker_answers
 
 if TYPE_CHECKING:
     from framework.worker import Worker

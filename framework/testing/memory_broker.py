@@ -27,12 +27,12 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from framework import names
-from framework.broker_port import QueueCounts
-from framework.envelope import Envelope, wire_headers
 from framework.errors import FrameworkError, Overloaded, Unroutable
 from framework.testing.memory_schedule import HeldMessages, countdown_delay
-from framework.topology import Topology
+from framework.wire import names
+from framework.wire.envelope import Envelope, wire_headers
+from framework.wire.port import QueueCounts
+from framework.wire.topology import Topology
 
 Callback = Callable[[Any], Coroutine[Any, Any, None]]
 

@@ -30,14 +30,14 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from framework import names
 from framework.bus import Bus
-from framework.envelope import Envelope
 from framework.idempotency import IdempotencyStore, MemoryStore
 from framework.messages import Message
 from framework.settings import Settings
 from framework.testing.memory_broker import MemoryBroker, StoredMessage
 from framework.testing.memory_port import MemoryPort
+from framework.wire import names
+from framework.wire.envelope import Envelope
 from framework.worker import Worker
 
 if TYPE_CHECKING:

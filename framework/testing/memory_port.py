@@ -19,15 +19,20 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from framework import names
-from framework.acks import AckCoalescer
-from framework.broker_port import Closer, OnDelivery
-from framework.envelope import Envelope
+from framework.consume.worker_spec import WorkerSpec
 from framework.errors import Unroutable
-from framework.reply import PendingReplies, decode_reply, request_timeout, unroutable_request
+from framework.publish.reply import (
+    PendingReplies,
+    decode_reply,
+    request_timeout,
+    unroutable_request,
+)
 from framework.testing.memory_broker import MemoryBroker, MemoryChannel, StoredMessage
-from framework.topology import BindingSpec, QueueSpec, Topology
-from framework.worker_spec import WorkerSpec
+from framework.wire import names
+from framework.wire.acks import AckCoalescer
+from framework.wire.envelope import Envelope
+from framework.wire.port import Closer, OnDelivery
+from framework.wire.topology import BindingSpec, QueueSpec, Topology
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -1,6 +1,6 @@
 """Scheduled sends in the in-memory broker: held on its virtual clock until due.
 
-RabbitMQ holds a scheduled command in the countdown queues (`framework.scheduling`); the
+RabbitMQ holds a scheduled command in the countdown queues (`framework.publish.scheduling`); the
 memory broker holds what is published to the countdown's entry exchange here, for the delay
 its `fw-schedule-<k>` headers count, and then routes it as the countdown's last stage would
 (to `fw.commands`, not mandatory, as dead-lettering is).
@@ -13,7 +13,7 @@ import itertools
 from collections.abc import Mapping
 from typing import Any, Generic, TypeVar
 
-from framework.scheduling import STAGES, UNIT_MS, stage_header
+from framework.publish.scheduling import STAGES, UNIT_MS, stage_header
 
 T = TypeVar("T")
 

@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from framework import Bus, Overloaded, PublishTimeout, names
+from framework import Bus, Overloaded, PublishTimeout
 from framework.errors import PublishFailed
 from framework.settings import Settings
 from framework.testing import BrokerAdmin
+from framework.wire import names
 from framework.worker import Worker
 from tests.chaos import ledger as ledger_mod
 from tests.chaos.ledger import Accounting, DeadLetter, Ledger, dead_letter_reason
@@ -172,7 +173,7 @@ class Run:
         return [self.queue, *(names.retry_queue_name(self.queue, t) for t in spec_tiers)]
 
     def worker_spec_tiers(self) -> list[int]:
-        from framework.worker_spec import build_spec
+        from framework.consume.worker_spec import build_spec
 
         return build_spec(self.worker_cls).policy.tiers_ms()
 

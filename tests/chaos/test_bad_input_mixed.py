@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from framework import names
-from framework.keys import content_key
 from framework.testing import BrokerAdmin
+from framework.wire import names
+from framework.wire.keys import content_key
 from tests.chaos import ledger
 from tests.chaos.harness import Run, Sender, check, finish, scale
 from tests.integration.raw_publish import publish_keyless, publish_poisoned

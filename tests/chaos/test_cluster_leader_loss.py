@@ -26,8 +26,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from framework import names
 from framework.testing import BrokerAdmin
+from framework.wire import names
 from tests.chaos import ledger as ledger_mod
 from tests.chaos.cluster import Cluster, cluster_for
 from tests.chaos.harness import Run, Sender, check, finish, recovery, recovery_times, scale

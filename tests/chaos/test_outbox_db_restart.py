@@ -24,9 +24,10 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from framework import Context, Worker, names
+from framework import Context, Worker
+from framework.consume.worker_spec import build_spec
 from framework.testing import BrokerAdmin
-from framework.worker_spec import build_spec
+from framework.wire import names
 from tests.chaos.harness import Run, scale
 from tests.chaos.postgres_cluster import PostgresCluster, postgres_cluster
 from tests.integration.outbox_service import POSTGRES_TABLE, AddItem, ItemAdded, ItemWorker

@@ -13,8 +13,8 @@ from collections.abc import Callable
 
 import pytest
 
-from framework import names
 from framework.testing import BrokerAdmin
+from framework.wire import names
 from tests.chaos import ledger
 from tests.chaos.harness import Run, Sender, check, finish, scale
 

@@ -13,8 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from framework import Bus, Worker, names
+from framework import Bus, Worker
 from framework.testing import BrokerAdmin, MemoryBus
+from framework.wire import names
 
 W = TypeVar("W", bound=Worker)
 

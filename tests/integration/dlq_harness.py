@@ -7,9 +7,10 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from framework import Bus, Context, Worker, names
+from framework import Bus, Context, Worker
+from framework.consume.worker_spec import build_spec
 from framework.testing import BrokerAdmin
-from framework.worker_spec import build_spec
+from framework.wire import names
 from tests.integration.cli_runner import framework, framework_json
 from tests.integration.ops_service import Job
 

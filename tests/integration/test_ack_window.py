@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 from framework import Bus
+from framework.consume.worker_spec import build_spec
 from framework.testing import BrokerAdmin, eventually
-from framework.worker_spec import build_spec
 from tests.integration.acking_service import HoldingAcksWorker, Record
 
 REPO = Path(__file__).resolve().parents[2]

@@ -18,12 +18,13 @@ import aio_pika
 import pytest
 from pamqp.commands import Basic
 
-from framework import Bus, Command, Context, Worker, names
+from framework import Bus, Command, Context, Worker
 from framework.errors import MessageRefused
-from framework.header_limits import MAX_HEADER_TEXT
-from framework.keys import CONTENT_KEY_PREFIX
 from framework.testing import BrokerAdmin
-from framework.wire_guard import MAX_DEPTH
+from framework.wire import names
+from framework.wire.guard import MAX_DEPTH
+from framework.wire.header_limits import MAX_HEADER_TEXT
+from framework.wire.keys import CONTENT_KEY_PREFIX
 from tests.integration.raw_publish import publish_keyless, publish_poisoned
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-from framework import Bus, Command, Context, Worker, names
-from framework.breaker import BreakerState, CircuitBreaker
+from framework import Bus, Command, Context, Worker
+from framework.resilience.breaker import BreakerState, CircuitBreaker
 from framework.testing import BrokerAdmin
 from framework.testing.pytest_plugin import WorkerFactory
+from framework.wire import names
 
 
 class Charge(Command):

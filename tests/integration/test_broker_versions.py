@@ -15,11 +15,12 @@ import aio_pika
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 
-from framework import Bus, Command, Context, MessageTooLarge, PermanentError, Worker, names
-from framework.dlq import browse
-from framework.message_size import MIB
+from framework import Bus, Command, Context, MessageTooLarge, PermanentError, Worker
+from framework.consume.worker_spec import build_spec
+from framework.ops.dlq import browse
 from framework.testing import BrokerAdmin
-from framework.worker_spec import build_spec
+from framework.wire import names
+from framework.wire.message_size import MIB
 
 
 class Chore(Command):

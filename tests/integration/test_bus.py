@@ -92,7 +92,7 @@ async def test_full_queue_raises_overloaded(
         assert 3 <= accepted <= 4
         assert await broker_admin.depth(queue_name) == accepted
     finally:
-        from framework.worker_spec import build_spec
+        from framework.consume.worker_spec import build_spec
 
         await broker_admin.delete_worker_queues(queue_name, build_spec(Bounded).policy.tiers_ms())
 
@@ -157,7 +157,7 @@ async def test_send_with_retry_gives_up_after_bound(
 ) -> None:
     """When no room appears within the bound, Overloaded is raised."""
     from framework import RetryOnOverload
-    from framework.worker_spec import build_spec
+    from framework.consume.worker_spec import build_spec
 
     class Bounded(Worker):
         queue = queue_name
@@ -216,7 +216,7 @@ async def test_max_length_5_refuses_sends_6_to_10(
 ) -> None:
     """A queue with max length 5 and no consumer: sends 6..10 raise Overloaded (3.10 quorum
     queues may admit one extra), and the queue holds at most 5 (+1)."""
-    from framework.worker_spec import build_spec
+    from framework.consume.worker_spec import build_spec
 
     class Five(Worker):
         queue = queue_name

@@ -10,10 +10,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from framework import Bus, Command, Context, Event, PermanentError, Unroutable, Worker, names
-from framework.acks import AckCoalescer
+from framework import Bus, Command, Context, Event, PermanentError, Unroutable, Worker
 from framework.errors import RemoteError, RequestTimeout
 from framework.testing import BrokerAdmin, MemoryBus
+from framework.wire import names
+from framework.wire.acks import AckCoalescer
 from tests.integration.contract_harness import Harness, MemoryHarness, PortSpy, RabbitHarness
 
 

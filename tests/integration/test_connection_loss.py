@@ -9,8 +9,9 @@ from collections.abc import Callable, Sized
 
 import pytest
 
-from framework import Bus, Command, Context, PublishFailed, Worker, names
+from framework import Bus, Command, Context, PublishFailed, Worker
 from framework.testing import BrokerAdmin, eventually
+from framework.wire import names
 from tests.integration.test_reconnect import _close_connections_named
 
 TOTAL = 2000

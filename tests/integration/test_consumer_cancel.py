@@ -6,9 +6,9 @@ import asyncio
 import contextlib
 
 from framework import Bus, Command, Context, Unroutable, Worker
-from framework.consumer import Consumer
 from framework.testing import BrokerAdmin, eventually
 from framework.testing.pytest_plugin import WorkerFactory
+from framework.wire.consumer import Consumer
 
 
 class Ping(Command):

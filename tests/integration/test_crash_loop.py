@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from framework import Bus, names
+from framework import Bus
+from framework.consume.worker_spec import build_spec
 from framework.testing import BrokerAdmin
-from framework.worker_spec import build_spec
+from framework.wire import names
 from tests.integration.crashing_service import CrashingWorker, Task
 
 REPO = Path(__file__).resolve().parents[2]

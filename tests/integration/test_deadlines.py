@@ -9,9 +9,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from framework import Bus, Command, Context, Settings, Worker, names
+from framework import Bus, Command, Context, Settings, Worker
 from framework.testing import BrokerAdmin, eventually
 from framework.testing.pytest_plugin import WorkerFactory
+from framework.wire import names
 
 SKEW = 0.1  # clock-skew tolerance of these tests' bus: producer and worker share a clock
 

@@ -10,9 +10,9 @@ import aio_pika
 import pytest
 
 from framework import Bus, Command, Context, Worker
-from framework.declare import QueueArgumentsDiffer
+from framework.consume.worker_spec import build_spec
 from framework.testing import BrokerAdmin
-from framework.worker_spec import build_spec
+from framework.wire.declare import QueueArgumentsDiffer
 
 
 class Errand(Command):

@@ -15,8 +15,9 @@ from typing import Any
 import aio_pika
 import pytest
 
-from framework import Bus, Context, PermanentError, Worker, names
+from framework import Bus, Context, PermanentError, Worker
 from framework.testing import BrokerAdmin
+from framework.wire import names
 from tests.integration.cli_runner import REPO, framework
 from tests.integration.dlq_harness import cli, cli_json, idle_queue, wait_until
 from tests.integration.ops_service import Job

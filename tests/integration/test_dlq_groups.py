@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from framework import Bus, Context, PermanentError, Worker, names
+from framework import Bus, Context, PermanentError, Worker
 from framework.testing import BrokerAdmin
+from framework.wire import names
 from tests.integration.dlq_harness import cli, cli_json, idle_queue, wait_until
 from tests.integration.ops_service import Job
 

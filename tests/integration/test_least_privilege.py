@@ -19,15 +19,16 @@ import pytest
 from aio_pika.exceptions import PublishError
 from aiormq.exceptions import ChannelAccessRefused
 
-from framework import Bus, Command, Context, Event, PermanentError, Worker, names
-from framework.backoff import RetryPolicy
-from framework.declare import declare, ensure_shared_exchange
+from framework import Bus, Command, Context, Event, PermanentError, Worker
+from framework.consume.worker_spec import build_spec
 from framework.errors import ConfigurationError
-from framework.load_status import LOAD_TOPOLOGY
+from framework.resilience.backoff import RetryPolicy
+from framework.resilience.load_status import LOAD_TOPOLOGY
 from framework.settings import Settings
 from framework.testing import BrokerAdmin, eventually
-from framework.topology import EXCHANGES, QueueOptions, worker_topology
-from framework.worker_spec import build_spec
+from framework.wire import names
+from framework.wire.declare import declare, ensure_shared_exchange
+from framework.wire.topology import EXCHANGES, QueueOptions, worker_topology
 from tests.integration.cli_runner import framework
 from tests.integration.vhost_admin import Permissions, VhostAdmin, url_for
 

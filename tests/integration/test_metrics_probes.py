@@ -13,9 +13,9 @@ import urllib.request
 from typing import Any
 
 from framework import Bus, CircuitBreaker, Context, PermanentError, Worker
-from framework.breaker import BreakerState
-from framework.metrics import Metrics
-from framework.observability import serve_worker_probes
+from framework.ops.metrics import Metrics
+from framework.ops.observability import serve_worker_probes
+from framework.resilience.breaker import BreakerState
 from framework.testing import BrokerAdmin, eventually
 from tests.integration.cli_runner import REPO
 from tests.integration.ops_service import Job

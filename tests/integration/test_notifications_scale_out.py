@@ -20,9 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from framework import Bus, names
+from framework import Bus
+from framework.consume.worker_spec import build_spec
 from framework.testing import BrokerAdmin, eventually
-from framework.worker_spec import build_spec
+from framework.wire import names
 from schemas.customers import CustomerUpdated
 from schemas.payments import PaymentFailed, PaymentSucceeded
 from services.notifications.mailer import Mailer

@@ -13,14 +13,15 @@ from typing import ClassVar
 import aio_pika
 import pytest
 
-from framework import Bus, Command, Context, PermanentError, Unroutable, Worker, names
-from framework.breaker import BreakerState, CircuitBreaker
-from framework.consumer import Consumer
+from framework import Bus, Command, Context, PermanentError, Unroutable, Worker
+from framework.consume.ordering import order_bucket, partition_of
+from framework.consume.partitions import PartitionedSubscription
 from framework.idempotency import MemoryStore
-from framework.ordering import order_bucket, partition_of
-from framework.partitioned_consumer import PartitionedSubscription
+from framework.resilience.breaker import BreakerState, CircuitBreaker
 from framework.testing import BrokerAdmin, eventually
 from framework.testing.pytest_plugin import WorkerFactory
+from framework.wire import names
+from framework.wire.consumer import Consumer
 from tests.integration.dlq_harness import cli
 
 PARTITIONS = 4

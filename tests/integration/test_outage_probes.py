@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
 from framework import Bus, Context, Worker
-from framework.observability import serve_worker_probes
+from framework.ops.observability import serve_worker_probes
 from framework.settings import Settings
 from framework.testing import BrokerAdmin
 from tests.chaos.proxy import FaultProxy

@@ -20,8 +20,8 @@ import aio_pika
 import pytest
 
 from framework import Bus, Context, Worker
+from framework.consume.worker_spec import build_spec
 from framework.testing import BrokerAdmin
-from framework.worker_spec import build_spec
 from tests.integration.outbox_harness import (
     postgres_database,
     read_outcome,

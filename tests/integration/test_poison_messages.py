@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from framework import Bus, Command, Context, Worker, names
+from framework import Bus, Command, Context, Worker
 from framework.testing import BrokerAdmin
 from framework.testing.pytest_plugin import WorkerFactory
+from framework.wire import names
 
 
 class Order(Command):

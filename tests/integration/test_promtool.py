@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from framework import Bus, CircuitBreaker, Context, PermanentError, Worker, names
-from framework.envelope import encode_body
+from framework import Bus, CircuitBreaker, Context, PermanentError, Worker
 from framework.testing import BrokerAdmin, eventually
 from framework.testing.pytest_plugin import WorkerFactory
+from framework.wire import names
+from framework.wire.envelope import encode_body
 from tests.integration.cli_runner import REPO
 from tests.integration.test_sla_metrics import Order, scraped
 

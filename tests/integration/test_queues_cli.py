@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from framework import Bus, Command, Context, Worker, names
-from framework.queue_source import default_retry_queues
+from framework import Bus, Command, Context, Worker
+from framework.ops.queue_source import default_retry_queues
 from framework.testing import BrokerAdmin
+from framework.wire import names
 from tests.integration.cli_runner import DEAD_MANAGEMENT, framework, framework_json
 
 

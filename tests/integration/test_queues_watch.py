@@ -10,8 +10,9 @@ import subprocess
 import sys
 import time
 
-from framework import Bus, Context, Worker, names
+from framework import Bus, Context, Worker
 from framework.testing import BrokerAdmin
+from framework.wire import names
 from tests.integration.cli_runner import DEAD_MANAGEMENT, REPO
 from tests.integration.ops_service import Job
 

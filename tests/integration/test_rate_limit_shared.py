@@ -9,9 +9,10 @@ import threading
 import time
 import uuid
 
-from framework import Bus, Command, Context, RateLimit, Worker, names
+from framework import Bus, Command, Context, RateLimit, Worker
+from framework.consume.worker_spec import build_spec
 from framework.testing import BrokerAdmin, eventually
-from framework.worker_spec import build_spec
+from framework.wire import names
 from tests.integration.conftest import REDIS_URL
 
 PER_SECOND = 20.0

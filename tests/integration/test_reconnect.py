@@ -10,8 +10,9 @@ import urllib.request
 import uuid
 from urllib.parse import quote, urlsplit
 
-from framework import Bus, Command, Context, Worker, names
+from framework import Bus, Command, Context, Worker
 from framework.testing import BrokerAdmin
+from framework.wire import names
 
 
 class Beat(Command):

@@ -6,9 +6,10 @@ import asyncio
 import itertools
 import time
 
-from framework import Bus, Command, Context, PermanentError, Worker, names
+from framework import Bus, Command, Context, PermanentError, Worker
 from framework.testing import BrokerAdmin, eventually
 from framework.testing.pytest_plugin import WorkerFactory
+from framework.wire import names
 
 
 class Job(Command):

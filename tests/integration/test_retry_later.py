@@ -7,9 +7,10 @@ import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 
-from framework import Bus, Command, Context, RetryLater, Worker, names
+from framework import Bus, Command, Context, RetryLater, Worker
 from framework.testing import BrokerAdmin, eventually
 from framework.testing.pytest_plugin import WorkerFactory
+from framework.wire import names
 
 
 class Poll(Command):

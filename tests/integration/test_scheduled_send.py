@@ -9,10 +9,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from framework import Bus, Command, Context, Settings, Worker, names
-from framework.scheduling import UNIT_MS, delay_units, waits_of
+from framework import Bus, Command, Context, Settings, Worker
+from framework.publish.scheduling import UNIT_MS, delay_units, waits_of
 from framework.testing import BrokerAdmin
 from framework.testing.pytest_plugin import WorkerFactory
+from framework.wire import names
 from tests.integration.cli_runner import DEAD_MANAGEMENT, framework, framework_json
 
 # how late a due command may reach its handler on these shared, busy machines: the last
@@ -142,7 +143,7 @@ async def test_deadline_passing_while_scheduled_is_dead_lettered_expired(
 
 async def test_bad_schedules_are_refused_before_anything_is_sent(bus: Bus) -> None:
     """Negative delays, both keywords, naive datetimes and delays beyond 7 days raise."""
-    from framework.scheduling import InvalidSchedule
+    from framework.publish.scheduling import InvalidSchedule
 
     with pytest.raises(InvalidSchedule, match="negative"):
         await bus.send(Remind(n=1), delay=-1)

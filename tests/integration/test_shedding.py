@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from framework import Bus, Command, Context, Overloaded, Settings, Worker, names
+from framework import Bus, Command, Context, Overloaded, Settings, Worker
 from framework.testing import BrokerAdmin, eventually
 from framework.testing.pytest_plugin import WorkerFactory
+from framework.wire import names
 from tests.integration.test_reconnect import _close_connections_named
 
 pytestmark = pytest.mark.timeout(90)

@@ -12,9 +12,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from framework.shutdown import CLOSE_MARGIN
+from framework.consume.shutdown import CLOSE_MARGIN
+from framework.consume.worker_spec import build_spec
 from framework.testing import BrokerAdmin
-from framework.worker_spec import build_spec
 from tests.chaos.proxy import FaultProxy
 from tests.integration.cli_runner import REPO
 from tests.integration.ops_service import Job

@@ -12,11 +12,12 @@ from datetime import UTC, datetime
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from framework import Bus, Command, Context, Settings, Worker, names
-from framework.envelope import encode_body
-from framework.observability import serve_worker_probes
+from framework import Bus, Command, Context, Settings, Worker
+from framework.ops.observability import serve_worker_probes
 from framework.testing import BrokerAdmin, eventually
 from framework.testing.pytest_plugin import WorkerFactory
+from framework.wire import names
+from framework.wire.envelope import encode_body
 
 Scrape = Callable[[], Awaitable[str]]
 

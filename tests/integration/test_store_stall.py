@@ -15,7 +15,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from framework import Bus, Command, Context, Worker
-from framework.observability import serve_worker_probes
+from framework.ops.observability import serve_worker_probes
 from framework.settings import Settings
 from framework.testing import eventually
 from tests.chaos.proxy import FaultProxy

@@ -18,9 +18,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from framework import Bus, Command, Context, Worker
+from framework.consume.worker_spec import build_spec
 from framework.testing import BrokerAdmin
 from framework.testing.pytest_plugin import WorkerFactory
-from framework.worker_spec import build_spec
 from schemas.orders import PlaceOrder
 from services.customers.worker import CustomerWorker
 from services.notifications.mailer import Mailer

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
-from framework import Bus, Command, Context, Worker, names
+from framework import Bus, Command, Context, Worker
 from framework.testing import BrokerAdmin
 from framework.testing.pytest_plugin import WorkerFactory
+from framework.wire import names
 
 
 class Ping(Command):

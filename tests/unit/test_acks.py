@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from framework.acks import AckCoalescer, AckPlan, plan_acks
+from framework.wire.acks import AckCoalescer, AckPlan, plan_acks
 
 
 def test_nothing_settled_nothing_sent() -> None:

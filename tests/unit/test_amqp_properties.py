@@ -12,9 +12,9 @@ import aio_pika
 import pytest
 from pamqp.commands import Basic
 
-from framework import names
-from framework.amqp_properties import FastProperties
-from framework.envelope import Envelope, amqp_properties, wire_headers
+from framework.wire import names
+from framework.wire.envelope import Envelope, amqp_properties, wire_headers
+from framework.wire.properties import FastProperties
 
 FULL: dict[str, Any] = {
     "content_type": "application/json",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from framework.backoff import RetryPolicy, tier_cap_ms, tier_for
+from framework.resilience.backoff import RetryPolicy, tier_cap_ms, tier_for
 
 
 @pytest.mark.parametrize("attempt", range(1, 15))

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from framework.breaker import (
+from framework.resilience.breaker import (
     BreakerCore,
     BreakerPolicy,
     BreakerState,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from framework.breaker import BreakerState
-from framework.breaker_gate import Mode, consumer_mode
+from framework.consume.breaker_gate import Mode, consumer_mode
+from framework.resilience.breaker import BreakerState
 
 C, OPEN, H = BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from framework.broker_checks import HandlerNeeds, queue_problems, version_problems
+from framework.consume.broker_checks import HandlerNeeds, queue_problems, version_problems
 
 DECLARED = {
     "x-queue-type": "quorum",

@@ -116,6 +116,6 @@ def test_container_that_cannot_start_is_one_error(monkeypatch: pytest.MonkeyPatc
 
 async def test_broker_answers_is_false_when_nothing_listens() -> None:
     """broker_answers reports a refused connection as False, without retrying."""
-    from framework.connection import broker_answers
+    from framework.wire.connection import broker_answers
 
     assert await broker_answers("amqp://guest:guest@127.0.0.1:1/", timeout=2.0) is False

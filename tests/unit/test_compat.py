@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from framework.compat import incompatibilities, version_of
+from framework.contracts.compatibility import incompatibilities, version_of
 
 
 def schema(model: type[BaseModel]) -> dict[str, Any]:

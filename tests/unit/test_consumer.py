@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from framework.consumer import Consumer
-from framework.topology import QueueSpec
+from framework.wire.consumer import Consumer
+from framework.wire.topology import QueueSpec
 
 
 class FakeRaw:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from framework.compat import incompatibilities, version_of
-from framework.schema_export import contracts, json_schema
+from framework.contracts.compatibility import incompatibilities, version_of
+from framework.contracts.schema_export import contracts, json_schema
 
 SNAPSHOTS = Path(__file__).resolve().parents[2] / "schemas" / "snapshots"
 CURRENT = contracts("schemas")

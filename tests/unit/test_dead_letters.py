@@ -6,8 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from framework import names
-from framework.dead_letters import (
+from framework.ops.dead_letter_headers import (
     dead_letter_attempts,
     dead_letter_error,
     dead_letter_key,
@@ -16,6 +15,7 @@ from framework.dead_letters import (
     describe,
     replay_headers,
 )
+from framework.wire import names
 
 WHEN = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -142,7 +142,7 @@ def test_replay_headers_reset_attempt_and_drop_death_details() -> None:
 def test_keyless_dead_letter_is_known_by_its_content_key() -> None:
     """A DLQ message without message_id is listed under a stable content key (never a
     delivery tag); one with a message_id under that id."""
-    from framework.keys import content_key
+    from framework.wire.keys import content_key
 
     letter = describe(
         message_id=None, type_="t", correlation_id=None, headers={}, timestamp=None, body=b"{}"

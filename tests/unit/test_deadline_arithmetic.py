@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from framework.deadlines import combine_deadline, handler_budget, is_expired, to_epoch_ms
+from framework.consume.deadlines import combine_deadline, handler_budget, is_expired, to_epoch_ms
 
 NOW_MS = 1_700_000_000_000
 NOW = datetime.fromtimestamp(NOW_MS / 1000, tz=UTC)

@@ -6,12 +6,12 @@ from typing import Any
 
 import pytest
 
-from framework import names
-from framework.backoff import RetryPolicy
-from framework.deferrals import MAX_DEFERRALS, deferrals_of, next_deferrals
-from framework.envelope import Envelope
-from framework.settle import apply_settlement
-from framework.settlement import Busy, Deferred, Retry, decide
+from framework.consume.decisions import Busy, Deferred, Retry, decide
+from framework.consume.deferrals import MAX_DEFERRALS, deferrals_of, next_deferrals
+from framework.consume.settle import apply_settlement
+from framework.resilience.backoff import RetryPolicy
+from framework.wire import names
+from framework.wire.envelope import Envelope
 
 POLICY = RetryPolicy(max_attempts=5, base_delay=1.0, max_delay=300.0, jitter=0.0)
 
@@ -65,7 +65,7 @@ def test_circuit_not_before_still_wins() -> None:
 
 def test_failed_attempt_does_not_set_a_deferral_count() -> None:
     """Only deferrals write fw-deferrals."""
-    from framework.settlement import Failed
+    from framework.consume.decisions import Failed
 
     settlement = decide(Failed("x"), 1, POLICY, low)
     assert isinstance(settlement, Retry) and settlement.deferrals is None

@@ -2,7 +2,7 @@
 passwords and metrics ports in docker-compose, Prometheus, Kubernetes, KEDA and the RabbitMQ
 definitions are those of the workers found under services/; each service's broker user
 reaches its own queues but no other service's; the policies cannot override the queue
-arguments the framework declares; the Grafana dashboard only uses metrics framework/metrics.py
+arguments the framework declares; the Grafana dashboard only uses metrics framework/ops/metrics.py
 defines. Nothing here talks to Docker or a cluster: it reads files."""
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ from urllib.parse import unquote, urlsplit
 import pytest
 import yaml
 
-from framework import names
-from framework.discovery import discover
-from framework.metrics import Metrics
-from framework.shutdown import CLOSE_MARGIN
+from framework.consume.shutdown import CLOSE_MARGIN
+from framework.consume.worker_spec import build_spec
+from framework.contracts.discovery import discover
+from framework.ops.metrics import Metrics
+from framework.wire import names
 from framework.worker import Worker
-from framework.worker_spec import build_spec
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 K8S = DEPLOY / "k8s"
@@ -42,7 +42,7 @@ DASHBOARD = json.loads((DEPLOY / "grafana" / "framework-dashboard.json").read_te
 # today: `notifications` keeps a process-local replica, fed from a queue of each instance's
 # own (Replica.feeding), so every replica process gets every customer event.
 SINGLE_REPLICA: dict[str, str] = {}
-# Policy keys that cannot override or tighten what framework/topology.py declares (see
+# Policy keys that cannot override or tighten what framework/wire/topology.py declares (see
 # deploy/rabbitmq/rabbitmq.conf). `delivery-limit` is resolved as the lower of policy and
 # argument, so it is allowed only as a ceiling at or above every worker's delivery_limit.
 SAFE_POLICY_KEYS = {"delivery-limit", "queue-leader-locator"}
@@ -175,7 +175,7 @@ SHARED_EXCHANGES = (names.COMMANDS_EXCHANGE, names.EVENTS_EXCHANGE, names.LOAD_E
 def test_service_user_may_follow_load_reports() -> None:
     """With shedding by forecast, a bus of service S follows fw.load with its own exclusive
     queue `S.load.<random>`: inside S's configure, write and read rights."""
-    from framework.load_status import LoadFollower
+    from framework.resilience.load_status import LoadFollower
 
     for service in SERVICES:
         queue = LoadFollower(service).queue_name

@@ -11,8 +11,11 @@ from aiormq.abc import DeliveredMessage
 from pamqp import commands as spec
 from pamqp.header import ContentHeader
 
-from framework import Command, InvalidMessage, names
-from framework.envelope import (
+from framework import Command, InvalidMessage
+from framework.consume.decisions import DeadLetter, Reason, Retry
+from framework.consume.settle import dead_letter_copy, retry_copy
+from framework.wire import names
+from framework.wire.envelope import (
     MAX_DEADLINE_MS,
     Envelope,
     amqp_properties,
@@ -20,9 +23,7 @@ from framework.envelope import (
     encode_body,
     from_amqp,
 )
-from framework.keys import CONTENT_KEY_PREFIX, content_key
-from framework.settle import dead_letter_copy, retry_copy
-from framework.settlement import DeadLetter, Reason, Retry
+from framework.wire.keys import CONTENT_KEY_PREFIX, content_key
 
 
 class PlaceOrder(Command):

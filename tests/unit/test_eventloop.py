@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from framework import eventloop
+from framework.ops import eventloop
 
 
 def test_runs_on_uvloop_when_installed() -> None:

@@ -6,9 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from framework import names
-from framework.dead_letters import DeadLetteredMessage, describe
-from framework.failure_groups import (
+from framework.ops.dead_letter_headers import DeadLetteredMessage, describe
+from framework.ops.failure_groups import (
     GROUP_ID_LENGTH,
     MAX_NORMALISED,
     FailureGroups,
@@ -17,6 +16,7 @@ from framework.failure_groups import (
     normalise_error,
     split_error,
 )
+from framework.wire import names
 
 WHEN = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 

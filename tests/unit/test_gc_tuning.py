@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 
-from framework.gc_tuning import freeze_startup_heap
+from framework.ops.gc_tuning import freeze_startup_heap
 
 
 def test_freezes_what_is_alive_and_later_garbage_is_still_collected() -> None:

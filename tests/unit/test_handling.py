@@ -9,11 +9,7 @@ from typing import Any
 import pytest
 
 from framework import Command, Context, PermanentError
-from framework.breaker import CircuitOpenError
-from framework.envelope import Envelope, encode_body
-from framework.handling import HandlingPolicy, now_ms, process
-from framework.idempotency import ClaimResult, MemoryStore
-from framework.settlement import (
+from framework.consume.decisions import (
     Busy,
     Deferred,
     Duplicate,
@@ -22,6 +18,10 @@ from framework.settlement import (
     Handled,
     Invalid,
 )
+from framework.consume.handling import HandlingPolicy, now_ms, process
+from framework.idempotency import ClaimResult, MemoryStore
+from framework.resilience.breaker import CircuitOpenError
+from framework.wire.envelope import Envelope, encode_body
 
 
 class Pay(Command):
@@ -265,7 +265,7 @@ async def test_deferral_carries_the_incoming_count() -> None:
     """A deferred message's count of deferrals so far comes from its fw-deferrals header."""
     from dataclasses import replace
 
-    from framework import names
+    from framework.wire import names
 
     deferred = replace(envelope(), headers={names.DEFERRALS: 3})
     result = await process(deferred, POLICY, BrokenStore({"claim"}), ok, no_context)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pamqp import encode
 
-from framework.header_limits import (
+from framework.wire.header_limits import (
     HEADERS_DROPPED,
     MAX_HEADER_TEXT,
     bound_text,

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from framework.header_values import header_int, header_text, shown_text
+from framework.wire.header_values import header_int, header_text, shown_text
 
 
 @pytest.mark.parametrize(

@@ -7,10 +7,10 @@ import asyncio
 import pytest
 
 from framework import Command, Context, LeaseLost, Worker
-from framework.heartbeat import HandlerProgress, check_progress
+from framework.consume.heartbeat import HandlerProgress, check_progress
 from framework.idempotency import ClaimResult, MemoryStore
 from framework.idempotency.leases import HeldLease, LeaseKeeper, current_lease, new_token
-from framework.metrics import Metrics
+from framework.ops.metrics import Metrics
 from framework.testing import MemoryBus
 
 

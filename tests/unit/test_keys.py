@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from framework.keys import new_key
+from framework.wire.keys import new_key
 
 
 def test_new_keys_are_version_4_uuids_in_canonical_form() -> None:

@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from framework import Overloaded, RetryOnOverload
-from framework.load_forecast import (
+from framework.publish.send_retry import pause_after
+from framework.resilience.load_forecast import (
     STALE_INTERVALS,
     BacklogTrend,
     HandlingRate,
@@ -18,8 +19,7 @@ from framework.load_forecast import (
     queue_wait,
     refusal,
 )
-from framework.load_status import LoadFollower
-from framework.send_retry import pause_after
+from framework.resilience.load_status import LoadFollower
 
 pytestmark = pytest.mark.unit
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from framework.log_throttle import LogThrottle, without_numbers
+from framework.resilience.log_throttle import LogThrottle, without_numbers
 
 
 class Clock:

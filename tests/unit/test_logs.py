@@ -8,7 +8,7 @@ import json
 import pytest
 
 from framework import Command, Context, Worker
-from framework.logs import configure_logging, reset_logging, trace_fields
+from framework.ops.logs import configure_logging, reset_logging, trace_fields
 from framework.testing import MemoryBus
 
 

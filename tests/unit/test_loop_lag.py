@@ -7,7 +7,7 @@ import time
 
 from structlog.testing import capture_logs
 
-from framework.loop_lag import LoopLagWatchdog
+from framework.consume.loop_lag import LoopLagWatchdog
 
 
 def test_lag_below_threshold_is_recorded_not_counted() -> None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from framework.management import ManagementApi, origin
+from framework.ops.management import ManagementApi, origin
 
 
 @dataclass

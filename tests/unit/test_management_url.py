@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from framework.errors import ConfigurationError
-from framework.management import ManagementApi
+from framework.ops.management import ManagementApi
 
 
 def test_default_is_amqp_host_with_amqp_credentials() -> None:

@@ -7,13 +7,14 @@ from typing import Any
 
 import pytest
 
-from framework import Bus, Command, Context, Event, MessageTooLarge, Overloaded, Worker, names
-from framework.acks import AckCoalescer
-from framework.envelope import Envelope
+from framework import Bus, Command, Context, Event, MessageTooLarge, Overloaded, Worker
 from framework.errors import RequestTimeout
-from framework.message_size import MIB
 from framework.testing import MemoryBroker, MemoryBus
 from framework.testing.memory_port import MemoryPort
+from framework.wire import names
+from framework.wire.acks import AckCoalescer
+from framework.wire.envelope import Envelope
+from framework.wire.message_size import MIB
 
 
 class Job(Command):

@@ -8,9 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from framework import Command, Context, Worker, names
-from framework.scheduling import InvalidSchedule
+from framework import Command, Context, Worker
+from framework.publish.scheduling import InvalidSchedule
 from framework.testing import MemoryBus
+from framework.wire import names
 
 
 class Remind(Command):

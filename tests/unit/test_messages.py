@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from framework import Command, Event
-from framework.keys import derive_key, new_key
 from framework.messages import is_command, message_types
-from framework.tracing import child_traceparent, new_traceparent
+from framework.ops.tracing import child_traceparent, new_traceparent
+from framework.wire.keys import derive_key, new_key
 
 
 class ShipParcel(Command):

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from framework import CircuitBreaker, Command, Context, RateLimit, RateLimited, Worker
-from framework.breaker import BreakerState
-from framework.metrics import Metrics
-from framework.queue_stats import QueueSample, group
-from framework.settlement import Ack, DeadLetter, Reason, Retry
-from framework.stats import WorkerStats
+from framework.consume.decisions import Ack, DeadLetter, Reason, Retry
+from framework.ops.metrics import Metrics
+from framework.ops.queue_stats import QueueSample, group
+from framework.ops.stats import WorkerStats
+from framework.resilience.breaker import BreakerState
 from framework.testing import MemoryBus
 
 

@@ -9,9 +9,9 @@ from typing import ClassVar
 
 import pytest
 
-from framework import Command, ConfigurationError, Context, Worker, names
-from framework.envelope import Envelope
-from framework.ordering import (
+from framework import Command, ConfigurationError, Context, Worker
+from framework.consume.decisions import Ack, DeadLetter, Reason, Retry
+from framework.consume.ordering import (
     ORDER_BUCKETS,
     consumer_priorities,
     fnv1a_32,
@@ -22,10 +22,11 @@ from framework.ordering import (
     partition_of,
     retry_in_place,
 )
-from framework.outgoing import outgoing_envelope
-from framework.settlement import Ack, DeadLetter, Reason, Retry
-from framework.topology import QueueOptions, partitioned_topology
-from framework.worker_spec import build_spec
+from framework.consume.worker_spec import build_spec
+from framework.publish.outgoing import outgoing_envelope
+from framework.wire import names
+from framework.wire.envelope import Envelope
+from framework.wire.topology import QueueOptions, partitioned_topology
 
 
 class Deposit(Command):

@@ -9,7 +9,7 @@ from collections import defaultdict
 from typing import ClassVar
 
 from framework import Command, Context, Worker
-from framework.ordering import order_bucket, partition_of
+from framework.consume.ordering import order_bucket, partition_of
 from framework.testing import MemoryBus, eventually
 
 

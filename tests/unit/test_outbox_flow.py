@@ -11,7 +11,7 @@ from typing import TypeVar
 import pytest
 
 from framework import Command, ConfigurationError, Context, Event, Worker
-from framework.metrics import Metrics
+from framework.ops.metrics import Metrics
 from framework.outbox import Relay, RelayPolicy, open_database
 from framework.settings import Settings
 from framework.testing import MemoryBus

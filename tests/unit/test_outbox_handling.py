@@ -6,11 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 from framework import Command, Context
-from framework.envelope import Envelope, encode_body
-from framework.handling import HandlingPolicy, process
+from framework.consume.decisions import Deferred, Duplicate, Handled
+from framework.consume.handling import HandlingPolicy, process
 from framework.idempotency import ClaimResult, MemoryStore
 from framework.outbox import AlreadyHandled, DatabaseUnavailable
-from framework.settlement import Deferred, Duplicate, Handled
+from framework.wire.envelope import Envelope, encode_body
 
 
 class Pay(Command):

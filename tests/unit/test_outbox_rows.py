@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from framework import Command, Event, names
-from framework.envelope import Envelope
+from framework import Command, Event
 from framework.outbox.postgres import affected
 from framework.outbox.rows import (
     ClaimedRow,
@@ -17,6 +16,8 @@ from framework.outbox.rows import (
     retry_delay,
     routing_of,
 )
+from framework.wire import names
+from framework.wire.envelope import Envelope
 
 
 class Ping(Command):

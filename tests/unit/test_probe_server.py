@@ -6,7 +6,7 @@ import asyncio
 import urllib.error
 import urllib.request
 
-from framework.probe_server import Probes, ProbeServer
+from framework.ops.probe_server import Probes, ProbeServer
 
 
 async def get(port: int, path: str) -> tuple[int, str]:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from framework.contracts.project import project_modules
 from framework.errors import ConfigurationError
-from framework.project import project_modules
 
 WORKER = """
 from framework import Command, Context, Worker

@@ -12,9 +12,9 @@ from pamqp.commands import Basic
 from pamqp.header import ContentHeader
 
 from framework.errors import Overloaded, Unroutable
-from framework.publisher import Publisher
 from framework.testing import MemoryBroker
 from framework.testing.memory_broker import StoredMessage
+from framework.wire.publisher import Publisher
 
 
 class RefusingChannel:

@@ -6,7 +6,14 @@ import json
 
 import pytest
 
-from framework.queue_stats import QueueSample, backlog, group, matches, trend, worker_queue_names
+from framework.ops.queue_stats import (
+    QueueSample,
+    backlog,
+    group,
+    matches,
+    trend,
+    worker_queue_names,
+)
 
 SAMPLES = [
     QueueSample("orders", ready=7, unacked=2, consumers=3, publish_rate=4.0, deliver_rate=6.0),

@@ -19,7 +19,7 @@ from framework import (
     RetryLater,
     Worker,
 )
-from framework.rate_core import Decision, LocalBucket, RatePolicy, gcra
+from framework.resilience.rate_core import Decision, LocalBucket, RatePolicy, gcra
 from framework.testing import MemoryBus
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from framework import ApplyResult, Command, Event, Replica, Unroutable
-from framework.replica_refresh import refresh_due
-from framework.replica_store import Row, decide_apply
+from framework.replica.refresh import refresh_due
+from framework.replica.store import Row, decide_apply
 
 
 class Person(Event):

@@ -9,9 +9,9 @@ import re
 import pytest
 
 from framework import ConfigurationError, Event, Replica, Settings
-from framework.replica_feed import DEFAULT_EXPIRES, feed_worker, instance_name, instance_queue
+from framework.consume.worker_spec import build_spec
+from framework.replica.feed import DEFAULT_EXPIRES, feed_worker, instance_name, instance_queue
 from framework.testing import MemoryBroker, MemoryBus
-from framework.worker_spec import build_spec
 
 
 class Price(Event):

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from framework import Event, names
+from framework import Event
+from framework.consume.decisions import DeadLetter, Reason
 from framework.errors import RemoteError
-from framework.reply import decode_reply, error_reply_message, may_reply_to, reply_message
-from framework.settlement import DeadLetter, Reason
+from framework.publish.reply import decode_reply, error_reply_message, may_reply_to, reply_message
+from framework.wire import names
 
 
 class Price(Event):

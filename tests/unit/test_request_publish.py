@@ -8,9 +8,9 @@ from typing import Any
 import aio_pika
 import pytest
 
-from framework import names
 from framework.errors import RequestTimeout
-from framework.request_reply import RequestClient
+from framework.publish.request_reply import RequestClient
+from framework.wire import names
 
 
 class ReplyQueue:

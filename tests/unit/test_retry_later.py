@@ -9,23 +9,8 @@ from typing import Any
 
 import pytest
 
-from framework import (
-    Command,
-    ConfigurationError,
-    Context,
-    RateLimited,
-    RetryLater,
-    Worker,
-    names,
-)
-from framework.backoff import RetryPolicy
-from framework.deferrals import retry_laters_of
-from framework.envelope import Envelope, encode_body, from_amqp, wire_headers
-from framework.handling import HandlingPolicy, now_ms, process
-from framework.idempotency import MemoryStore
-from framework.not_before import MAX_AHEAD, hop_ms, not_before_of, remaining_wait
-from framework.settle import retry_copy
-from framework.settlement import (
+from framework import Command, ConfigurationError, Context, RateLimited, RetryLater, Worker
+from framework.consume.decisions import (
     DeadLetter,
     Expired,
     NotYet,
@@ -34,7 +19,15 @@ from framework.settlement import (
     Retry,
     decide,
 )
-from framework.worker_spec import build_spec
+from framework.consume.deferrals import retry_laters_of
+from framework.consume.handling import HandlingPolicy, now_ms, process
+from framework.consume.not_before import MAX_AHEAD, hop_ms, not_before_of, remaining_wait
+from framework.consume.settle import retry_copy
+from framework.consume.worker_spec import build_spec
+from framework.idempotency import MemoryStore
+from framework.resilience.backoff import RetryPolicy
+from framework.wire import names
+from framework.wire.envelope import Envelope, encode_body, from_amqp, wire_headers
 
 POLICY = RetryPolicy(max_attempts=3, base_delay=1.0, max_delay=8.0, jitter=0.5, retry_later_limit=2)
 

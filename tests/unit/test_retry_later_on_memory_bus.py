@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 
-from framework import Command, Context, RetryLater, Worker, names
+from framework import Command, Context, RetryLater, Worker
 from framework.testing import MemoryBus
+from framework.wire import names
 
 
 class Fetch(Command):

@@ -7,8 +7,8 @@ from dataclasses import replace
 import pytest
 from tenacity import retry_if_exception_type
 
-from framework import retrying
-from framework.retrying import Backoff
+from framework.resilience import retrying
+from framework.resilience.retrying import Backoff
 
 
 def test_delay_doubles_from_first_up_to_cap() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from yarl import URL
 
-from framework.robust import JitteredRobustConnection, next_node, reconnect_delay
+from framework.wire.robust import JitteredRobustConnection, next_node, reconnect_delay
 
 
 @pytest.mark.parametrize("failures", range(40))

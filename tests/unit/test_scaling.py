@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from framework.scaling import drain_seconds, format_duration, suggested_replicas
+from framework.ops.scaling import drain_seconds, format_duration, suggested_replicas
 
 
 def test_empty_queue_drains_now() -> None:

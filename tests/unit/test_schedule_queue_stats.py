@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from framework import names
 from framework.cli.queues import render
-from framework.queue_source import Snapshot
-from framework.queue_stats import QueueSample, backlog, group, schedule_row
+from framework.ops.queue_source import Snapshot
+from framework.ops.queue_stats import QueueSample, backlog, group, schedule_row
+from framework.wire import names
 
 
 def test_schedule_row_sums_every_countdown_queue() -> None:

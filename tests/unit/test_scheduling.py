@@ -8,9 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from framework import names
-from framework.envelope import Envelope
-from framework.scheduling import (
+from framework.publish.scheduling import (
     MAX_DELAY,
     STAGES,
     UNIT_MS,
@@ -23,6 +21,8 @@ from framework.scheduling import (
     stages,
     waits_of,
 )
+from framework.wire import names
+from framework.wire.envelope import Envelope
 
 NOW = 1_700_000_000.0
 

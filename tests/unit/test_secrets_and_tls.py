@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from framework.connection import open_connection
 from framework.errors import ConfigurationError
 from framework.settings import Settings
-from framework.urls import broker_url_problem, disables_tls_verification, mask_url
+from framework.wire.connection import open_connection
+from framework.wire.urls import broker_url_problem, disables_tls_verification, mask_url
 
 STORE_URLS = [
     "redis://:r3dispw@cache:6379/0",

@@ -7,8 +7,8 @@ import pytest
 from framework import Overloaded, PublishTimeout, SendManyFailed
 from framework.cli.send_many import key_runs
 from framework.errors import SendManyOverloaded
-from framework.send_batch import raise_for_failures, send_batch
-from framework.send_results import SendResult
+from framework.publish.send_batch import raise_for_failures, send_batch
+from framework.publish.send_results import SendResult
 
 
 async def test_window_one_stops_after_the_first_failure() -> None:

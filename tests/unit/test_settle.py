@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
-from framework import MessageRefused, names
-from framework.envelope import Envelope
-from framework.settle import settle_or_return
-from framework.settlement import DeadLetter, Reason, Retry
+from framework import MessageRefused
+from framework.consume.decisions import DeadLetter, Reason, Retry
+from framework.consume.settle import settle_or_return
+from framework.wire import names
+from framework.wire.envelope import Envelope
 
 
 @dataclass

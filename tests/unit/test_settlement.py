@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from framework.backoff import RetryPolicy
-from framework.settlement import (
+from framework.consume.decisions import (
     Ack,
     Busy,
     DeadLetter,
@@ -18,6 +17,7 @@ from framework.settlement import (
     Retry,
     decide,
 )
+from framework.resilience.backoff import RetryPolicy
 
 POLICY = RetryPolicy(max_attempts=3, base_delay=1.0, max_delay=8.0, jitter=0.5)
 
@@ -79,7 +79,7 @@ def test_busy_retries_without_burning_an_attempt() -> None:
 
 def test_deferred_retries_after_breaker_reset_without_burning_attempt() -> None:
     """An open circuit defers the message until at least the breaker's reset time."""
-    from framework.settlement import Deferred
+    from framework.consume.decisions import Deferred
 
     result = decide(Deferred("circuit open", not_before=5.0), 2, POLICY, fixed(0))
     assert isinstance(result, Retry)

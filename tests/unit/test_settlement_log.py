@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from structlog.testing import capture_logs
 
-from framework.log_throttle import LogThrottle
-from framework.settlement import Retry
-from framework.settlement_log import log_settlement
+from framework.consume.decisions import Retry
+from framework.consume.settlement_log import log_settlement
+from framework.resilience.log_throttle import LogThrottle
 
 
 def retry_later(error: str) -> Retry:

@@ -4,7 +4,7 @@ which grace a worker uses."""
 from __future__ import annotations
 
 from framework import Command, Context, Settings, Worker
-from framework.shutdown import CLOSE_MARGIN, ShutdownBudget
+from framework.consume.shutdown import CLOSE_MARGIN, ShutdownBudget
 from framework.testing import MemoryBus
 
 

@@ -10,15 +10,16 @@ from typing import Any
 
 import pytest
 
-from framework import Command, Context, Worker, names
-from framework.envelope import Envelope, encode_body
-from framework.handling import HandlingPolicy, process
+from framework import Command, Context, Worker
+from framework.consume.decisions import Ack, DeadLetter, Failed, Reason, Retry
+from framework.consume.handling import HandlingPolicy, process
 from framework.idempotency import MemoryStore
-from framework.metrics import Metrics
-from framework.settlement import Ack, DeadLetter, Failed, Reason, Retry
-from framework.sla import Breach, breach_of, published_at, time_in_queue
-from framework.stats import WorkerStats
+from framework.ops.metrics import Metrics
+from framework.ops.sla import Breach, breach_of, published_at, time_in_queue
+from framework.ops.stats import WorkerStats
 from framework.testing import MemoryBus
+from framework.wire import names
+from framework.wire.envelope import Envelope, encode_body
 
 PUBLISHED = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 

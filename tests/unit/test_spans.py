@@ -11,9 +11,10 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import NoOpTracerProvider, SpanKind, StatusCode
 
-from framework import Command, Context, Event, PermanentError, Worker, names
+from framework import Command, Context, Event, PermanentError, Worker
+from framework.ops.tracing import open_tracing, parse_traceparent
 from framework.testing import MemoryBus
-from framework.tracing import open_tracing, parse_traceparent
+from framework.wire import names
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
@@ -274,7 +275,7 @@ async def test_without_the_api_installed_the_bus_works_untraced(
 ) -> None:
     """With `opentelemetry` not importable the bus starts untraced and messages flow."""
     monkeypatch.setitem(sys.modules, "opentelemetry", None)
-    monkeypatch.delitem(sys.modules, "framework.spans", raising=False)
+    monkeypatch.delitem(sys.modules, "framework.ops.spans", raising=False)
     seen = Seen()
     async with MemoryBus(service="tests", tracer_provider=TracerProvider()) as bus:
         assert bus.tracing is None

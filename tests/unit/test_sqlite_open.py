@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from framework.idempotency.sqlite import SqliteStore
+from framework.idempotency.sqlite_open import is_lock_contention, open_wal
 from framework.outbox.sqlite import SqliteDatabase
-from framework.sqlite_open import is_lock_contention, open_wal
 
 
 async def _open_close_store(path: str) -> None:

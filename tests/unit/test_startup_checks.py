@@ -3,9 +3,9 @@ it with: queues of earlier framework versions are not reported as conflicts."""
 
 from __future__ import annotations
 
-from framework.broker_checks import queue_problems
-from framework.startup_checks import declared_for
-from framework.topology import QueueSpec
+from framework.consume.broker_checks import queue_problems
+from framework.consume.startup_checks import declared_for
+from framework.wire.topology import QueueSpec
 
 CURRENT = {"x-queue-type": "quorum", "x-dead-letter-exchange": "q.moves", "x-delivery-limit": 10}
 QUEUE = QueueSpec("q", CURRENT, fallback={"x-queue-type": "quorum"})

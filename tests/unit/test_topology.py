@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from framework import names
-from framework.backoff import RetryPolicy
-from framework.declare import QueueArgumentsDiffer
-from framework.topology import DLQ_DELIVERY_LIMIT, QueueOptions, worker_topology
+from framework.resilience.backoff import RetryPolicy
+from framework.wire import names
+from framework.wire.declare import QueueArgumentsDiffer
+from framework.wire.topology import DLQ_DELIVERY_LIMIT, QueueOptions, worker_topology
 
 POLICY = RetryPolicy(base_delay=1.0, max_delay=4.0)
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from structlog.testing import capture_logs
 
-from framework.trace_export import requested_exporters, tracer_provider_from_env
+from framework.ops.trace_export import requested_exporters, tracer_provider_from_env
 from tests.otlp_collector import Collected, otlp_collector
 
 

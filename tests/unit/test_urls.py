@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from framework.logs import mask_secrets
+from framework.ops.logs import mask_secrets
 from framework.settings import Settings
-from framework.urls import mask_text, mask_url, split_urls
+from framework.wire.urls import mask_text, mask_url, split_urls
 
 
 @pytest.mark.parametrize(

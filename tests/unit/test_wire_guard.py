@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from pamqp import decode, encode
 
-from framework import wire_guard
-from framework.wire_guard import DROPPED, MAX_DEPTH, TruncatedTable, truncated_headers
+from framework.wire import guard as wire_guard
+from framework.wire.guard import DROPPED, MAX_DEPTH, TruncatedTable, truncated_headers
 
 
 def nested_table(levels: int, kind: bytes = b"F") -> bytes:

@@ -37,7 +37,7 @@ async def test_alive_and_receiving_while_running_neither_once_stopped() -> None:
 async def test_probes_refuse_a_worker_on_the_in_memory_bus() -> None:
     """Probes report a RabbitMQ broker: a worker on the in-memory bus gets a clear error."""
     from framework.errors import ConfigurationError
-    from framework.observability import serve_worker_probes
+    from framework.ops.observability import serve_worker_probes
 
     async with MemoryBus() as bus:
         with pytest.raises(ConfigurationError, match="RabbitMQ Bus"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from framework import Command, ConfigurationError, Context, Event, Worker
-from framework.worker_spec import build_spec
+from framework.consume.worker_spec import build_spec
 
 
 class Charge(Command):

@@ -6,10 +6,10 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-from framework.connection import broker_answers
 from framework.errors import BrokerUnavailable
 from framework.settings import DEFAULT_AMQP_URL
-from framework.urls import mask_url
+from framework.wire.connection import broker_answers
+from framework.wire.urls import mask_url
 
 HOW_TO_GET_RABBITMQ = (
     "the demo needs RabbitMQ and found none. {tried} Start one with Docker: "

@@ -20,15 +20,15 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from framework import eventloop
 from framework.bus import Bus
 from framework.cli.demo.broker import demo_broker
 from framework.cli.demo.fleet import WORKERS, Fleet, as_processes, in_process
 from framework.cli.demo.tally import Tally
 from framework.cli.demo.view import live_table, summary_table
 from framework.cli.demo.watch import Depths, delete_observer, observer, peek_dead_letters
-from framework.logs import configure_logging
-from framework.send_retry import RetryOnOverload
+from framework.ops import eventloop
+from framework.ops.logs import configure_logging
+from framework.publish.send_retry import RetryOnOverload
 from framework.settings import Settings
 from schemas.orders import PlaceOrder
 from services.payments.gateway import GatewaySettings

@@ -13,9 +13,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from framework.breaker import BreakerState, CircuitBreaker
 from framework.bus import Bus
 from framework.cli.demo.examples import examples_root
+from framework.resilience.breaker import BreakerState, CircuitBreaker
 from framework.worker import Worker
 from services.customers.worker import CustomerWorker
 from services.notifications.worker import NotificationWorker, ReceiptWorker

@@ -10,13 +10,13 @@ from dataclasses import dataclass
 import aio_pika
 from aio_pika.abc import AbstractChannel
 
-from framework import names
 from framework.bus import Bus
 from framework.cli.demo.fleet import WORKERS
 from framework.cli.demo.tally import Tally
+from framework.consume.worker_spec import build_spec
 from framework.context import Context
+from framework.wire import names
 from framework.worker import Worker
-from framework.worker_spec import build_spec
 from schemas.notifications import ReceiptSent
 from schemas.orders import OrderPlaced
 from schemas.payments import PaymentFailed, PaymentSucceeded

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from framework import Context, Worker, names
+from framework import Context, Worker
 from framework.testing import MemoryBus
+from framework.wire import names
 from schemas.orders import OrderPlaced, PlaceOrder
 from schemas.payments import ChargePayment
 from services.orders.worker import OrderWorker
