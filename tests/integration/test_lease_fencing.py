@@ -7,7 +7,6 @@ Effects are counted where the handler's own work happens (in its thread), per ke
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
 import time
 from collections import Counter
@@ -19,6 +18,7 @@ from structlog.testing import capture_logs
 
 from framework import Bus, Command, Context, Worker
 from framework.testing import eventually
+from tests.integration.loop_thread import LoopThread
 
 StoreUrl = Callable[[str], str]
 
@@ -82,50 +82,6 @@ async def test_thread_past_timeout_takes_effect_once(
     assert sum(w.stats.dead_lettered for w in workers) == 3
 
 
-class LoopThread:
-    """A worker on a Bus of its own, in a thread with its own event loop (a replica whose
-    loop can be blocked without blocking the test's or the other replica's)."""
-
-    def __init__(self, amqp_url: str, store: str, worker_cls: type[Worker], name: str) -> None:
-        self._args = (amqp_url, store, worker_cls, name)
-        self.worker: Worker | None = None
-        self.ready = threading.Event()
-        self.error: BaseException | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def _main(self) -> None:
-        try:
-            asyncio.run(self._run())
-        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread owner
-            self.error = exc
-            self.ready.set()
-
-    async def _run(self) -> None:
-        amqp_url, store, worker_cls, name = self._args
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        async with Bus.connect(amqp_url, service=name, idempotency=store) as bus:
-            worker = worker_cls(bus)
-            task = asyncio.create_task(worker.run())
-            await worker.wait_ready()
-            self.worker = worker
-            self.ready.set()
-            await self._stop.wait()
-            await worker.stop()
-            await task
-
-    async def stop(self) -> None:
-        if self._loop is not None and self._stop is not None:
-            with contextlib.suppress(RuntimeError):
-                self._loop.call_soon_threadsafe(self._stop.set)
-        await asyncio.to_thread(self._thread.join, 30)
-
-
 @pytest.mark.timeout(60)  # ~6 s alone; more under load
 @pytest.mark.parametrize("store_kind", SHARED)
 async def test_blocked_loop_past_lease_takes_effect_once(
@@ -155,7 +111,7 @@ async def test_blocked_loop_past_lease_takes_effect_once(
 
     await bus.declare(BlockingWorker)
     replicas = [
-        LoopThread(amqp_url, store_url(store_kind), BlockingWorker, f"tests.r{i}") for i in (1, 2)
+        LoopThread(amqp_url, BlockingWorker, f"tests.r{i}", store_url(store_kind)) for i in (1, 2)
     ]
     try:
         for replica in replicas:

@@ -4,7 +4,6 @@ of its own, in its own thread): together they stay within the limit, nothing is 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
 import time
 import uuid
@@ -14,6 +13,7 @@ from framework.consume.worker_spec import build_spec
 from framework.testing import BrokerAdmin, eventually
 from framework.wire import names
 from tests.integration.conftest import REDIS_URL
+from tests.integration.loop_thread import LoopThread
 
 PER_SECOND = 20.0
 MESSAGES = 80
@@ -29,49 +29,6 @@ def most_in_window(stamps: list[float], window: float) -> int:
     """The largest number of stamps within any `window` seconds."""
     ordered = sorted(stamps)
     return max(sum(1 for t in ordered[i:] if t < start + window) for i, start in enumerate(ordered))
-
-
-class Replica:
-    """A worker on a Bus of its own, on an event loop of its own in a thread."""
-
-    def __init__(self, amqp_url: str, worker_cls: type[Worker], name: str) -> None:
-        self._args = (amqp_url, worker_cls, name)
-        self.worker: Worker | None = None
-        self.ready = threading.Event()
-        self.error: BaseException | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def _main(self) -> None:
-        try:
-            asyncio.run(self._run())
-        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
-            self.error = exc
-            self.ready.set()
-
-    async def _run(self) -> None:
-        amqp_url, worker_cls, name = self._args
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        async with Bus.connect(amqp_url, service=name) as bus:
-            worker = worker_cls(bus)
-            task = asyncio.create_task(worker.run())
-            await worker.wait_ready()
-            self.worker = worker
-            self.ready.set()
-            await self._stop.wait()
-            await worker.stop()
-            await task
-
-    async def stop(self) -> None:
-        if self._loop is not None and self._stop is not None:
-            with contextlib.suppress(RuntimeError):
-                self._loop.call_soon_threadsafe(self._stop.set)
-        await asyncio.to_thread(self._thread.join, 30)
 
 
 class Charge(Command):
@@ -108,7 +65,7 @@ async def test_two_replicas_sharing_a_redis_rate_limit_stay_within_it(
                     stamps.append(time.monotonic())
                     handled.append(ctx.message_id)
 
-    replicas = [Replica(amqp_url, Gateway, f"replica-{i}") for i in range(2)]
+    replicas = [LoopThread(amqp_url, Gateway, f"replica-{i}") for i in range(2)]
     for replica in replicas:
         replica.start()
     try:
