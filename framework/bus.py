@@ -326,7 +326,11 @@ class Bus:
         require_kind(command, command=True, verb="send")
         refuse_direct_publish("send")
         key = idempotency_key or new_key()
-        schedule = await self._schedule(delay, not_before)
+        schedule = (  # no coroutine on the hot path when nothing is scheduled
+            None
+            if delay is None and not_before is None
+            else await self._schedule(delay, not_before)
+        )
         load = self.load if schedule is None else None  # a forecast is of now, not of later
         fields = (correlation_id, causation_id, deadline, ttl, traceparent, timeout, schedule)
         if retry is None and load is None:  # the hot path: no closure
